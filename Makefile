@@ -1,0 +1,129 @@
+# dualwrite build. `make` builds everything with warnings as errors; `make SAN=1` builds with
+# ASan+UBSan into build/san; `make test` installs what is missing, builds with sanitizers (override
+# with TEST_SAN=0), starts a private Kafka + PostgreSQL stack, runs every suite and stops it again.
+
+SAN ?= 0
+TEST_SAN ?= 1
+ifeq ($(SAN),1)
+BUILD := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT := -O1
+else
+BUILD := build/release
+SANFLAGS :=
+OPT := -O2
+endif
+
+CC ?= cc
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wvla -Wwrite-strings -Wno-format-nonliteral -Werror
+PKGS := rdkafka libcurl libcjson libpq libmicrohttpd
+CFLAGS = -std=gnu11 $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP
+CPPFLAGS = -D_GNU_SOURCE -Icommon -Itests/lib -Itests/emulators $(shell pkg-config --cflags $(PKGS))
+LDFLAGS = $(SANFLAGS)
+LDLIBS = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIBCOMMON := $(BUILD)/libcommon.a
+
+EMU_SRC := $(filter-out tests/emulators/main.c,$(wildcard tests/emulators/*.c))
+EMU_OBJ := $(EMU_SRC:%.c=$(BUILD)/obj/%.o)
+LIBEMU := $(BUILD)/libemu.a
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIBTEST := $(BUILD)/libtest.a
+
+PROGRAMS := $(notdir $(patsubst %/,%,$(dir $(wildcard workers/*/main.c))))
+PROGRAM_BINS := $(PROGRAMS:%=$(BUILD)/bin/%)
+EMU_BIN := $(if $(wildcard tests/emulators/main.c),$(BUILD)/bin/dw-emulator)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+TEST_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all build deps test test-unit up down clean lint format bench
+.DEFAULT_GOAL := all
+
+all: build
+build: $(PROGRAM_BINS) $(EMU_BIN) $(TEST_BINS) $(BENCH_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# SQL migrations are compiled into the programs, so `ctl migrate` needs no files at run time.
+MIGRATIONS := $(sort $(wildcard schemas/sql/*.sql))
+$(BUILD)/gen/migrations_data.c: $(MIGRATIONS) deploy/tools/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh deploy/tools/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+COMMON_OBJ += $(BUILD)/obj/migrations_data.o
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(LIBEMU): $(EMU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(LIBTEST): $(TESTLIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define program_rule
+$(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/$(1)/*.c)) $(LIBCOMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
+
+$(BUILD)/bin/dw-emulator: $(BUILD)/obj/tests/emulators/main.o $(LIBEMU) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBTEST) $(LIBEMU) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+
+deps:
+	@deploy/local/deps.sh
+
+# Runs every suite against a private stack (.state/test, ports 29xxx) so a running `make up`
+# stack is left alone. Ends with one summary line: "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory SAN=$(TEST_SAN) build
+	@DW_BUILD=build/$(if $(filter 1,$(TEST_SAN)),san,release) tests/run.sh
+
+# Unit suites only: no services needed.
+test-unit:
+	@$(MAKE) --no-print-directory SAN=$(TEST_SAN) build
+	@DW_BUILD=build/$(if $(filter 1,$(TEST_SAN)),san,release) tests/run.sh unit
+
+bench: deps
+	@$(MAKE) --no-print-directory SAN=0 build
+	@DW_BUILD=build/release tests/bench/run.sh
+
+up: deps build
+	@DW_BUILD=$(BUILD) deploy/local/stack.sh up
+
+down:
+	@deploy/local/stack.sh down
+
+lint:
+	@! git grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|atol|gets)\s*\(' -- '*.c' '*.h' | grep -v snprintf \
+		|| (echo "lint: banned calls above (see STYLE.md)"; exit 1)
+	@echo "lint: ok"
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
