@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suites and ends with one summary line, "N passed, N failed".
 #   tests/run.sh          unit suites, then a private Kafka + PostgreSQL stack (.state/test,
+#                         port base DW_TEST_PORT_BASE, default 29000;
 #                         ports 29xxx) for the integration suites, stopped again at the end
 #   tests/run.sh unit     unit suites only (no services)
 # Suites are the cmocka binaries under $DW_BUILD/tests/{unit,integration} and the scripts
@@ -63,7 +64,7 @@ run_layer() {
 run_layer unit
 
 if [ "$mode" = all ]; then
-	export DW_PORT_BASE=29000
+	export DW_PORT_BASE=${DW_TEST_PORT_BASE:-29000}
 	if ! deploy/local/stack.sh up >"$logs/stack-up.log" 2>&1; then
 		cat "$logs/stack-up.log"
 		echo "stack failed to start"
