@@ -15,6 +15,14 @@ OPT := -O2
 endif
 
 CC ?= cc
+# `make V=1` shows the full compiler command lines.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wvla -Wwrite-strings -Wno-format-nonliteral -Werror
 PKGS := rdkafka libcurl libcjson libpq libmicrohttpd
@@ -53,50 +61,59 @@ build: $(PROGRAM_BINS) $(EMU_BIN) $(TEST_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # SQL migrations are compiled into the programs, so `ctl migrate` needs no files at run time.
 MIGRATIONS := $(sort $(wildcard schemas/sql/*.sql))
 $(BUILD)/gen/migrations_data.c: $(MIGRATIONS) deploy/tools/embed-sql.sh
 	@mkdir -p $(dir $@)
-	sh deploy/tools/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+	$(call say,GEN,$@)
+	$(Q)sh deploy/tools/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 COMMON_OBJ += $(BUILD)/obj/migrations_data.o
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 $(LIBEMU): $(EMU_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 $(LIBTEST): $(TESTLIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 define program_rule
 $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/$(1)/*.c)) $(LIBCOMMON)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(call say,LD,$$@)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 $(BUILD)/bin/dw-emulator: $(BUILD)/obj/tests/emulators/main.o $(LIBEMU) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBTEST) $(LIBEMU) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
 
 deps:
 	@deploy/local/deps.sh
 
 # Runs every suite against a private stack (.state/test, ports 29xxx) so a running `make up`
 # stack is left alone. Ends with one summary line: "N passed, N failed".
-test: deps
+test: deps lint
 	@$(MAKE) --no-print-directory SAN=$(TEST_SAN) build
 	@DW_BUILD=build/$(if $(filter 1,$(TEST_SAN)),san,release) tests/run.sh
 
