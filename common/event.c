@@ -636,7 +636,7 @@ static int decode_txn(const cJSON *txn, struct event *ev, char *err, size_t errl
 /* Fills ev from the parsed root; detaches key, data and changed from root into ev. */
 static int decode_tree(cJSON *root, struct event *ev, char *err, size_t errlen)
 {
-	const cJSON *obj;
+	const cJSON *obj = NULL;
 	int64_t v;
 	int op = 0;
 	if (!cJSON_IsObject(root)) {

@@ -48,7 +48,9 @@ static cJSON *parent_of(cJSON *root, const char *path, char *last, size_t lastle
 		obj = cJSON_GetObjectItemCaseSensitive(obj, p);
 		assert_non_null(obj);
 	}
-	snprintf(last, lastlen, "%s", p);
+	size_t n = strlen(p);
+	assert_true(n < lastlen);
+	memcpy(last, p, n + 1);
 	return obj;
 }
 
