@@ -742,114 +742,244 @@ out:
 
 /* ---- encoding ---- */
 
-/* A raw JSON integer, printed by us: cJSON's own number printing may drop the last digit of
- * integers with 16 significant digits. */
-static cJSON *raw_int(int64_t v)
-{
-	char buf[24];
-	snprintf(buf, sizeof(buf), "%" PRId64, v);
-	return cJSON_CreateRaw(buf);
-}
+/*
+ * The encoder writes JSON itself rather than through cJSON's printer: cJSON prints numbers with
+ * 15 significant digits whenever that reads back within two units in the last place, so
+ * 9007199254740991 would come out as 9.00719925474099e+15 and change the value. Here every
+ * number is written so that it reads back to exactly the same double.
+ */
+struct outbuf {
+	char *p;
+	size_t len;
+	size_t cap;
+	int failed; /* 1: out of memory; 2: over EVENT_MAX_BYTES (len keeps counting, nothing is
+		     * written, so the error can say how large the event would have been) */
+};
 
-static int add(cJSON *obj, const char *name, cJSON *item)
+static void put(struct outbuf *b, const char *s, size_t n)
 {
-	if (!item)
-		return -1;
-	if (!cJSON_AddItemToObject(obj, name, item)) {
-		cJSON_Delete(item);
-		return -1;
+	if (b->failed == 1)
+		return;
+	if (b->failed == 2 || n > EVENT_MAX_BYTES - b->len) {
+		b->len += n;
+		b->failed = 2;
+		return;
 	}
-	return 0;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->failed = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
 }
 
-/* A copy of the (validated) key whose integers are raw, so they print exactly. Strings are
- * referenced, not copied. */
-static cJSON *key_for_output(const cJSON *key)
+static void puts_(struct outbuf *b, const char *s)
 {
-	cJSON *out = cJSON_CreateObject();
-	if (!out)
-		return NULL;
-	for (const cJSON *f = key->child; f; f = f->next) {
-		cJSON *item = cJSON_IsNumber(f) ? raw_int((int64_t)f->valuedouble) : cJSON_CreateStringReference(f->valuestring);
-		if (add(out, f->string, item) < 0) {
-			cJSON_Delete(out);
-			return NULL;
+	put(b, s, strlen(s));
+}
+
+/* A JSON string; s is valid UTF-8 (checked by event_validate), written as is but for escapes. */
+static void put_string(struct outbuf *b, const char *s)
+{
+	put(b, "\"", 1);
+	const char *run = s;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		put(b, run, (size_t)(s - run));
+		char esc[8];
+		switch (c) {
+		case '"':
+			puts_(b, "\\\"");
+			break;
+		case '\\':
+			puts_(b, "\\\\");
+			break;
+		case '\b':
+			puts_(b, "\\b");
+			break;
+		case '\f':
+			puts_(b, "\\f");
+			break;
+		case '\n':
+			puts_(b, "\\n");
+			break;
+		case '\r':
+			puts_(b, "\\r");
+			break;
+		case '\t':
+			puts_(b, "\\t");
+			break;
+		default:
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			puts_(b, esc);
+		}
+		run = s + 1;
+	}
+	put(b, run, (size_t)(s - run));
+	put(b, "\"", 1);
+}
+
+/* A finite double, as the shortest of %.15g/%.16g/%.17g that reads back exactly; integral values
+ * below 1e17 in plain digits. */
+static void put_number(struct outbuf *b, double d)
+{
+	char tmp[40];
+	if (d == floor(d) && fabs(d) < 1e17) {
+		snprintf(tmp, sizeof(tmp), "%.0f", d);
+	} else {
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+			if (strtod(tmp, NULL) == d)
+				break;
 		}
 	}
-	return out;
+	for (char *c = tmp; *c; c++)
+		if (*c == ',')
+			*c = '.'; /* a program that set LC_NUMERIC must still write JSON */
+	puts_(b, tmp);
+}
+
+static void put_int(struct outbuf *b, int64_t v)
+{
+	char tmp[24];
+	snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+	puts_(b, tmp);
+}
+
+/* Any validated cJSON value (data, changed): objects, arrays, strings, finite numbers, literals. */
+static void put_value(struct outbuf *b, const cJSON *item)
+{
+	if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
+		int obj = cJSON_IsObject(item);
+		put(b, obj ? "{" : "[", 1);
+		for (const cJSON *c = item->child; c; c = c->next) {
+			if (c != item->child)
+				put(b, ",", 1);
+			if (obj) {
+				put_string(b, c->string);
+				put(b, ":", 1);
+			}
+			put_value(b, c);
+		}
+		put(b, obj ? "}" : "]", 1);
+	} else if (cJSON_IsString(item)) {
+		put_string(b, item->valuestring);
+	} else if (cJSON_IsNumber(item)) {
+		put_number(b, item->valuedouble);
+	} else if (cJSON_IsTrue(item)) {
+		puts_(b, "true");
+	} else if (cJSON_IsFalse(item)) {
+		puts_(b, "false");
+	} else {
+		puts_(b, "null");
+	}
+}
+
+/* A member name and colon, preceded by a comma unless it is the first member. */
+static void put_member(struct outbuf *b, const char *name, int first)
+{
+	if (!first)
+		put(b, ",", 1);
+	put_string(b, name);
+	put(b, ":", 1);
 }
 
 int event_encode(const struct event *ev, char **out, size_t *outlen, char *err, size_t errlen)
 {
 	int rc = -1;
-	cJSON *root = NULL, *src = NULL, *txn = NULL;
-	char *text = NULL;
+	struct outbuf b = { 0 };
 
 	*out = NULL;
 	*outlen = 0;
 	if (event_validate(ev, 0, err, errlen) < 0)
 		goto out;
 
-	root = cJSON_CreateObject();
-	src = cJSON_CreateObject();
-	if (!root || !src)
-		goto oom;
-	if (add(root, "v", raw_int(ev->v)) < 0 || add(root, "id", cJSON_CreateString(ev->id)) < 0)
-		goto oom;
-	if (add(src, "side", cJSON_CreateString(event_side_name(ev->source.side))) < 0 ||
-	    add(src, "env", cJSON_CreateString(ev->source.env)) < 0 ||
-	    add(src, "entity", cJSON_CreateString(ev->source.entity)) < 0 ||
-	    add(src, "entity_set", cJSON_CreateString(ev->source.entity_set)) < 0 ||
-	    add(src, "version", raw_int(ev->source.version)) < 0 || add(src, "ts", raw_int(ev->source.ts)) < 0)
-		goto oom;
-	if (ev->source.user && add(src, "user", cJSON_CreateString(ev->source.user)) < 0)
-		goto oom;
-	if (ev->source.own && add(src, "own", cJSON_CreateTrue()) < 0)
-		goto oom;
-	cJSON *src_added = src;
-	src = NULL;
-	if (add(root, "source", src_added) < 0)
-		goto oom;
-	if (add(root, "op", cJSON_CreateString(event_op_name(ev->op))) < 0 ||
-	    add(root, "key", key_for_output(ev->key)) < 0)
-		goto oom;
-	if (!ev->data || cJSON_IsNull(ev->data)) {
-		if (add(root, "data", cJSON_CreateNull()) < 0)
-			goto oom;
-	} else if (!cJSON_AddItemReferenceToObject(root, "data", ev->data)) {
-		goto oom;
+	put(&b, "{", 1);
+	put_member(&b, "v", 1);
+	put_int(&b, ev->v);
+	put_member(&b, "id", 0);
+	put_string(&b, ev->id);
+	put_member(&b, "source", 0);
+	put(&b, "{", 1);
+	put_member(&b, "side", 1);
+	put_string(&b, event_side_name(ev->source.side));
+	put_member(&b, "env", 0);
+	put_string(&b, ev->source.env);
+	put_member(&b, "entity", 0);
+	put_string(&b, ev->source.entity);
+	put_member(&b, "entity_set", 0);
+	put_string(&b, ev->source.entity_set);
+	put_member(&b, "version", 0);
+	put_int(&b, ev->source.version);
+	put_member(&b, "ts", 0);
+	put_int(&b, ev->source.ts);
+	if (ev->source.user) {
+		put_member(&b, "user", 0);
+		put_string(&b, ev->source.user);
 	}
-	if (ev->changed && !cJSON_AddItemReferenceToObject(root, "changed", ev->changed))
-		goto oom;
+	if (ev->source.own) {
+		put_member(&b, "own", 0);
+		puts_(&b, "true");
+	}
+	put(&b, "}", 1);
+	put_member(&b, "op", 0);
+	put_string(&b, event_op_name(ev->op));
+	put_member(&b, "key", 0);
+	put(&b, "{", 1);
+	for (const cJSON *f = ev->key->child; f; f = f->next) {
+		put_member(&b, f->string, f == ev->key->child);
+		if (cJSON_IsNumber(f))
+			put_int(&b, (int64_t)f->valuedouble);
+		else
+			put_string(&b, f->valuestring);
+	}
+	put(&b, "}", 1);
+	put_member(&b, "data", 0);
+	if (!ev->data || cJSON_IsNull(ev->data))
+		puts_(&b, "null");
+	else
+		put_value(&b, ev->data);
+	if (ev->changed) {
+		put_member(&b, "changed", 0);
+		put_value(&b, ev->changed);
+	}
 	if (ev->has_txn) {
-		txn = cJSON_CreateObject();
-		if (!txn || add(txn, "id", cJSON_CreateString(ev->txn.id)) < 0 ||
-		    add(txn, "total", raw_int(ev->txn.total)) < 0 || add(txn, "order", raw_int(ev->txn.order)) < 0)
-			goto oom;
-		cJSON *txn_added = txn;
-		txn = NULL;
-		if (add(root, "txn", txn_added) < 0)
-			goto oom;
+		put_member(&b, "txn", 0);
+		put(&b, "{", 1);
+		put_member(&b, "id", 1);
+		put_string(&b, ev->txn.id);
+		put_member(&b, "total", 0);
+		put_int(&b, ev->txn.total);
+		put_member(&b, "order", 0);
+		put_int(&b, ev->txn.order);
+		put(&b, "}", 1);
 	}
-	text = cJSON_PrintUnformatted(root);
-	if (!text)
-		goto oom;
-	size_t n = strlen(text);
-	if (n > EVENT_MAX_BYTES) {
-		seterr(err, errlen, "payload", "%zu bytes exceeds the %zu-byte cap", n, EVENT_MAX_BYTES);
+	put(&b, "}", 1);
+
+	if (b.failed == 1) {
+		seterr(err, errlen, "payload", "out of memory while encoding");
 		goto out;
 	}
-	*out = text;
-	*outlen = n;
-	text = NULL;
+	if (b.failed == 2) {
+		seterr(err, errlen, "payload", "%zu bytes exceeds the %zu-byte cap", b.len, EVENT_MAX_BYTES);
+		goto out;
+	}
+	*out = b.p;
+	*outlen = b.len;
+	b.p = NULL;
 	rc = 0;
-	goto out;
-oom:
-	seterr(err, errlen, "payload", "out of memory while encoding");
 out:
-	free(text);
-	cJSON_Delete(txn);
-	cJSON_Delete(src);
-	cJSON_Delete(root);
+	free(b.p);
 	return rc;
 }

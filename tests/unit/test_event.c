@@ -267,6 +267,40 @@ static void test_round_trip_every_member(void **state)
 	event_clear(&out);
 }
 
+/* cJSON_Compare tolerates a difference of a few units in the last place; this does not. */
+static void assert_numbers_identical(const cJSON *a, const cJSON *b)
+{
+	assert_int_equal(a->type & 0xff, b->type & 0xff);
+	if (cJSON_IsNumber(a))
+		assert_memory_equal(&a->valuedouble, &b->valuedouble, sizeof(double));
+	const cJSON *x = a->child, *y = b->child;
+	for (; x && y; x = x->next, y = y->next)
+		assert_numbers_identical(x, y);
+	assert_true(x == NULL && y == NULL);
+}
+
+static void test_round_trip_numbers_bit_exact(void **state)
+{
+	(void)state;
+	struct event in, out;
+	char *text = NULL, err[512];
+	size_t len = 0;
+	build_event(&in);
+	cJSON_Delete(in.data);
+	in.data = cJSON_Parse("{\"n\":[9007199254740991,-9007199254740991,9007199254740993,0.1,0.3,1e300,-1e-300,"
+			      "123456.789,5e-324,1.7976931348623157e308,12345678901234567890,2.5,-0.0,0,"
+			      "1234567890123.4567,0.000001,100000000000000000000]}");
+	assert_non_null(in.data);
+	assert_int_equal(0, event_encode(&in, &text, &len, err, sizeof(err)));
+	assert_non_null(strstr(text, "[9007199254740991,-9007199254740991,"));
+	assert_int_equal(0, decode_bytes(text, len, 0, 0, &out, err, sizeof(err)));
+	assert_numbers_identical(in.data, out.data);
+	assert_true(signbit(cJSON_GetArrayItem(cJSON_GetObjectItem(out.data, "n"), 12)->valuedouble));
+	free(text);
+	event_clear(&in);
+	event_clear(&out);
+}
+
 static void test_round_trip_minimal_delete(void **state)
 {
 	(void)state;
@@ -1438,6 +1472,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_every_member),
+		cmocka_unit_test(test_round_trip_numbers_bit_exact),
 		cmocka_unit_test(test_round_trip_minimal_delete),
 		cmocka_unit_test(test_round_trip_each_op),
 		cmocka_unit_test(test_sample_decodes_with_every_field),
