@@ -100,8 +100,12 @@ int event_decode(const void *buf, size_t len, size_t max_bytes, int flags, struc
 
 /*
  * Validates *ev (event_validate with flags 0, so the id must match) and serialises it as compact
- * JSON. Borrows ev. On success *out is a new NUL-terminated string of *outlen bytes (at most
- * EVENT_MAX_BYTES) that the caller frees with free(). Returns 0 or -1 with err filled.
+ * JSON, members in the order shown above, optional ones only when set (own only when true).
+ * Every number is written so that it reads back to the identical double (cJSON's own printer
+ * does not guarantee that for 16-17 digit values). Borrows ev. On success *out is a new
+ * NUL-terminated string of *outlen bytes (at most EVENT_MAX_BYTES) that the caller frees with
+ * free(). Returns 0 or -1 with err filled ("payload: N bytes exceeds the 1048576-byte cap" when
+ * the event is too large to publish).
  */
 int event_encode(const struct event *ev, char **out, size_t *outlen, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
