@@ -45,9 +45,12 @@ static void render_text(const char *s, char *buf, size_t n, int quote)
 	}
 	if (quote)
 		buf[o++] = '"';
-	while (s[i] && o + 12 < n) {
+	for (;;) {
 		unsigned char c = (unsigned char)s[i];
-		if (i >= limit && (c & 0xc0) != 0x80) {
+		if (!c)
+			break;
+		/* Room is kept for "...", the quote and the NUL (at most 6 bytes are added per byte). */
+		if ((i >= limit || o + 12 >= n) && (c & 0xc0) != 0x80) {
 			memcpy(buf + o, "...", 3);
 			o += 3;
 			break;

@@ -793,6 +793,20 @@ static void test_bad_enum_values(void **state)
 		cJSON_Delete(root);
 		assert_string_equal(cases[i].err, err);
 	}
+	/* Long or odd values are quoted, escaped and shortened in the message. */
+	char *long_side = repeat("\xe6\x9d\xb1\\\"\\n", 500);
+	cJSON *root = sample();
+	fix_id(root);
+	set_json(root, "source.side", long_side);
+	struct event ev;
+	char err[512];
+	assert_int_equal(-1, decode_tree(root, 0, &ev, err, sizeof(err)));
+	cJSON_Delete(root);
+	free(long_side);
+	assert_prefix("source.side: must be one of \"ce\", \"fo\", got \"\xe6\x9d\xb1\\\"\\u000a\xe6\x9d\xb1", err);
+	assert_true(strlen(err) < 200);
+	assert_string_equal("...\"", err + strlen(err) - 4);
+
 	assert_int_equal(-1, event_op_parse("UPDATE"));
 	assert_int_equal(-1, event_op_parse(NULL));
 	assert_int_equal(EVENT_OP_SNAPSHOT, event_op_parse("snapshot"));
