@@ -29,6 +29,10 @@
  * (byte order), each name=value with '%', ',' and '=' percent-encoded (%25, %2C, %3D) in names and
  * values, integers in decimal, joined by ','. E.g. "CustomerAccount=US-001,dataAreaId=usmf".
  * Event id: lowercase hex SHA-256 of side "\n" entity "\n" canonical_key "\n" version (decimal).
+ *
+ * No function here keeps state between calls, and none reads cJSON's global error pointer. (cJSON
+ * 1.7.15's parser itself stores a constant into its global error slot on every call: harmless,
+ * but a race detector will point at it when several threads decode at once.)
  */
 
 #define EVENT_FORMAT_VERSION 1
