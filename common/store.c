@@ -86,10 +86,13 @@ int store_connect(const char *dsn, const struct store_opts *opts, PGconn **out, 
 	snprintf(connect_timeout, sizeof(connect_timeout), "%d", ct);
 	snprintf(statement_timeout, sizeof(statement_timeout), "%ld", st);
 	/* Later keywords override earlier ones, and the expanded DSN comes last: the operator's own
-	 * connect_timeout or application_name win over these defaults. */
-	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-	const char *vals[] = { connect_timeout,
-			       opts && opts->application_name ? opts->application_name : "dualwrite", dsn, NULL };
+	 * connect_timeout or application_name win over these defaults. A second dbname (opts->dbname)
+	 * is taken as a plain database name: libpq expands only the first. */
+	const char *keys[] = { "connect_timeout", "application_name", "dbname", "dbname", NULL };
+	const char *vals[] = { connect_timeout, opts && opts->application_name ? opts->application_name : "dualwrite",
+			       dsn, opts ? opts->dbname : NULL, NULL };
+	if (!vals[3])
+		keys[3] = NULL;
 	conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn) {
 		snprintf(errbuf, errlen, "cannot connect to PostgreSQL: out of memory");

@@ -21,6 +21,7 @@ struct store_opts {
 	const char *application_name; /* shown in pg_stat_activity; a DSN's own value wins */
 	int connect_timeout_s;        /* 0: 10 s; a DSN's own connect_timeout wins */
 	long statement_timeout_ms;    /* 0: 30 s; applies to every statement of the session */
+	const char *dbname;           /* NULL: the DSN's database; else this one instead */
 };
 
 /* Opens a connection to `dsn` (a libpq key=value string or postgresql:// URI) and sets the
