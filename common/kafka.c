@@ -282,6 +282,7 @@ int kafka_produce(struct kafka_producer *p, const char *topic, const void *key, 
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			hdrs = NULL; /* the message owns them now */
 			p->queued++;
+			rd_kafka_poll(p->rk, 0);
 			rc = 0;
 			goto out;
 		}
@@ -810,7 +811,9 @@ static int topic_retention(struct kafka_admin *a, const char *name, int timeout_
 		goto out;
 	}
 	rd_kafka_DescribeConfigs(a->rk, &res, 1, o, q);
-	ev = admin_wait(q, timeout_ms, "describe configs", errbuf, errlen);
+	char what[300];
+	snprintf(what, sizeof(what), "describe configs of topic %s", name);
+	ev = admin_wait(q, timeout_ms, what, errbuf, errlen);
 	if (!ev)
 		goto out;
 	const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
@@ -910,7 +913,9 @@ static int create_topic(struct kafka_admin *a, const char *name, const struct ka
 		goto out;
 	}
 	rd_kafka_CreateTopics(a->rk, &nt, 1, o, q);
-	ev = admin_wait(q, timeout_ms, "create topic", errbuf, errlen);
+	char what[300];
+	snprintf(what, sizeof(what), "create topic %s", name);
+	ev = admin_wait(q, timeout_ms, what, errbuf, errlen);
 	if (!ev)
 		goto out;
 	const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(ev);

@@ -43,8 +43,8 @@ int kafka_table_topic(const char *prefix, const char *table, char *out, size_t o
 
 struct kafka_producer;
 
-/* The outcome of one produced message, reported once per message from the poll/flush/close
- * helpers, on the calling thread. `msg_opaque` is the value given to kafka_produce(). */
+/* The outcome of one produced message, reported once per message from kafka_produce() and the
+ * poll/flush/close helpers, on the calling thread. `msg_opaque` is the value given to kafka_produce(). */
 struct kafka_delivery {
 	void *msg_opaque;
 	const char *topic;
@@ -73,8 +73,9 @@ int kafka_producer_new(const struct config_common *cfg, const struct kafka_produ
 
 /* Queues one message. key/value are bytes (may contain NUL; NULL with length 0 means none),
  * copied by librdkafka. headers (n of them) are copied too. The partition is chosen from the key
- * (same key, same partition). When the local queue is full, serves delivery reports and retries
- * for up to 10 s. The outcome arrives later through on_delivery with msg_opaque. Returns 0,
+ * (same key, same partition). Serves pending delivery reports before it returns (so reports flow
+ * even when the caller rarely polls); when the local queue is full, serves them and retries for up
+ * to 10 s. The outcome arrives later through on_delivery with msg_opaque. Returns 0,
  * KAFKA_ERR_FATAL, or KAFKA_ERR with errbuf. */
 int kafka_produce(struct kafka_producer *p, const char *topic, const void *key, size_t key_len,
 		  const void *value, size_t value_len, const struct kafka_header *headers, size_t n,
@@ -155,8 +156,9 @@ struct kafka_message {
 
 /* Creates a consumer in opts->group_id: manual offset store and commit
  * (enable.auto.commit=false, enable.auto.offset.store=false), isolation.level=read_committed,
- * auto.offset.reset=earliest, cooperative-sticky assignment with an incremental rebalance
- * callback. Offsets stored for partitions being revoked are committed before they go. Borrows cfg
+ * cooperative-sticky assignment with an incremental rebalance callback (eager calls if the group
+ * runs the eager protocol), and auto.offset.reset=earliest unless DW_KAFKA_AUTO_OFFSET_RESET says
+ * otherwise; the other settings named here cannot be changed through DW_KAFKA_*. Offsets stored for partitions being revoked are committed before they go. Borrows cfg
  * and opts for the call; on success *out is a new consumer the caller closes with
  * kafka_consumer_close(). Fails as kafka_producer_new does, or when group_id is missing. */
 int kafka_consumer_new(const struct config_common *cfg, const struct kafka_consumer_opts *opts,
@@ -238,7 +240,9 @@ int kafka_topic_describe(struct kafka_admin *a, const char *name, int timeout_ms
 /* Makes sure topic `name` exists as `want` says: creates it (partitions, replication factor,
  * retention.ms), or, when it exists, compares its partition count and retention.ms with `want`.
  * Returns 0 with *outcome CREATED or EXISTS (same settings); KAFKA_ERR with errbuf naming the
- * topic, what it has and what was asked when they differ, or any other failure. */
+ * topic, what it has and what was asked when they differ, or any other failure. The replication
+ * factor of an existing topic is not compared (reassignment changes it; a difference is logged).
+ * Returns only once the topic shows in the cluster metadata, so it can be used at once. */
 int kafka_topic_ensure(struct kafka_admin *a, const char *name, const struct kafka_topic_spec *want,
 		       int timeout_ms, enum kafka_topic_outcome *outcome, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));

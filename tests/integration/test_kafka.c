@@ -602,6 +602,62 @@ static void test_unknown_topic_reported(void **state)
 	free(topic);
 }
 
+/* ---- a fatal consumer error takes its own path ------------------------------------------- */
+
+/* Two static members with one group.instance.id: the broker fences the older one, which
+ * librdkafka treats as fatal. The older consumer must see KAFKA_ERR_FATAL, not a retryable error. */
+static void test_fenced_static_member_is_fatal(void **state)
+{
+	(void)state;
+	char *topic = new_topic("fenced", 1, 3600000);
+	char *group = harness_unique("fenced-group");
+	struct config_common cfg = test_cfg(kb_props, 2);
+	struct kafka_producer *p = NULL;
+	assert_int_equal(0, kafka_producer_new(&cfg, NULL, &p, err, sizeof(err)));
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(0, kafka_produce(p, topic, "k", 1, "v", 1, NULL, 0, NULL, err, sizeof(err)));
+	assert_int_equal(0, kafka_producer_close(p, 30000));
+
+	const char *topics[] = { topic };
+	struct kafka_consumer_opts co = { .group_id = group, .group_instance_id = "replica-0" };
+	struct kafka_consumer *older = NULL, *newer = NULL;
+	assert_int_equal(0, kafka_consumer_new(&cfg, &co, &older, err, sizeof(err)));
+	assert_int_equal(0, kafka_consumer_subscribe(older, topics, 1, err, sizeof(err)));
+	int got = 0;
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (!got && harness_now_ms() < deadline) {
+		struct kafka_message *m = NULL;
+		int rc = kafka_consumer_poll(older, 200, &m, err, sizeof(err));
+		if (rc < 0)
+			fail_msg("poll before fencing: %s", err);
+		got = rc == 1;
+		kafka_message_free(m);
+	}
+	assert_true(got);
+	assert_int_equal(0, kafka_consumer_fatal(older, err, sizeof(err)));
+
+	assert_int_equal(0, kafka_consumer_new(&cfg, &co, &newer, err, sizeof(err)));
+	assert_int_equal(0, kafka_consumer_subscribe(newer, topics, 1, err, sizeof(err)));
+	int rc = 0;
+	deadline = harness_now_ms() + WAIT_MS;
+	while (rc != KAFKA_ERR_FATAL && harness_now_ms() < deadline) {
+		struct kafka_message *m = NULL;
+		if (kafka_consumer_poll(newer, 100, &m, err, sizeof(err)) == 1)
+			kafka_message_free(m);
+		m = NULL;
+		rc = kafka_consumer_poll(older, 100, &m, err, sizeof(err));
+		kafka_message_free(m);
+	}
+	assert_int_equal(KAFKA_ERR_FATAL, rc);
+	assert_non_null(strstr(err, "fatal"));
+	assert_int_not_equal(0, kafka_consumer_fatal(older, err, sizeof(err)));
+	assert_int_equal(KAFKA_ERR_FATAL, kafka_consumer_commit(older, err, sizeof(err)));
+	kafka_consumer_close(older);
+	kafka_consumer_close(newer);
+	free(group);
+	free(topic);
+}
+
 int main(void)
 {
 	log_init("test_kafka", LOG_WARN);
@@ -612,6 +668,7 @@ int main(void)
 		cmocka_unit_test(test_transactions_commit_visible_abort_invisible),
 		cmocka_unit_test(test_close_commits_stored_offsets),
 		cmocka_unit_test(test_unknown_topic_reported),
+		cmocka_unit_test(test_fenced_static_member_is_fatal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
