@@ -83,7 +83,7 @@ int kafka_produce(struct kafka_producer *p, const char *topic, const void *key, 
 
 /* Serves delivery reports and client events for up to timeout_ms. Returns the number of events
  * served, or KAFKA_ERR_FATAL once the producer has a fatal error. */
-int kafka_producer_poll(struct kafka_producer *p, int timeout_ms);
+int kafka_producer_poll(struct kafka_producer *p, int timeout_ms) __attribute__((warn_unused_result));
 
 /* Waits up to timeout_ms for every queued message to be delivered or to fail (serving reports).
  * Returns 0 when nothing is left, KAFKA_ERR_TIMEOUT with errbuf saying how many remain, or
