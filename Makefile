@@ -55,6 +55,8 @@ BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all build deps test test-unit up down clean lint format bench
 .DEFAULT_GOAL := all
+# Keep object files between runs (they are intermediates of the pattern rules).
+.SECONDARY:
 
 all: build
 build: $(PROGRAM_BINS) $(EMU_BIN) $(TEST_BINS) $(BENCH_BINS)
