@@ -673,8 +673,8 @@ int estore_changes(struct estore *s, const char *entity, long long since, long l
 	if (exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", errbuf, errlen) < 0)
 		goto out;
 	r = PQexecParams(c,
-			 "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND version > $2::bigint"
-			 " ORDER BY deleted, version LIMIT $3::bigint",
+			 "SELECT " RECORD_COLS " FROM (SELECT * FROM emu_record WHERE entity = $1 AND"
+			 " version > $2::bigint ORDER BY version LIMIT $3::bigint) r ORDER BY deleted, version",
 			 3, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "changes", c, r);
@@ -693,6 +693,14 @@ int estore_changes(struct estore *s, const char *entity, long long since, long l
 		goto out;
 	}
 	*max_version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	if ((long)*n >= limit) {
+		/* A full page: the next token continues right after the newest row returned. */
+		long long top = since;
+		for (size_t i = 0; i < *n; i++)
+			if ((*out)[i].version > top)
+				top = (*out)[i].version;
+		*max_version_out = top;
+	}
 	rc = 0;
 out:
 	PQclear(r);

@@ -107,9 +107,10 @@ int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, con
 		 struct estore_record **out, size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /*
- * Change tracking: records of `entity` (live and tombstones) written after version `since`, live
- * ones first then tombstones, each group in version order, at most `limit`. *max_version_out gets
- * the highest version of the entity visible now (the next token). Same ownership as estore_query.
+ * Change tracking: the first `limit` records of `entity` (live and tombstones, in version order)
+ * written after version `since`, returned live ones first then tombstones. *max_version_out gets
+ * the next token: the highest version visible now, or, when the page is full, the highest version
+ * returned. Same ownership as estore_query.
  */
 int estore_changes(struct estore *s, const char *entity, long long since, long limit, struct estore_record **out,
 		   size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
