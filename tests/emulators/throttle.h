@@ -1,5 +1,5 @@
-#ifndef DW_EMU_LIMITS_H
-#define DW_EMU_LIMITS_H
+#ifndef DW_EMU_THROTTLE_H
+#define DW_EMU_THROTTLE_H
 
 #include <cjson/cJSON.h>
 
@@ -19,23 +19,23 @@
  * full outage (503 for every API request).
  */
 
-struct limits;
+struct throttle;
 
 /* A new limits object with everything off. NULL when out of memory. */
-struct limits *limits_new(const char *flavour);
+struct throttle *throttle_new(const char *flavour);
 
 /* NULL-safe. */
-void limits_free(struct limits *l);
+void throttle_free(struct throttle *l);
 
 /*
- * Called before an API request is served. Returns 0 to go on (the caller must call limits_leave
- * afterwards) or -1 with resp filled (429 or an injected fault; do not call limits_leave). Sleeps for
+ * Called before an API request is served. Returns 0 to go on (the caller must call throttle_leave
+ * afterwards) or -1 with resp filled (429 or an injected fault; do not call throttle_leave). Sleeps for
  * the configured latency.
  */
-int limits_enter(struct limits *l, struct server_response *resp);
+int throttle_enter(struct throttle *l, struct server_response *resp);
 
-/* Ends a request admitted by limits_enter. */
-void limits_leave(struct limits *l);
+/* Ends a request admitted by throttle_enter. */
+void throttle_leave(struct throttle *l);
 
 /*
  * Applies settings from JSON; absent members keep their value:
@@ -43,13 +43,13 @@ void limits_leave(struct limits *l);
  *   faults: {"latency_ms":n,"error_status":n,"error_rate":0..1,"outage":bool}
  * Returns 0 or -1 with errbuf filled (wrong type or out of range); nothing changes on error.
  */
-int limits_configure(struct limits *l, const cJSON *limits_json, const cJSON *faults_json, char *errbuf,
+int throttle_configure(struct throttle *l, const cJSON *limits_json, const cJSON *faults_json, char *errbuf,
 		     size_t errlen) __attribute__((warn_unused_result));
 
 /* Everything off again. */
-void limits_reset(struct limits *l);
+void throttle_reset(struct throttle *l);
 
 /* Current settings and counters as a new JSON object (caller frees). */
-cJSON *limits_to_json(struct limits *l);
+cJSON *throttle_to_json(struct throttle *l);
 
 #endif

@@ -1,4 +1,4 @@
-#include "limits.h"
+#include "throttle.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-struct limits {
+struct throttle {
 	pthread_mutex_t mu;
 	int ce;
 	long max_requests;
@@ -33,19 +33,19 @@ static long long mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct limits *limits_new(const char *flavour)
+struct throttle *throttle_new(const char *flavour)
 {
-	struct limits *l = calloc(1, sizeof(*l));
+	struct throttle *l = calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;
 	pthread_mutex_init(&l->mu, NULL);
 	l->ce = strcmp(flavour, "ce") == 0;
 	l->rng = 0x9e3779b97f4a7c15ull ^ (unsigned long long)mono_ms();
-	limits_reset(l);
+	throttle_reset(l);
 	return l;
 }
 
-void limits_free(struct limits *l)
+void throttle_free(struct throttle *l)
 {
 	if (!l)
 		return;
@@ -53,7 +53,7 @@ void limits_free(struct limits *l)
 	free(l);
 }
 
-void limits_reset(struct limits *l)
+void throttle_reset(struct throttle *l)
 {
 	pthread_mutex_lock(&l->mu);
 	l->max_requests = 0;
@@ -71,7 +71,7 @@ void limits_reset(struct limits *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
-static double next_random(struct limits *l)
+static double next_random(struct throttle *l)
 {
 	/* xorshift64*, under the mutex */
 	l->rng ^= l->rng >> 12;
@@ -80,7 +80,7 @@ static double next_random(struct limits *l)
 	return (double)((l->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
-static void throttle(struct limits *l, struct server_response *resp, int concurrency, long retry_after)
+static void throttle(struct throttle *l, struct server_response *resp, int concurrency, long retry_after)
 {
 	char ra[32];
 	snprintf(ra, sizeof(ra), "%ld", retry_after > 0 ? retry_after : 1);
@@ -100,7 +100,7 @@ static void throttle(struct limits *l, struct server_response *resp, int concurr
 	server_response_header(resp, "Retry-After", ra);
 }
 
-int limits_enter(struct limits *l, struct server_response *resp)
+int throttle_enter(struct throttle *l, struct server_response *resp)
 {
 	long latency;
 	pthread_mutex_lock(&l->mu);
@@ -153,7 +153,7 @@ int limits_enter(struct limits *l, struct server_response *resp)
 	return 0;
 }
 
-void limits_leave(struct limits *l)
+void throttle_leave(struct throttle *l)
 {
 	pthread_mutex_lock(&l->mu);
 	if (l->in_flight > 0)
@@ -175,7 +175,7 @@ static int get_long(const cJSON *obj, const char *name, long min, long max, long
 	return 0;
 }
 
-int limits_configure(struct limits *l, const cJSON *limits_json, const cJSON *faults_json, char *errbuf,
+int throttle_configure(struct throttle *l, const cJSON *limits_json, const cJSON *faults_json, char *errbuf,
 		     size_t errlen)
 {
 	int rc = -1;
@@ -242,7 +242,7 @@ out:
 	return rc;
 }
 
-cJSON *limits_to_json(struct limits *l)
+cJSON *throttle_to_json(struct throttle *l)
 {
 	cJSON *root = cJSON_CreateObject();
 	if (!root)
