@@ -58,6 +58,7 @@ struct schema_field {
 	int nullable;           /* 0: null is rejected (FO Nullable=false, CE required columns) */
 	int read_only;          /* any write of it is rejected */
 	int is_key;             /* part of the primary key (FO composite key; CE the id column) */
+	int allow_empty;        /* FO key part that may be "" (product dimensions of on-hand rows) */
 	int has_range;          /* numeric range below applies */
 	double min, max;
 	struct schema_option *options;       /* picklist / state / status values */
