@@ -474,7 +474,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 			       ODATA_KEY_MAX_PARTS);
 			goto out;
 		}
-		size_t item_start = r.pos;
+		size_t item_start = r.pos, part_start = r.pos;
 		size_t tstart = bo;
 		size_t tl = kr_token(&r, buf + bo);
 		if (tl == (size_t)-1)
@@ -516,7 +516,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 		if (named >= 0 && named != is_named) {
 			seterr(errbuf, errlen,
 			       "Invalid key predicate at offset %zu: named and unnamed key values cannot be mixed",
-			       item_start);
+			       part_start);
 			goto out;
 		}
 		named = is_named;
@@ -699,22 +699,20 @@ int odata_error_build(const char *code, const char *message, const char *inner_m
 	*out = NULL;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *e = cJSON_AddObjectToObject(root, "error");
-	if (!e || !cJSON_AddStringToObject(e, "code", code) || !cJSON_AddStringToObject(e, "message", message))
-		goto oom;
-	if (inner_message) {
+	int ok = e && cJSON_AddStringToObject(e, "code", code) && cJSON_AddStringToObject(e, "message", message);
+	if (ok && inner_message) {
 		cJSON *in = cJSON_AddObjectToObject(e, "innererror");
-		if (!in || !cJSON_AddStringToObject(in, "message", inner_message) ||
-		    !cJSON_AddStringToObject(in, "type", inner_type ? inner_type : "") ||
-		    !cJSON_AddStringToObject(in, "stacktrace", ""))
-			goto oom;
+		ok = in && cJSON_AddStringToObject(in, "message", inner_message) &&
+		     cJSON_AddStringToObject(in, "type", inner_type ? inner_type : "") &&
+		     cJSON_AddStringToObject(in, "stacktrace", "");
 	}
-	*out = cJSON_PrintUnformatted(root);
-	if (!*out)
-		goto oom;
+	if (ok)
+		*out = cJSON_PrintUnformatted(root);
+	if (!*out) {
+		seterr(errbuf, errlen, "out of memory");
+		goto out;
+	}
 	rc = 0;
-	goto out;
-oom:
-	seterr(errbuf, errlen, "out of memory");
 out:
 	cJSON_Delete(root);
 	return rc;

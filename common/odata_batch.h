@@ -22,7 +22,7 @@
 #define ODATA_BATCH_MAX_REQUESTS 1000 /* Dataverse limit; a larger batch is refused */
 #define ODATA_BATCH_MAX_HEADERS 64    /* per part, MIME headers and inner headers each */
 #define ODATA_BATCH_LINE_MAX (64 * 1024 + 64) /* a request line holds a URL of up to 64 KB */
-#define ODATA_BATCH_ID_MAX 70         /* boundary ids: RFC 2046 caps a boundary at 70 chars */
+#define ODATA_BATCH_ID_MAX 40         /* batch ids; with prefixes the boundary stays within RFC 2046's 70 */
 
 struct odata_batch_header {
 	const char *name;
@@ -58,7 +58,7 @@ struct odata_batch {
 };
 
 /*
- * Builds a request body. `batch_id` ([A-Za-z0-9_.-]{1,60}, e.g. a GUID) gives the boundary
+ * Builds a request body. `batch_id` ([A-Za-z0-9_.-]{1,40}, e.g. a GUID) gives the boundary
  * "batch_<id>"; changesets get "changeset_<id>_<n>". *content_type receives
  * "multipart/mixed; boundary=batch_<id>" (new string), *body and *body_len the body (new, also
  * NUL-terminated). Every request needs a method and a URL; requests with a body get

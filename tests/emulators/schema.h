@@ -58,6 +58,7 @@ struct schema_field {
 	int nullable;           /* 0: null is rejected (FO Nullable=false, CE required columns) */
 	int read_only;          /* any write of it is rejected */
 	int is_key;             /* part of the primary key (FO composite key; CE the id column) */
+	int allow_empty;        /* FO key part that may be "" (product dimensions of on-hand rows) */
 	int has_range;          /* numeric range below applies */
 	double min, max;
 	struct schema_option *options;       /* picklist / state / status values */
@@ -67,6 +68,8 @@ struct schema_field {
 	char *nav;              /* SCHEMA_T_LOOKUP: navigation property name for @odata.bind */
 	char *value_name;       /* SCHEMA_T_LOOKUP: read name "_<name>_value" */
 	char *label;            /* display label used in FO infolog messages (defaults to name) */
+	cJSON *default_value;   /* value the service sets on create when the field is omitted
+				   (e.g. statecode 0); NULL = none. Owned by the schema. */
 };
 
 /* A key: the primary key or an alternate key (CE) / the natural key (FO). */
@@ -162,13 +165,14 @@ const struct schema_option *schema_option_by_value(const struct schema_field *f,
  * One error as the service would report it. CE: body {"error":{"code":code,"message":message}}.
  * FO: {"error":{"code":code,"message":message,"innererror":{"message":inner,"type":...,
  * "stacktrace":""}}} where message is usually "An error has occurred." and `inner` carries the
- * infolog text; innererror is left out when `inner` is empty.
+ * infolog text (or the OData library's message); innererror is left out when `inner` is empty.
  */
 struct schema_error {
 	int status;                       /* HTTP status */
 	char code[SCHEMA_ERR_CODE_MAX];   /* CE "0x80044331"; FO usually "" */
 	char message[SCHEMA_ERR_MSG_MAX];
 	char inner[SCHEMA_ERR_MSG_MAX];   /* FO innererror.message; "" for none */
+	char inner_type[128];             /* FO innererror.type ("" -> the X++ write exception type) */
 };
 
 /* Fills `err` with status, code and a printf-formatted message (truncated to fit); inner = "". */
