@@ -86,6 +86,12 @@ static int valid_dbname(const char *n)
 	return 1;
 }
 
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static PGconn *connect_db(const char *dsn, const char *dbname, char *errbuf, size_t errlen)
 {
 	const char *const kw[] = {"dbname", "dbname", "application_name", NULL};
@@ -96,6 +102,7 @@ static PGconn *connect_db(const char *dsn, const char *dbname, char *errbuf, siz
 		PQfinish(c);
 		return NULL;
 	}
+	PQsetNoticeProcessor(c, quiet_notice, NULL);
 	return c;
 }
 
