@@ -1191,6 +1191,10 @@ static int add_param(struct sqlctx *c, char *v)
 	return c->next_param++;
 }
 
+/* The shape of an ISO 8601 date-time as stored; a value of another shape reads as null rather than
+ * failing the cast (an impossible date such as 2025-02-30 still fails: the schema refuses those). */
+#define DATETIME_RE "^\\d{4}-\\d{2}-\\d{2}([Tt ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?)?([Zz]|[+-]\\d{2}(:?\\d{2})?)?$"
+
 /* The SQL for a field's value, typed. Field names are checked identifiers. */
 static void sql_field(struct sqlctx *c, const char *field, enum query_type t)
 {
@@ -1207,8 +1211,8 @@ static void sql_field(struct sqlctx *c, const char *field, enum query_type t)
 		break;
 	case QUERY_T_DATETIME:
 		sb_fmt(&c->b,
-		       "(CASE WHEN (%s->>'%s') ~ '^\\d{4}-\\d{2}-\\d{2}' THEN (%s->>'%s')::timestamptz END)", c->col,
-		       field, c->col, field);
+		       "(CASE WHEN (%s->>'%s') ~ '%s' THEN (%s->>'%s')::timestamptz END)", c->col,
+		       field, DATETIME_RE, c->col, field);
 		break;
 	case QUERY_T_DATE:
 		sb_fmt(&c->b, "(CASE WHEN (%s->>'%s') ~ '^\\d{4}-\\d{2}-\\d{2}$' THEN (%s->>'%s')::date END)", c->col,

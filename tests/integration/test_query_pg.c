@@ -29,7 +29,7 @@ static const char *const ROWS[] = {
 	/* 3 */ "{\"name\":\"100% Retail_Co\",\"revenue\":null,\"employees\":250,\"active\":true,"
 		"\"createdon\":\"2025-06-01T00:00:00Z\",\"Blocked\":\"Invoice\"}",
 	/* 4: values of the wrong JSON type must not break a query */
-	"{\"name\":\"contoso retail\",\"employees\":\"12\",\"active\":\"yes\",\"createdon\":\"not a date\","
+	"{\"name\":\"contoso retail\",\"employees\":\"12\",\"active\":\"yes\",\"createdon\":\"2025-01-31T10:00:00Z trailing junk\","
 	"\"due\":\"soon\",\"Blocked\":\"No\"}",
 	/* 5 */ "{\"name\":null}",
 	/* 6 */ "{\"name\":\"\xc3\x9cn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9/slash\\\\back\",\"revenue\":1e3,\"ratio\":2.25,"

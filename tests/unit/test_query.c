@@ -330,7 +330,8 @@ static void test_sql_text_and_params(void **state)
 	assert_string_equal("x'); DROP TABLE t; --", s.params[0]);
 	assert_string_equal("5", s.params[1]);
 	assert_null(strstr(s.where, "DROP"));
-	assert_string_equal("(CASE WHEN (r.data->>'createdon') ~ '^\\d{4}-\\d{2}-\\d{2}' THEN "
+	assert_string_equal("(CASE WHEN (r.data->>'createdon') ~ "
+			    "'^\\d{4}-\\d{2}-\\d{2}([Tt ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?)?([Zz]|[+-]\\d{2}(:?\\d{2})?)?$' THEN "
 			    "(r.data->>'createdon')::timestamptz END) DESC NULLS LAST, lower(r.data->>'name') ASC NULLS FIRST",
 			    s.order_by);
 	query_sql_clear(&s);
