@@ -652,7 +652,7 @@ static int gen_assets(struct gen *g)
 	for (size_t c = 0; c < g->n_comp; c++)
 		for (size_t i = 0; i < n; i++) {
 			uint64_t st = row_state(g, "asset", c, i);
-			char id[24], parent[24], name[128], serial[32], acct[24], date[24], fodate[32];
+			char id[24], parent[24], name[128], serial[32], acct[24], date[24], fodate[48];
 			size_t cust = (size_t)rnd(&st, n);
 			size_t prod = item_index(n, (size_t)rnd(&st, n));
 			int has_parent = i % 5 == 4;
@@ -708,7 +708,7 @@ static int gen_purchase_orders(struct gen *g)
 	for (size_t c = 0; c < g->n_comp; c++)
 		for (size_t i = 0; i < n; i++) {
 			uint64_t st = row_state(g, "po", c, i);
-			char po[24], vend[24], date[24], fodate[32], sid[48], wid[48];
+			char po[24], vend[24], date[24], fodate[48], sid[48], wid[48];
 			size_t vendor = (size_t)rnd(&st, n);
 			size_t w = (size_t)rnd(&st, N_WH);
 			size_t term = (size_t)rnd(&st, N_TERMS);
