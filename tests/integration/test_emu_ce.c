@@ -416,7 +416,11 @@ static char *changeset_body(const char *const *ops, size_t n, const char *const 
 
 static void batch(const char *body, struct emu_resp *r)
 {
-	call("POST", "$batch", body, "Content-Type: multipart/mixed; boundary=batch_T1", NULL, r);
+	char url[512];
+	snprintf(url, sizeof(url), "%s" API "$batch", base);
+	const char *h[] = {auth_header, "OData-Version: 4.0", "Accept: application/json",
+			   "Content-Type: multipart/mixed; boundary=batch_T1", NULL};
+	emu_http("POST", url, h, body, r);
 }
 
 static void test_batch_changeset_with_failing_part_leaves_no_trace(void **state)
