@@ -54,7 +54,7 @@ struct notify {
 	pthread_cond_t idle; /* queue empty and nothing in flight */
 	pthread_t thread;
 	int thread_started;
-	volatile int stop;
+	int stop; /* set under mu; read without it (atomically) by the transfer callback */
 	struct reg **regs;
 	size_t n_regs;
 	struct item *head, *tail;
@@ -616,7 +616,7 @@ static int abort_on_stop(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
 	(void)dn;
 	(void)ut;
 	(void)un;
-	return n->stop ? 1 : 0;
+	return __atomic_load_n(&n->stop, __ATOMIC_RELAXED) ? 1 : 0;
 }
 
 /* One POST; returns the HTTP status, or 0 on a connection error / timeout. */
@@ -906,7 +906,7 @@ void notify_free(struct notify *n)
 	if (n == NULL)
 		return;
 	pthread_mutex_lock(&n->mu);
-	n->stop = 1;
+	__atomic_store_n(&n->stop, 1, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&n->wake);
 	pthread_mutex_unlock(&n->mu);
 	if (n->thread_started)

@@ -666,6 +666,68 @@ static void test_unregister_and_stats(void **state)
 	cJSON_Delete(post);
 }
 
+/* A body over 256 KB goes out without the images and says so, as Dataverse does. */
+static void test_large_body_is_trimmed(void **state)
+{
+	struct notify *n = make(ce, 1, 10, 10);
+	struct notify_registration reg = { 0 };
+	char u[256], err[256];
+	size_t big = 300 * 1024;
+	char *text = malloc(big + 1);
+	cJSON *post = cJSON_CreateObject(), *b;
+	struct notify_change ch = { .entity = "account", .id = ACCOUNT_ID, .message = NOTIFY_CREATE };
+	(void)state;
+
+	memset(text, 'x', big);
+	text[big] = '\0';
+	cJSON_AddStringToObject(post, "name", "big");
+	cJSON_AddStringToObject(post, "description", text);
+	ch.post = post;
+	url(u, sizeof(u), "/hooks/big");
+	reg.url = u;
+	assert_int_equal(notify_register(n, &reg, NULL, err, sizeof(err)), 0);
+	assert_int_equal(notify_change(n, &ch), 1);
+	assert_int_equal(notify_drain(n, 5000), 0);
+	assert_int_equal(rx_count(), 1);
+	assert_string_equal(rx.reqs[0].size_exceeded, "true");
+	assert_true(strlen(rx.reqs[0].body) < 10000);
+	b = cJSON_Parse(rx.reqs[0].body);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(b, "InputParameters")), 0);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(b, "PostEntityImages")), 0);
+	assert_null(cJSON_GetObjectItem(b, "ParentContext"));
+	assert_string_equal(cJSON_GetObjectItem(b, "PrimaryEntityId")->valuestring, ACCOUNT_ID);
+	cJSON_Delete(b);
+	notify_free(n);
+	cJSON_Delete(post);
+	free(text);
+}
+
+/* notify_free does not wait for a slow endpoint: the transfer in flight is abandoned. */
+static void test_free_abandons_slow_delivery(void **state)
+{
+	struct notify *n = make(ce, 1, 10, 10);
+	struct notify_registration reg = { 0 };
+	char u[256], err[256];
+	cJSON *post = cJSON_Parse("{\"name\":\"A\"}");
+	struct notify_change ch = { .entity = "account", .id = ACCOUNT_ID, .post = post, .message = NOTIFY_CREATE };
+	long long t0, deadline;
+	(void)state;
+
+	rx.delay_ms = 3000;
+	url(u, sizeof(u), "/hooks/stuck");
+	reg.url = u;
+	assert_int_equal(notify_register(n, &reg, NULL, err, sizeof(err)), 0);
+	assert_int_equal(notify_change(n, &ch), 1);
+	deadline = harness_now_ms() + 2000;
+	while (rx_count() == 0 && harness_now_ms() < deadline)
+		usleep(10000);
+	assert_int_equal(rx_count(), 1); /* the receiver has it and is sitting on the answer */
+	t0 = harness_now_ms();
+	notify_free(n);
+	assert_true(harness_now_ms() - t0 < 2000);
+	cJSON_Delete(post);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -677,6 +739,8 @@ int main(void)
 		cmocka_unit_test_setup(test_queue_overflow_is_counted, reset_each),
 		cmocka_unit_test_setup(test_fo_data_event_shape, reset_each),
 		cmocka_unit_test_setup(test_unregister_and_stats, reset_each),
+		cmocka_unit_test_setup(test_large_body_is_trimmed, reset_each),
+		cmocka_unit_test_setup(test_free_abandons_slow_delivery, reset_each),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
