@@ -326,6 +326,58 @@ static void test_key_parse_errors(void **state)
 	}
 }
 
+static void test_entity_ref_parse(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {
+		"accounts(00000000-0000-0000-0000-000000000001)",
+		"/accounts(00000000-0000-0000-0000-000000000001)",
+		"/api/data/v9.2/accounts(00000000-0000-0000-0000-000000000001)",
+		"https://org.crm.dynamics.com/api/data/v9.2/accounts(00000000-0000-0000-0000-000000000001)",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *set = NULL;
+		struct odata_key k;
+		if (odata_entity_ref_parse(ok[i], strlen(ok[i]), &set, &k, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", ok[i], err);
+		assert_string_equal("accounts", set);
+		assert_int_equal(1, k.nparts);
+		assert_int_equal(ODATA_KIND_GUID, k.parts[0].kind);
+		free(set);
+		odata_key_clear(&k);
+	}
+	/* a raw '/' inside the key literal (as JSON bind values often carry) is data, not a path */
+	const char *t = "/products(msdyn_productnumber='P/100',x='a(b')";
+	char *set = NULL;
+	struct odata_key k;
+	assert_int_equal(0, odata_entity_ref_parse(t, strlen(t), &set, &k, err, sizeof(err)));
+	assert_string_equal("products", set);
+	assert_string_equal("P/100", odata_key_find(&k, "msdyn_productnumber")->value);
+	assert_string_equal("a(b", odata_key_find(&k, "x")->value);
+	free(set);
+	odata_key_clear(&k);
+
+	static const struct {
+		const char *text;
+		const char *words;
+	} bad[] = {
+		{ "accounts", "expected EntitySet(key)" },
+		{ "/(1)", "offset 1: expected an entity set name" },
+		{ "/api/9x(1)", "offset 5: expected an entity set name" },
+		{ "accounts(1)?$select=name", "after ')'" },
+		{ "accounts('x)", "unbalanced quote" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set = (char *)1;
+		if (odata_entity_ref_parse(bad[i].text, strlen(bad[i].text), &set, &k, err, sizeof(err)) != -1)
+			fail_msg("%s accepted", bad[i].text);
+		assert_null(set);
+		assert_null(k.buf_);
+		if (!strstr(err, bad[i].words))
+			fail_msg("%s: expected '%s' in: %s", bad[i].text, bad[i].words, err);
+	}
+}
+
 static void test_error_parse_dataverse(void **state)
 {
 	(void)state;
@@ -412,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_key_round_trip_nasty),
 		cmocka_unit_test(test_key_parse_consumed),
 		cmocka_unit_test(test_key_parse_errors),
+		cmocka_unit_test(test_entity_ref_parse),
 		cmocka_unit_test(test_error_parse_dataverse),
 		cmocka_unit_test(test_error_parse_fo_and_build_round_trip),
 		cmocka_unit_test(test_error_parse_tolerates_non_json),
