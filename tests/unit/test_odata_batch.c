@@ -468,7 +468,7 @@ static void test_request_parse_errors(void **state)
 		{ "multipart/mixed; boundary=b",
 		  "--b\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nPOST a HTTP/1.1\r\n"
 		  "--b\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nPOST a HTTP/1.1\r\n--b--",
-		  "duplicate Content-ID '1'" },
+		  "duplicate Content-ID in the batch" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct odata_batch p;
@@ -546,6 +546,11 @@ static void test_build_errors(void **state)
 	struct odata_batch_request hdr = { .method = "POST", .url = "a", .headers = &hh, .nheaders = 1 };
 	struct odata_batch_part p3 = { 0, &hdr, 1 };
 	assert_int_equal(-1, odata_batch_request_build(&p3, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "header"));
+	struct odata_batch_header dash = { "--batch_x", "1" };
+	struct odata_batch_request dashreq = { .method = "POST", .url = "a", .headers = &dash, .nheaders = 1 };
+	struct odata_batch_part pd = { 0, &dashreq, 1 };
+	assert_int_equal(-1, odata_batch_request_build(&pd, 1, "x", &body, &len, &ct, err, sizeof(err)));
 	assert_non_null(strstr(err, "header"));
 	struct odata_batch_request dup[] = { { .content_id = "1", .method = "POST", .url = "a" },
 					     { .content_id = "1", .method = "POST", .url = "b" } };

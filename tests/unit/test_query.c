@@ -137,6 +137,7 @@ static void test_parse_option_errors(void **state)
 	parse_bad("$expand=primarycontactid", QUERY_CE, "$expand is not supported by the emulator");
 	parse_bad("$expand=x", QUERY_FO, "$expand is not supported");
 	parse_bad("$search=x", QUERY_CE, "The query parameter $search is not supported");
+	parse_bad("$x%C3%A9%0A=1", QUERY_CE, "The query parameter $x??? is not supported");
 	parse_bad("$Filter=name eq 'x'", QUERY_CE, "$Filter is not supported");
 	parse_bad("$top=1&$top=2", QUERY_CE, "$top is specified more than once");
 	parse_bad("$filter=name eq 'a'&$filter=name eq 'b'", QUERY_CE, "more than once");
@@ -237,6 +238,7 @@ static void test_filter_syntax_errors(void **state)
 		{ QUERY_CE, "name%20eq%20Enum'x'", "expected an enum literal" },
 		{ QUERY_CE, "a.b%20eq%201", "is not a property name" },
 		{ QUERY_CE, "name%20eq%20@p1", "unexpected character '@'" },
+		{ QUERY_CE, "name%20eq%20%C3%A9", "unexpected byte 0xC3" },
 		{ QUERY_FO, "Blocked%20eq%20Microsoft.Dynamics.DataEntities.NoYes''", "empty enum member" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
