@@ -906,15 +906,9 @@ static int parse_part(struct pctx *c, const char *p, const char *end, int change
 		char boundary[80];
 		if (content_type_boundary(ct, strlen(ct), boundary, sizeof(boundary), c->errbuf, c->errlen) < 0)
 			return -1;
-		size_t before = c->nops;
+		/* split_multipart refuses a changeset without parts, so every changeset holds operations */
 		int num = ++c->nchangesets;
-		if (split_multipart(c, p, end, boundary, num, parse_changeset_part) < 0)
-			return -1;
-		if (c->nops == before) {
-			seterr(c->errbuf, c->errlen, "offset %zu: empty changeset", OFF(c, at));
-			return -1;
-		}
-		return 0;
+		return split_multipart(c, p, end, boundary, num, parse_changeset_part);
 	}
 	if (!ct || !ieq_prefix(ct, strlen(ct), "application/http")) {
 		seterr(c->errbuf, c->errlen,

@@ -80,6 +80,39 @@ static void test_caps(void **state)
 	free(s);
 }
 
+static void test_odd_inputs(void **state)
+{
+	(void)state;
+	char *out = NULL;
+	assert_int_equal(-1, odata_pct_decode("ab\0c", 4, &out, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "NUL byte at offset 2"));
+	struct odata_key k;
+	assert_int_equal(-1, odata_key_parse("('a\0')", 6, NULL, &k, err, sizeof(err)));
+	assert_non_null(strstr(err, "offset 3: NUL byte"));
+	assert_string_equal("string", odata_kind_name(ODATA_KIND_STRING));
+	assert_string_equal("int", odata_kind_name(ODATA_KIND_INT));
+	assert_string_equal("guid", odata_kind_name(ODATA_KIND_GUID));
+	assert_string_equal("enum", odata_kind_name(ODATA_KIND_ENUM));
+	struct odata_key_part odd = { "a", "1", (enum odata_kind)42, NULL };
+	assert_int_equal(-1, odata_key_build(&odd, 1, &out, err, sizeof(err)));
+	assert_non_null(strstr(err, "unknown kind"));
+	size_t big = ODATA_TEXT_MAX + 1;
+	char *s = malloc(big + 1);
+	assert_non_null(s);
+	memset(s, 'a', big);
+	s[big] = '\0';
+	struct odata_key_part huge = { "a", s, ODATA_KIND_STRING, NULL };
+	assert_int_equal(-1, odata_key_build(&huge, 1, &out, err, sizeof(err)));
+	assert_non_null(strstr(err, "limit"));
+	char *set = NULL;
+	assert_int_equal(-1, odata_entity_ref_parse(s, big, &set, &k, err, sizeof(err)));
+	assert_non_null(strstr(err, "limit"));
+	assert_null(set);
+	free(s);
+	/* a bad enum type name in a key predicate */
+	assert_int_equal(-1, odata_key_parse("(a=Ns..X'Y')", 12, NULL, &k, err, sizeof(err)));
+}
+
 static void test_quote_literal(void **state)
 {
 	(void)state;
@@ -456,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_pct_decode_round_trip_and_plus),
 		cmocka_unit_test(test_pct_decode_rejects_bad_escapes_with_offset),
 		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_odd_inputs),
 		cmocka_unit_test(test_quote_literal),
 		cmocka_unit_test(test_key_build_single_values),
 		cmocka_unit_test(test_key_build_composite_nasty),
