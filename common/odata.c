@@ -615,6 +615,43 @@ out:
 	return rc;
 }
 
+int odata_entity_ref_parse(const char *text, size_t len, char **entity_set, struct odata_key *key, char *errbuf,
+			   size_t errlen)
+{
+	*entity_set = NULL;
+	memset(key, 0, sizeof(*key));
+	if (len > ODATA_TEXT_MAX) {
+		seterr(errbuf, errlen, "Invalid entity reference: %zu bytes, over the %d-byte limit", len,
+		       ODATA_TEXT_MAX);
+		return -1;
+	}
+	const char *paren = memchr(text, '(', len);
+	if (!paren) {
+		seterr(errbuf, errlen, "Invalid entity reference: expected EntitySet(key)");
+		return -1;
+	}
+	size_t p = (size_t)(paren - text), start = p;
+	while (start > 0 && text[start - 1] != '/')
+		start--;
+	if (!valid_ident(text + start, p - start)) {
+		seterr(errbuf, errlen, "Invalid entity reference at offset %zu: expected an entity set name before '('",
+		       start);
+		return -1;
+	}
+	char kerr[256];
+	if (odata_key_parse(paren, len - p, NULL, key, kerr, sizeof(kerr)) < 0) {
+		seterr(errbuf, errlen, "Invalid entity reference (key starts at offset %zu): %s", p, kerr);
+		return -1;
+	}
+	*entity_set = strndup(text + start, p - start);
+	if (!*entity_set) {
+		odata_key_clear(key);
+		seterr(errbuf, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 void odata_key_clear(struct odata_key *key)
 {
 	if (!key)

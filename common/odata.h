@@ -103,6 +103,18 @@ struct odata_key {
 int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata_key *key,
 		    char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * Parses an entity reference as found in "nav@odata.bind" values and batch URLs:
+ * "accounts(<key>)", "/accounts(<key>)", "/api/data/v9.2/accounts(<key>)" or an absolute URL
+ * ending in one of those. The entity set is the identifier right before the first '(' (after the
+ * last '/' before it); the key predicate must end the text (a query string is not allowed).
+ * *entity_set is new (caller frees); *key as for odata_key_parse. Fails (naming the offset) when
+ * there is no '(' or no valid entity set name before it, or when the key predicate is invalid;
+ * on failure *entity_set is NULL and *key empty.
+ */
+int odata_entity_ref_parse(const char *text, size_t len, char **entity_set, struct odata_key *key,
+			   char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /* Releases what odata_key_parse allocated; NULL-safe; leaves *key empty (nparts 0). */
 void odata_key_clear(struct odata_key *key);
 

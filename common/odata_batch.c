@@ -239,7 +239,8 @@ static int check_headers(const struct odata_batch_header *h, size_t n, const cha
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!valid_token(h[i].name) || has_crlf(h[i].value)) {
+		/* a name starting with '-' could begin a line that looks like a delimiter */
+		if (!valid_token(h[i].name) || h[i].name[0] == '-' || has_crlf(h[i].value)) {
 			seterr(errbuf, errlen, "%s %zu: header %zu has an invalid name or a CR/LF in its value", what,
 			       idx, i);
 			return -1;
@@ -905,15 +906,9 @@ static int parse_part(struct pctx *c, const char *p, const char *end, int change
 		char boundary[80];
 		if (content_type_boundary(ct, strlen(ct), boundary, sizeof(boundary), c->errbuf, c->errlen) < 0)
 			return -1;
-		size_t before = c->nops;
+		/* split_multipart refuses a changeset without parts, so every changeset holds operations */
 		int num = ++c->nchangesets;
-		if (split_multipart(c, p, end, boundary, num, parse_changeset_part) < 0)
-			return -1;
-		if (c->nops == before) {
-			seterr(c->errbuf, c->errlen, "offset %zu: empty changeset", OFF(c, at));
-			return -1;
-		}
-		return 0;
+		return split_multipart(c, p, end, boundary, num, parse_changeset_part);
 	}
 	if (!ct || !ieq_prefix(ct, strlen(ct), "application/http")) {
 		seterr(c->errbuf, c->errlen,
@@ -925,8 +920,7 @@ static int parse_part(struct pctx *c, const char *p, const char *end, int change
 	if (cid && !c->response) {
 		for (size_t i = 0; i < c->nops; i++) {
 			if (c->ops[i].content_id && strcmp(c->ops[i].content_id, cid) == 0) {
-				seterr(c->errbuf, c->errlen, "offset %zu: duplicate Content-ID '%s' in the batch",
-				       OFF(c, at), cid);
+				seterr(c->errbuf, c->errlen, "offset %zu: duplicate Content-ID in the batch", OFF(c, at));
 				return -1;
 			}
 		}

@@ -128,8 +128,9 @@ const char *odata_batch_status_text(int status);
  * "HTTP/1.1 <status> <reason>" plus its headers and optional body, Content-ID echoed.
  * A body without a Content-Type header gets "Content-Type: application/json; odata.metadata=minimal".
  * `batch_id` as for odata_batch_request_build. *content_type receives
- * "multipart/mixed; boundary=batchresponse_<id>". Fails on a status outside 100..599, on CR/LF in
- * header names or values, on an empty changeset and when a boundary occurs inside a body.
+ * "multipart/mixed; boundary=batchresponse_<id>". Fails on no parts, a status outside 100..599,
+ * CR/LF in a Content-ID or in header names or values, an empty changeset, and when a boundary
+ * occurs inside a body.
  */
 int odata_batch_response_build(const struct odata_batch_response_part *parts, size_t nparts,
 			       const char *batch_id, char **body, size_t *body_len,

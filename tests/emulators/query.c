@@ -408,7 +408,9 @@ static int next_tok(struct parser *p)
 		p->pos += i;
 		return 0;
 	}
-	return perr(p, p->pos, "unexpected character '%c'", c);
+	if (c > 0x20 && c < 0x7f)
+		return perr(p, p->pos, "unexpected character '%c'", c);
+	return perr(p, p->pos, "unexpected byte 0x%02X", (unsigned)(unsigned char)c);
 }
 
 static int tok_is(const struct parser *p, const char *word)
@@ -678,6 +680,15 @@ out:
 
 /* ---- query string ---- */
 
+/* Replaces bytes outside printable ASCII by '?' in place (client text echoed in a message). */
+static const char *printable(char *s)
+{
+	for (char *c = s; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+			*c = '?';
+	return s;
+}
+
 static void query_init(struct query *q)
 {
 	memset(q, 0, sizeof(*q));
@@ -880,7 +891,7 @@ int query_parse(const char *qs, size_t len, enum query_flavour flavour, struct q
 			if (strcmp(name, "$expand") == 0)
 				seterr(errbuf, errlen, "The query parameter $expand is not supported by the emulator");
 			else
-				seterr(errbuf, errlen, "The query parameter %s is not supported", name);
+				seterr(errbuf, errlen, "The query parameter %s is not supported", printable(name));
 			goto out;
 		}
 		if (k == 4 && flavour == QUERY_CE) {

@@ -80,6 +80,39 @@ static void test_caps(void **state)
 	free(s);
 }
 
+static void test_odd_inputs(void **state)
+{
+	(void)state;
+	char *out = NULL;
+	assert_int_equal(-1, odata_pct_decode("ab\0c", 4, &out, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "NUL byte at offset 2"));
+	struct odata_key k;
+	assert_int_equal(-1, odata_key_parse("('a\0')", 6, NULL, &k, err, sizeof(err)));
+	assert_non_null(strstr(err, "offset 3: NUL byte"));
+	assert_string_equal("string", odata_kind_name(ODATA_KIND_STRING));
+	assert_string_equal("int", odata_kind_name(ODATA_KIND_INT));
+	assert_string_equal("guid", odata_kind_name(ODATA_KIND_GUID));
+	assert_string_equal("enum", odata_kind_name(ODATA_KIND_ENUM));
+	struct odata_key_part odd = { "a", "1", (enum odata_kind)42, NULL };
+	assert_int_equal(-1, odata_key_build(&odd, 1, &out, err, sizeof(err)));
+	assert_non_null(strstr(err, "unknown kind"));
+	size_t big = ODATA_TEXT_MAX + 1;
+	char *s = malloc(big + 1);
+	assert_non_null(s);
+	memset(s, 'a', big);
+	s[big] = '\0';
+	struct odata_key_part huge = { "a", s, ODATA_KIND_STRING, NULL };
+	assert_int_equal(-1, odata_key_build(&huge, 1, &out, err, sizeof(err)));
+	assert_non_null(strstr(err, "limit"));
+	char *set = NULL;
+	assert_int_equal(-1, odata_entity_ref_parse(s, big, &set, &k, err, sizeof(err)));
+	assert_non_null(strstr(err, "limit"));
+	assert_null(set);
+	free(s);
+	/* a bad enum type name in a key predicate */
+	assert_int_equal(-1, odata_key_parse("(a=Ns..X'Y')", 12, NULL, &k, err, sizeof(err)));
+}
+
 static void test_quote_literal(void **state)
 {
 	(void)state;
@@ -326,6 +359,58 @@ static void test_key_parse_errors(void **state)
 	}
 }
 
+static void test_entity_ref_parse(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {
+		"accounts(00000000-0000-0000-0000-000000000001)",
+		"/accounts(00000000-0000-0000-0000-000000000001)",
+		"/api/data/v9.2/accounts(00000000-0000-0000-0000-000000000001)",
+		"https://org.crm.dynamics.com/api/data/v9.2/accounts(00000000-0000-0000-0000-000000000001)",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *set = NULL;
+		struct odata_key k;
+		if (odata_entity_ref_parse(ok[i], strlen(ok[i]), &set, &k, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", ok[i], err);
+		assert_string_equal("accounts", set);
+		assert_int_equal(1, k.nparts);
+		assert_int_equal(ODATA_KIND_GUID, k.parts[0].kind);
+		free(set);
+		odata_key_clear(&k);
+	}
+	/* a raw '/' inside the key literal (as JSON bind values often carry) is data, not a path */
+	const char *t = "/products(msdyn_productnumber='P/100',x='a(b')";
+	char *set = NULL;
+	struct odata_key k;
+	assert_int_equal(0, odata_entity_ref_parse(t, strlen(t), &set, &k, err, sizeof(err)));
+	assert_string_equal("products", set);
+	assert_string_equal("P/100", odata_key_find(&k, "msdyn_productnumber")->value);
+	assert_string_equal("a(b", odata_key_find(&k, "x")->value);
+	free(set);
+	odata_key_clear(&k);
+
+	static const struct {
+		const char *text;
+		const char *words;
+	} bad[] = {
+		{ "accounts", "expected EntitySet(key)" },
+		{ "/(1)", "offset 1: expected an entity set name" },
+		{ "/api/9x(1)", "offset 5: expected an entity set name" },
+		{ "accounts(1)?$select=name", "after ')'" },
+		{ "accounts('x)", "unbalanced quote" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set = (char *)1;
+		if (odata_entity_ref_parse(bad[i].text, strlen(bad[i].text), &set, &k, err, sizeof(err)) != -1)
+			fail_msg("%s accepted", bad[i].text);
+		assert_null(set);
+		assert_null(k.buf_);
+		if (!strstr(err, bad[i].words))
+			fail_msg("%s: expected '%s' in: %s", bad[i].text, bad[i].words, err);
+	}
+}
+
 static void test_error_parse_dataverse(void **state)
 {
 	(void)state;
@@ -404,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_pct_decode_round_trip_and_plus),
 		cmocka_unit_test(test_pct_decode_rejects_bad_escapes_with_offset),
 		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_odd_inputs),
 		cmocka_unit_test(test_quote_literal),
 		cmocka_unit_test(test_key_build_single_values),
 		cmocka_unit_test(test_key_build_composite_nasty),
@@ -412,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_key_round_trip_nasty),
 		cmocka_unit_test(test_key_parse_consumed),
 		cmocka_unit_test(test_key_parse_errors),
+		cmocka_unit_test(test_entity_ref_parse),
 		cmocka_unit_test(test_error_parse_dataverse),
 		cmocka_unit_test(test_error_parse_fo_and_build_round_trip),
 		cmocka_unit_test(test_error_parse_tolerates_non_json),

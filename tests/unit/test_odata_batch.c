@@ -468,7 +468,7 @@ static void test_request_parse_errors(void **state)
 		{ "multipart/mixed; boundary=b",
 		  "--b\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nPOST a HTTP/1.1\r\n"
 		  "--b\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nPOST a HTTP/1.1\r\n--b--",
-		  "duplicate Content-ID '1'" },
+		  "duplicate Content-ID in the batch" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct odata_batch p;
@@ -515,6 +515,25 @@ static void test_parse_caps(void **state)
 						       sizeof(err)));
 	assert_non_null(strstr(err, "longer than"));
 	free(s);
+	/* a header line over the cap */
+	s = malloc(big + 200);
+	assert_non_null(s);
+	n = snprintf(s, 200, "--b\r\n" PART "GET a HTTP/1.1\r\nX-Long: ");
+	memset(s + n, 'a', big);
+	n += (int)big;
+	n += snprintf(s + n, 200, "\r\n\r\n--b--\r\n");
+	assert_int_equal(-1, odata_batch_request_parse("multipart/mixed; boundary=b", s, (size_t)n, MAX_BODY, &p, err,
+						       sizeof(err)));
+	assert_non_null(strstr(err, "header line longer than"));
+	free(s);
+	/* a control character in the boundary, a missing body */
+	assert_int_equal(-1, odata_batch_request_parse("multipart/mixed; boundary=\"a\tb\"", "x", 1, MAX_BODY, &p, err,
+						       sizeof(err)));
+	assert_non_null(strstr(err, "control character"));
+	assert_int_equal(-1, odata_batch_request_parse(NULL, "x", 1, MAX_BODY, &p, err, sizeof(err)));
+	assert_non_null(strstr(err, "missing Content-Type"));
+	assert_int_equal(-1, odata_batch_request_parse("multipart/mixed; boundary=b", NULL, 0, MAX_BODY, &p, err,
+						       sizeof(err)));
 	/* a boundary over 70 characters */
 	char ct[128];
 	snprintf(ct, sizeof(ct), "multipart/mixed; boundary=%071d", 0);
@@ -547,6 +566,11 @@ static void test_build_errors(void **state)
 	struct odata_batch_part p3 = { 0, &hdr, 1 };
 	assert_int_equal(-1, odata_batch_request_build(&p3, 1, "x", &body, &len, &ct, err, sizeof(err)));
 	assert_non_null(strstr(err, "header"));
+	struct odata_batch_header dash = { "--batch_x", "1" };
+	struct odata_batch_request dashreq = { .method = "POST", .url = "a", .headers = &dash, .nheaders = 1 };
+	struct odata_batch_part pd = { 0, &dashreq, 1 };
+	assert_int_equal(-1, odata_batch_request_build(&pd, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "header"));
 	struct odata_batch_request dup[] = { { .content_id = "1", .method = "POST", .url = "a" },
 					     { .content_id = "1", .method = "POST", .url = "b" } };
 	struct odata_batch_part p4 = { 1, dup, 2 };
@@ -565,6 +589,43 @@ static void test_build_errors(void **state)
 	assert_non_null(strstr(err, "method"));
 	assert_null(body);
 	assert_null(ct);
+
+	struct odata_batch_header many[ODATA_BATCH_MAX_HEADERS + 1];
+	for (size_t i = 0; i < ODATA_BATCH_MAX_HEADERS + 1; i++)
+		many[i] = (struct odata_batch_header){ "X", "y" };
+	struct odata_batch_request manyh = { .method = "POST", .url = "a", .headers = many,
+					     .nheaders = ODATA_BATCH_MAX_HEADERS + 1 };
+	struct odata_batch_part p7 = { 0, &manyh, 1 };
+	assert_int_equal(-1, odata_batch_request_build(&p7, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "more than 64"));
+	struct odata_batch_request nobody = { .method = "POST", .url = "a", .body_len = 3 };
+	struct odata_batch_part p8 = { 0, &nobody, 1 };
+	assert_int_equal(-1, odata_batch_request_build(&p8, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "body_len without a body"));
+	struct odata_batch_part emptycs[] = { { 0, &ok, 1 }, { 1, NULL, 0 } };
+	assert_int_equal(-1, odata_batch_request_build(emptycs, 2, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "part 1: a changeset must hold at least one request"));
+
+	struct odata_batch_response fine = { .status = 204 };
+	struct odata_batch_response_part rpf = { 0, &fine, 1 };
+	assert_int_equal(-1, odata_batch_response_build(&rpf, 1, "", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "batch id"));
+	struct odata_batch_response rcid = { .status = 204, .content_id = "1\r\nX: y" };
+	struct odata_batch_response_part rpc = { 0, &rcid, 1 };
+	assert_int_equal(-1, odata_batch_response_build(&rpc, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "CR/LF"));
+	struct odata_batch_response rnb = { .status = 200, .body_len = 2 };
+	struct odata_batch_response_part rpn = { 0, &rnb, 1 };
+	assert_int_equal(-1, odata_batch_response_build(&rpn, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "body_len without body"));
+	struct odata_batch_response rb = { .status = 200, .body = "--batchresponse_x", .body_len = 17 };
+	struct odata_batch_response_part rpb = { 0, &rb, 1 };
+	assert_int_equal(-1, odata_batch_response_build(&rpb, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "boundary"));
+	struct odata_batch_response rcs = { .status = 200, .body = "a--changesetresponse_x_1", .body_len = 24 };
+	struct odata_batch_response_part rpcs = { 1, &rcs, 1 };
+	assert_int_equal(-1, odata_batch_response_build(&rpcs, 1, "x", &body, &len, &ct, err, sizeof(err)));
+	assert_non_null(strstr(err, "boundary"));
 
 	struct odata_batch_response bad = { .status = 99 };
 	struct odata_batch_response_part rp = { 0, &bad, 1 };

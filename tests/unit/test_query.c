@@ -112,6 +112,10 @@ static void test_parse_options(void **state)
 	query_clear(NULL);
 	assert_int_equal(-1, q.top);
 
+	parse_ok("cross-company=false", QUERY_FO, &q);
+	assert_int_equal(0, q.cross_company);
+	assert_int_equal(0, q.nextra);
+	query_clear(&q);
 	parse_ok("cross-company=TRUE&$skip=20&$top=0&$count=false", QUERY_FO, &q);
 	assert_int_equal(1, q.cross_company);
 	assert_int_equal(20, q.skip);
@@ -137,6 +141,7 @@ static void test_parse_option_errors(void **state)
 	parse_bad("$expand=primarycontactid", QUERY_CE, "$expand is not supported by the emulator");
 	parse_bad("$expand=x", QUERY_FO, "$expand is not supported");
 	parse_bad("$search=x", QUERY_CE, "The query parameter $search is not supported");
+	parse_bad("$x%C3%A9%0A=1", QUERY_CE, "The query parameter $x??? is not supported");
 	parse_bad("$Filter=name eq 'x'", QUERY_CE, "$Filter is not supported");
 	parse_bad("$top=1&$top=2", QUERY_CE, "$top is specified more than once");
 	parse_bad("$filter=name eq 'a'&$filter=name eq 'b'", QUERY_CE, "more than once");
@@ -155,6 +160,19 @@ static void test_parse_option_errors(void **state)
 	parse_bad("$orderby=1name", QUERY_CE, "not a property name");
 	parse_bad("a=%zz", QUERY_CE, "bad percent-escape");
 	parse_bad("$filter=name eq 'x'&$select=", QUERY_CE, "empty item");
+	parse_bad("%zz=1", QUERY_CE, "query parameter name: bad percent-escape at offset 0");
+	/* item and parameter counts */
+	char *list = malloc(8 * (QUERY_SELECT_MAX + 2) + 32);
+	assert_non_null(list);
+	size_t o = (size_t)snprintf(list, 32, "$select=a");
+	for (int i = 0; i < QUERY_SELECT_MAX; i++)
+		o += (size_t)snprintf(list + o, 8, ",a");
+	parse_bad(list, QUERY_CE, "more than 500 items");
+	o = (size_t)snprintf(list, 32, "p=1");
+	for (int i = 0; i < QUERY_SELECT_MAX; i++)
+		o += (size_t)snprintf(list + o, 8, "&p=1");
+	parse_bad(list, QUERY_CE, "more than 500 query parameters");
+	free(list);
 	char *big = malloc(QUERY_STRING_MAX + 2);
 	assert_non_null(big);
 	memset(big, 'a', QUERY_STRING_MAX + 1);
@@ -237,6 +255,11 @@ static void test_filter_syntax_errors(void **state)
 		{ QUERY_CE, "name%20eq%20Enum'x'", "expected an enum literal" },
 		{ QUERY_CE, "a.b%20eq%201", "is not a property name" },
 		{ QUERY_CE, "name%20eq%20@p1", "unexpected character '@'" },
+		{ QUERY_CE, ",", "expected a property name, a function or '('" },
+		{ QUERY_CE, "'x'%20eq%20name", "expected a property name, a function or '('" },
+		{ QUERY_CE, "b%20eq%2012345678901234567890123456789012345678901", "longer than 40" },
+		{ QUERY_CE, "not", "the filter ended" },
+		{ QUERY_CE, "name%20eq%20%C3%A9", "unexpected byte 0xC3" },
 		{ QUERY_FO, "Blocked%20eq%20Microsoft.Dynamics.DataEntities.NoYes''", "empty enum member" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -282,6 +305,16 @@ static void test_filter_caps(void **state)
 	for (int i = 0; i < QUERY_NODES_MAX; i++)
 		o += (size_t)snprintf(qs + o, 16, " or a eq 1");
 	parse_bad(qs, QUERY_CE, "more than 1000 comparisons");
+	/* function calls count as comparisons too */
+	o = (size_t)snprintf(qs, 64, "$filter=contains(a,'x')");
+	for (int i = 0; i < QUERY_NODES_MAX; i++)
+		o += (size_t)snprintf(qs + o, 32, " or contains(a,'x')");
+	parse_bad(qs, QUERY_CE, "more than 1000 comparisons");
+	/* a long name */
+	o = (size_t)snprintf(qs, 64, "$filter=");
+	memset(qs + o, 'n', 300);
+	snprintf(qs + o + 300, 16, " eq 1");
+	parse_bad(qs, QUERY_CE, "name longer than 256");
 	/* length */
 	o = (size_t)snprintf(qs, 64, "$filter=name eq '");
 	memset(qs + o, 'x', QUERY_FILTER_MAX);
@@ -338,6 +371,19 @@ static void test_sql_text_and_params(void **state)
 	query_sql_clear(&s);
 	query_sql_clear(NULL);
 
+	{
+		/* a long column expression goes through the long-format path */
+		char col[700];
+		memset(col, 'c', sizeof(col) - 1);
+		col[sizeof(col) - 1] = '\0';
+		struct query q;
+		parse_ok("$filter=revenue gt 1", QUERY_CE, &q);
+		assert_int_equal(0, query_to_sql(&q, QUERY_CE, col, 1, types, NULL, NULL, &s, err, sizeof(err)));
+		assert_non_null(strstr(s.where, col));
+		assert_true(strlen(s.where) > 2 * sizeof(col));
+		query_sql_clear(&s);
+		query_clear(&q);
+	}
 	sql_ok("$select=name", QUERY_CE, 1, &s);
 	assert_string_equal("TRUE", s.where);
 	assert_null(s.order_by);
