@@ -1,0 +1,792 @@
+/* The apply worker's PostgreSQL state: decisions, outcomes, parked events, units, map state. */
+#include "applystate.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+struct applystate {
+	PGconn *conn;
+	char *map;
+	char *side;
+};
+
+/* A growing text buffer for array literals; capped by the inputs' caps. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void sb_putn(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_puts(struct sbuf *b, const char *s)
+{
+	sb_putn(b, s, strlen(s));
+}
+
+/* Appends one element of a PostgreSQL array literal: NULL, or a double-quoted string with '"'
+ * and '\' escaped by a backslash. `first` says whether a comma is needed. */
+static void sb_array_elem(struct sbuf *b, const char *v, int first)
+{
+	if (!first)
+		sb_putn(b, ",", 1);
+	if (!v) {
+		sb_puts(b, "NULL");
+		return;
+	}
+	sb_putn(b, "\"", 1);
+	const char *run = v;
+	for (const char *c = v; *c; c++) {
+		if (*c == '"' || *c == '\\') {
+			sb_putn(b, run, (size_t)(c - run));
+			sb_putn(b, "\\", 1);
+			run = c;
+		}
+	}
+	sb_puts(b, run);
+	sb_putn(b, "\"", 1);
+}
+
+static void sb_free(struct sbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static char *dup_or_null(const PGresult *r, int row, int col)
+{
+	if (PQgetisnull(r, row, col))
+		return NULL;
+	return strdup(PQgetvalue(r, row, col));
+}
+
+static int64_t parse_i64(const char *s)
+{
+	return (int64_t)strtoll(s, NULL, 10); /* PostgreSQL's own bigint text: always valid */
+}
+
+static int check_text(const char *what, const char *v, int required, char *errbuf, size_t errlen)
+{
+	if (!v) {
+		if (required) {
+			snprintf(errbuf, errlen, "%s: missing", what);
+			return STORE_ERR;
+		}
+		return 0;
+	}
+	size_t n = strnlen(v, APPLYSTATE_TEXT_MAX + 1);
+	if (required && n == 0) {
+		snprintf(errbuf, errlen, "%s: empty", what);
+		return STORE_ERR;
+	}
+	if (n > APPLYSTATE_TEXT_MAX) {
+		snprintf(errbuf, errlen, "%s: longer than %d bytes", what, APPLYSTATE_TEXT_MAX);
+		return STORE_ERR;
+	}
+	return 0;
+}
+
+int applystate_new(PGconn *conn, const char *map_name, const char *target_side, struct applystate **out,
+		   char *errbuf, size_t errlen)
+{
+	*out = NULL;
+	if (!conn) {
+		snprintf(errbuf, errlen, "applystate: no connection");
+		return STORE_ERR;
+	}
+	if (!map_name || !*map_name || strlen(map_name) > 200) {
+		snprintf(errbuf, errlen, "applystate: map name must be 1..200 bytes");
+		return STORE_ERR;
+	}
+	if (!target_side || (strcmp(target_side, "ce") != 0 && strcmp(target_side, "fo") != 0)) {
+		snprintf(errbuf, errlen, "applystate: target side must be ce or fo");
+		return STORE_ERR;
+	}
+	struct applystate *s = calloc(1, sizeof(*s));
+	if (!s || !(s->map = strdup(map_name)) || !(s->side = strdup(target_side))) {
+		applystate_free(s);
+		snprintf(errbuf, errlen, "applystate: out of memory");
+		return STORE_ERR;
+	}
+	s->conn = conn;
+	*out = s;
+	return 0;
+}
+
+void applystate_free(struct applystate *s)
+{
+	if (!s)
+		return;
+	free(s->map);
+	free(s->side);
+	free(s);
+}
+
+const char *applystate_decision_name(enum applystate_decision d)
+{
+	switch (d) {
+	case APPLYSTATE_WRITE: return "write";
+	case APPLYSTATE_SKIP_DUPLICATE: return "duplicate";
+	case APPLYSTATE_SKIP_STALE: return "stale";
+	case APPLYSTATE_SKIP_ECHO: return "echo";
+	case APPLYSTATE_QUEUE_PARKED: return "queued";
+	}
+	return NULL;
+}
+
+const char *applystate_result_name(enum applystate_result r)
+{
+	switch (r) {
+	case APPLYSTATE_APPLIED: return "applied";
+	case APPLYSTATE_ECHO: return "echo";
+	case APPLYSTATE_DUPLICATE: return "duplicate";
+	case APPLYSTATE_DEAD_LETTER: return "dead_letter";
+	case APPLYSTATE_PARKED: return "parked";
+	case APPLYSTATE_SEEN: return "seen";
+	}
+	return NULL;
+}
+
+const char *applystate_map_state_name(enum applystate_map_state st)
+{
+	switch (st) {
+	case APPLYSTATE_MAP_RUNNING: return "running";
+	case APPLYSTATE_MAP_PAUSED: return "paused";
+	case APPLYSTATE_MAP_FAILED: return "failed";
+	}
+	return NULL;
+}
+
+void applystate_record_clear(struct applystate_record *r)
+{
+	if (!r)
+		return;
+	free(r->content_hash);
+	free(r->etag);
+	free(r->target_id);
+	memset(r, 0, sizeof(*r));
+}
+
+void applystate_item_clear(struct applystate_item *item)
+{
+	if (!item)
+		return;
+	applystate_record_clear(&item->prev);
+	item->has_prev = 0;
+	item->decision = 0;
+}
+
+/* Linear lookups below are over result sets no larger than the batch; a batch is at most
+ * APPLYSTATE_BATCH_MAX items and normally a few hundred, so a sort would not pay. */
+static int result_has(const PGresult *r, int col, const char *v)
+{
+	int rows = PQntuples(r);
+	for (int i = 0; i < rows; i++)
+		if (strcmp(PQgetvalue(r, i, col), v) == 0)
+			return 1;
+	return 0;
+}
+
+static int result_row(const PGresult *r, int col, const char *v)
+{
+	int rows = PQntuples(r);
+	for (int i = 0; i < rows; i++)
+		if (strcmp(PQgetvalue(r, i, col), v) == 0)
+			return i;
+	return -1;
+}
+
+int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf, size_t errlen)
+{
+	int rc = STORE_ERR;
+	struct sbuf ids = { 0 }, keys = { 0 };
+	PGresult *r_ids = NULL, *r_parked = NULL, *r_state = NULL;
+	for (size_t i = 0; i < n; i++) {
+		items[i].decision = 0;
+		items[i].has_prev = 0;
+		memset(&items[i].prev, 0, sizeof(items[i].prev));
+	}
+	if (n == 0)
+		return 0;
+	if (n > APPLYSTATE_BATCH_MAX) {
+		snprintf(errbuf, errlen, "applystate_decide: %zu items exceed the cap of %d", n, APPLYSTATE_BATCH_MAX);
+		return STORE_ERR;
+	}
+	sb_putn(&ids, "{", 1);
+	sb_putn(&keys, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "item %zu: record_key", i);
+		if (check_text(what, items[i].record_key, 1, errbuf, errlen) != 0)
+			goto out;
+		snprintf(what, sizeof(what), "item %zu: event_id", i);
+		if (check_text(what, items[i].event_id, 1, errbuf, errlen) != 0)
+			goto out;
+		sb_array_elem(&ids, items[i].event_id, i == 0);
+		sb_array_elem(&keys, items[i].record_key, i == 0);
+	}
+	sb_putn(&ids, "}", 1);
+	sb_putn(&keys, "}", 1);
+	if (ids.oom || keys.oom) {
+		snprintf(errbuf, errlen, "applystate_decide: out of memory");
+		goto out;
+	}
+	const char *p_ids[] = { s->map, s->side, ids.p };
+	rc = store_exec(s->conn,
+			"SELECT event_id FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 "
+			"AND event_id = ANY($3::text[])",
+			3, p_ids, &r_ids, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	const char *p_keys[] = { s->map, s->side, keys.p };
+	rc = store_exec(s->conn,
+			"SELECT DISTINCT record_key FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 "
+			"AND record_key = ANY($3::text[])",
+			3, p_keys, &r_parked, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	rc = store_exec(s->conn,
+			"SELECT record_key, source_version, content_hash, etag, target_id, deleted FROM dw_record_state "
+			"WHERE map_name = $1 AND target_side = $2 AND record_key = ANY($3::text[])",
+			3, p_keys, &r_state, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct applystate_item *it = &items[i];
+		int row = result_row(r_state, 0, it->record_key);
+		if (row >= 0) {
+			it->has_prev = 1;
+			it->prev.source_version = parse_i64(PQgetvalue(r_state, row, 1));
+			it->prev.content_hash = dup_or_null(r_state, row, 2);
+			it->prev.etag = dup_or_null(r_state, row, 3);
+			it->prev.target_id = dup_or_null(r_state, row, 4);
+			it->prev.deleted = strcmp(PQgetvalue(r_state, row, 5), "t") == 0;
+			if ((!PQgetisnull(r_state, row, 2) && !it->prev.content_hash) ||
+			    (!PQgetisnull(r_state, row, 3) && !it->prev.etag) ||
+			    (!PQgetisnull(r_state, row, 4) && !it->prev.target_id)) {
+				snprintf(errbuf, errlen, "applystate_decide: out of memory");
+				rc = STORE_ERR;
+				goto out;
+			}
+		}
+		if (result_has(r_ids, 0, it->event_id))
+			it->decision = APPLYSTATE_SKIP_DUPLICATE;
+		else if (result_has(r_parked, 0, it->record_key))
+			it->decision = APPLYSTATE_QUEUE_PARKED;
+		else if (it->has_prev && it->version <= it->prev.source_version)
+			it->decision = APPLYSTATE_SKIP_STALE;
+		else if (it->has_prev && it->is_delete && it->prev.deleted)
+			it->decision = APPLYSTATE_SKIP_ECHO;
+		else if (it->has_prev && !it->is_delete && !it->prev.deleted && it->content_hash &&
+			 it->prev.content_hash && strcmp(it->content_hash, it->prev.content_hash) == 0)
+			it->decision = APPLYSTATE_SKIP_ECHO;
+		else
+			it->decision = APPLYSTATE_WRITE;
+	}
+	rc = 0;
+out:
+	PQclear(r_ids);
+	PQclear(r_parked);
+	PQclear(r_state);
+	sb_free(&ids);
+	sb_free(&keys);
+	return rc;
+}
+
+int applystate_get(struct applystate *s, const char *record_key, int *found, struct applystate_record *out,
+		   char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	*found = 0;
+	memset(out, 0, sizeof(*out));
+	if (check_text("record_key", record_key, 1, errbuf, errlen) != 0)
+		return STORE_ERR;
+	const char *p[] = { s->map, s->side, record_key };
+	int rc = store_exec(s->conn,
+			    "SELECT source_version, content_hash, etag, target_id, deleted FROM dw_record_state "
+			    "WHERE map_name = $1 AND target_side = $2 AND record_key = $3",
+			    3, p, &r, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	if (PQntuples(r) == 1) {
+		*found = 1;
+		out->source_version = parse_i64(PQgetvalue(r, 0, 0));
+		out->content_hash = dup_or_null(r, 0, 1);
+		out->etag = dup_or_null(r, 0, 2);
+		out->target_id = dup_or_null(r, 0, 3);
+		out->deleted = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* Appends a bigint element. */
+static void sb_array_i64(struct sbuf *b, int64_t v, int first)
+{
+	char num[32];
+	snprintf(num, sizeof(num), "%s%" PRId64, first ? "" : ",", v);
+	sb_puts(b, num);
+}
+
+int applystate_record(struct applystate *s, const struct applystate_outcome *o, size_t n, char *errbuf,
+		      size_t errlen)
+{
+	int rc = STORE_ERR, in_txn = 0;
+	/* dw_applied_event rows */
+	struct sbuf a_ids = { 0 }, a_outcomes = { 0 };
+	/* dw_record_state rows */
+	struct sbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
+		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 };
+	/* dw_parked_event rows */
+	struct sbuf p_keys = { 0 }, p_ids = { 0 }, p_events = { 0 }, p_reasons = { 0 };
+	/* echo outcomes: version moves on only */
+	struct sbuf e_keys = { 0 }, e_vers = { 0 }, e_ts = { 0 };
+	size_t na = 0, nr = 0, np = 0, ne = 0;
+	if (n == 0)
+		return 0;
+	if (n > APPLYSTATE_BATCH_MAX) {
+		snprintf(errbuf, errlen, "applystate_record: %zu outcomes exceed the cap of %d", n,
+			 APPLYSTATE_BATCH_MAX);
+		return STORE_ERR;
+	}
+	struct sbuf *all[] = { &a_ids, &a_outcomes, &r_keys, &r_vers, &r_hashes, &r_etags, &r_tids,
+			       &r_ts, &r_del, &r_seen, &p_keys, &p_ids, &p_events, &p_reasons,
+			       &e_keys, &e_vers, &e_ts };
+	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+		sb_putn(all[k], "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		const struct applystate_outcome *x = &o[i];
+		const char *name = applystate_result_name(x->result);
+		char what[64];
+		if (!name) {
+			snprintf(errbuf, errlen, "outcome %zu: invalid result %d", i, (int)x->result);
+			goto out;
+		}
+		snprintf(what, sizeof(what), "outcome %zu: record_key", i);
+		if (check_text(what, x->record_key, 1, errbuf, errlen) != 0)
+			goto out;
+		snprintf(what, sizeof(what), "outcome %zu: event_id", i);
+		if (check_text(what, x->event_id, x->result != APPLYSTATE_SEEN, errbuf, errlen) != 0)
+			goto out;
+		snprintf(what, sizeof(what), "outcome %zu: content_hash", i);
+		if (check_text(what, x->content_hash, 0, errbuf, errlen) != 0)
+			goto out;
+		snprintf(what, sizeof(what), "outcome %zu: etag", i);
+		if (check_text(what, x->etag, 0, errbuf, errlen) != 0)
+			goto out;
+		snprintf(what, sizeof(what), "outcome %zu: target_id", i);
+		if (check_text(what, x->target_id, 0, errbuf, errlen) != 0)
+			goto out;
+		if (x->event_id) {
+			sb_array_elem(&a_ids, x->event_id, na == 0);
+			sb_array_elem(&a_outcomes, name, na == 0);
+			na++;
+		}
+		if (x->result == APPLYSTATE_APPLIED || x->result == APPLYSTATE_ECHO || x->result == APPLYSTATE_SEEN) {
+			if (x->version < 0) {
+				snprintf(errbuf, errlen, "outcome %zu: negative version", i);
+				goto out;
+			}
+		}
+		if (x->result == APPLYSTATE_ECHO) {
+			sb_array_elem(&e_keys, x->record_key, ne == 0);
+			sb_array_i64(&e_vers, x->version, ne == 0);
+			sb_array_i64(&e_ts, x->source_ts_ms, ne == 0);
+			ne++;
+		}
+		if (x->result == APPLYSTATE_APPLIED || x->result == APPLYSTATE_SEEN) {
+			sb_array_elem(&r_keys, x->record_key, nr == 0);
+			sb_array_i64(&r_vers, x->version, nr == 0);
+			sb_array_elem(&r_hashes, x->deleted ? NULL : x->content_hash, nr == 0);
+			sb_array_elem(&r_etags, x->etag, nr == 0);
+			sb_array_elem(&r_tids, x->target_id, nr == 0);
+			sb_array_i64(&r_ts, x->source_ts_ms, nr == 0);
+			sb_array_elem(&r_del, x->deleted ? "t" : "f", nr == 0);
+			sb_array_elem(&r_seen, x->result == APPLYSTATE_SEEN ? "t" : "f", nr == 0);
+			nr++;
+		}
+		if (x->result == APPLYSTATE_PARKED) {
+			snprintf(what, sizeof(what), "outcome %zu: event_json", i);
+			if (check_text(what, x->event_json, 1, errbuf, errlen) != 0)
+				goto out;
+			snprintf(what, sizeof(what), "outcome %zu: reason", i);
+			if (check_text(what, x->reason, 1, errbuf, errlen) != 0)
+				goto out;
+			sb_array_elem(&p_keys, x->record_key, np == 0);
+			sb_array_elem(&p_ids, x->event_id, np == 0);
+			sb_array_elem(&p_events, x->event_json, np == 0);
+			sb_array_elem(&p_reasons, x->reason, np == 0);
+			np++;
+		}
+	}
+	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
+		sb_putn(all[k], "}", 1);
+		if (all[k]->oom) {
+			snprintf(errbuf, errlen, "applystate_record: out of memory");
+			goto out;
+		}
+	}
+	rc = store_begin(s->conn, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	in_txn = 1;
+	if (na > 0) {
+		const char *p[] = { s->map, s->side, a_ids.p, a_outcomes.p };
+		rc = store_exec(s->conn,
+				"INSERT INTO dw_applied_event (map_name, target_side, event_id, outcome) "
+				"SELECT $1, $2, e, o FROM unnest($3::text[], $4::text[]) AS u(e, o) "
+				"ON CONFLICT (map_name, target_side, event_id) DO NOTHING",
+				4, p, NULL, errbuf, errlen);
+		if (rc != 0)
+			goto out;
+	}
+	if (nr > 0) {
+		/* DISTINCT ON keeps the newest outcome per key (one statement may not touch a row twice);
+		 * a SEEN outcome also replaces the state at an equal version (a re-read of the target). */
+		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p,
+				    r_seen.p };
+		rc = store_exec(s->conn,
+				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
+				"content_hash, etag, target_id, source_ts, deleted, updated_at) "
+				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, now() "
+				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, seen FROM unnest($3::text[], "
+				" $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], "
+				" $10::boolean[]) AS u(k, v, h, e, t, ts, d, seen) ORDER BY k, v DESC, seen DESC) AS x "
+				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
+				"source_version = EXCLUDED.source_version, content_hash = EXCLUDED.content_hash, "
+				"etag = COALESCE(EXCLUDED.etag, rs.etag), target_id = COALESCE(EXCLUDED.target_id, rs.target_id), "
+				"source_ts = COALESCE(EXCLUDED.source_ts, rs.source_ts), deleted = EXCLUDED.deleted, "
+				"updated_at = now() "
+				"WHERE rs.source_version < EXCLUDED.source_version OR (rs.source_version = "
+				"EXCLUDED.source_version AND (SELECT bool_or(s2) FROM unnest($3::text[], $10::boolean[]) "
+				"AS q(k2, s2) WHERE k2 = EXCLUDED.record_key))",
+				10, p, NULL, errbuf, errlen);
+		if (rc != 0)
+			goto out;
+	}
+	if (ne > 0) {
+		/* An echo has the recorded content: only the version (and source time) move on. */
+		const char *p[] = { s->map, s->side, e_keys.p, e_vers.p, e_ts.p };
+		rc = store_exec(s->conn,
+				"UPDATE dw_record_state AS rs SET source_version = x.v, "
+				"source_ts = COALESCE(CASE WHEN x.ts > 0 THEN to_timestamp(x.ts / 1000.0) END, rs.source_ts), "
+				"updated_at = now() FROM (SELECT DISTINCT ON (k) k, v, ts FROM unnest($3::text[], "
+				"$4::bigint[], $5::bigint[]) AS u(k, v, ts) ORDER BY k, v DESC) AS x "
+				"WHERE rs.map_name = $1 AND rs.target_side = $2 AND rs.record_key = x.k "
+				"AND rs.source_version < x.v",
+				5, p, NULL, errbuf, errlen);
+		if (rc != 0)
+			goto out;
+	}
+	if (np > 0) {
+		const char *p[] = { s->map, s->side, p_keys.p, p_ids.p, p_events.p, p_reasons.p };
+		rc = store_exec(s->conn,
+				"INSERT INTO dw_parked_event (map_name, target_side, record_key, event_id, event, reason) "
+				"SELECT $1, $2, k, e, j::jsonb, r FROM unnest($3::text[], $4::text[], $5::text[], "
+				"$6::text[]) WITH ORDINALITY AS u(k, e, j, r, n) ORDER BY n "
+				"ON CONFLICT (map_name, target_side, event_id) DO NOTHING",
+				6, p, NULL, errbuf, errlen);
+		if (rc != 0)
+			goto out;
+	}
+	rc = store_commit(s->conn, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	in_txn = 0;
+	rc = 0;
+out:
+	if (in_txn) {
+		char ignored[256];
+		(void)store_rollback(s->conn, ignored, sizeof(ignored));
+	}
+	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+		sb_free(all[k]);
+	return rc;
+}
+
+void applystate_parked_free(struct applystate_parked *p, size_t n)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].record_key);
+		free(p[i].event_id);
+		free(p[i].event_json);
+		free(p[i].reason);
+	}
+	free(p);
+}
+
+int applystate_parked_due(struct applystate *s, size_t max, struct applystate_parked **out, size_t *n,
+			  char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	struct applystate_parked *v = NULL;
+	*out = NULL;
+	*n = 0;
+	char lim[32];
+	snprintf(lim, sizeof(lim), "%zu", max > APPLYSTATE_BATCH_MAX ? (size_t)APPLYSTATE_BATCH_MAX : max);
+	const char *p[] = { s->map, s->side, lim };
+	int rc = store_exec(s->conn,
+			    "SELECT id, record_key, event_id, event::text, reason, attempts FROM ("
+			    " SELECT DISTINCT ON (record_key) * FROM dw_parked_event "
+			    " WHERE map_name = $1 AND target_side = $2 ORDER BY record_key, id) AS h "
+			    "WHERE next_attempt_at <= now() ORDER BY id LIMIT $3::bigint",
+			    3, p, &r, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	int rows = PQntuples(r);
+	if (rows > 0) {
+		v = calloc((size_t)rows, sizeof(*v));
+		if (!v)
+			goto oom;
+	}
+	for (int i = 0; i < rows; i++) {
+		v[i].id = parse_i64(PQgetvalue(r, i, 0));
+		v[i].record_key = strdup(PQgetvalue(r, i, 1));
+		v[i].event_id = strdup(PQgetvalue(r, i, 2));
+		v[i].event_json = strdup(PQgetvalue(r, i, 3));
+		v[i].reason = strdup(PQgetvalue(r, i, 4));
+		v[i].attempts = (int)parse_i64(PQgetvalue(r, i, 5));
+		if (!v[i].record_key || !v[i].event_id || !v[i].event_json || !v[i].reason) {
+			applystate_parked_free(v, (size_t)rows);
+			v = NULL;
+			goto oom;
+		}
+	}
+	*out = v;
+	*n = (size_t)rows;
+	rc = 0;
+	goto out;
+oom:
+	snprintf(errbuf, errlen, "applystate_parked_due: out of memory");
+	rc = STORE_ERR;
+out:
+	PQclear(r);
+	return rc;
+}
+
+int applystate_parked_count(struct applystate *s, int64_t *count, char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	const char *p[] = { s->map, s->side };
+	int rc = store_exec(s->conn, "SELECT count(*) FROM dw_parked_event WHERE map_name = $1 AND target_side = $2",
+			    2, p, &r, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	*count = parse_i64(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
+int applystate_unpark(struct applystate *s, int64_t id, char *errbuf, size_t errlen)
+{
+	char idt[32];
+	snprintf(idt, sizeof(idt), "%" PRId64, id);
+	const char *p[] = { s->map, s->side, idt };
+	return store_exec(s->conn, "DELETE FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 AND id = $3",
+			  3, p, NULL, errbuf, errlen);
+}
+
+int applystate_park_retry_later(struct applystate *s, int64_t id, long long delay_ms, char *errbuf, size_t errlen)
+{
+	char idt[32], ms[32];
+	snprintf(idt, sizeof(idt), "%" PRId64, id);
+	snprintf(ms, sizeof(ms), "%lld", delay_ms < 0 ? 0 : delay_ms);
+	const char *p[] = { s->map, s->side, idt, ms };
+	return store_exec(s->conn,
+			  "UPDATE dw_parked_event SET attempts = attempts + 1, "
+			  "next_attempt_at = now() + $4::bigint * interval '1 millisecond' "
+			  "WHERE map_name = $1 AND target_side = $2 AND id = $3",
+			  4, p, NULL, errbuf, errlen);
+}
+
+void applystate_strings_free(char **v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int check_side(const char *side, char *errbuf, size_t errlen)
+{
+	if (!side || (strcmp(side, "ce") != 0 && strcmp(side, "fo") != 0)) {
+		snprintf(errbuf, errlen, "source side must be ce or fo");
+		return STORE_ERR;
+	}
+	return 0;
+}
+
+int applystate_txn_stage(struct applystate *s, const char *source_side, const char *txn_id, int order,
+			 int total, const char *event_id, const char *event_json, int *staged, int *complete,
+			 char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	int rc = STORE_ERR, in_txn = 0;
+	*staged = 0;
+	*complete = 0;
+	if (check_side(source_side, errbuf, errlen) != 0 || check_text("txn_id", txn_id, 1, errbuf, errlen) != 0 ||
+	    check_text("event_id", event_id, 1, errbuf, errlen) != 0 ||
+	    check_text("event_json", event_json, 1, errbuf, errlen) != 0)
+		return STORE_ERR;
+	if (total < 1 || order < 1 || order > total) {
+		snprintf(errbuf, errlen, "txn %s: part %d of %d is out of range", txn_id, order, total);
+		return STORE_ERR;
+	}
+	char ord[16], tot[16];
+	snprintf(ord, sizeof(ord), "%d", order);
+	snprintf(tot, sizeof(tot), "%d", total);
+	rc = store_begin(s->conn, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	in_txn = 1;
+	const char *p[] = { source_side, txn_id, ord, tot, s->map, event_id, event_json };
+	rc = store_exec(s->conn,
+			"INSERT INTO dw_txn_part (source_side, txn_id, part_order, total, map_name, event_id, event) "
+			"VALUES ($1, $2, $3::integer, $4::integer, $5, $6, $7::jsonb) "
+			"ON CONFLICT (source_side, txn_id, part_order) DO NOTHING",
+			7, p, NULL, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	const char *q[] = { source_side, txn_id };
+	rc = store_exec(s->conn,
+			"SELECT count(*), min(total), max(total) FROM dw_txn_part WHERE source_side = $1 AND txn_id = $2",
+			2, q, &r, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	long long cnt = parse_i64(PQgetvalue(r, 0, 0));
+	long long tmin = parse_i64(PQgetvalue(r, 0, 1)), tmax = parse_i64(PQgetvalue(r, 0, 2));
+	if (tmin != total || tmax != total) {
+		snprintf(errbuf, errlen, "txn %s: parts disagree on the total (%lld..%lld, this part says %d)", txn_id,
+			 tmin, tmax, total);
+		rc = STORE_ERR;
+		goto out;
+	}
+	rc = store_commit(s->conn, errbuf, errlen);
+	if (rc != 0)
+		goto out;
+	in_txn = 0;
+	*staged = (int)cnt;
+	*complete = cnt == total;
+	rc = 0;
+out:
+	if (in_txn) {
+		char ignored[256];
+		(void)store_rollback(s->conn, ignored, sizeof(ignored));
+	}
+	PQclear(r);
+	return rc;
+}
+
+int applystate_txn_parts(struct applystate *s, const char *source_side, const char *txn_id, char ***events,
+			 size_t *n, char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	*events = NULL;
+	*n = 0;
+	if (check_side(source_side, errbuf, errlen) != 0 || check_text("txn_id", txn_id, 1, errbuf, errlen) != 0)
+		return STORE_ERR;
+	const char *p[] = { source_side, txn_id };
+	int rc = store_exec(s->conn,
+			    "SELECT event::text FROM dw_txn_part WHERE source_side = $1 AND txn_id = $2 ORDER BY part_order",
+			    2, p, &r, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	int rows = PQntuples(r);
+	char **v = rows ? calloc((size_t)rows, sizeof(*v)) : NULL;
+	if (rows && !v)
+		goto oom;
+	for (int i = 0; i < rows; i++)
+		if (!(v[i] = strdup(PQgetvalue(r, i, 0)))) {
+			applystate_strings_free(v, (size_t)rows);
+			goto oom;
+		}
+	PQclear(r);
+	*events = v;
+	*n = (size_t)rows;
+	return 0;
+oom:
+	PQclear(r);
+	snprintf(errbuf, errlen, "applystate_txn_parts: out of memory");
+	return STORE_ERR;
+}
+
+int applystate_txn_clear(struct applystate *s, const char *source_side, const char *txn_id, char *errbuf,
+			 size_t errlen)
+{
+	if (check_side(source_side, errbuf, errlen) != 0 || check_text("txn_id", txn_id, 1, errbuf, errlen) != 0)
+		return STORE_ERR;
+	const char *p[] = { source_side, txn_id };
+	return store_exec(s->conn, "DELETE FROM dw_txn_part WHERE source_side = $1 AND txn_id = $2", 2, p, NULL,
+			  errbuf, errlen);
+}
+
+int applystate_map_get(struct applystate *s, enum applystate_map_state *st, char **reason, char *errbuf,
+		       size_t errlen)
+{
+	PGresult *r = NULL;
+	*st = APPLYSTATE_MAP_RUNNING;
+	if (reason)
+		*reason = NULL;
+	const char *p[] = { s->map };
+	int rc = store_exec(s->conn, "SELECT state, reason FROM dw_map_state WHERE map_name = $1", 1, p, &r, errbuf,
+			    errlen);
+	if (rc != 0)
+		return rc;
+	if (PQntuples(r) == 1) {
+		const char *v = PQgetvalue(r, 0, 0);
+		*st = strcmp(v, "paused") == 0 ? APPLYSTATE_MAP_PAUSED
+		      : strcmp(v, "failed") == 0 ? APPLYSTATE_MAP_FAILED
+						 : APPLYSTATE_MAP_RUNNING;
+		if (reason && !PQgetisnull(r, 0, 1) && !(*reason = strdup(PQgetvalue(r, 0, 1)))) {
+			PQclear(r);
+			snprintf(errbuf, errlen, "applystate_map_get: out of memory");
+			return STORE_ERR;
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
+int applystate_map_set(struct applystate *s, enum applystate_map_state st, const char *reason, char *errbuf,
+		       size_t errlen)
+{
+	const char *name = applystate_map_state_name(st);
+	if (!name) {
+		snprintf(errbuf, errlen, "applystate_map_set: invalid state %d", (int)st);
+		return STORE_ERR;
+	}
+	if (check_text("reason", reason, 0, errbuf, errlen) != 0)
+		return STORE_ERR;
+	const char *p[] = { s->map, name, reason };
+	return store_exec(s->conn,
+			  "INSERT INTO dw_map_state (map_name, state, reason, updated_at) VALUES ($1, $2, $3, now()) "
+			  "ON CONFLICT (map_name) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason, "
+			  "updated_at = now()",
+			  3, p, NULL, errbuf, errlen);
+}

@@ -1,0 +1,216 @@
+#ifndef DW_APPLYSTATE_H
+#define DW_APPLYSTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+/*
+ * The apply worker's PostgreSQL state (DESIGN sections 5 and 6; tables in schemas/sql/001 and 002):
+ * per target record the highest source version applied, the hash of the mapped content last
+ * written to or seen on the target, the target's ETag and id; the idempotency keys of events whose
+ * outcome is recorded; parked events; staged transaction parts; map state.
+ *
+ * One struct applystate serves one map and one target side over a borrowed connection. Every
+ * statement is parameterised. Decisions read; outcomes of a whole poll batch are written in ONE
+ * transaction (applystate_record), which the caller runs BEFORE storing and committing Kafka
+ * offsets, so a crash at any point re-delivers events whose outcome is either recorded (then the
+ * decision skips them) or not (then they are decided again).
+ *
+ * Return codes: 0, or STORE_ERR / STORE_ERR_RETRY (see store.h: the latter means the caller may
+ * retry the whole step) with errbuf filled. Not thread-safe: one struct per thread.
+ */
+
+#define APPLYSTATE_BATCH_MAX 10000 /* items per decide/record call */
+#define APPLYSTATE_TEXT_MAX (1024 * 1024) /* cap on any one text value (keys, hashes, event JSON) */
+
+struct applystate;
+
+/* Creates the state handle for map `map_name` writing to `target_side` ("ce" or "fo"). Borrows
+ * conn for the handle's life (the caller closes it after applystate_free); copies the names.
+ * Fails (STORE_ERR) on an empty map name or a side other than ce/fo. *out is new; free with
+ * applystate_free(). */
+int applystate_new(PGconn *conn, const char *map_name, const char *target_side, struct applystate **out,
+		   char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees the handle (not the connection); NULL-safe. */
+void applystate_free(struct applystate *s);
+
+/* ---- decisions (rules 2, 3, 6) ------------------------------------------------------------ */
+
+enum applystate_decision {
+	APPLYSTATE_WRITE = 1,          /* write to the target */
+	APPLYSTATE_SKIP_DUPLICATE = 2, /* this event id's outcome is already recorded */
+	APPLYSTATE_SKIP_STALE = 3,     /* version <= the highest version applied to the record */
+	APPLYSTATE_SKIP_ECHO = 4,      /* same mapped content as last written/seen (or a delete of a
+					* record already deleted there) */
+	APPLYSTATE_QUEUE_PARKED = 5,   /* the record has parked events: this one queues behind them */
+};
+
+/* "write", "duplicate", "stale", "echo", "queued"; NULL for an invalid value. */
+const char *applystate_decision_name(enum applystate_decision d);
+
+/* What is recorded about one target record. Strings are NULL when not known. */
+struct applystate_record {
+	int64_t source_version;
+	char *content_hash;
+	char *etag;
+	char *target_id;
+	int deleted;
+};
+
+/* One event to decide on. The caller fills the inputs (borrowed for the call); applystate_decide
+ * fills the outputs, whose strings the item owns until applystate_item_clear(). */
+struct applystate_item {
+	/* inputs */
+	const char *record_key;   /* the target record's key string, 1..APPLYSTATE_TEXT_MAX bytes */
+	const char *event_id;     /* the event's id */
+	int64_t version;          /* the event's source version */
+	const char *content_hash; /* hash of the mapped content; NULL for a delete */
+	int is_delete;
+	/* outputs */
+	enum applystate_decision decision;
+	int has_prev; /* a state row exists for the record; then prev holds it */
+	struct applystate_record prev;
+};
+
+/*
+ * Decides each of n items with two or three reads in all (not per item), in this order: event id
+ * already recorded -> SKIP_DUPLICATE; the record has parked events -> QUEUE_PARKED; version <=
+ * recorded version -> SKIP_STALE; not a delete and content_hash equal to the recorded hash of a
+ * record not marked deleted, or a delete of a record marked deleted -> SKIP_ECHO; else WRITE.
+ * Items with the same record key are decided independently against the stored state (collapse
+ * them before). Fills decision/has_prev/prev of every item (clear them with
+ * applystate_item_clear even on failure). n <= APPLYSTATE_BATCH_MAX.
+ */
+int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf,
+		      size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees the outputs of one item and zeroes them; NULL-safe. */
+void applystate_item_clear(struct applystate_item *item);
+
+/* Reads the state of one record. Returns 0 with *found 1 and *out filled (caller frees its
+ * strings with applystate_record_clear), or 0 with *found 0, or an error. */
+int applystate_get(struct applystate *s, const char *record_key, int *found, struct applystate_record *out,
+		   char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees the strings of a record and zeroes it; NULL-safe. */
+void applystate_record_clear(struct applystate_record *r);
+
+/* ---- outcomes (rule 1) -------------------------------------------------------------------- */
+
+enum applystate_result {
+	APPLYSTATE_APPLIED = 1,     /* written to the target; state updated */
+	APPLYSTATE_ECHO = 2,        /* skipped as echo; state version advanced, content unchanged */
+	APPLYSTATE_DUPLICATE = 3,   /* skipped: already recorded or stale; no state change */
+	APPLYSTATE_DEAD_LETTER = 4, /* sent to the dead-letter topic; no state change */
+	APPLYSTATE_PARKED = 5,      /* parked (event JSON kept in dw_parked_event); no state change */
+	APPLYSTATE_SEEN = 6,        /* content seen on the target side (e.g. a re-read): state updated */
+};
+
+/* "applied", "echo", "duplicate", "dead_letter", "parked", "seen"; NULL for an invalid value. */
+const char *applystate_result_name(enum applystate_result r);
+
+/* One recorded outcome. Strings are borrowed for the call. */
+struct applystate_outcome {
+	enum applystate_result result;
+	const char *record_key;
+	const char *event_id;     /* may be NULL for SEEN (nothing goes to dw_applied_event) */
+	int64_t version;          /* APPLIED/ECHO/SEEN: the version now applied */
+	const char *content_hash; /* APPLIED/SEEN: the mapped content's hash (NULL for a delete) */
+	const char *etag;         /* APPLIED/SEEN: the target's new ETag, NULL keeps the old one */
+	const char *target_id;    /* APPLIED/SEEN: the target's record id, NULL keeps the old one */
+	int64_t source_ts_ms;     /* source change time (0: unknown) */
+	int deleted;              /* APPLIED/SEEN: the record is now deleted on the target */
+	const char *event_json;   /* PARKED: the event document (valid JSON) */
+	const char *reason;       /* PARKED: why (required) */
+};
+
+/*
+ * Records n outcomes in one transaction: every event id goes to dw_applied_event (an id already
+ * there is left as it is), APPLIED/ECHO/SEEN update the record's state only when their version is
+ * higher than the stored one (for SEEN also when equal), keeping the newest per key when one key
+ * occurs several times; PARKED events are added to dw_parked_event. All or nothing: on failure
+ * the transaction is rolled back and nothing is recorded. The connection must not be inside a
+ * transaction. n <= APPLYSTATE_BATCH_MAX; n == 0 does nothing.
+ */
+int applystate_record(struct applystate *s, const struct applystate_outcome *o, size_t n, char *errbuf,
+		      size_t errlen) __attribute__((warn_unused_result));
+
+/* ---- parked events (rule 6) ---------------------------------------------------------------- */
+
+/* One parked event, as read back. Strings owned by the struct (applystate_parked_clear). */
+struct applystate_parked {
+	int64_t id;
+	char *record_key;
+	char *event_id;
+	char *event_json;
+	char *reason;
+	int attempts;
+};
+
+/*
+ * Lists up to max parked events that are due (next_attempt_at <= now) and are the first (oldest)
+ * parked event of their record, oldest first. *out is a new array of *n entries the caller frees
+ * with applystate_parked_free(*out, *n).
+ */
+int applystate_parked_due(struct applystate *s, size_t max, struct applystate_parked **out, size_t *n,
+			  char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees an array from applystate_parked_due; NULL-safe. */
+void applystate_parked_free(struct applystate_parked *p, size_t n);
+
+/* Number of parked events of this map and side. */
+int applystate_parked_count(struct applystate *s, int64_t *count, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Removes parked event `id` (it was re-driven). Returns 0 also when it was already gone. */
+int applystate_unpark(struct applystate *s, int64_t id, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Counts one more failed attempt of parked event `id` and sets its next attempt delay_ms from now. */
+int applystate_park_retry_later(struct applystate *s, int64_t id, long long delay_ms, char *errbuf,
+				size_t errlen) __attribute__((warn_unused_result));
+
+/* ---- transaction parts (rule 5) ------------------------------------------------------------ */
+
+/*
+ * Stages one part of source transaction (source_side, txn_id): order 1..total, the event id and
+ * document. A part already staged (same order) is kept as it was (re-delivery). Then counts the
+ * parts staged: *staged receives the count and *complete 1 when all `total` parts are there.
+ * Fails when a part with a different total was staged before (the unit is inconsistent).
+ */
+int applystate_txn_stage(struct applystate *s, const char *source_side, const char *txn_id, int order,
+			 int total, const char *event_id, const char *event_json, int *staged, int *complete,
+			 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* The staged parts of a unit in order: *events becomes a new array of *n new strings (event
+ * documents) the caller frees with applystate_strings_free(*events, *n). */
+int applystate_txn_parts(struct applystate *s, const char *source_side, const char *txn_id, char ***events,
+			 size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Removes the staged parts of a unit (after it was applied or dead-lettered). */
+int applystate_txn_clear(struct applystate *s, const char *source_side, const char *txn_id, char *errbuf,
+			 size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees an array of strings; NULL-safe. */
+void applystate_strings_free(char **v, size_t n);
+
+/* ---- map state (rule 8) -------------------------------------------------------------------- */
+
+enum applystate_map_state { APPLYSTATE_MAP_RUNNING = 1, APPLYSTATE_MAP_PAUSED = 2, APPLYSTATE_MAP_FAILED = 3 };
+
+/* "running", "paused", "failed"; NULL for an invalid value. */
+const char *applystate_map_state_name(enum applystate_map_state st);
+
+/* Reads the map's state: a map with no row is running. *reason is NULL or a new string the caller
+ * frees (reason may be NULL when not wanted). */
+int applystate_map_get(struct applystate *s, enum applystate_map_state *st, char **reason, char *errbuf,
+		       size_t errlen) __attribute__((warn_unused_result));
+
+/* Sets the map's state and reason (NULL clears it). */
+int applystate_map_set(struct applystate *s, enum applystate_map_state st, const char *reason, char *errbuf,
+		       size_t errlen) __attribute__((warn_unused_result));
+
+#endif
