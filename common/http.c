@@ -345,8 +345,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			goto oom;
 		} else {
 			rc = classify(cc);
-			snprintf(errbuf, errlen, "%s %s: %s%s%s", req->method, url, curl_easy_strerror(cc),
-				 curl_err[0] ? ": " : "", curl_err);
+			snprintf(errbuf, errlen, "%s %s: %s", req->method, url,
+				 curl_err[0] ? curl_err : curl_easy_strerror(cc));
 			/* libcurl's own message may end in a newline */
 			size_t len = strlen(errbuf);
 			while (len > 0 && (errbuf[len - 1] == '\n' || errbuf[len - 1] == '\r'))
