@@ -12,6 +12,7 @@ struct applystate {
 	PGconn *conn;
 	char *map;
 	char *side;
+	const char *other; /* the event's source side: "fo" when side is "ce" and back */
 };
 
 /* A growing text buffer for array literals; capped by the inputs' caps. */
@@ -132,6 +133,7 @@ int applystate_new(PGconn *conn, const char *map_name, const char *target_side, 
 		return STORE_ERR;
 	}
 	s->conn = conn;
+	s->other = strcmp(target_side, "ce") == 0 ? "fo" : "ce";
 	*out = s;
 	return 0;
 }
@@ -222,8 +224,9 @@ static int result_row(const PGresult *r, int col, const char *v)
 int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf, size_t errlen)
 {
 	int rc = STORE_ERR;
-	struct sbuf ids = { 0 }, keys = { 0 };
-	PGresult *r_ids = NULL, *r_parked = NULL, *r_state = NULL;
+	struct sbuf ids = { 0 }, keys = { 0 }, skeys = { 0 };
+	PGresult *r_ids = NULL, *r_parked = NULL, *r_state = NULL, *r_src = NULL;
+	size_t nsrc = 0;
 	for (size_t i = 0; i < n; i++) {
 		items[i].decision = 0;
 		items[i].has_prev = 0;
@@ -237,6 +240,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	}
 	sb_putn(&ids, "{", 1);
 	sb_putn(&keys, "{", 1);
+	sb_putn(&skeys, "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		char what[64];
 		snprintf(what, sizeof(what), "item %zu: record_key", i);
@@ -245,12 +249,18 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		snprintf(what, sizeof(what), "item %zu: event_id", i);
 		if (check_text(what, items[i].event_id, 1, errbuf, errlen) != 0)
 			goto out;
+		snprintf(what, sizeof(what), "item %zu: source_key", i);
+		if (check_text(what, items[i].source_key, 0, errbuf, errlen) != 0)
+			goto out;
 		sb_array_elem(&ids, items[i].event_id, i == 0);
 		sb_array_elem(&keys, items[i].record_key, i == 0);
+		if (items[i].source_key && items[i].source_hash)
+			sb_array_elem(&skeys, items[i].source_key, nsrc++ == 0);
 	}
 	sb_putn(&ids, "}", 1);
 	sb_putn(&keys, "}", 1);
-	if (ids.oom || keys.oom) {
+	sb_putn(&skeys, "}", 1);
+	if (ids.oom || keys.oom || skeys.oom) {
 		snprintf(errbuf, errlen, "applystate_decide: out of memory");
 		goto out;
 	}
@@ -274,9 +284,19 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 			3, p_keys, &r_state, errbuf, errlen);
 	if (rc != 0)
 		goto out;
+	if (nsrc > 0) {
+		const char *p_src[] = { s->map, s->other, skeys.p };
+		rc = store_exec(s->conn,
+				"SELECT record_key, content_hash FROM dw_record_state WHERE map_name = $1 "
+				"AND target_side = $2 AND record_key = ANY($3::text[]) AND NOT deleted "
+				"AND content_hash IS NOT NULL",
+				3, p_src, &r_src, errbuf, errlen);
+		if (rc != 0)
+			goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct applystate_item *it = &items[i];
-		int row = result_row(r_state, 0, it->record_key);
+		int row = result_row(r_state, 0, it->record_key), srow = -1;
 		if (row >= 0) {
 			it->has_prev = 1;
 			it->prev.source_version = parse_i64(PQgetvalue(r_state, row, 1));
@@ -298,6 +318,10 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 			it->decision = APPLYSTATE_QUEUE_PARKED;
 		else if (it->has_prev && it->version <= it->prev.source_version)
 			it->decision = APPLYSTATE_SKIP_STALE;
+		else if (r_src && it->source_key && it->source_hash &&
+			 (srow = result_row(r_src, 0, it->source_key)) >= 0 &&
+			 strcmp(PQgetvalue(r_src, srow, 1), it->source_hash) == 0)
+			it->decision = APPLYSTATE_SKIP_ECHO;
 		else if (it->has_prev && it->is_delete && it->prev.deleted)
 			it->decision = APPLYSTATE_SKIP_ECHO;
 		else if (it->has_prev && !it->is_delete && !it->prev.deleted && it->content_hash &&
@@ -311,8 +335,10 @@ out:
 	PQclear(r_ids);
 	PQclear(r_parked);
 	PQclear(r_state);
+	PQclear(r_src);
 	sb_free(&ids);
 	sb_free(&keys);
+	sb_free(&skeys);
 	return rc;
 }
 
@@ -359,12 +385,14 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 	struct sbuf a_ids = { 0 }, a_outcomes = { 0 };
 	/* dw_record_state rows */
 	struct sbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
-		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 };
+		    r_ts = { 0 }, r_del = { 0 };
+	/* SEEN rows, on the other side */
+	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 };
 	/* dw_parked_event rows */
 	struct sbuf p_keys = { 0 }, p_ids = { 0 }, p_events = { 0 }, p_reasons = { 0 };
 	/* echo outcomes: version moves on only */
 	struct sbuf e_keys = { 0 }, e_vers = { 0 }, e_ts = { 0 };
-	size_t na = 0, nr = 0, np = 0, ne = 0;
+	size_t na = 0, nr = 0, np = 0, ne = 0, ns = 0;
 	if (n == 0)
 		return 0;
 	if (n > APPLYSTATE_BATCH_MAX) {
@@ -373,7 +401,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		return STORE_ERR;
 	}
 	struct sbuf *all[] = { &a_ids, &a_outcomes, &r_keys, &r_vers, &r_hashes, &r_etags, &r_tids,
-			       &r_ts, &r_del, &r_seen, &p_keys, &p_ids, &p_events, &p_reasons,
+			       &r_ts, &r_del, &s_keys, &s_hashes, &s_del, &p_keys, &p_ids, &p_events, &p_reasons,
 			       &e_keys, &e_vers, &e_ts };
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
 		sb_putn(all[k], "{", 1);
@@ -417,7 +445,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			sb_array_i64(&e_ts, x->source_ts_ms, ne == 0);
 			ne++;
 		}
-		if (x->result == APPLYSTATE_APPLIED || x->result == APPLYSTATE_SEEN) {
+		if (x->result == APPLYSTATE_APPLIED) {
 			sb_array_elem(&r_keys, x->record_key, nr == 0);
 			sb_array_i64(&r_vers, x->version, nr == 0);
 			sb_array_elem(&r_hashes, x->deleted ? NULL : x->content_hash, nr == 0);
@@ -425,8 +453,13 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			sb_array_elem(&r_tids, x->target_id, nr == 0);
 			sb_array_i64(&r_ts, x->source_ts_ms, nr == 0);
 			sb_array_elem(&r_del, x->deleted ? "t" : "f", nr == 0);
-			sb_array_elem(&r_seen, x->result == APPLYSTATE_SEEN ? "t" : "f", nr == 0);
 			nr++;
+		}
+		if (x->result == APPLYSTATE_SEEN) {
+			sb_array_elem(&s_keys, x->record_key, ns == 0);
+			sb_array_elem(&s_hashes, x->deleted ? NULL : x->content_hash, ns == 0);
+			sb_array_elem(&s_del, x->deleted ? "t" : "f", ns == 0);
+			ns++;
 		}
 		if (x->result == APPLYSTATE_PARKED) {
 			snprintf(what, sizeof(what), "outcome %zu: event_json", i);
@@ -464,26 +497,37 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			goto out;
 	}
 	if (nr > 0) {
-		/* DISTINCT ON keeps the newest outcome per key (one statement may not touch a row twice);
-		 * a SEEN outcome also replaces the state at an equal version (a re-read of the target). */
-		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p,
-				    r_seen.p };
+		/* DISTINCT ON keeps the newest outcome per key: one statement may not touch a row twice */
+		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p };
 		rc = store_exec(s->conn,
 				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
 				"content_hash, etag, target_id, source_ts, deleted, updated_at) "
 				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, now() "
-				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, seen FROM unnest($3::text[], "
-				" $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], "
-				" $10::boolean[]) AS u(k, v, h, e, t, ts, d, seen) ORDER BY k, v DESC, seen DESC) AS x "
+				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d FROM unnest($3::text[], $4::bigint[], "
+				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[]) AS u(k, v, h, e, t, ts, d) "
+				" ORDER BY k, v DESC) AS x "
 				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
 				"source_version = EXCLUDED.source_version, content_hash = EXCLUDED.content_hash, "
 				"etag = COALESCE(EXCLUDED.etag, rs.etag), target_id = COALESCE(EXCLUDED.target_id, rs.target_id), "
 				"source_ts = COALESCE(EXCLUDED.source_ts, rs.source_ts), deleted = EXCLUDED.deleted, "
-				"updated_at = now() "
-				"WHERE rs.source_version < EXCLUDED.source_version OR (rs.source_version = "
-				"EXCLUDED.source_version AND (SELECT bool_or(s2) FROM unnest($3::text[], $10::boolean[]) "
-				"AS q(k2, s2) WHERE k2 = EXCLUDED.record_key))",
-				10, p, NULL, errbuf, errlen);
+				"updated_at = now() WHERE rs.source_version < EXCLUDED.source_version",
+				9, p, NULL, errbuf, errlen);
+		if (rc != 0)
+			goto out;
+	}
+	if (ns > 0) {
+		/* What the event's source side holds now: the content only; a new row has version -1
+		 * (no event applied to that side yet). The last SEEN of a key in the batch wins. */
+		const char *p[] = { s->map, s->other, s_keys.p, s_hashes.p, s_del.p };
+		rc = store_exec(s->conn,
+				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
+				"content_hash, deleted, updated_at) "
+				"SELECT $1, $2, k, -1, h, d, now() FROM (SELECT DISTINCT ON (k) k, h, d FROM "
+				"unnest($3::text[], $4::text[], $5::boolean[]) WITH ORDINALITY AS u(k, h, d, n) "
+				"ORDER BY k, n DESC) AS x "
+				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
+				"content_hash = EXCLUDED.content_hash, deleted = EXCLUDED.deleted, updated_at = now()",
+				5, p, NULL, errbuf, errlen);
 		if (rc != 0)
 			goto out;
 	}

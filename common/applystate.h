@@ -67,8 +67,10 @@ struct applystate_item {
 	const char *record_key;   /* the target record's key string, 1..APPLYSTATE_TEXT_MAX bytes */
 	const char *event_id;     /* the event's id */
 	int64_t version;          /* the event's source version */
-	const char *content_hash; /* hash of the mapped content; NULL for a delete */
+	const char *content_hash; /* hash of the mapped content in target terms; NULL for a delete */
 	int is_delete;
+	const char *source_key;   /* optional: the record's key on the event's source side ... */
+	const char *source_hash;  /* ... and the hash of the event's image there (see SKIP_ECHO) */
 	/* outputs */
 	enum applystate_decision decision;
 	int has_prev; /* a state row exists for the record; then prev holds it */
@@ -76,10 +78,12 @@ struct applystate_item {
 };
 
 /*
- * Decides each of n items with two or three reads in all (not per item), in this order: event id
+ * Decides each of n items with three or four reads in all (not per item), in this order: event id
  * already recorded -> SKIP_DUPLICATE; the record has parked events -> QUEUE_PARKED; version <=
- * recorded version -> SKIP_STALE; not a delete and content_hash equal to the recorded hash of a
- * record not marked deleted, or a delete of a record marked deleted -> SKIP_ECHO; else WRITE.
+ * recorded version -> SKIP_STALE; source_hash equal to the hash recorded for source_key on the
+ * source side (the event is the echo of what was last written to, or seen on, that side) ->
+ * SKIP_ECHO; not a delete and content_hash equal to the recorded hash of a target record not
+ * marked deleted (a no-op write), or a delete of a record marked deleted -> SKIP_ECHO; else WRITE.
  * Items with the same record key are decided independently against the stored state (collapse
  * them before). Fills decision/has_prev/prev of every item (clear them with
  * applystate_item_clear even on failure). n <= APPLYSTATE_BATCH_MAX.
@@ -106,7 +110,8 @@ enum applystate_result {
 	APPLYSTATE_DUPLICATE = 3,   /* skipped: already recorded or stale; no state change */
 	APPLYSTATE_DEAD_LETTER = 4, /* sent to the dead-letter topic; no state change */
 	APPLYSTATE_PARKED = 5,      /* parked (event JSON kept in dw_parked_event); no state change */
-	APPLYSTATE_SEEN = 6,        /* content seen on the target side (e.g. a re-read): state updated */
+	APPLYSTATE_SEEN = 6,        /* content seen on the event's SOURCE side: that side's row gets
+				     * content_hash/deleted (a new row version -1); nothing else */
 };
 
 /* "applied", "echo", "duplicate", "dead_letter", "parked", "seen"; NULL for an invalid value. */
@@ -116,22 +121,23 @@ const char *applystate_result_name(enum applystate_result r);
 struct applystate_outcome {
 	enum applystate_result result;
 	const char *record_key;
-	const char *event_id;     /* may be NULL for SEEN (nothing goes to dw_applied_event) */
-	int64_t version;          /* APPLIED/ECHO/SEEN: the version now applied */
-	const char *content_hash; /* APPLIED/SEEN: the mapped content's hash (NULL for a delete) */
-	const char *etag;         /* APPLIED/SEEN: the target's new ETag, NULL keeps the old one */
-	const char *target_id;    /* APPLIED/SEEN: the target's record id, NULL keeps the old one */
+	const char *event_id;     /* NULL for SEEN (nothing goes to dw_applied_event), else required */
+	int64_t version;          /* APPLIED/ECHO: the version now applied */
+	const char *content_hash; /* APPLIED/SEEN: the content's hash (ignored for a delete) */
+	const char *etag;         /* APPLIED: the target's new ETag, NULL keeps the old one */
+	const char *target_id;    /* APPLIED: the target's record id, NULL keeps the old one */
 	int64_t source_ts_ms;     /* source change time (0: unknown) */
-	int deleted;              /* APPLIED/SEEN: the record is now deleted on the target */
+	int deleted;              /* APPLIED/SEEN: the record is now deleted on that side */
 	const char *event_json;   /* PARKED: the event document (valid JSON) */
 	const char *reason;       /* PARKED: why (required) */
 };
 
 /*
  * Records n outcomes in one transaction: every event id goes to dw_applied_event (an id already
- * there is left as it is), APPLIED/ECHO/SEEN update the record's state only when their version is
- * higher than the stored one (for SEEN also when equal), keeping the newest per key when one key
- * occurs several times; PARKED events are added to dw_parked_event. All or nothing: on failure
+ * there is left as it is); APPLIED replaces the target record's state and ECHO advances its
+ * version, each only when its version is higher than the stored one (the newest wins when one
+ * key occurs several times); SEEN sets the source side's content hash; PARKED events are added
+ * to dw_parked_event. All or nothing: on failure
  * the transaction is rolled back and nothing is recorded. The connection must not be inside a
  * transaction. n <= APPLYSTATE_BATCH_MAX; n == 0 does nothing.
  */

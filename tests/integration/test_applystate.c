@@ -255,17 +255,68 @@ static void test_newest_outcome_per_key_wins_and_never_regresses(void **state)
 	assert_int_equal(2, r.source_version);
 	assert_string_equal("tid-j", r.target_id);
 	applystate_record_clear(&r);
-	/* SEEN at an equal version replaces content and etag (a re-read); APPLIED at equal does not */
-	struct applystate_outcome seen = { .result = APPLYSTATE_SEEN, .record_key = "k", .version = 7,
-					   .content_hash = "h7-seen", .etag = "t7-seen" };
-	record1(s, seen);
-	record1(s, applied("k", "e7b", 7, "h7-other", "t-other", NULL));
-	if (applystate_get(s, "k", &found, &r, err, sizeof(err)) != 0)
-		fail_msg("get: %s", err);
-	assert_string_equal("h7-seen", r.content_hash);
-	assert_string_equal("t7-seen", r.etag);
-	applystate_record_clear(&r);
 	applystate_free(s);
+}
+
+static void test_echo_of_what_was_written_to_the_source_side(void **state)
+{
+	(void)state;
+	char *map = harness_unique("map");
+	struct applystate *to_fo = NULL, *to_ce = NULL;
+	if (applystate_new(conn, map, "fo", &to_fo, err, sizeof(err)) != 0 ||
+	    applystate_new(conn, map, "ce", &to_ce, err, sizeof(err)) != 0)
+		fail_msg("applystate_new: %s", err);
+	/* a CE change was written to FO with content HF */
+	record1(to_fo, applied("F1", "ce-e1", 7, "HF", "etag-fo", NULL));
+	/* FO's change event for that record comes back carrying the same content: echo */
+	struct applystate_item it = { .record_key = "C1", .event_id = "fo-e1", .version = 100, .content_hash = "HC",
+				      .source_key = "F1", .source_hash = "HF" };
+	if (applystate_decide(to_ce, &it, 1, err, sizeof(err)) != 0)
+		fail_msg("decide: %s", err);
+	assert_int_equal(APPLYSTATE_SKIP_ECHO, it.decision);
+	applystate_item_clear(&it);
+	/* a real FO edit (other content) is written */
+	it.source_hash = "HX";
+	if (applystate_decide(to_ce, &it, 1, err, sizeof(err)) != 0)
+		fail_msg("decide: %s", err);
+	assert_int_equal(APPLYSTATE_WRITE, it.decision);
+	applystate_item_clear(&it);
+	/* applying it records what FO holds now (SEEN on the source side), so a later FO edit back
+	 * to HF is a real change, not an echo */
+	struct applystate_outcome o[] = {
+		{ .result = APPLYSTATE_APPLIED, .record_key = "C1", .event_id = "fo-e1", .version = 100,
+		  .content_hash = "HC" },
+		{ .result = APPLYSTATE_SEEN, .record_key = "F1", .content_hash = "HX" },
+	};
+	if (applystate_record(to_ce, o, 2, err, sizeof(err)) != 0)
+		fail_msg("record: %s", err);
+	it = (struct applystate_item){ .record_key = "C1", .event_id = "fo-e2", .version = 101, .content_hash = "HC2",
+				       .source_key = "F1", .source_hash = "HF" };
+	if (applystate_decide(to_ce, &it, 1, err, sizeof(err)) != 0)
+		fail_msg("decide: %s", err);
+	assert_int_equal(APPLYSTATE_WRITE, it.decision);
+	applystate_item_clear(&it);
+	/* SEEN kept FO's version and etag; the FO row's content is now HX: writing HX there is a no-op */
+	struct applystate_record r;
+	int found = 0;
+	if (applystate_get(to_fo, "F1", &found, &r, err, sizeof(err)) != 0)
+		fail_msg("get: %s", err);
+	assert_int_equal(7, r.source_version);
+	assert_string_equal("HX", r.content_hash);
+	assert_string_equal("etag-fo", r.etag);
+	applystate_record_clear(&r);
+	assert_int_equal(APPLYSTATE_SKIP_ECHO, decide1(to_fo, "F1", "ce-e2", 8, "HX", 0, NULL));
+	/* SEEN of a record never written creates a row with version -1: any version is newer */
+	struct applystate_outcome seen = { .result = APPLYSTATE_SEEN, .record_key = "F2", .content_hash = "H2" };
+	record1(to_ce, seen);
+	struct applystate_item it2;
+	assert_int_equal(APPLYSTATE_SKIP_ECHO, decide1(to_fo, "F2", "ce-e3", 0, "H2", 0, &it2));
+	assert_int_equal(-1, it2.prev.source_version);
+	applystate_item_clear(&it2);
+	assert_int_equal(APPLYSTATE_WRITE, decide1(to_fo, "F2", "ce-e3", 0, "H3", 0, NULL));
+	applystate_free(to_fo);
+	applystate_free(to_ce);
+	free(map);
 }
 
 static void test_failed_record_leaves_nothing(void **state)
@@ -492,6 +543,7 @@ int main(void)
 		cmocka_unit_test(test_delete_then_delete_is_echo_then_create_writes),
 		cmocka_unit_test(test_batch_decides_each_item),
 		cmocka_unit_test(test_newest_outcome_per_key_wins_and_never_regresses),
+		cmocka_unit_test(test_echo_of_what_was_written_to_the_source_side),
 		cmocka_unit_test(test_failed_record_leaves_nothing),
 		cmocka_unit_test(test_dead_letter_is_recorded_without_state),
 		cmocka_unit_test(test_parked_record_queues_later_events),
