@@ -427,6 +427,7 @@ static int load_value_maps(struct ld *l, const cJSON *root, struct map *m)
 		size_t i = 0;
 		for (const cJSON *p = vm->child; p; p = p->next, i++) {
 			jindex(item, jpath, i);
+			dst->npairs = i + 1; /* members filled below are freed with the map on any error */
 			if (check_object(l, p, item, allowed, allowed) != 0)
 				return -1;
 			for (int side = 0; side < 2; side++) {
@@ -447,7 +448,6 @@ static int load_value_maps(struct ld *l, const cJSON *root, struct map *m)
 				else
 					dst->pairs[i].fo = copy;
 			}
-			dst->npairs = i + 1;
 		}
 	}
 	return 0;
