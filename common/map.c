@@ -39,18 +39,27 @@ static void lerr(struct ld *l, const char *jpath, const char *fmt, ...)
 	snprintf(l->err, l->errlen, "%s: %s: %s", l->path, jpath, why);
 }
 
-/* jpath of a member: "ce" + "key" -> "ce.key"; the root is "$". */
+/* jpath of a member: "ce" + "key" -> "ce.key"; the root is "$". Paths longer than JPATH_MAX
+ * (only possible with absurd member names) end in "...". */
+static void jtruncated(char *out, int n)
+{
+	if (n < 0 || n >= JPATH_MAX)
+		memcpy(out + JPATH_MAX - 4, "...", 4);
+}
+
 static void jmember(char *out, const char *parent, const char *name)
 {
+	int n;
 	if (strcmp(parent, "$") == 0)
-		snprintf(out, JPATH_MAX, "%s", name);
+		n = snprintf(out, JPATH_MAX, "%s", name);
 	else
-		snprintf(out, JPATH_MAX, "%s.%s", parent, name);
+		n = snprintf(out, JPATH_MAX, "%s.%s", parent, name);
+	jtruncated(out, n);
 }
 
 static void jindex(char *out, const char *parent, size_t i)
 {
-	snprintf(out, JPATH_MAX, "%s[%zu]", parent, i);
+	jtruncated(out, snprintf(out, JPATH_MAX, "%s[%zu]", parent, i));
 }
 
 static const char *type_name(const cJSON *v)
