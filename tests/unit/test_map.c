@@ -1049,6 +1049,28 @@ static void test_write_hash_stable_and_image_hash(void **state)
 	map_free(m);
 }
 
+static void test_image_hash_reads_lookup_keys_by_guid(void **state)
+{
+	(void)state;
+	struct map *m = load(GOOD "/purchase_order_lines.json");
+	char h1[SHA256_HEX_LEN + 1], h2[SHA256_HEX_LEN + 1];
+	cJSON *img = J("{`_msdyn_purchaseorder_value`:`" G_PO "`,`msdyn_lineorder`:1,`_msdyn_company_value`:`" G_USMF "`,"
+		       "`_msdyn_product_value`:`" G_P100 "`,`msdyn_quantity`:5}");
+	assert_int_equal(map_image_hash(m, EVENT_SIDE_CE, img, h1), 0);
+	/* what the hash covers, in canonical form: every CE name of the map, lookups by GUID */
+	cJSON *want = J("{`_msdyn_purchaseorder_value`:`" G_PO "`,`msdyn_lineorder`:1,`_msdyn_company_value`:`" G_USMF "`,"
+			"`_msdyn_product_value`:`" G_P100 "`,`msdyn_quantity`:5,`_msdyn_unit_value`:null,`msdyn_unitcost`:null,"
+			"`msdyn_lineamount`:null,`msdyn_description`:null,`msdyn_purchaseorderlinestatus`:null}");
+	assert_int_equal(map_content_hash(want, h2), 0);
+	assert_string_equal(h1, h2);
+	cJSON_ReplaceItemInObjectCaseSensitive(img, "_msdyn_purchaseorder_value", cJSON_CreateString(G_UNKNOWN));
+	assert_int_equal(map_image_hash(m, EVENT_SIDE_CE, img, h2), 0);
+	assert_string_not_equal(h1, h2);
+	cJSON_Delete(want);
+	cJSON_Delete(img);
+	map_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1069,6 +1091,7 @@ int main(void)
 		cmocka_unit_test(test_filter_syntax_errors),
 		cmocka_unit_test(test_content_hash_canonical),
 		cmocka_unit_test(test_write_hash_stable_and_image_hash),
+		cmocka_unit_test(test_image_hash_reads_lookup_keys_by_guid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
