@@ -39,18 +39,27 @@ static void lerr(struct ld *l, const char *jpath, const char *fmt, ...)
 	snprintf(l->err, l->errlen, "%s: %s: %s", l->path, jpath, why);
 }
 
-/* jpath of a member: "ce" + "key" -> "ce.key"; the root is "$". */
+/* jpath of a member: "ce" + "key" -> "ce.key"; the root is "$". Paths longer than JPATH_MAX
+ * (only possible with absurd member names) end in "...". */
+static void jtruncated(char *out, int n)
+{
+	if (n < 0 || n >= JPATH_MAX)
+		memcpy(out + JPATH_MAX - 4, "...", 4);
+}
+
 static void jmember(char *out, const char *parent, const char *name)
 {
+	int n;
 	if (strcmp(parent, "$") == 0)
-		snprintf(out, JPATH_MAX, "%s", name);
+		n = snprintf(out, JPATH_MAX, "%s", name);
 	else
-		snprintf(out, JPATH_MAX, "%s.%s", parent, name);
+		n = snprintf(out, JPATH_MAX, "%s.%s", parent, name);
+	jtruncated(out, n);
 }
 
 static void jindex(char *out, const char *parent, size_t i)
 {
-	snprintf(out, JPATH_MAX, "%s[%zu]", parent, i);
+	jtruncated(out, snprintf(out, JPATH_MAX, "%s[%zu]", parent, i));
 }
 
 static const char *type_name(const cJSON *v)
@@ -427,6 +436,7 @@ static int load_value_maps(struct ld *l, const cJSON *root, struct map *m)
 		size_t i = 0;
 		for (const cJSON *p = vm->child; p; p = p->next, i++) {
 			jindex(item, jpath, i);
+			dst->npairs = i + 1; /* members filled below are freed with the map on any error */
 			if (check_object(l, p, item, allowed, allowed) != 0)
 				return -1;
 			for (int side = 0; side < 2; side++) {
@@ -447,7 +457,6 @@ static int load_value_maps(struct ld *l, const cJSON *root, struct map *m)
 				else
 					dst->pairs[i].fo = copy;
 			}
-			dst->npairs = i + 1;
 		}
 	}
 	return 0;

@@ -160,13 +160,12 @@ int map_image_hash(const struct map *m, enum event_side side, const cJSON *image
 		return -1;
 	for (size_t i = 0; i < s->nkey; i++) {
 		const char *name = s->key[i];
+		/* CE reads carry lookups (the company included) as their GUID attribute */
 		if (ce && m->company && strcmp(name, m->company->ce) == 0)
 			name = m->company->ce_value;
-		if (ce && m->company == NULL) {
-			for (size_t k = 0; k < m->nfields; k++)
-				if (m->fields[k].lookup && m->fields[k].ce && strcmp(m->fields[k].ce, name) == 0)
-					name = m->fields[k].lookup->value;
-		}
+		for (size_t k = 0; ce && k < m->nfields; k++)
+			if (m->fields[k].lookup && strcmp(m->fields[k].ce, s->key[i]) == 0)
+				name = m->fields[k].lookup->value;
 		if (add_image_member(obj, image, name) != 0)
 			goto out;
 	}

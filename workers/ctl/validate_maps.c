@@ -85,6 +85,7 @@ static int run(int argc, char **argv, const struct config_common *cfg)
 	}
 	struct map **maps = calloc(n, sizeof(*maps));
 	size_t nmaps = 0, bad = 0;
+	int set_bad = 0;
 	int rc = 1;
 	if (!maps) {
 		fprintf(stderr, "out of memory\n");
@@ -114,12 +115,14 @@ static int run(int argc, char **argv, const struct config_common *cfg)
 		nmaps = 0; /* owned by the set or freed */
 		if (src != 0) {
 			fprintf(stderr, "%s\n", err);
-			bad++;
+			set_bad = 1;
 		}
 		map_set_free(set);
 	}
 	if (bad) {
 		fprintf(stderr, "%zu of %zu map files invalid\n", bad, n);
+	} else if (set_bad) {
+		fprintf(stderr, "the %zu maps are each valid but do not fit together\n", n);
 	} else {
 		printf("%zu maps valid\n", n);
 		rc = 0;
