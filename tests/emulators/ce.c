@@ -42,11 +42,12 @@ enum resolved { RES_FOUND = 0, RES_MISSING = 1, RES_ERROR = -1 };
 /*
  * Resolves `key` of entity e. On RES_FOUND and RES_MISSING fills id (RES_MISSING with an id only
  * when the URL named the GUID itself; else id is ""); *alt gets the alternate key used (NULL for
- * the id forms). RES_ERROR fills resp.
+ * the id forms). On RES_FOUND, *rec_out (when not NULL) holds the record, locked for the unit of work
+ * (clear it with estore_record_clear). RES_ERROR fills resp.
  */
 static enum resolved resolve_key(struct api *a, struct api_txn *t, const struct schema_entity *e,
 				 const struct odata_key *key, char id[37], const struct schema_key **alt,
-				 struct server_response *resp)
+				 struct estore_record *rec_out, struct server_response *resp)
 {
 	char err[256];
 	*alt = NULL;
@@ -74,8 +75,12 @@ static enum resolved resolve_key(struct api *a, struct api_txn *t, const struct 
 			store_error(a, resp, "get", err);
 			return RES_ERROR;
 		}
-		if (rc == 0)
-			estore_record_clear(&rec);
+		if (rc == 0) {
+			if (rec_out)
+				*rec_out = rec;
+			else
+				estore_record_clear(&rec);
+		}
 		return rc == 0 ? RES_FOUND : RES_MISSING;
 	}
 	const char *names[ODATA_KEY_MAX_PARTS];
@@ -101,6 +106,13 @@ static enum resolved resolve_key(struct api *a, struct api_txn *t, const struct 
 	if (rc == ESTORE_NOTFOUND) {
 		id[0] = '\0';
 		return RES_MISSING;
+	}
+	if (rec_out) {
+		rc = estore_get(t->tx, e->set_names[0], id, rec_out, err, sizeof(err));
+		if (rc != 0) {
+			store_error(a, resp, "get", rc < 0 ? err : "key row without record");
+			return RES_ERROR;
+		}
 	}
 	return RES_FOUND;
 }
@@ -171,7 +183,7 @@ static int resolve_bind(struct api *a, struct api_txn *t, const struct schema_en
 		return -1;
 	}
 	const struct schema_key *alt;
-	enum resolved r = resolve_key(a, t, target, &key, id_out, &alt, resp);
+	enum resolved r = resolve_key(a, t, target, &key, id_out, &alt, NULL, resp);
 	if (r == RES_MISSING) {
 		key_detail(target, &key, id_out, msg, sizeof(msg));
 		api_std_error(a, resp, SCHEMA_E_LOOKUP_MISSING, e, msg);
@@ -364,25 +376,16 @@ static int check_if_match(struct api *a, const struct server_request *req, const
 }
 
 static void do_update(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
-		      const struct server_request *req, const cJSON *body, const char *id, struct server_response *resp)
+		      const struct server_request *req, const cJSON *body, const struct estore_record *old_rec,
+		      struct server_response *resp)
 {
 	struct schema_error serr;
-	struct estore_record old;
 	char err[256];
+	const char *id = old_rec->id;
+	const struct estore_record old = *old_rec;
 	cJSON *data = NULL, *keys = NULL, *old_keys = NULL;
 	memset(&serr, 0, sizeof(serr));
-	memset(&old, 0, sizeof(old));
-	int rc = estore_get(t->tx, e->set_names[0], id, &old, err, sizeof(err));
-	if (rc < 0) {
-		store_error(a, resp, "get", err);
-		goto out;
-	}
-	if (rc == ESTORE_NOTFOUND) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "%s With Id = %s", e->logical_name, id);
-		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, msg);
-		goto out;
-	}
+	int rc;
 	if (server_request_header(req, "If-None-Match") &&
 	    strcmp(server_request_header(req, "If-None-Match"), "*") == 0) {
 		api_std_error(a, resp, SCHEMA_E_ALREADY_EXISTS, e, NULL);
@@ -438,7 +441,6 @@ out:
 	cJSON_Delete(keys);
 	cJSON_Delete(old_keys);
 	cJSON_Delete(data);
-	estore_record_clear(&old);
 }
 
 /* Adds the URL's alternate key values to an upsert-create body (typed per field). */
@@ -477,22 +479,12 @@ static int add_url_key(struct api *a, const struct schema_entity *e, const struc
 }
 
 static void do_delete(struct api *a, struct api_txn *t, const struct schema_entity *e,
-		      const struct server_request *req, const char *id, struct server_response *resp)
+		      const struct server_request *req, const struct estore_record *old_rec, struct server_response *resp)
 {
-	struct estore_record old;
 	char err[256];
-	memset(&old, 0, sizeof(old));
-	int rc = estore_get(t->tx, e->set_names[0], id, &old, err, sizeof(err));
-	if (rc < 0) {
-		store_error(a, resp, "get", err);
-		return;
-	}
-	if (rc == ESTORE_NOTFOUND) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "%s With Id = %s", e->logical_name, id);
-		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, msg);
-		return;
-	}
+	const struct estore_record old = *old_rec;
+	const char *id = old.id;
+	int rc;
 	if (check_if_match(a, req, e, old.version, resp) < 0)
 		goto out;
 	long long version = 0;
@@ -504,7 +496,7 @@ static void do_delete(struct api *a, struct api_txn *t, const struct schema_enti
 	api_txn_note(t, NOTIFY_DELETE, e, id, api_keys_json(a, e, old.data), NULL, image(a, e, &old), version);
 	server_response_empty(resp, 204);
 out:
-	estore_record_clear(&old);
+	return;
 }
 
 static void do_delta(struct api *a, const struct schema_entity *e, const char *set, const struct server_request *req,
@@ -638,8 +630,10 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 {
 	char err[256];
 	struct odata_key key;
+	struct estore_record rec;
 	cJSON *body = NULL;
 	memset(&key, 0, sizeof(key));
+	memset(&rec, 0, sizeof(rec));
 	size_t setlen = strcspn(rel, "(/");
 	char set[128];
 	if (setlen == 0 || setlen >= sizeof(set)) {
@@ -694,7 +688,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	}
 	char id[37];
 	const struct schema_key *alt;
-	enum resolved r = resolve_key(a, t, e, &key, id, &alt, resp);
+	enum resolved r = resolve_key(a, t, e, &key, id, &alt, &rec, resp);
 	if (r == RES_ERROR)
 		goto out;
 	char detail[512];
@@ -705,13 +699,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 			goto out;
 		}
 		if (strcmp(req->method, "DELETE") == 0) {
-			do_delete(a, t, e, req, id, resp);
-			goto out;
-		}
-		struct estore_record rec;
-		int rc = estore_get(t->tx, e->set_names[0], id, &rec, err, sizeof(err));
-		if (rc != 0) {
-			store_error(a, resp, "get", err);
+			do_delete(a, t, e, req, &rec, resp);
 			goto out;
 		}
 		char etag[96];
@@ -723,7 +711,6 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 		} else {
 			respond_record(a, e, set, req, &rec, 200, resp);
 		}
-		estore_record_clear(&rec);
 		goto out;
 	}
 	if (strcmp(req->method, "PATCH") != 0) {
@@ -734,7 +721,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	if (!body)
 		goto out;
 	if (r == RES_FOUND) {
-		do_update(a, t, e, set, req, body, id, resp);
+		do_update(a, t, e, set, req, body, &rec, resp);
 		goto out;
 	}
 	if (server_request_header(req, "If-Match")) {
@@ -748,6 +735,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	}
 	do_create(a, t, e, set, req, body, alt ? NULL : id, 1, resp);
 out:
+	estore_record_clear(&rec);
 	cJSON_Delete(body);
 	odata_key_clear(&key);
 }
