@@ -84,7 +84,7 @@ int api_txn_commit(struct api *a, struct api_txn *t, struct server_response *res
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, NULL, "The transaction could not be committed.");
 		return -1;
 	}
-	if (a->notify) {
+	if (api_notify_wanted(a)) {
 		for (size_t i = 0; i < t->nchanges; i++) {
 			struct api_change *c = &t->changes[i];
 			struct notify_change nc = {
@@ -113,6 +113,11 @@ void api_txn_rollback(struct api_txn *t)
 		estore_rollback(t->tx);
 	t->tx = NULL;
 	txn_free_changes(t);
+}
+
+int api_notify_wanted(const struct api *a)
+{
+	return a->notify && __atomic_load_n(&a->webhooks, __ATOMIC_RELAXED) > 0;
 }
 
 void api_txn_note(struct api_txn *t, enum notify_message m, const struct schema_entity *e, const char *id,

@@ -107,6 +107,8 @@ static void respond_record(struct api *a, const struct schema_entity *e, const c
 
 static cJSON *image(const struct api *a, const struct schema_entity *e, const struct estore_record *rec)
 {
+	if (!api_notify_wanted(a))
+		return NULL;
 	cJSON *o = api_render(a, e, rec, NULL, 0);
 	if (o)
 		cJSON_DeleteItemFromObjectCaseSensitive(o, "@odata.etag");
