@@ -237,6 +237,54 @@ static void test_stats_shape_and_request_count(void **state)
 	free(tok);
 }
 
+static void test_seed_is_deterministic_and_consistent_across_sides(void **state)
+{
+	(void)state;
+	char body[256], co[8];
+	snprintf(co, sizeof(co), "z%03x", (unsigned)getpid() & 0xfff);
+	snprintf(body, sizeof(body), "{\"n\":2,\"seed\":%d,\"side\":\"both\",\"companies\":[\"%s\"]}", (int)getpid(), co);
+	struct emu_resp r;
+	/* Reset empties the CE emulator and zeroes its counters. */
+	emu_admin(harness_env("DW_CE_URL"), "POST", "reset", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	emu_admin(harness_env("DW_CE_URL"), "GET", "stats", NULL, &r);
+	cJSON *st = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(st, "writes")), 0);
+	cJSON_Delete(st);
+	emu_resp_free(&r);
+	/* CE seeds by upsert: twice gives the same count and no failure. */
+	double created[2];
+	for (int i = 0; i < 2; i++) {
+		emu_admin(harness_env("DW_CE_URL"), "POST", "seed", body, &r);
+		assert_int_equal(r.status, 200);
+		cJSON *j = emu_json(&r);
+		created[i] = cJSON_GetObjectItem(j, "created")->valuedouble;
+		assert_int_equal((int)cJSON_GetObjectItem(j, "failed")->valuedouble, 0);
+		cJSON_Delete(j);
+		emu_resp_free(&r);
+	}
+	assert_true(created[0] > 0);
+	assert_true(created[0] == created[1]);
+	/* FO: the company's customers exist afterwards (2 per company). */
+	emu_admin(harness_env("DW_FO_URL"), "POST", "seed", body, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	char *tok = emu_token("FO");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/data/CustomersV3?$filter=dataAreaId%%20eq%%20'%s'&cross-company=true&$select=CustomerAccount",
+		 harness_env("DW_FO_URL"), co);
+	const char *h[] = {auth, NULL};
+	emu_http("GET", url, h, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 2);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	free(tok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
 		cmocka_unit_test(test_outage_and_error_rate_faults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
+		cmocka_unit_test(test_seed_is_deterministic_and_consistent_across_sides),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
