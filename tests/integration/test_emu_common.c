@@ -178,6 +178,70 @@ static void test_request_limit_gives_429_with_retry_after_and_code(void **state)
 	}
 }
 
+static void test_concurrency_limit_gives_429_with_0x80072326(void **state)
+{
+	(void)state;
+	const char *base = harness_env("DW_CE_URL");
+	char *tok = emu_token("CE");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/", base);
+	struct emu_resp r;
+	emu_admin(base, "POST", "limits", "{\"max_concurrent\":1}", &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	emu_admin(base, "POST", "faults", "{\"latency_ms\":500}", &r);
+	emu_resp_free(&r);
+	/* Three requests at once: one is served (slowly), the others exceed the concurrency limit. */
+	CURLM *m = curl_multi_init();
+	CURL *c[3];
+	struct emu_resp out[3];
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	for (int i = 0; i < 3; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		c[i] = curl_easy_init();
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, emu_body_cb);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, &out[i]);
+		curl_easy_setopt(c[i], CURLOPT_HEADERFUNCTION, emu_header_cb);
+		curl_easy_setopt(c[i], CURLOPT_HEADERDATA, &out[i]);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 10000L);
+		curl_multi_add_handle(m, c[i]);
+	}
+	int running = 1;
+	while (running) {
+		curl_multi_perform(m, &running);
+		if (running)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	int ok = 0, throttled = 0;
+	for (int i = 0; i < 3; i++) {
+		curl_easy_getinfo(c[i], CURLINFO_RESPONSE_CODE, &out[i].status);
+		if (out[i].status == 200)
+			ok++;
+		if (out[i].status == 429) {
+			char code[32], ra[16];
+			assert_string_equal(emu_error_code(&out[i], code, sizeof(code)), "0x80072326");
+			assert_non_null(emu_header(&out[i], "Retry-After", ra, sizeof(ra)));
+			throttled++;
+		}
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+		emu_resp_free(&out[i]);
+	}
+	curl_slist_free_all(h);
+	curl_multi_cleanup(m);
+	emu_admin(base, "POST", "limits", "{\"max_concurrent\":0}", &r);
+	emu_resp_free(&r);
+	emu_admin(base, "POST", "faults", "{\"latency_ms\":0}", &r);
+	emu_resp_free(&r);
+	assert_true(ok >= 1);
+	assert_true(throttled >= 1);
+	assert_int_equal(ok + throttled, 3);
+	free(tok);
+}
+
 static void test_outage_and_error_rate_faults(void **state)
 {
 	(void)state;
@@ -292,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_missing_and_unknown_tokens_get_401_with_challenge),
 		cmocka_unit_test(test_expired_token_gets_401),
 		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
+		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
 		cmocka_unit_test(test_outage_and_error_rate_faults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
 		cmocka_unit_test(test_seed_is_deterministic_and_consistent_across_sides),
