@@ -505,6 +505,67 @@ static void test_batch_changeset_with_content_id_reference_commits(void **state)
 	free(acct);
 }
 
+/* Three top-level creates (no changeset): good, bad (too long), good. */
+static char *three_parts(const char *c1, const char *c3)
+{
+	char *b = malloc(4096);
+	assert_non_null(b);
+	const char *codes[] = {c1, "0123456789012345678901234567890123456789", c3};
+	size_t o = 0;
+	for (int i = 0; i < 3; i++)
+		o += (size_t)snprintf(b + o, 4096 - o,
+				      "--batch_T1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+				      "POST cdm_companies HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n"
+				      "{\"cdm_companycode\":\"%s\"}\r\n",
+				      codes[i]);
+	snprintf(b + o, 4096 - o, "--batch_T1--\r\n");
+	return b;
+}
+
+static int company_exists(const char *code)
+{
+	char rel[256];
+	struct emu_resp r;
+	snprintf(rel, sizeof(rel), "cdm_companies(cdm_companycode='%s')", code);
+	call("GET", rel, NULL, NULL, NULL, &r);
+	int found = r.status == 200;
+	emu_resp_free(&r);
+	return found;
+}
+
+static void test_batch_stops_at_first_failure_unless_continue_on_error(void **state)
+{
+	(void)state;
+	char *a = unique_code("E"), *b = unique_code("E");
+	char *body = three_parts(a, b);
+	struct emu_resp r;
+	batch(body, &r);
+	assert_int_equal(r.status, 400); /* the failing status, processing stopped */
+	emu_resp_free(&r);
+	assert_true(company_exists(a));
+	assert_false(company_exists(b));
+	free(body);
+	free(a);
+	free(b);
+
+	a = unique_code("F");
+	b = unique_code("F");
+	body = three_parts(a, b);
+	char url[512];
+	snprintf(url, sizeof(url), "%s" API "$batch", base);
+	const char *h[] = {auth_header, "OData-Version: 4.0", "Prefer: odata.continue-on-error",
+			   "Content-Type: multipart/mixed; boundary=batch_T1", NULL};
+	emu_http("POST", url, h, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "HTTP/1.1 400"));
+	emu_resp_free(&r);
+	assert_true(company_exists(a));
+	assert_true(company_exists(b));
+	free(body);
+	free(a);
+	free(b);
+}
+
 static long writes_of(const char *set, const char *op)
 {
 	struct emu_resp r;
@@ -716,6 +777,7 @@ int main(void)
 		cmocka_unit_test(test_delta_after_creates_updates_and_deletes),
 		cmocka_unit_test(test_batch_changeset_with_failing_part_leaves_no_trace),
 		cmocka_unit_test(test_batch_changeset_with_content_id_reference_commits),
+		cmocka_unit_test(test_batch_stops_at_first_failure_unless_continue_on_error),
 		cmocka_unit_test(test_stats_count_committed_writes_and_per_record_writes),
 		cmocka_unit_test(test_webhooks_post_remote_execution_context_after_commit),
 	};
