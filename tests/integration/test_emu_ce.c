@@ -13,10 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <pthread.h>
-
-#include <microhttpd.h>
-
 #include "harness.h"
 
 #include "emu_client.h"
@@ -610,93 +606,6 @@ static void test_stats_count_committed_writes_and_per_record_writes(void **state
 	free(code);
 }
 
-/* ---- webhooks: a receiver in the test process ---- */
-
-#define HOOK_MAX 64
-
-struct hook_post {
-	char request_name[32];
-	char entity[64];
-	char code[64];
-	char *body;
-};
-
-static struct {
-	pthread_mutex_t mu;
-	struct hook_post posts[HOOK_MAX];
-	int n;
-} hooks = {PTHREAD_MUTEX_INITIALIZER, {{{0}, {0}, {0}, NULL}}, 0};
-
-struct hook_conn {
-	char *body;
-	size_t len;
-};
-
-static enum MHD_Result hook_handler(void *cls, struct MHD_Connection *con, const char *url, const char *method,
-				    const char *version, const char *upload, size_t *upload_size, void **con_cls)
-{
-	(void)cls;
-	(void)url;
-	(void)method;
-	(void)version;
-	struct hook_conn *hc = *con_cls;
-	if (!hc) {
-		hc = calloc(1, sizeof(*hc));
-		*con_cls = hc;
-		return hc ? MHD_YES : MHD_NO;
-	}
-	if (*upload_size) {
-		char *nb = realloc(hc->body, hc->len + *upload_size + 1);
-		if (!nb)
-			return MHD_NO;
-		hc->body = nb;
-		memcpy(hc->body + hc->len, upload, *upload_size);
-		hc->len += *upload_size;
-		hc->body[hc->len] = '\0';
-		*upload_size = 0;
-		return MHD_YES;
-	}
-	pthread_mutex_lock(&hooks.mu);
-	if (hooks.n < HOOK_MAX) {
-		struct hook_post *p = &hooks.posts[hooks.n++];
-		const char *v = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "x-ms-dynamics-request-name");
-		snprintf(p->request_name, sizeof(p->request_name), "%s", v ? v : "");
-		v = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "x-ms-dynamics-entity-name");
-		snprintf(p->entity, sizeof(p->entity), "%s", v ? v : "");
-		v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "code");
-		snprintf(p->code, sizeof(p->code), "%s", v ? v : "");
-		p->body = hc->body;
-		hc->body = NULL;
-	}
-	pthread_mutex_unlock(&hooks.mu);
-	free(hc->body);
-	free(hc);
-	*con_cls = NULL;
-	struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	enum MHD_Result ret = MHD_queue_response(con, 200, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-/* Waits up to 10 s for a post whose request name and body match. Returns its index or -1. */
-static int wait_hook(const char *request_name, const char *needle)
-{
-	long long deadline = harness_now_ms() + 10000;
-	while (harness_now_ms() < deadline) {
-		pthread_mutex_lock(&hooks.mu);
-		for (int i = 0; i < hooks.n; i++) {
-			if (strcmp(hooks.posts[i].request_name, request_name) == 0 && hooks.posts[i].body &&
-			    strstr(hooks.posts[i].body, needle)) {
-				pthread_mutex_unlock(&hooks.mu);
-				return i;
-			}
-		}
-		pthread_mutex_unlock(&hooks.mu);
-		usleep(50 * 1000);
-	}
-	return -1;
-}
-
 static void test_webhooks_post_remote_execution_context_after_commit(void **state)
 {
 	(void)state;
@@ -704,9 +613,7 @@ static void test_webhooks_post_remote_execution_context_after_commit(void **stat
 	const char *p = getenv("DW_PORT_BASE");
 	if (p && *p)
 		port = (int)strtol(p, NULL, 10) + 83;
-	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, (uint16_t)port, NULL,
-						NULL, hook_handler, NULL, MHD_OPTION_END);
-	assert_non_null(d);
+	struct MHD_Daemon *d = emu_hooks_start(port);
 	char reg[512];
 	snprintf(reg, sizeof(reg),
 		 "{\"entity\":\"cdm_company\",\"messages\":[\"Create\",\"Delete\"],"
@@ -724,13 +631,13 @@ static void test_webhooks_post_remote_execution_context_after_commit(void **stat
 	char *code = unique_code("W");
 	char id[37], rel[256];
 	create_company(code, id);
-	int i = wait_hook("Create", id);
+	int i = emu_hooks_wait("Create", id);
 	assert_true(i >= 0);
-	pthread_mutex_lock(&hooks.mu);
-	assert_string_equal(hooks.posts[i].entity, "cdm_company");
-	assert_string_equal(hooks.posts[i].code, "k3y-value");
-	cJSON *ctx = cJSON_Parse(hooks.posts[i].body);
-	pthread_mutex_unlock(&hooks.mu);
+	pthread_mutex_lock(&emu_hooks.mu);
+	assert_string_equal(emu_hooks.posts[i].entity, "cdm_company");
+	assert_string_equal(emu_hooks.posts[i].code, "k3y-value");
+	cJSON *ctx = cJSON_Parse(emu_hooks.posts[i].body);
+	pthread_mutex_unlock(&emu_hooks.mu);
 	assert_non_null(ctx);
 	assert_string_equal(cJSON_GetObjectItem(ctx, "MessageName")->valuestring, "Create");
 	assert_string_equal(cJSON_GetObjectItem(ctx, "PrimaryEntityId")->valuestring, id);
@@ -744,22 +651,17 @@ static void test_webhooks_post_remote_execution_context_after_commit(void **stat
 	call("DELETE", rel, NULL, NULL, NULL, &r);
 	assert_int_equal(r.status, 204);
 	emu_resp_free(&r);
-	assert_true(wait_hook("Delete", id) >= 0);
-	pthread_mutex_lock(&hooks.mu);
-	for (int k = 0; k < hooks.n; k++)
-		assert_string_not_equal(hooks.posts[k].request_name, "Update");
-	pthread_mutex_unlock(&hooks.mu);
+	assert_true(emu_hooks_wait("Delete", id) >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	for (int k = 0; k < emu_hooks.n; k++)
+		assert_string_not_equal(emu_hooks.posts[k].request_name, "Update");
+	pthread_mutex_unlock(&emu_hooks.mu);
 
 	snprintf(path, sizeof(path), "webhooks/%s", reg_id);
 	emu_admin(base, "DELETE", path, NULL, &r);
 	assert_int_equal(r.status, 204);
 	emu_resp_free(&r);
-	MHD_stop_daemon(d);
-	pthread_mutex_lock(&hooks.mu);
-	for (int k = 0; k < hooks.n; k++)
-		free(hooks.posts[k].body);
-	hooks.n = 0;
-	pthread_mutex_unlock(&hooks.mu);
+	emu_hooks_stop(d);
 	free(code);
 }
 

@@ -339,6 +339,58 @@ static void test_record_write_counts(void **state)
 	emu_resp_free(&r);
 }
 
+static void test_data_events_posted_after_commit_with_keys(void **state)
+{
+	(void)state;
+	int port = 32084;
+	const char *pb = getenv("DW_PORT_BASE");
+	if (pb && *pb)
+		port = (int)strtol(pb, NULL, 10) + 84;
+	struct MHD_Daemon *d = emu_hooks_start(port);
+	char reg[512], acct[21], rel[256], path[128];
+	snprintf(reg, sizeof(reg),
+		 "{\"entity\":\"CustomersV3\",\"url\":\"http://127.0.0.1:%d/events\",\"auth\":\"header\","
+		 "\"auth_name\":\"x-events-key\",\"auth_value\":\"s3cret-events\"}",
+		 port);
+	struct emu_resp r;
+	emu_admin(base, "POST", "webhooks", reg, &r);
+	assert_int_equal(r.status, 201);
+	cJSON *j = emu_json(&r);
+	snprintf(path, sizeof(path), "webhooks/%s", cJSON_GetObjectItem(j, "id")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+
+	unique_account("E", acct);
+	create_customer("usmf", acct, &r);
+	assert_int_equal(r.status, 201);
+	emu_resp_free(&r);
+	int i = emu_hooks_wait(NULL, acct);
+	assert_true(i >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	cJSON *ev = cJSON_Parse(emu_hooks.posts[i].body);
+	pthread_mutex_unlock(&emu_hooks.mu);
+	assert_non_null(ev);
+	assert_string_equal(cJSON_GetObjectItem(ev, "MessageName")->valuestring, "Create");
+	assert_non_null(cJSON_GetObjectItem(ev, "InputParameters"));
+	cJSON_Delete(ev);
+
+	/* An update is announced too. */
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", acct);
+	call("PATCH", rel, "{\"OrganizationName\":\"after\"}", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	i = emu_hooks_wait(NULL, "\"MessageName\":\"Update\"");
+	assert_true(i >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	assert_non_null(strstr(emu_hooks.posts[i].body, acct));
+	pthread_mutex_unlock(&emu_hooks.mu);
+
+	emu_admin(base, "DELETE", path, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	emu_hooks_stop(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_batch_changeset_failure_rolls_back),
 		cmocka_unit_test(test_validation_error_has_fo_shape),
 		cmocka_unit_test(test_record_write_counts),
+		cmocka_unit_test(test_data_events_posted_after_commit_with_keys),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
