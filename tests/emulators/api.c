@@ -592,6 +592,15 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 	if (!root)
 		goto oom;
 	cJSON_AddItemToObject(root, "@odata.context", context_for(a, set, q.select, q.nselect, NULL));
+	if (q.count == 1) {
+		long long total = 0;
+		if (estore_count(a->store, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
+			log_error("store: count failed", "entity", set, "error", err);
+			api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
+			goto out;
+		}
+		cJSON_AddNumberToObject(root, "@odata.count", (double)total);
+	}
 	cJSON *value = cJSON_AddArrayToObject(root, "value");
 	for (size_t i = 0; i < shown; i++)
 		cJSON_AddItemToArray(value, api_render(a, e, &recs[i], q.select, q.nselect));

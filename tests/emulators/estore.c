@@ -756,6 +756,49 @@ out:
 	return rc;
 }
 
+int estore_count(struct estore *s, const char *entity, const char *where_sql, const char *const *params, int nparams,
+		 long long *out, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *sql = NULL;
+	const char **p = NULL;
+	PGresult *r = NULL;
+	int idx = -1;
+	if (nparams < 0 || nparams > 1000) {
+		snprintf(errbuf, errlen, "too many query parameters");
+		goto out;
+	}
+	if (asprintf(&sql, "SELECT count(*) FROM emu_record WHERE entity = $1 AND NOT deleted%s%s%s",
+		     where_sql ? " AND (" : "", where_sql ? where_sql : "", where_sql ? ")" : "") < 0) {
+		sql = NULL;
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	p = calloc((size_t)nparams + 1, sizeof(*p));
+	if (!p) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	p[0] = entity;
+	for (int i = 0; i < nparams; i++)
+		p[i + 1] = params[i];
+	idx = checkout(s);
+	r = PQexecParams(s->conns[idx], sql, nparams + 1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "count", s->conns[idx], r);
+		goto out;
+	}
+	*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rc = 0;
+out:
+	PQclear(r);
+	if (idx >= 0)
+		checkin(s, idx);
+	free(p);
+	free(sql);
+	return rc;
+}
+
 int estore_max_version(struct estore *s, const char *entity, long long *out, char *errbuf, size_t errlen)
 {
 	int idx = checkout(s);

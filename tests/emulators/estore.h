@@ -106,6 +106,10 @@ int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, con
 		 const char *const *params, int nparams, const char *order_sql, long limit, long offset,
 		 struct estore_record **out, size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
+/* Number of live records of `entity` matching where_sql (as for estore_query). 0 or ESTORE_EDB. */
+int estore_count(struct estore *s, const char *entity, const char *where_sql, const char *const *params, int nparams,
+		 long long *out, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /*
  * Change tracking: the first `limit` records of `entity` (live and tombstones, in version order)
  * written after version `since`, returned live ones first then tombstones. *max_version_out gets

@@ -218,13 +218,14 @@ static void test_top_skip_and_next_link(void **state)
 		assert_int_equal(r.status, 201);
 		emu_resp_free(&r);
 	}
-	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$orderby=CustomerAccount%%20desc&$top=2&$skip=1&$select=CustomerAccount",
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$orderby=CustomerAccount%%20desc&$top=2&$skip=1&$select=CustomerAccount&$count=true",
 		 prefix);
 	call("GET", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
 	cJSON *j = emu_json(&r);
 	const cJSON *v = cJSON_GetObjectItem(j, "value");
 	assert_int_equal(cJSON_GetArraySize(v), 2);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "@odata.count")->valuedouble, 4); /* all matches */
 	snprintf(acct, sizeof(acct), "%s-2", prefix);
 	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "CustomerAccount")->valuestring, acct);
 	assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "OrganizationName"));
