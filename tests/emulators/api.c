@@ -586,7 +586,9 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 	int more = (long long)n > want;
 	size_t shown = more ? (size_t)want : n;
 	if (q.top >= 0 && a->flavour == SCHEMA_CE && offset + (long long)shown >= q.top)
-		more = 0;
+		more = 0; /* CE: $top counts from the first page */
+	if (q.top >= 0 && a->flavour == SCHEMA_FO && (long long)shown >= q.top)
+		more = 0; /* FO: each nextLink carries the $top still to go */
 
 	root = cJSON_CreateObject();
 	if (!root)
@@ -606,8 +608,10 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 		cJSON_AddItemToArray(value, api_render(a, e, &recs[i], q.select, q.nselect));
 
 	if (more || (!more && track_version >= 0)) {
-		static const char *const drop[] = {"$skiptoken", "$skip", "$deltatoken"};
-		rest = query_without(req->query, drop, 3);
+		/* FO pages move $skip forward and shrink $top by what was shown. */
+		static const char *const drop[] = {"$skiptoken", "$skip", "$deltatoken", "$top"};
+		int fo_top = a->flavour == SCHEMA_FO && q.top >= 0;
+		rest = query_without(req->query, drop, fo_top ? 4 : 3);
 		if (!rest)
 			goto oom;
 		char tok[64];
@@ -617,6 +621,9 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 					 track_version);
 			else
 				snprintf(tok, sizeof(tok), "$skiptoken=%lld", offset + (long long)shown);
+		} else if (more && fo_top) {
+			snprintf(tok, sizeof(tok), "$top=%lld&$skip=%lld", q.top - (long long)shown,
+				 offset + (long long)shown);
 		} else if (more) {
 			snprintf(tok, sizeof(tok), "$skip=%lld", offset + (long long)shown);
 		} else {

@@ -250,6 +250,22 @@ static void test_top_skip_and_next_link(void **state)
 	assert_null(cJSON_GetObjectItem(j, "@odata.nextLink"));
 	cJSON_Delete(j);
 	emu_resp_free(&r);
+	/* $top caps the total across pages: 3 rows in pages of 2. */
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$top=3", prefix);
+	call("GET", rel, NULL, "Prefer: odata.maxpagesize=2", &r);
+	j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 2);
+	next = cJSON_GetObjectItem(j, "@odata.nextLink");
+	assert_true(cJSON_IsString(next));
+	snprintf(url, sizeof(url), "%s", next->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	emu_http("GET", url, h, NULL, &r);
+	j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 1);
+	assert_null(cJSON_GetObjectItem(j, "@odata.nextLink"));
+	cJSON_Delete(j);
+	emu_resp_free(&r);
 }
 
 static void test_batch_changeset_failure_rolls_back(void **state)
