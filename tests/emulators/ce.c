@@ -779,7 +779,11 @@ void ce_handle(void *ctx, const struct server_request *req, struct server_respon
 {
 	struct api *a = ctx;
 	const char *rel = req->path + strlen(a->prefix);
-	if (*rel == '\0' || strcmp(rel, "$metadata") == 0) {
+	if (strncmp(rel, "$metadata", 9) == 0) {
+		server_response_odata_error(resp, 501, "0x8006088a", "The emulator does not serve $metadata.");
+		return;
+	}
+	if (*rel == '\0') {
 		if (strcmp(req->method, "GET") != 0) {
 			api_std_error(a, resp, SCHEMA_E_METHOD_NOT_ALLOWED, NULL, NULL);
 			return;

@@ -154,6 +154,17 @@ static void test_patch_missing_is_404_and_if_match(void **state)
 	assert_string_equal(cJSON_GetObjectItem(j, "OrganizationName")->valuestring, "Renamed");
 	cJSON_Delete(j);
 	emu_resp_free(&r);
+	/* PUT replaces: fields not given are cleared, keys stay. */
+	call("PUT", rel, "{\"CreditLimit\":5}", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	call("GET", rel, NULL, NULL, &r);
+	j = emu_json(&r);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "OrganizationName")));
+	assert_string_equal(cJSON_GetObjectItem(j, "CustomerAccount")->valuestring, acct);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "CreditLimit")->valuedouble, 5);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
 	call("DELETE", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 204);
 	emu_resp_free(&r);
