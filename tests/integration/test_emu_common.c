@@ -301,6 +301,19 @@ static void test_stats_shape_and_request_count(void **state)
 	free(tok);
 }
 
+static void test_body_over_the_cap_gets_413(void **state)
+{
+	(void)state;
+	char url[512];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/accounts", harness_env("DW_CE_URL"));
+	/* Announces 70 MB (the cap is 64 MiB): refused from the headers, before any body is read. */
+	const char *h[] = {"Content-Type: application/json", "Content-Length: 70000000", NULL};
+	struct emu_resp r;
+	emu_http("POST", url, h, "", &r);
+	assert_int_equal(r.status, 413);
+	emu_resp_free(&r);
+}
+
 static void test_seed_is_deterministic_and_consistent_across_sides(void **state)
 {
 	(void)state;
@@ -359,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
 		cmocka_unit_test(test_outage_and_error_rate_faults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
+		cmocka_unit_test(test_body_over_the_cap_gets_413),
 		cmocka_unit_test(test_seed_is_deterministic_and_consistent_across_sides),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
