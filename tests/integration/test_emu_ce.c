@@ -657,6 +657,32 @@ static void test_webhooks_post_remote_execution_context_after_commit(void **stat
 		assert_string_not_equal(emu_hooks.posts[k].request_name, "Update");
 	pthread_mutex_unlock(&emu_hooks.mu);
 
+	/* A changeset: one CorrelationId for both creates, IsInTransaction true. */
+	char *c1 = unique_code("X"), *c2 = unique_code("X");
+	char op1[256], op2[256];
+	snprintf(op1, sizeof(op1), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", c1);
+	snprintf(op2, sizeof(op2), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", c2);
+	const char *ops[] = {op1, op2};
+	const char *cids[] = {"1", "2"};
+	char *body = changeset_body(ops, 2, cids);
+	batch(body, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	int i1 = emu_hooks_wait("Create", c1), i2 = emu_hooks_wait("Create", c2);
+	assert_true(i1 >= 0 && i2 >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	cJSON *b1 = cJSON_Parse(emu_hooks.posts[i1].body), *b2 = cJSON_Parse(emu_hooks.posts[i2].body);
+	pthread_mutex_unlock(&emu_hooks.mu);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(b1, "IsInTransaction")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(b2, "IsInTransaction")));
+	assert_string_equal(cJSON_GetObjectItem(b1, "CorrelationId")->valuestring,
+			    cJSON_GetObjectItem(b2, "CorrelationId")->valuestring);
+	cJSON_Delete(b1);
+	cJSON_Delete(b2);
+	free(body);
+	free(c1);
+	free(c2);
+
 	snprintf(path, sizeof(path), "webhooks/%s", reg_id);
 	emu_admin(base, "DELETE", path, NULL, &r);
 	assert_int_equal(r.status, 204);
