@@ -385,6 +385,9 @@ void estore_records_free(struct estore_record *recs, size_t n)
 #define SQL_UPDATE                                                                                                \
 	"UPDATE emu_record SET data = $3::jsonb, version = nextval('emu_version'), modified_at = now(),"          \
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
+#define SQL_MERGE                                                                                                 \
+	"UPDATE emu_record SET data = data || $3::jsonb, version = nextval('emu_version'), modified_at = now(),"  \
+	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
 #define SQL_KEYS_DEL                                                                                              \
 	"DELETE FROM emu_key k WHERE k.entity = $1 AND k.id = $2::uuid AND NOT EXISTS ("                          \
 	"SELECT 1 FROM jsonb_each_text($3::jsonb) e WHERE e.key = k.keyname AND lower(e.value) = k.keyvalue)"
@@ -398,8 +401,8 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
 #define SQL_DELETE_KEYS "DELETE FROM emu_key WHERE entity = $1 AND id = $2::uuid"
 
-static const char *const PREPARED[] = {SQL_GET,  SQL_FIND,     SQL_CREATE,   SQL_CREATE_KEYS, SQL_UPDATE,
-				       SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE, SQL_DELETE_KEYS};
+static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
+				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -668,6 +671,40 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 			goto out;
 	}
 	note_write(tx, entity, op);
+	rc = 0;
+out:
+	PQclear(r);
+	free(text);
+	return rc;
+}
+
+int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
+		 char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	PGresult *r = NULL;
+	char *text = cJSON_PrintUnformatted(patch);
+	if (!text) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	const char *p[] = {entity, id, text};
+	r = px(tx->conn, SQL_MERGE, 3, p);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (state && strcmp(state, "22P02") == 0) { /* not a uuid: cannot exist */
+			rc = ESTORE_NOTFOUND;
+			goto out;
+		}
+		pg_err(errbuf, errlen, "merge record", tx->conn, r);
+		goto out;
+	}
+	if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+		goto out;
+	}
+	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	note_write(tx, entity, ESTORE_OP_UPDATE);
 	rc = 0;
 out:
 	PQclear(r);
