@@ -291,6 +291,7 @@ static void webhook_add(struct admin_deps *d, const struct server_request *req, 
 		admin_error(resp, 400, err);
 		goto out;
 	}
+	__atomic_add_fetch(&d->api->webhooks, 1, __ATOMIC_RELAXED);
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "id", id);
 	server_response_json(resp, 201, root);
@@ -345,6 +346,7 @@ void admin_handle(void *ctx, const struct server_request *req, struct server_res
 		throttle_reset(d->limits);
 		if (d->api->notify)
 			notify_reset(d->api->notify);
+		__atomic_store_n(&d->api->webhooks, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(d->requests, 0, __ATOMIC_RELAXED);
 		server_response_empty(resp, 204);
 	} else if (strcmp(what, "seed") == 0 && post) {
@@ -360,10 +362,12 @@ void admin_handle(void *ctx, const struct server_request *req, struct server_res
 	} else if (strcmp(what, "webhooks") == 0 && post) {
 		webhook_add(d, req, resp);
 	} else if (strncmp(what, "webhooks/", 9) == 0 && strcmp(req->method, "DELETE") == 0) {
-		if (!d->api->notify || notify_unregister(d->api->notify, what + 9) < 0)
+		if (!d->api->notify || notify_unregister(d->api->notify, what + 9) < 0) {
 			admin_error(resp, 404, "No such registration.");
-		else
+		} else {
+			__atomic_sub_fetch(&d->api->webhooks, 1, __ATOMIC_RELAXED);
 			server_response_empty(resp, 204);
+		}
 	} else {
 		admin_error(resp, 404, "Unknown admin endpoint or method.");
 	}

@@ -84,7 +84,7 @@ int api_txn_commit(struct api *a, struct api_txn *t, struct server_response *res
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, NULL, "The transaction could not be committed.");
 		return -1;
 	}
-	if (a->notify) {
+	if (api_notify_wanted(a)) {
 		for (size_t i = 0; i < t->nchanges; i++) {
 			struct api_change *c = &t->changes[i];
 			struct notify_change nc = {
@@ -113,6 +113,11 @@ void api_txn_rollback(struct api_txn *t)
 		estore_rollback(t->tx);
 	t->tx = NULL;
 	txn_free_changes(t);
+}
+
+int api_notify_wanted(const struct api *a)
+{
+	return a->notify && __atomic_load_n(&a->webhooks, __ATOMIC_RELAXED) > 0;
 }
 
 void api_txn_note(struct api_txn *t, enum notify_message m, const struct schema_entity *e, const char *id,
@@ -581,19 +586,32 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 	int more = (long long)n > want;
 	size_t shown = more ? (size_t)want : n;
 	if (q.top >= 0 && a->flavour == SCHEMA_CE && offset + (long long)shown >= q.top)
-		more = 0;
+		more = 0; /* CE: $top counts from the first page */
+	if (q.top >= 0 && a->flavour == SCHEMA_FO && (long long)shown >= q.top)
+		more = 0; /* FO: each nextLink carries the $top still to go */
 
 	root = cJSON_CreateObject();
 	if (!root)
 		goto oom;
 	cJSON_AddItemToObject(root, "@odata.context", context_for(a, set, q.select, q.nselect, NULL));
+	if (q.count == 1) {
+		long long total = 0;
+		if (estore_count(a->store, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
+			log_error("store: count failed", "entity", set, "error", err);
+			api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
+			goto out;
+		}
+		cJSON_AddNumberToObject(root, "@odata.count", (double)total);
+	}
 	cJSON *value = cJSON_AddArrayToObject(root, "value");
 	for (size_t i = 0; i < shown; i++)
 		cJSON_AddItemToArray(value, api_render(a, e, &recs[i], q.select, q.nselect));
 
 	if (more || (!more && track_version >= 0)) {
-		static const char *const drop[] = {"$skiptoken", "$skip", "$deltatoken"};
-		rest = query_without(req->query, drop, 3);
+		/* FO pages move $skip forward and shrink $top by what was shown. */
+		static const char *const drop[] = {"$skiptoken", "$skip", "$deltatoken", "$top"};
+		int fo_top = a->flavour == SCHEMA_FO && q.top >= 0;
+		rest = query_without(req->query, drop, fo_top ? 4 : 3);
 		if (!rest)
 			goto oom;
 		char tok[64];
@@ -603,6 +621,9 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 					 track_version);
 			else
 				snprintf(tok, sizeof(tok), "$skiptoken=%lld", offset + (long long)shown);
+		} else if (more && fo_top) {
+			snprintf(tok, sizeof(tok), "$top=%lld&$skip=%lld", q.top - (long long)shown,
+				 offset + (long long)shown);
 		} else if (more) {
 			snprintf(tok, sizeof(tok), "$skip=%lld", offset + (long long)shown);
 		} else {

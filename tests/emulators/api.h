@@ -29,7 +29,12 @@ struct api {
 	const char *prefix;          /* "/api/data/v9.2/" or "/data/" */
 	size_t max_body;             /* cap on a $batch body */
 	long max_page;               /* 5000 (CE) or 10000 (FO) */
+	int webhooks;                /* live registrations (kept by the admin API; atomic) */
 };
+
+/* Whether changes need announcing (a notifier with at least one registration): handlers skip
+ * building record images otherwise. */
+int api_notify_wanted(const struct api *a);
 
 /* One committed change to announce. */
 struct api_change {

@@ -90,6 +90,12 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 	       const cJSON *keys, long long *version_out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* Merges `patch` (top-level members replace the stored ones) into live record `id` in one
+ * statement, without reading it first; for updates that touch no key. 0 with *version_out,
+ * ESTORE_NOTFOUND or ESTORE_EDB. Borrows patch. */
+int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
+		 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /* Deletes a live record (tombstone with a new version, key rows removed). 0, ESTORE_NOTFOUND or
  * ESTORE_EDB. */
 int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long long *version_out, char *errbuf,
@@ -105,6 +111,10 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, const char *where_sql,
 		 const char *const *params, int nparams, const char *order_sql, long limit, long offset,
 		 struct estore_record **out, size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Number of live records of `entity` matching where_sql (as for estore_query). 0 or ESTORE_EDB. */
+int estore_count(struct estore *s, const char *entity, const char *where_sql, const char *const *params, int nparams,
+		 long long *out, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /*
  * Change tracking: the first `limit` records of `entity` (live and tombstones, in version order)

@@ -107,6 +107,8 @@ static void respond_record(struct api *a, const struct schema_entity *e, const c
 
 static cJSON *image(const struct api *a, const struct schema_entity *e, const struct estore_record *rec)
 {
+	if (!api_notify_wanted(a))
+		return NULL;
 	cJSON *o = api_render(a, e, rec, NULL, 0);
 	if (o)
 		cJSON_DeleteItemFromObjectCaseSensitive(o, "@odata.etag");
@@ -233,7 +235,8 @@ static void do_update(struct api *a, struct api_txn *t, const struct schema_enti
 		api_error(a, resp, &serr);
 		return;
 	}
-	data = cJSON_Duplicate(old->data, 1);
+	/* PATCH merges into the stored record; PUT replaces it (key fields kept, the rest from the body). */
+	data = strcmp(req->method, "PUT") == 0 ? key_fields(e, old->data) : cJSON_Duplicate(old->data, 1);
 	if (!data || apply_body(e, body, data) < 0) {
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "Out of memory.");
 		goto out;
@@ -401,6 +404,10 @@ void fo_handle(void *ctx, const struct server_request *req, struct server_respon
 {
 	struct api *a = ctx;
 	const char *rel = req->path + strlen(a->prefix);
+	if (strncmp(rel, "$metadata", 9) == 0) {
+		server_response_odata_error(resp, 501, "", "The emulator does not serve $metadata.");
+		return;
+	}
 	if (*rel == '\0') {
 		service_document(a, resp);
 		return;
