@@ -168,6 +168,7 @@ const char *applystate_result_name(enum applystate_result r)
 	case APPLYSTATE_DEAD_LETTER: return "dead_letter";
 	case APPLYSTATE_PARKED: return "parked";
 	case APPLYSTATE_SEEN: return "seen";
+	case APPLYSTATE_FILTERED: return "filtered";
 	}
 	return NULL;
 }

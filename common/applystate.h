@@ -112,9 +112,10 @@ enum applystate_result {
 	APPLYSTATE_PARKED = 5,      /* parked (event JSON kept in dw_parked_event); no state change */
 	APPLYSTATE_SEEN = 6,        /* content seen on the event's SOURCE side: that side's row gets
 				     * content_hash/deleted (a new row version -1); nothing else */
+	APPLYSTATE_FILTERED = 7,    /* outside the map's filter: nothing to write; no state change */
 };
 
-/* "applied", "echo", "duplicate", "dead_letter", "parked", "seen"; NULL for an invalid value. */
+/* "applied", "echo", "duplicate", "dead_letter", "parked", "seen", "filtered"; NULL when invalid. */
 const char *applystate_result_name(enum applystate_result r);
 
 /* One recorded outcome. Strings are borrowed for the call. */

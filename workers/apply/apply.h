@@ -1,0 +1,109 @@
+#ifndef DW_WORKERS_APPLY_H
+#define DW_WORKERS_APPLY_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "applystate.h"
+#include "config.h"
+#include "event.h"
+#include "httpd.h"
+#include "kafka.h"
+#include "map.h"
+#include "metrics.h"
+#include "target.h"
+
+/*
+ * The apply worker (`apply --map NAME --to ce|fo`): consumes <prefix>.<other side>.<entity>, maps
+ * each event, decides with the PostgreSQL state, writes to the target, records the outcomes of
+ * the whole poll batch in one transaction and only then stores and commits the offsets (DESIGN 5).
+ * Internal to the program: main.c wires, batch.c processes poll batches, resolve.c turns CE GUIDs
+ * into alternate-key values and back.
+ */
+
+/* ---- resolve.c: CE lookups for the map engine and for CE target keys ------------------------ */
+
+#define RESOLVE_CACHE_MAX 4096
+
+struct resolver;
+
+/* Creates a resolver reading CE through `ce` (borrowed; a target whose side is ce). Caches up to
+ * RESOLVE_CACHE_MAX answers (oldest replaced first). *out new; free with resolver_free. */
+int resolver_new(struct target *ce, struct resolver **out, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+void resolver_free(struct resolver *r);
+
+/* The map engine's resolver callback (struct map_resolver.resolve) with ctx = struct resolver. */
+int resolver_map_cb(void *ctx, enum event_side side, const char *entity_set, const char *guid, const char *key_field,
+		    char *out, size_t outlen, char *err, size_t errlen);
+
+/* The GUID of the CE row of `entity_set` whose alternate key `key_field` is `value`, into
+ * out[37]. Returns MAP_OK, MAP_NOT_FOUND, or MAP_ERR_RESOLVE with err. */
+int resolver_guid(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+		  char out[37], char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* ---- batch.c: one poll batch ---------------------------------------------------------------- */
+
+struct apply_metrics {
+	struct metrics_family *events;     /* counter{outcome} */
+	struct metrics_family *conflicts;  /* counter{outcome} */
+	struct metrics_family *retries;    /* counter{reason} */
+	struct metrics_family *http;       /* counter{status} */
+	struct metrics_family *batch_s;    /* histogram */
+	struct metrics_family *e2e_s;      /* histogram: source change time to target ack */
+	struct metrics_family *batches;    /* counter */
+};
+
+struct apply {
+	/* settings */
+	const struct config_common *cfg;
+	const struct map *map;
+	enum event_side to, from;
+	const char *to_name, *from_name;
+	char source_topic[256];
+	char dlq_topic[256];
+	size_t batch_max;     /* events per poll batch */
+	long batch_wait_ms;   /* how long to wait for a batch to fill */
+	long backoff_min_ms;  /* first retry delay */
+	long backoff_max_ms;  /* cap on the retry delay */
+	/* parts (borrowed) */
+	struct kafka_consumer *consumer;
+	struct kafka_producer *dlq;
+	struct applystate *state;
+	struct target *target;
+	struct resolver *resolver; /* NULL when CE is not reachable (no lookups needed) */
+	struct httpd *httpd;       /* may be NULL */
+	struct apply_metrics m;
+	/* loop state */
+	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
+	rd_kafka_topic_partition_list_t *paused;
+	unsigned consecutive_retries;
+	volatile sig_atomic_t *stop;
+};
+
+/* The batch result. */
+enum { APPLY_OK = 0, APPLY_RETRY = 1, APPLY_FATAL = -1 };
+
+/*
+ * Processes n polled messages (ownership stays with the caller): decode, map, collapse per
+ * record, decide, write, dead-letter, record outcomes in one transaction, then store offsets up
+ * to the first message that must be retried in each partition and commit. Partitions with such
+ * a message are sought back to it and paused until the back-off ends (apply_resume_due resumes
+ * them). Returns APPLY_OK, APPLY_RETRY (some events wait for a retry; nothing lost) or
+ * APPLY_FATAL with errbuf (Kafka fatal error; stop).
+ */
+int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Resumes the partitions paused for a back-off once it has passed. */
+void apply_resume_due(struct apply *a);
+
+/* Registers the worker's metric families in reg. Returns 0 or -1 with errbuf. */
+int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Monotonic milliseconds. */
+long long apply_now_ms(void);
+
+#endif

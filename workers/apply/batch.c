@@ -1,0 +1,842 @@
+/* One poll batch of the apply worker: decode, map, collapse, decide, write, dead-letter, record,
+ * then store and commit offsets; retryable failures seek back and pause (DESIGN 5). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "apply.h"
+#include "log.h"
+
+enum st { ST_PENDING = 0, ST_DONE, ST_RETRY };
+
+struct item {
+	struct kafka_message *msg;
+	struct event ev;
+	int decoded;
+	struct map_write w;
+	int mapped;
+	char *tkey; /* canonical key of the target record */
+	char *skey; /* the record's key on the source side, in the map's terms (for echoes) */
+	char *skey_fallback;
+	char shash[SHA256_HEX_LEN + 1]; /* image hash of the event on its source side; "" if none */
+	char thash[SHA256_HEX_LEN + 1]; /* image hash of the write in target terms; "" for deletes */
+	int rep;                        /* index of the item that stands for this record; self if none */
+	enum st st;
+	long retry_after_ms;
+	/* outcome to record */
+	int has_out;
+	struct applystate_outcome out;
+	char *reason_owned;
+	/* dead letter */
+	int dlq;
+	const char *dlq_reason;
+	long http_status;
+	char *error;
+	char *error_body;
+	/* decision and write */
+	struct applystate_item ai;
+	int writing;
+	struct target_write tw;
+	struct odata_key_part keys[EVENT_KEY_FIELDS_MAX];
+	char keybuf[EVENT_KEY_FIELDS_MAX][64];
+	char *body;
+	char *if_match;
+	char *event_json;
+};
+
+long long apply_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbuf, size_t errlen)
+{
+	static const char *const outcome[] = { "outcome", NULL };
+	static const char *const reason[] = { "reason", NULL };
+	static const char *const status[] = { "status", NULL };
+	if (metrics_counter_new(reg, "dw_apply_events_total",
+				"Events by outcome: applied, duplicate, echo, filtered, parked, dead_letter", outcome,
+				&m->events, errbuf, errlen) != 0 ||
+	    metrics_counter_new(reg, "dw_apply_conflicts_total", "412 conflicts by how they ended", outcome,
+				&m->conflicts, errbuf, errlen) != 0 ||
+	    metrics_counter_new(reg, "dw_apply_retries_total", "Events put back for a retry, by reason", reason,
+				&m->retries, errbuf, errlen) != 0 ||
+	    metrics_counter_new(reg, "dw_apply_target_http_total", "Target answers per write by HTTP status",
+				status, &m->http, errbuf, errlen) != 0 ||
+	    metrics_counter_new(reg, "dw_apply_batches_total", "Poll batches processed", NULL, &m->batches, errbuf,
+				errlen) != 0 ||
+	    metrics_histogram_new(reg, "dw_apply_batch_seconds", "Time to process one poll batch", NULL,
+				  metrics_buckets_default, METRICS_BUCKETS_DEFAULT_N, &m->batch_s, errbuf, errlen) != 0 ||
+	    metrics_histogram_new(reg, "dw_apply_end_to_end_seconds",
+				  "Source change time to target acknowledgement", NULL, metrics_buckets_default,
+				  METRICS_BUCKETS_DEFAULT_N, &m->e2e_s, errbuf, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+static void count(struct metrics_family *f, const char *label)
+{
+	const char *v[] = { label };
+	metrics_counter_add(f, v, 1);
+}
+
+static void item_clear(struct item *it)
+{
+	event_clear(&it->ev);
+	map_write_clear(&it->w);
+	free(it->tkey);
+	free(it->skey);
+	free(it->skey_fallback);
+	free(it->reason_owned);
+	free(it->error);
+	free(it->error_body);
+	applystate_item_clear(&it->ai);
+	target_write_clear(&it->tw);
+	free(it->body);
+	free(it->if_match);
+	free(it->event_json);
+}
+
+static void set_text(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src ? strdup(src) : NULL;
+}
+
+/* Sends the item to the dead-letter topic (produced later, in one go). */
+static void to_dlq(struct item *it, const char *reason, long status, const char *error, const char *body)
+{
+	it->dlq = 1;
+	it->dlq_reason = reason;
+	it->http_status = status;
+	set_text(&it->error, error);
+	set_text(&it->error_body, body);
+	it->st = ST_DONE;
+}
+
+static void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
+{
+	it->st = ST_RETRY;
+	if (retry_after_ms > it->retry_after_ms)
+		it->retry_after_ms = retry_after_ms;
+	count(a->m.retries, reason);
+}
+
+/* Records outcome r for a decoded event, keyed by `key`. */
+static void set_outcome(struct item *it, enum applystate_result r, const char *key)
+{
+	it->has_out = 1;
+	it->st = ST_DONE;
+	it->out = (struct applystate_outcome){ .result = r, .record_key = key, .event_id = it->ev.id,
+					       .version = it->ev.source.version, .source_ts_ms = it->ev.source.ts };
+}
+
+/* A copy of the message value as a NUL-terminated string (for parking). */
+static char *value_text(const struct kafka_message *m)
+{
+	char *s = malloc(m->value_len + 1);
+	if (s) {
+		memcpy(s, m->value, m->value_len);
+		s[m->value_len] = '\0';
+	}
+	return s;
+}
+
+/* The record's key on the source side in the map's terms: the side's key fields from the event
+ * (data, then key), the company column carrying the code the transform resolved. */
+static char *source_key(const struct apply *a, const struct item *it)
+{
+	const struct map_side *s = map_side_of(a->map, a->from);
+	cJSON *k = cJSON_CreateObject();
+	char *out = NULL, err[256];
+	if (!k)
+		return NULL;
+	for (size_t i = 0; i < s->nkey; i++) {
+		const char *name = s->key[i];
+		const cJSON *v = NULL;
+		cJSON *code = NULL;
+		const char *company_col = a->map->company ? (a->from == EVENT_SIDE_CE ? a->map->company->ce
+										     : a->map->company->fo)
+							  : NULL;
+		if (company_col && strcmp(name, company_col) == 0 && it->w.company) {
+			code = cJSON_CreateString(it->w.company);
+			v = code;
+		} else {
+			v = it->ev.data ? cJSON_GetObjectItemCaseSensitive(it->ev.data, name) : NULL;
+			if (!v)
+				v = cJSON_GetObjectItemCaseSensitive(it->ev.key, name);
+		}
+		if (!v || (!cJSON_IsString(v) && !cJSON_IsNumber(v))) {
+			cJSON_Delete(code);
+			goto out;
+		}
+		cJSON *c = code ? code : cJSON_Duplicate(v, 0);
+		if (!c || !cJSON_AddItemToObject(k, name, c)) {
+			cJSON_Delete(c);
+			goto out;
+		}
+	}
+	if (event_key_string(k, &out, err, sizeof(err)) != 0)
+		out = NULL;
+out:
+	cJSON_Delete(k);
+	return out;
+}
+
+/* Image hash of the write in target terms: the payload with the key fields added. */
+static int write_hash(const struct apply *a, const struct map_write *w, char hex[SHA256_HEX_LEN + 1])
+{
+	cJSON *img = cJSON_Duplicate(w->payload, 1);
+	const cJSON *k;
+	int rc = -1;
+	if (!img)
+		return -1;
+	cJSON_ArrayForEach(k, w->key)
+	{
+		if (cJSON_GetObjectItemCaseSensitive(img, k->string))
+			continue;
+		cJSON *c = cJSON_Duplicate(k, 0);
+		if (!c || !cJSON_AddItemToObject(img, k->string, c)) {
+			cJSON_Delete(c);
+			goto out;
+		}
+	}
+	rc = map_image_hash(a->map, a->to, img, hex);
+out:
+	cJSON_Delete(img);
+	return rc;
+}
+
+/* Step 1: decode and map one message. */
+static void prepare(struct apply *a, struct item *it)
+{
+	char err[1024];
+	const struct map_side *src = map_side_of(a->map, a->from);
+	if (!it->msg->value) {
+		to_dlq(it, "decode", 0, "tombstone: the message has no value", NULL);
+		return;
+	}
+	if (event_decode(it->msg->value, it->msg->value_len, 0, 0, &it->ev, err, sizeof(err)) != 0) {
+		to_dlq(it, "decode", 0, err, NULL);
+		return;
+	}
+	it->decoded = 1;
+	if (it->ev.source.side != a->from || strcmp(it->ev.source.entity, src->entity) != 0) {
+		snprintf(err, sizeof(err), "event from %s.%s does not belong to map %s (%s.%s)",
+			 event_side_name(it->ev.source.side), it->ev.source.entity, a->map->name, a->from_name,
+			 src->entity);
+		to_dlq(it, "wrong_entity", 0, err, NULL);
+		return;
+	}
+	if (event_key_string(it->ev.key, &it->skey_fallback, err, sizeof(err)) != 0) {
+		to_dlq(it, "decode", 0, err, NULL);
+		return;
+	}
+	struct map_resolver r = { resolver_map_cb, a->resolver };
+	int rc = map_transform(a->map, &it->ev, a->resolver ? &r : NULL, &it->w, err, sizeof(err));
+	switch (rc) {
+	case MAP_OK:
+		break;
+	case MAP_OUT_OF_SCOPE:
+		set_outcome(it, APPLYSTATE_FILTERED, it->skey_fallback);
+		return;
+	case MAP_NOT_FOUND:
+		it->event_json = value_text(it->msg);
+		it->reason_owned = strdup(err);
+		set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
+		it->out.event_json = it->event_json;
+		it->out.reason = it->reason_owned ? it->reason_owned : "lookup target not found";
+		return;
+	case MAP_ERR_RESOLVE:
+		log_warn("lookup failed; will retry", "map", a->map->name, "error", err);
+		to_retry(a, it, "resolve", 0);
+		return;
+	default:
+		to_dlq(it, "map", 0, err, NULL);
+		return;
+	}
+	it->mapped = 1;
+	if (event_key_string(it->w.key, &it->tkey, err, sizeof(err)) != 0) {
+		to_dlq(it, "map", 0, err, NULL);
+		return;
+	}
+	if (it->w.op == MAP_WRITE_UPSERT && write_hash(a, &it->w, it->thash) != 0) {
+		to_dlq(it, "map", 0, "cannot hash the mapped payload", NULL);
+		return;
+	}
+	it->skey = source_key(a, it);
+	if (it->ev.data && cJSON_IsObject(it->ev.data) && map_image_hash(a->map, a->from, it->ev.data, it->shash) != 0)
+		it->shash[0] = '\0';
+	if (it->ev.source.own)
+		set_outcome(it, APPLYSTATE_ECHO, it->tkey);
+}
+
+/* Step 3: the target key parts of a CE or FO write. Returns 0, MAP_NOT_FOUND or MAP_ERR_RESOLVE. */
+static int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
+{
+	const cJSON *k;
+	size_t n = 0;
+	const struct map_company *c = a->map->company;
+	cJSON_ArrayForEach(k, it->w.key)
+	{
+		if (n == EVENT_KEY_FIELDS_MAX)
+			break;
+		struct odata_key_part *p = &it->keys[n];
+		p->name = k->string;
+		p->enum_type = NULL;
+		const struct map_lookup *lk = NULL;
+		const char *set = NULL, *field = NULL;
+		if (a->to == EVENT_SIDE_CE) {
+			if (c && strcmp(k->string, c->ce) == 0) {
+				set = c->ce_set;
+				field = c->ce_key;
+			} else {
+				for (size_t i = 0; i < a->map->nfields; i++)
+					if (a->map->fields[i].ce && strcmp(a->map->fields[i].ce, k->string) == 0)
+						lk = a->map->fields[i].lookup;
+				if (lk) {
+					set = lk->set;
+					field = lk->key;
+				}
+			}
+		}
+		char text[64];
+		const char *value;
+		if (cJSON_IsString(k)) {
+			value = k->valuestring;
+		} else if (cJSON_IsNumber(k)) {
+			snprintf(text, sizeof(text), "%.0f", k->valuedouble);
+			value = text;
+		} else {
+			snprintf(err, errlen, "key field %s is neither a string nor a number", k->string);
+			return MAP_ERR_EVENT;
+		}
+		if (set) {
+			if (!a->resolver) {
+				snprintf(err, errlen, "key field %s needs a CE lookup and no resolver is set", k->string);
+				return MAP_ERR_EVENT;
+			}
+			int rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			if (rc != MAP_OK)
+				return rc;
+			p->value = it->keybuf[n];
+			p->kind = ODATA_KIND_GUID;
+		} else if (cJSON_IsNumber(k)) {
+			snprintf(it->keybuf[n], sizeof(it->keybuf[n]), "%s", text);
+			p->value = it->keybuf[n];
+			p->kind = ODATA_KIND_INT;
+		} else {
+			p->value = k->valuestring;
+			p->kind = ODATA_KIND_STRING;
+		}
+		n++;
+	}
+	it->tw.key = it->keys;
+	it->tw.nkey = n;
+	return MAP_OK;
+}
+
+/* Whether the map's conflict policy lets this side's change win over the target's. */
+static int source_wins(const struct apply *a)
+{
+	switch (a->map->conflict) {
+	case MAP_CONFLICT_CE_WINS: return a->from == EVENT_SIDE_CE;
+	case MAP_CONFLICT_FO_WINS: return a->from == EVENT_SIDE_FO;
+	case MAP_CONFLICT_LATEST_WINS: return 1; /* the event is the newest change known here */
+	}
+	return 0;
+}
+
+/* Turns a write's result into the item's outcome. Returns 1 when it needs a second write (a
+ * conflict the policy resolves in the source's favour), else 0. */
+static int settle(struct apply *a, struct item *it, int second)
+{
+	struct target_write *w = &it->tw;
+	char code[16];
+	snprintf(code, sizeof(code), "%ld", w->status);
+	count(a->m.http, w->status ? code : "none");
+	switch (w->outcome) {
+	case TARGET_OK:
+		set_outcome(it, APPLYSTATE_APPLIED, it->tkey);
+		it->out.content_hash = w->op == TARGET_DELETE ? NULL : it->thash;
+		it->out.deleted = w->op == TARGET_DELETE;
+		it->out.etag = w->etag;
+		it->out.target_id = w->target_id;
+		if (it->ev.source.ts > 0) {
+			metrics_histogram_observe(a->m.e2e_s, NULL, (double)(wall_ms() - it->ev.source.ts) / 1000.0);
+		}
+		return 0;
+	case TARGET_RETRY:
+		log_warn("target write will be retried", "map", a->map->name, "record", it->tkey, "error",
+			 w->error ? w->error : "");
+		to_retry(a, it, "target", w->retry_after_ms);
+		return 0;
+	case TARGET_MISSING_DEP:
+		it->event_json = value_text(it->msg);
+		it->reason_owned = strdup(w->error ? w->error : "lookup target missing");
+		set_outcome(it, APPLYSTATE_PARKED, it->tkey);
+		it->out.event_json = it->event_json;
+		it->out.reason = it->reason_owned ? it->reason_owned : "lookup target missing";
+		return 0;
+	case TARGET_INVALID:
+		to_dlq(it, "target_rejected", w->status, w->error, w->error_body);
+		return 0;
+	case TARGET_CONFLICT:
+		break;
+	}
+	if (second) {
+		count(a->m.conflicts, "retry");
+		to_retry(a, it, "conflict", 0);
+		return 0;
+	}
+	/* 412 (or gone under If-Match): look at what the target holds now */
+	int found = 0, retryable = 0;
+	char *body = NULL, *etag = NULL, err[512];
+	if (target_read(a->target, w->entity_set, w->key, w->nkey, &found, &body, &etag, &retryable, err,
+			sizeof(err)) != 0) {
+		to_retry(a, it, "conflict_read", 0);
+		return 0;
+	}
+	int again = 0;
+	if (!found) {
+		if (w->op == TARGET_DELETE) {
+			set_outcome(it, APPLYSTATE_APPLIED, it->tkey);
+			it->out.deleted = 1;
+			count(a->m.conflicts, "already_deleted");
+		} else {
+			/* deleted there meanwhile: the newer change here creates it again */
+			free(it->if_match);
+			it->if_match = NULL;
+			again = 1;
+			count(a->m.conflicts, "recreated");
+		}
+		free(body);
+		free(etag);
+		goto done;
+	}
+	char have[SHA256_HEX_LEN + 1] = "";
+	cJSON *row = cJSON_Parse(body);
+	int same = row && it->thash[0] && map_image_hash(a->map, a->to, row, have) == 0 &&
+		   strcmp(have, it->thash) == 0;
+	cJSON_Delete(row);
+	free(body);
+	if (same) {
+		/* the target already holds exactly this (our own write whose outcome was not recorded) */
+		target_write_clear(w);
+		w->outcome = TARGET_OK;
+		w->etag = etag;
+		set_outcome(it, APPLYSTATE_APPLIED, it->tkey);
+		it->out.content_hash = it->thash;
+		it->out.etag = w->etag;
+		count(a->m.conflicts, "already_applied");
+		return 0;
+	}
+	if (source_wins(a)) {
+		free(it->if_match);
+		it->if_match = etag;
+		again = 1;
+		count(a->m.conflicts, "source_won");
+	} else {
+		free(etag);
+		set_outcome(it, APPLYSTATE_DUPLICATE, it->tkey);
+		count(a->m.conflicts, "target_won");
+	}
+done:
+	if (again) {
+		it->tw.if_match = it->if_match;
+		return 1;
+	}
+	return 0;
+}
+
+/* Produces every dead letter of the batch and waits for delivery. Items whose dead letter was not
+ * delivered turn into retries. */
+static int produce_dlq(struct apply *a, struct item *items, size_t n)
+{
+	char err[512];
+	size_t queued = 0;
+	long long now = wall_ms();
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->dlq || it->st != ST_DONE)
+			continue;
+		char status[16], ts[32], part[16], off[32];
+		snprintf(status, sizeof(status), "%ld", it->http_status);
+		snprintf(ts, sizeof(ts), "%lld", now);
+		snprintf(part, sizeof(part), "%" PRId32, it->msg->partition);
+		snprintf(off, sizeof(off), "%" PRId64, it->msg->offset);
+		const char *e = it->error ? it->error : "";
+		const char *b = it->error_body ? it->error_body : "";
+		struct kafka_header h[] = {
+			{ "dw.reason", it->dlq_reason, strlen(it->dlq_reason) },
+			{ "dw.error", e, strlen(e) },
+			{ "dw.http.status", status, strlen(status) },
+			{ "dw.target.error.body", b, strlen(b) },
+			{ "dw.attempts", "1", 1 },
+			{ "dw.first.failure.ms", ts, strlen(ts) },
+			{ "dw.last.failure.ms", ts, strlen(ts) },
+			{ "dw.source.topic", it->msg->topic, strlen(it->msg->topic) },
+			{ "dw.source.partition", part, strlen(part) },
+			{ "dw.source.offset", off, strlen(off) },
+		};
+		int rc = kafka_produce(a->dlq, a->dlq_topic, it->msg->key, it->msg->key ? it->msg->key_len : 0,
+				       it->msg->value, it->msg->value ? it->msg->value_len : 0, h,
+				       sizeof(h) / sizeof(h[0]), NULL, err, sizeof(err));
+		if (rc == KAFKA_ERR_FATAL)
+			return APPLY_FATAL;
+		if (rc != 0) {
+			log_error("dead letter not queued; will retry", "topic", a->dlq_topic, "error", err);
+			it->dlq = 0;
+			to_retry(a, it, "dead_letter", 0);
+			continue;
+		}
+		queued++;
+	}
+	if (queued == 0)
+		return APPLY_OK;
+	uint64_t failed_before = 0, failed_after = 0, delivered;
+	kafka_producer_counts(a->dlq, &delivered, &failed_before);
+	int rc = kafka_producer_flush(a->dlq, 30000, err, sizeof(err));
+	if (rc == KAFKA_ERR_FATAL)
+		return APPLY_FATAL;
+	kafka_producer_counts(a->dlq, &delivered, &failed_after);
+	if (rc != 0 || failed_after != failed_before) {
+		log_error("dead letters not delivered; the batch will be retried", "topic", a->dlq_topic, "error",
+			  rc != 0 ? err : "delivery failed");
+		for (size_t i = 0; i < n; i++)
+			if (items[i].dlq && items[i].st == ST_DONE) {
+				items[i].dlq = 0;
+				items[i].has_out = 0;
+				to_retry(a, &items[i], "dead_letter", 0);
+			}
+	}
+	return APPLY_OK;
+}
+
+/* Back-off for the next retry: exponential from backoff_min, capped, with +-20% jitter, and at
+ * least what the target asked for. */
+static long backoff_ms(struct apply *a, long asked)
+{
+	long d = a->backoff_min_ms;
+	for (unsigned i = 1; i < a->consecutive_retries && d < a->backoff_max_ms; i++)
+		d *= 2;
+	if (d > a->backoff_max_ms)
+		d = a->backoff_max_ms;
+	d = d * 8 / 10 + (long)(random() % (d * 4 / 10 + 1));
+	return asked > d ? asked : d;
+}
+
+void apply_resume_due(struct apply *a)
+{
+	if (!a->paused || apply_now_ms() < a->resume_at_ms)
+		return;
+	rd_kafka_resp_err_t e = rd_kafka_resume_partitions(kafka_consumer_handle(a->consumer), a->paused);
+	if (e)
+		log_warn("resume failed", "error", rd_kafka_err2str(e));
+	else
+		log_info("partitions resumed after back-off", "map", a->map->name);
+	rd_kafka_topic_partition_list_destroy(a->paused);
+	a->paused = NULL;
+}
+
+/* Seeks each partition with a retry back to its first unapplied message and pauses it. */
+static int pause_for_retry(struct apply *a, struct item *items, size_t n, long delay_ms, char *errbuf,
+			   size_t errlen)
+{
+	rd_kafka_t *rk = kafka_consumer_handle(a->consumer);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].st != ST_RETRY)
+			continue;
+		if (rd_kafka_topic_partition_list_find(l, items[i].msg->topic, items[i].msg->partition))
+			continue;
+		rd_kafka_topic_partition_list_add(l, items[i].msg->topic, items[i].msg->partition)->offset =
+			items[i].msg->offset;
+	}
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 10000);
+	if (e) {
+		snprintf(errbuf, errlen, "seek back for a retry: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+		rd_kafka_topic_partition_list_destroy(l);
+		return -1;
+	}
+	rd_kafka_resp_err_t pe = rd_kafka_pause_partitions(rk, l);
+	if (pe) {
+		snprintf(errbuf, errlen, "pause for a retry: %s", rd_kafka_err2str(pe));
+		rd_kafka_topic_partition_list_destroy(l);
+		return -1;
+	}
+	if (a->paused) {
+		for (int i = 0; i < l->cnt; i++)
+			if (!rd_kafka_topic_partition_list_find(a->paused, l->elems[i].topic, l->elems[i].partition))
+				rd_kafka_topic_partition_list_add(a->paused, l->elems[i].topic, l->elems[i].partition);
+		rd_kafka_topic_partition_list_destroy(l);
+	} else {
+		a->paused = l;
+	}
+	long long at = apply_now_ms() + delay_ms;
+	if (at > a->resume_at_ms)
+		a->resume_at_ms = at;
+	return 0;
+}
+
+int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
+{
+	int rc = APPLY_OK;
+	long long t0 = apply_now_ms();
+	struct item *items = calloc(n ? n : 1, sizeof(*items));
+	struct target_write *tw = calloc(n ? n : 1, sizeof(*tw));
+	size_t *widx = calloc(n ? n : 1, sizeof(*widx));
+	struct applystate_item *ai = calloc(n ? n : 1, sizeof(*ai));
+	size_t *aidx = calloc(n ? n : 1, sizeof(*aidx));
+	struct applystate_outcome *outs = calloc(2 * (n ? n : 1), sizeof(*outs));
+	char err[1024];
+	if (!items || !tw || !widx || !ai || !aidx || !outs) {
+		snprintf(errbuf, errlen, "out of memory");
+		rc = APPLY_FATAL;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		items[i].msg = msgs[i];
+		items[i].rep = (int)i;
+		prepare(a, &items[i]);
+	}
+	/* collapse: per target record the newest version stands for all */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->mapped || it->st != ST_PENDING)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			struct item *o = &items[j];
+			if (!o->mapped || o->st != ST_PENDING || o->rep != (int)j || strcmp(o->tkey, it->tkey) != 0)
+				continue;
+			if (it->ev.source.version >= o->ev.source.version) {
+				/* i is newer: it stands for j and whatever j stood for */
+				for (size_t k = 0; k < i; k++)
+					if (items[k].rep == (int)j)
+						items[k].rep = (int)i;
+			} else {
+				it->rep = (int)j;
+			}
+			break;
+		}
+	}
+	/* decide */
+	size_t na = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->mapped || it->st != ST_PENDING || it->rep != (int)i)
+			continue;
+		ai[na] = (struct applystate_item){ .record_key = it->tkey, .event_id = it->ev.id,
+						   .version = it->ev.source.version,
+						   .content_hash = it->w.op == MAP_WRITE_DELETE ? NULL : it->thash,
+						   .is_delete = it->w.op == MAP_WRITE_DELETE,
+						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL };
+		aidx[na++] = i;
+	}
+	int src = applystate_decide(a->state, ai, na, err, sizeof(err));
+	if (src != 0) {
+		log_error("state read failed; the batch will be retried", "error", err);
+		for (size_t i = 0; i < n; i++)
+			if (items[i].st != ST_RETRY)
+				to_retry(a, &items[i], "state", 0);
+		goto finish;
+	}
+	size_t nw = 0;
+	for (size_t k = 0; k < na; k++) {
+		struct item *it = &items[aidx[k]];
+		it->ai = ai[k];
+		memset(&ai[k], 0, sizeof(ai[k]));
+		switch (it->ai.decision) {
+		case APPLYSTATE_SKIP_DUPLICATE:
+		case APPLYSTATE_SKIP_STALE:
+			set_outcome(it, APPLYSTATE_DUPLICATE, it->tkey);
+			continue;
+		case APPLYSTATE_SKIP_ECHO:
+			set_outcome(it, APPLYSTATE_ECHO, it->tkey);
+			continue;
+		case APPLYSTATE_QUEUE_PARKED:
+			it->event_json = value_text(it->msg);
+			set_outcome(it, APPLYSTATE_PARKED, it->tkey);
+			it->out.event_json = it->event_json;
+			it->out.reason = "queued behind a parked event of the same record";
+			continue;
+		case APPLYSTATE_WRITE:
+			break;
+		}
+		int krc = key_parts(a, it, err, sizeof(err));
+		if (krc == MAP_NOT_FOUND) {
+			it->event_json = value_text(it->msg);
+			it->reason_owned = strdup(err);
+			set_outcome(it, APPLYSTATE_PARKED, it->tkey);
+			it->out.event_json = it->event_json;
+			it->out.reason = it->reason_owned ? it->reason_owned : "key lookup not found";
+			continue;
+		}
+		if (krc == MAP_ERR_RESOLVE) {
+			to_retry(a, it, "resolve", 0);
+			continue;
+		}
+		if (krc != MAP_OK) {
+			to_dlq(it, "map", 0, err, NULL);
+			continue;
+		}
+		it->tw.op = it->w.op == MAP_WRITE_DELETE ? TARGET_DELETE : TARGET_UPSERT;
+		it->tw.entity_set = it->w.entity_set;
+		if (it->tw.op == TARGET_UPSERT) {
+			it->body = cJSON_PrintUnformatted(it->w.payload);
+			if (!it->body) {
+				to_retry(a, it, "memory", 0);
+				continue;
+			}
+			it->tw.body = it->body;
+		}
+		if (it->ai.has_prev && !it->ai.prev.deleted && it->ai.prev.etag)
+			it->if_match = strdup(it->ai.prev.etag);
+		it->tw.if_match = it->if_match;
+		it->writing = 1;
+		widx[nw++] = aidx[k];
+	}
+	/* write: two rounds at most (the second for conflicts the policy settles) */
+	for (int round = 0; round < 2 && nw > 0; round++) {
+		for (size_t k = 0; k < nw; k++)
+			tw[k] = items[widx[k]].tw;
+		if (target_apply(a->target, tw, nw, err, sizeof(err)) != 0) {
+			for (size_t k = 0; k < nw; k++) {
+				items[widx[k]].tw = tw[k];
+				to_retry(a, &items[widx[k]], "target", 0);
+			}
+			log_error("target writes failed", "error", err);
+			break;
+		}
+		size_t again = 0;
+		for (size_t k = 0; k < nw; k++) {
+			struct item *it = &items[widx[k]];
+			it->tw = tw[k];
+			memset(&tw[k], 0, sizeof(tw[k]));
+			if (settle(a, it, round) == 1)
+				widx[again++] = widx[k];
+		}
+		nw = again;
+	}
+	/* superseded changes share their stand-in's fate */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->mapped || it->rep == (int)i || it->st != ST_PENDING)
+			continue;
+		if (items[it->rep].st == ST_RETRY)
+			to_retry(a, it, "superseded", 0);
+		else
+			set_outcome(it, APPLYSTATE_DUPLICATE, it->tkey);
+	}
+	/* dead letters: a decoded event's dead letter is recorded too */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (it->dlq && it->decoded && it->st == ST_DONE && (it->tkey || it->skey_fallback))
+			set_outcome(it, APPLYSTATE_DEAD_LETTER, it->tkey ? it->tkey : it->skey_fallback);
+	}
+	rc = produce_dlq(a, items, n);
+	if (rc == APPLY_FATAL) {
+		snprintf(errbuf, errlen, "dead-letter producer: fatal error");
+		goto out;
+	}
+	/* record every outcome in one transaction */
+	size_t no = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (it->st != ST_DONE || !it->has_out)
+			continue;
+		outs[no++] = it->out;
+		if (it->out.result == APPLYSTATE_APPLIED && it->skey && it->shash[0])
+			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
+								  .content_hash = it->shash,
+								  .deleted = it->out.deleted };
+	}
+	src = applystate_record(a->state, outs, no, err, sizeof(err));
+	if (src != 0) {
+		log_error("recording outcomes failed; the batch will be retried", "error", err);
+		for (size_t i = 0; i < n; i++)
+			if (items[i].st != ST_RETRY)
+				to_retry(a, &items[i], "state", 0);
+	}
+finish:
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (it->st == ST_RETRY)
+			continue;
+		const char *name = it->dlq ? "dead_letter" : it->has_out ? applystate_result_name(it->out.result) : "none";
+		count(a->m.events, name);
+	}
+	/* store offsets up to the first retry per partition, then commit */
+	int any_retry = 0;
+	long asked = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].st == ST_RETRY) {
+			any_retry = 1;
+			if (items[i].retry_after_ms > asked)
+				asked = items[i].retry_after_ms;
+			continue;
+		}
+		int blocked = 0;
+		for (size_t j = 0; j < i && !blocked; j++)
+			blocked = items[j].st == ST_RETRY && items[j].msg->partition == items[i].msg->partition &&
+				  strcmp(items[j].msg->topic, items[i].msg->topic) == 0;
+		if (blocked)
+			continue;
+		if (kafka_consumer_store(a->consumer, items[i].msg, err, sizeof(err)) != 0)
+			log_warn("offset not stored (partition revoked?)", "error", err);
+	}
+	int crc = kafka_consumer_commit(a->consumer, err, sizeof(err));
+	if (crc == KAFKA_ERR_FATAL) {
+		snprintf(errbuf, errlen, "commit: %s", err);
+		rc = APPLY_FATAL;
+		goto out;
+	}
+	if (crc != 0)
+		log_warn("offset commit failed; the events are recorded and will be skipped if redelivered", "error",
+			 err);
+	if (any_retry) {
+		a->consecutive_retries++;
+		long d = backoff_ms(a, asked);
+		char ds[32];
+		snprintf(ds, sizeof(ds), "%ld", d);
+		log_warn("retryable failures: pausing partitions", "map", a->map->name, "delay_ms", ds);
+		if (pause_for_retry(a, items, n, d, err, sizeof(err)) != 0) {
+			snprintf(errbuf, errlen, "%s", err);
+			rc = APPLY_FATAL;
+			goto out;
+		}
+		rc = APPLY_RETRY;
+	} else {
+		a->consecutive_retries = 0;
+		rc = APPLY_OK;
+	}
+	metrics_counter_add(a->m.batches, NULL, 1);
+	metrics_histogram_observe(a->m.batch_s, NULL, (double)(apply_now_ms() - t0) / 1000.0);
+out:
+	if (items)
+		for (size_t i = 0; i < n; i++)
+			item_clear(&items[i]);
+	for (size_t k = 0; ai && k < n; k++)
+		applystate_item_clear(&ai[k]);
+	free(items);
+	free(tw);
+	free(widx);
+	free(ai);
+	free(aidx);
+	free(outs);
+	return rc;
+}
