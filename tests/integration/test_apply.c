@@ -1,0 +1,591 @@
+/* The apply worker end to end, CE -> FO through the accounts map: the real binary against the real
+ * broker, PostgreSQL and the FO/CE emulators. Events are produced straight onto the source topic;
+ * writes are counted on the emulator. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "event.h"
+#include "harness.h"
+#include "emu_client.h"
+#include "kafka.h"
+#include "migrate.h"
+#include "store.h"
+
+#define WAIT_MS 120000
+#define PARTITIONS 3
+
+static char err[1024];
+static char prefix[32];   /* unique topic prefix of this run */
+static char topic[96];    /* <prefix>.ce.account */
+static char dlq_topic[96];
+static char dbname[64];
+static char dsn[1024];    /* DW_PG_DSN with the database replaced by dbname */
+static char company_guid[40];
+static char maps_dir[1024];
+static pid_t worker = -1;
+static struct kafka_producer *producer;
+static struct config_common kcfg;
+static const char *fo_base;
+static char *fo_token;
+static unsigned run_id;
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static PGconn *connect_db(const char *db)
+{
+	const struct store_opts opts = { .application_name = "dw-test-apply", .dbname = db };
+	PGconn *c = NULL;
+	if (store_connect(harness_env("DW_PG_DSN"), &opts, &c, err, sizeof(err)) != 0)
+		fail_msg("connect: %s", err);
+	return c;
+}
+
+static void admin_db(const char *verb, const char *suffix)
+{
+	PGconn *admin = connect_db(NULL);
+	char *ident = PQescapeIdentifier(admin, dbname, strlen(dbname));
+	char sql[256];
+	snprintf(sql, sizeof(sql), "%s %s%s", verb, ident, suffix);
+	PQfreemem(ident);
+	if (store_exec(admin, sql, 0, NULL, NULL, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", sql, err);
+	store_close(admin);
+}
+
+static long long query_ll(const char *sql, int n, const char *const *params)
+{
+	PGconn *c = connect_db(dbname);
+	PGresult *r = NULL;
+	if (store_exec(c, sql, n, params, &r, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", sql, err);
+	long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	store_close(c);
+	return v;
+}
+
+/* A unique customer account (FO: at most 20 characters). */
+static void account_no(char *out, size_t len, unsigned i)
+{
+	snprintf(out, len, "A%u-%u-%u", run_id % 100000, (unsigned)(harness_now_ms() % 100000), i);
+}
+
+static void worker_start(const char *batch_max)
+{
+	char log_path[1024];
+	snprintf(log_path, sizeof(log_path), "%s/logs/apply-worker.log", harness_env("DW_STATE_DIR"));
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		setenv("DW_PG_DSN", dsn, 1);
+		setenv("DW_TOPIC_PREFIX", prefix, 1);
+		setenv("DW_MAPS_DIR", maps_dir, 1);
+		setenv("DW_HTTP_PORT", "0", 1);
+		setenv("DW_HTTP_ADDR", "127.0.0.1", 1);
+		setenv("DW_APPLY_BATCH_MAX", batch_max, 1);
+		setenv("DW_APPLY_BACKOFF_MIN_MS", "200", 1);
+		setenv("DW_APPLY_BACKOFF_MAX_MS", "2000", 1);
+		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
+		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", "fo", (char *)NULL);
+		_exit(127);
+	}
+	worker = pid;
+}
+
+/* SIGTERM and wait; returns the exit status (or -1 when it did not exit in time: then killed). */
+static int worker_stop(void)
+{
+	if (worker <= 0)
+		return 0;
+	kill(worker, SIGTERM);
+	long long deadline = harness_now_ms() + 30000;
+	int status = 0;
+	while (harness_now_ms() < deadline) {
+		pid_t r = waitpid(worker, &status, WNOHANG);
+		if (r == worker) {
+			worker = -1;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		}
+		usleep(50000);
+	}
+	kill(worker, SIGKILL);
+	waitpid(worker, &status, 0);
+	worker = -1;
+	return -1;
+}
+
+static void worker_kill(void)
+{
+	int status;
+	kill(worker, SIGKILL);
+	waitpid(worker, &status, 0);
+	worker = -1;
+}
+
+static void produce_raw(const char *key, const void *value, size_t len)
+{
+	if (kafka_produce(producer, topic, key, strlen(key), value, len, NULL, 0, NULL, err, sizeof(err)) != 0)
+		fail_msg("produce: %s", err);
+}
+
+/* Produces one account event (op create/update/delete) at version v. */
+static void produce_account(const char *acct, const char *op, int64_t v, const char *name, int own)
+{
+	struct event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.v = EVENT_FORMAT_VERSION;
+	ev.source.side = EVENT_SIDE_CE;
+	ev.source.env = strdup("test");
+	ev.source.entity = strdup("account");
+	ev.source.entity_set = strdup("accounts");
+	ev.source.version = v;
+	ev.source.ts = 1764464400000LL + v;
+	ev.source.own = own;
+	ev.op = event_op_parse(op);
+	ev.key = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev.key, "accountnumber", acct);
+	cJSON_AddStringToObject(ev.key, "_msdyn_company_value", company_guid);
+	if (ev.op != EVENT_OP_DELETE) {
+		ev.data = cJSON_CreateObject();
+		cJSON_AddStringToObject(ev.data, "accountnumber", acct);
+		cJSON_AddStringToObject(ev.data, "name", name);
+		cJSON_AddNumberToObject(ev.data, "customertypecode", 3);
+		cJSON_AddStringToObject(ev.data, "_msdyn_company_value", company_guid);
+	}
+	if (event_compute_id(&ev, err, sizeof(err)) != 0)
+		fail_msg("id: %s", err);
+	char *out = NULL, *key = NULL;
+	size_t len = 0;
+	if (event_encode(&ev, &out, &len, err, sizeof(err)) != 0 || event_key_string(ev.key, &key, err, sizeof(err)))
+		fail_msg("encode: %s", err);
+	produce_raw(key, out, len);
+	free(out);
+	free(key);
+	event_clear(&ev);
+}
+
+static void flush_producer(void)
+{
+	if (kafka_producer_flush(producer, 30000, err, sizeof(err)) != 0)
+		fail_msg("flush: %s", err);
+	uint64_t ok = 0, failed = 0;
+	kafka_producer_counts(producer, &ok, &failed);
+	assert_int_equal(0, failed);
+}
+
+/* Waits until the worker's group has committed every partition up to its end. */
+static void wait_caught_up(void)
+{
+	char group[64];
+	snprintf(group, sizeof(group), "dw-apply.accounts.fo");
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	assert_non_null(rk);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	int done = 0;
+	while (!done && harness_now_ms() < deadline) {
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+		for (int p = 0; p < PARTITIONS; p++)
+			rd_kafka_topic_partition_list_add(l, topic, p);
+		done = rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+		for (int p = 0; p < PARTITIONS && done; p++) {
+			int64_t lo = 0, hi = 0;
+			if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) != 0)
+				done = 0;
+			else if (hi > 0 && l->elems[p].offset < hi)
+				done = 0;
+		}
+		rd_kafka_topic_partition_list_destroy(l);
+		if (!done)
+			usleep(100000);
+	}
+	rd_kafka_destroy(rk);
+	if (!done)
+		fail_msg("the worker did not catch up within %d ms", WAIT_MS);
+}
+
+static void fo_pred(const char *acct, char *out, size_t len)
+{
+	snprintf(out, len, "(dataAreaId='usmf',CustomerAccount='%s')", acct);
+}
+
+/* Emulator write count of one FO customer; -1 when it never existed. */
+static long fo_writes(const char *acct, int *deleted)
+{
+	char pred[128];
+	fo_pred(acct, pred, sizeof(pred));
+	CURL *c = curl_easy_init();
+	char *e = curl_easy_escape(c, pred, 0);
+	char path[512];
+	snprintf(path, sizeof(path), "records/CustomersV3?key=%s", e);
+	curl_free(e);
+	curl_easy_cleanup(c);
+	struct emu_resp r;
+	emu_admin(fo_base, "GET", path, NULL, &r);
+	long writes = -1;
+	if (r.status == 200) {
+		cJSON *j = emu_json(&r);
+		writes = (long)cJSON_GetObjectItem(j, "writes")->valuedouble;
+		if (deleted)
+			*deleted = cJSON_IsTrue(cJSON_GetObjectItem(j, "deleted"));
+		cJSON_Delete(j);
+	}
+	emu_resp_free(&r);
+	return writes;
+}
+
+/* The FO customer's OrganizationName (new string) or NULL when not found. */
+static char *fo_name(const char *acct)
+{
+	char pred[128], url[1024], auth[8192];
+	fo_pred(acct, pred, sizeof(pred));
+	snprintf(url, sizeof(url), "%s/data/CustomersV3%s", fo_base, pred);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", fo_token);
+	const char *h[] = { auth, "Accept: application/json", NULL };
+	struct emu_resp r;
+	emu_http("GET", url, h, NULL, &r);
+	char *name = NULL;
+	if (r.status == 200) {
+		cJSON *j = emu_json(&r);
+		const cJSON *n = cJSON_GetObjectItem(j, "OrganizationName");
+		if (cJSON_IsString(n))
+			name = strdup(n->valuestring);
+		cJSON_Delete(j);
+	}
+	emu_resp_free(&r);
+	return name;
+}
+
+/* Total creates and all writes of CustomersV3 on the FO emulator. */
+static void fo_counts(long *creates, long *writes)
+{
+	struct emu_resp r;
+	emu_admin(fo_base, "GET", "stats", NULL, &r);
+	assert_int_equal(200, r.status);
+	cJSON *j = emu_json(&r);
+	const cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "writes"), "CustomersV3");
+	long c = 0, u = 0, d = 0;
+	if (s) {
+		c = (long)cJSON_GetObjectItem(s, "create")->valuedouble;
+		u = (long)cJSON_GetObjectItem(s, "update")->valuedouble;
+		d = (long)cJSON_GetObjectItem(s, "delete")->valuedouble;
+	}
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	*creates = c;
+	*writes = c + u + d;
+}
+
+static void assert_name(const char *acct, const char *want)
+{
+	char *n = fo_name(acct);
+	if (!n || strcmp(n, want) != 0)
+		fail_msg("%s: OrganizationName is '%s', want '%s'", acct, n ? n : "(none)", want);
+	free(n);
+}
+
+/* Reads the dead-letter topic from the start until a message with `key` arrives. Returns its
+ * header `name` value (new string) or fails. */
+static char *dlq_header(const char *key, const char *name, char **body_out)
+{
+	char *group = harness_unique("dlq-reader");
+	struct kafka_consumer_opts o = { .group_id = group };
+	struct kafka_consumer *c = NULL;
+	if (kafka_consumer_new(&kcfg, &o, &c, err, sizeof(err)) != 0)
+		fail_msg("consumer: %s", err);
+	const char *topics[] = { dlq_topic };
+	if (kafka_consumer_subscribe(c, topics, 1, err, sizeof(err)) != 0)
+		fail_msg("subscribe: %s", err);
+	char *val = NULL;
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (!val && harness_now_ms() < deadline) {
+		struct kafka_message *m = NULL;
+		int rc = kafka_consumer_poll(c, 200, &m, err, sizeof(err));
+		if (rc != 1)
+			continue;
+		if (m->key && m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0) {
+			struct kafka_header h;
+			if (kafka_message_header_find(m, name, &h) == 0) {
+				val = strndup(h.value ? h.value : "", h.value_len);
+				if (body_out)
+					*body_out = strndup(m->value ? m->value : "", m->value_len);
+			}
+		}
+		kafka_message_free(m);
+	}
+	kafka_consumer_close(c);
+	free(group);
+	if (!val)
+		fail_msg("no dead letter for key %s", key);
+	return val;
+}
+
+/* ---- setup --------------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	(void)state;
+	run_id = (unsigned)getpid();
+	snprintf(prefix, sizeof(prefix), "dwt%u", run_id);
+	snprintf(topic, sizeof(topic), "%s.ce.account", prefix);
+	snprintf(dlq_topic, sizeof(dlq_topic), "%s.dlq.accounts.fo", prefix);
+	char cwd[512];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(maps_dir, sizeof(maps_dir), "%s/schemas/maps", cwd);
+	fo_base = harness_env("DW_FO_URL");
+	fo_token = emu_token("FO");
+
+	/* a fresh database, migrated */
+	snprintf(dbname, sizeof(dbname), "dwt_apply_%u_%lld", run_id, harness_now_ms());
+	admin_db("CREATE DATABASE", "");
+	PGconn *c = connect_db(dbname);
+	struct migrate_result res;
+	if (migrate_run(c, migrate_files, migrate_files_len, &res, err, sizeof(err)) != 0)
+		fail_msg("migrate: %s", err);
+	store_close(c);
+	const char *base = harness_env("DW_PG_DSN");
+	const char *q = strchr(base, '?');
+	const char *slash = q ? q : base + strlen(base);
+	while (slash > base && *slash != '/')
+		slash--;
+	snprintf(dsn, sizeof(dsn), "%.*s/%s%s", (int)(slash - base), base, dbname, q ? q : "");
+
+	/* the company on CE: the worker resolves _msdyn_company_value to its code */
+	char *ce_token = emu_token("CE");
+	char url[1024], auth[8192];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies(cdm_companycode='usmf')", harness_env("DW_CE_URL"));
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ce_token);
+	const char *h[] = { auth, "Content-Type: application/json", "Prefer: return=representation", NULL };
+	struct emu_resp r;
+	emu_http("PATCH", url, h, "{\"cdm_name\":\"USMF\"}", &r);
+	assert_true(r.status == 200 || r.status == 201);
+	cJSON *j = emu_json(&r);
+	snprintf(company_guid, sizeof(company_guid), "%s", cJSON_GetObjectItem(j, "cdm_companyid")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	free(ce_token);
+
+	/* the source topic and a producer */
+	kcfg.kafka_brokers = (char *)harness_env("DW_KAFKA_BROKERS");
+	kcfg.topic_prefix = prefix;
+	struct kafka_admin *ad = NULL;
+	if (kafka_admin_new(&kcfg, &ad, err, sizeof(err)) != 0)
+		fail_msg("admin: %s", err);
+	struct kafka_topic_spec spec = { PARTITIONS, 1, -1 };
+	enum kafka_topic_outcome oc;
+	if (kafka_topic_ensure(ad, topic, &spec, 30000, &oc, err, sizeof(err)) != 0)
+		fail_msg("topic: %s", err);
+	kafka_admin_free(ad);
+	if (kafka_producer_new(&kcfg, NULL, &producer, err, sizeof(err)) != 0)
+		fail_msg("producer: %s", err);
+	worker_start("500");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	int rc = worker_stop();
+	kafka_producer_close(producer, 10000);
+	free(fo_token);
+	admin_db("DROP DATABASE", " WITH (FORCE)");
+	assert_int_equal(0, rc); /* SIGTERM: a clean exit */
+	return 0;
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static void test_create_update_delete_arrive(void **state)
+{
+	(void)state;
+	char a[32], b[32], c[32];
+	account_no(a, sizeof(a), 1);
+	account_no(b, sizeof(b), 2);
+	account_no(c, sizeof(c), 3);
+	produce_account(a, "create", 1, "Alpha", 0);
+	produce_account(b, "create", 1, "Beta", 0);
+	produce_account(c, "create", 1, "Gamma", 0);
+	flush_producer();
+	wait_caught_up();
+	assert_name(a, "Alpha");
+	assert_name(b, "Beta");
+	assert_name(c, "Gamma");
+	produce_account(a, "update", 2, "Alpha two", 0);
+	produce_account(c, "delete", 2, NULL, 0);
+	flush_producer();
+	wait_caught_up();
+	assert_name(a, "Alpha two");
+	assert_name(b, "Beta");
+	int deleted = 0;
+	assert_int_equal(2, fo_writes(c, &deleted)); /* created, deleted */
+	assert_int_equal(1, deleted);
+	assert_int_equal(2, fo_writes(a, NULL));
+	assert_int_equal(1, fo_writes(b, NULL));
+}
+
+static void test_replay_and_stale_and_echo_write_nothing(void **state)
+{
+	(void)state;
+	char a[32];
+	account_no(a, sizeof(a), 10);
+	produce_account(a, "create", 5, "Five", 0);
+	flush_producer();
+	wait_caught_up();
+	long c0, w0;
+	fo_counts(&c0, &w0);
+	/* the same events again (same ids), an older version, an echo of the same content at a newer
+	 * version, and an event marked as our own */
+	produce_account(a, "create", 5, "Five", 0);
+	produce_account(a, "update", 3, "Three", 0);
+	produce_account(a, "update", 6, "Five", 0);
+	produce_account(a, "update", 7, "Seven but own", 1);
+	flush_producer();
+	wait_caught_up();
+	long c1, w1;
+	fo_counts(&c1, &w1);
+	assert_int_equal(w0, w1);
+	assert_int_equal(c0, c1);
+	assert_name(a, "Five");
+	assert_int_equal(1, fo_writes(a, NULL));
+	/* the outcomes are recorded as such */
+	const char *p[] = { "accounts" };
+	assert_true(query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1 AND outcome = 'echo'", 1, p) >= 2);
+	/* a newer real change is still written */
+	produce_account(a, "update", 8, "Eight", 0);
+	flush_producer();
+	wait_caught_up();
+	assert_name(a, "Eight");
+	assert_int_equal(2, fo_writes(a, NULL));
+}
+
+static void test_malformed_event_goes_to_dlq_and_partition_moves_on(void **state)
+{
+	(void)state;
+	char a[32], key[128];
+	account_no(a, sizeof(a), 20);
+	snprintf(key, sizeof(key), "_msdyn_company_value=%s,accountnumber=%s", company_guid, a);
+	produce_raw(key, "{\"v\":1,\"id\":\"nope\"", 19); /* same key: same partition, before the good one */
+	produce_account(a, "create", 1, "After the poison", 0);
+	flush_producer();
+	wait_caught_up();
+	assert_name(a, "After the poison");
+	char *reason = dlq_header(key, "dw.reason", NULL);
+	assert_string_equal("decode", reason);
+	free(reason);
+	char *why = dlq_header(key, "dw.error", NULL);
+	assert_true(strlen(why) > 0);
+	free(why);
+}
+
+static void test_validation_error_goes_to_dlq_with_target_body(void **state)
+{
+	(void)state;
+	char a[32], good[32], name[200];
+	account_no(a, sizeof(a), 30);
+	account_no(good, sizeof(good), 31);
+	memset(name, 'n', 150); /* OrganizationName holds 100 on FO */
+	name[150] = '\0';
+	produce_account(a, "create", 1, name, 0);
+	produce_account(good, "create", 1, "Fine", 0);
+	flush_producer();
+	wait_caught_up();
+	assert_name(good, "Fine");
+	assert_int_equal(-1, fo_writes(a, NULL));
+	char key[128];
+	snprintf(key, sizeof(key), "_msdyn_company_value=%s,accountnumber=%s", company_guid, a);
+	char *status = dlq_header(key, "dw.http.status", NULL);
+	assert_string_equal("400", status);
+	free(status);
+	char *body = dlq_header(key, "dw.target.error.body", NULL);
+	assert_non_null(strstr(body, "\"error\""));
+	assert_non_null(strstr(body, "OrganizationName"));
+	free(body);
+	const char *p[] = { "accounts" };
+	assert_true(query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1 AND outcome = 'dead_letter'",
+			     1, p) >= 1);
+}
+
+#define KILL_RECORDS 1000
+#define KILL_VERSIONS 10
+
+static void test_sigkill_mid_batch_then_restart(void **state)
+{
+	(void)state;
+	long c0, w0;
+	fo_counts(&c0, &w0);
+	/* a slower target so that the kill lands in the middle */
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":20}", &r);
+	emu_resp_free(&r);
+	static char accts[KILL_RECORDS][32];
+	for (int i = 0; i < KILL_RECORDS; i++)
+		account_no(accts[i], sizeof(accts[i]), 1000 + (unsigned)i);
+	for (int v = 1; v <= KILL_VERSIONS; v++)
+		for (int i = 0; i < KILL_RECORDS; i++) {
+			char name[64];
+			snprintf(name, sizeof(name), "rec %d v%d", i, v);
+			produce_account(accts[i], v == 1 ? "create" : "update", v, name, 0);
+		}
+	flush_producer();
+	/* kill once some, not all, of the batch is recorded */
+	const char *p[] = { "accounts" };
+	long long before = query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (harness_now_ms() < deadline &&
+	       query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p) < before + 500)
+		usleep(20000);
+	worker_kill();
+	long long at_kill = query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p);
+	assert_true(at_kill < before + KILL_RECORDS * KILL_VERSIONS);
+	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":0}", &r);
+	emu_resp_free(&r);
+	worker_start("500");
+	wait_caught_up();
+	long c1, w1;
+	fo_counts(&c1, &w1);
+	assert_int_equal(KILL_RECORDS, c1 - c0); /* no duplicate creates */
+	for (int i = 0; i < KILL_RECORDS; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "rec %d v%d", i, KILL_VERSIONS);
+		assert_name(accts[i], want);
+	}
+	/* at most one write per version of each record */
+	assert_true(w1 - w0 <= KILL_RECORDS * KILL_VERSIONS);
+	print_message("# sigkill: %lld outcomes recorded at the kill, %ld writes for %d events\n", at_kill - before,
+		      w1 - w0, KILL_RECORDS * KILL_VERSIONS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_update_delete_arrive),
+		cmocka_unit_test(test_replay_and_stale_and_echo_write_nothing),
+		cmocka_unit_test(test_malformed_event_goes_to_dlq_and_partition_moves_on),
+		cmocka_unit_test(test_validation_error_goes_to_dlq_with_target_body),
+		cmocka_unit_test(test_sigkill_mid_batch_then_restart),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
