@@ -502,7 +502,7 @@ static void test_ce_to_fo_update(void **state)
 		    "`PartyNumber`:`000001`,`CustomerGroupId`:`10`,`SalesCurrencyCode`:`USD`,`CreditLimit`:2500,"
 		    "`PaymentTerms`:null,`OnHoldStatus`:`All`,`PrimaryContactEmail`:`ap@contoso.example`,"
 		    "`PrimaryContactPhone`:`555-0100`,`AddressStreet`:`1 Main St`,`AddressCity`:`Redmond`,"
-		    "`AddressCounty`:null,`AddressZipCode`:`98052`,`AddressCountryRegionISOCode`:`US`,"
+		    "`AddressZipCode`:`98052`,`AddressCountryRegionISOCode`:`US`,"
 		    "`PartyType`:`Organization`,`LanguageId`:`en-us`}");
 	assert_int_equal(fk.calls, 3); /* company, customer group, currency */
 	map_write_clear(&w);
@@ -685,14 +685,15 @@ static void test_value_maps_defaults_one_way_products(void **state)
 	map_write_clear(&w);
 	event_clear(&ev);
 
-	/* a source value wins over the default; value maps work on other values too */
+	/* a source value wins over the default; value maps work on other values too; fields the
+	 * event does not carry are left out (not nulled), fields it carries as null are written */
 	make_event(&ev, "fo", "CDSReleasedDistinctProducts", "update", "{`dataAreaId`:`usmf`,`ProductNumber`:`P-200`}",
 		   "{`dataAreaId`:`usmf`,`ProductNumber`:`P-200`,`ProductType`:`Item`,`IsStockedProduct`:`No`,"
-		   "`FieldServiceProductType`:`Inventory`,`SalesUnitDecimalPrecision`:2}");
+		   "`FieldServiceProductType`:`Inventory`,`SalesUnitDecimalPrecision`:2,`ProductName`:null,"
+		   "`SalesUnitSymbol`:``}");
 	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_OK);
 	assert_json(w.payload,
-		    "{`msdyn_productnumber`:`P-200`,`name`:null,`description`:null,`msdyn_itemnumber`:null,"
-		    "`defaultuomid@odata.bind`:null,`price`:null,`currentcost`:null,`transactioncurrencyid@odata.bind`:null,"
+		    "{`msdyn_productnumber`:`P-200`,`name`:null,`defaultuomid@odata.bind`:null,"
 		    "`producttypecode`:1,`msdyn_isstockedproduct`:false,`msdyn_fieldserviceproducttype`:690970000,"
 		    "`quantitydecimal`:2}");
 	map_write_clear(&w);
