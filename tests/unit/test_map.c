@@ -281,6 +281,7 @@ static void test_malformed_maps_name_file_path_and_reason(void **state)
 		{ "invalid_utf8", "$: invalid UTF-8 at byte offset 71" },
 		{ "not_an_object", "$: must be an object, got array" },
 		{ "duplicate_member", "$: member 'conflict_policy' appears twice" },
+		{ "duplicate_member_nested", "fields[1]: member 'ce' appears twice" },
 		{ "unknown_member", "$: unknown member 'conflict'" },
 		{ "unknown_member_nested", "fields[2].lookup: unknown member 'alternate_key'" },
 		{ "missing_member", "$: missing required member 'direction'" },
