@@ -85,22 +85,56 @@ static char *xstrdup(struct ld *l, const char *s)
 	return d;
 }
 
+static int cmp_member_name(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* The name of a member that obj has twice, or NULL. Sorts a copy of the member list, so a
+ * hostile file with a huge object costs n log n, not n^2. */
+static const char *duplicate_name(const cJSON *obj, int *oom)
+{
+	size_t n = (size_t)cJSON_GetArraySize(obj), i = 0;
+	*oom = 0;
+	if (n < 2)
+		return NULL;
+	const cJSON **m = malloc(n * sizeof(*m));
+	if (!m) {
+		*oom = 1;
+		return NULL;
+	}
+	for (const cJSON *c = obj->child; c; c = c->next)
+		m[i++] = c;
+	qsort(m, n, sizeof(*m), cmp_member_name);
+	const char *dup = NULL;
+	for (i = 1; i < n && !dup; i++)
+		if (strcmp(m[i]->string, m[i - 1]->string) == 0)
+			dup = m[i]->string;
+	free(m);
+	return dup;
+}
+
 /* Rejects objects that name a member twice (cJSON keeps both silently), anywhere in the tree. */
 static int check_duplicates(struct ld *l, const cJSON *v, const char *jpath)
 {
 	char sub[JPATH_MAX];
+	if (cJSON_IsObject(v)) {
+		int oom = 0;
+		const char *dup = duplicate_name(v, &oom);
+		if (dup || oom) {
+			if (oom)
+				lerr(l, jpath, "out of memory");
+			else
+				lerr(l, jpath, "member '%.200s' appears twice", dup);
+			return -1;
+		}
+	}
 	size_t i = 0;
 	for (const cJSON *a = v->child; a; a = a->next, i++) {
-		if (cJSON_IsObject(v)) {
-			for (const cJSON *b = v->child; b != a; b = b->next)
-				if (strcmp(a->string, b->string) == 0) {
-					lerr(l, jpath, "member '%s' appears twice", a->string);
-					return -1;
-				}
+		if (cJSON_IsObject(v))
 			jmember(sub, jpath, a->string);
-		} else {
+		else
 			jindex(sub, jpath, i);
-		}
 		if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && check_duplicates(l, a, sub) != 0)
 			return -1;
 	}

@@ -150,7 +150,7 @@ void map_free(struct map *m);
 
 /*
  * Builds a set from n loaded maps, taking ownership of maps[0..n) (the array itself stays the
- * caller's) whether it succeeds or not. Checks that names are unique, that every dependency
+ * caller's, sorted by name on return) whether it succeeds or not. Checks that names are unique, that every dependency
  * names a map of the set and that dependencies have no cycle; orders the maps so that each
  * comes after its dependencies (ties by name). Returns 0 with *out set (free with
  * map_set_free), or -1 with err naming the file and member, and *out NULL.
@@ -240,7 +240,8 @@ struct map_write {
 /*
  * Maps ev (from side S, borrowed) to the write for the other side T: the target key; for
  * create/update/snapshot the payload with every field whose direction allows S -> T (renamed,
- * value-mapped, defaults for null/absent source values, constants for `none` sources), the
+ * value-mapped, defaults for null/absent source values, constants for `none` sources; a field
+ * absent from the event and without a default is left out, a null one is written as null), the
  * company, and lookups (to CE as "<nav>@odata.bind": "/<set>(<key>='<literal>')", the literal
  * quote-doubled and percent-encoded; to FO as the plain key value, resolved from the CE GUID
  * with r). Source values are read from ev->data, then ev->key. Deletes give op DELETE and the

@@ -383,7 +383,8 @@ static int map_company_part(const struct map *m, const struct event *ev, const s
 	return add(out->payload, name, bind, err, errlen) == 0 ? MAP_OK : MAP_ERR_EVENT;
 }
 
-/* The target value of one field (a new cJSON value, cJSON null when there is none). */
+/* The target value of one field: a new cJSON value in *out, or *out NULL when the source event
+ * does not carry the field at all and there is no default (the field is then left out). */
 static int field_value(const struct map_field *f, const struct event *ev, const struct map_resolver *r, int to_ce,
 		       cJSON **out, char *err, size_t errlen)
 {
@@ -394,24 +395,13 @@ static int field_value(const struct map_field *f, const struct event *ev, const 
 		*out = cJSON_Duplicate(f->def, 0);
 		goto done;
 	}
-	if (!to_ce && f->lookup) {
-		const cJSON *g = source_value(ev, f->lookup->value);
-		if (g && !cJSON_IsNull(g)) {
-			char val[MAP_RESOLVED_MAX];
-			int rc = resolve_guid(r, ev, f->lookup->value, f->lookup->set, f->lookup->key, val, sizeof(val),
-					      err, errlen);
-			if (rc != MAP_OK)
-				return rc;
-			*out = cJSON_CreateString(val);
-			goto done;
-		}
-		*out = f->def ? cJSON_Duplicate(f->def, 0) : cJSON_CreateNull();
-		goto done;
-	}
+	if (!to_ce && f->lookup)
+		sname = f->lookup->value; /* the related row's GUID */
 	const cJSON *v = source_value(ev, sname);
-	int absent = !v || cJSON_IsNull(v);
+	if (!v && !f->def)
+		return MAP_OK;
 	int empty = cJSON_IsString(v) && v->valuestring[0] == '\0';
-	if (absent || (empty && (f->def || f->lookup))) {
+	if (!v || cJSON_IsNull(v) || (empty && (f->def || f->lookup))) {
 		/* No source value: the default, else null. "" counts as none for lookups and defaults. */
 		*out = f->def ? cJSON_Duplicate(f->def, 0) : cJSON_CreateNull();
 		goto done;
@@ -419,6 +409,14 @@ static int field_value(const struct map_field *f, const struct event *ev, const 
 	if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
 		terr(err, errlen, "%s: expected a scalar value, got an %s", sname, cJSON_IsObject(v) ? "object" : "array");
 		return MAP_ERR_EVENT;
+	}
+	if (!to_ce && f->lookup) {
+		char val[MAP_RESOLVED_MAX];
+		int rc = resolve_guid(r, ev, sname, f->lookup->set, f->lookup->key, val, sizeof(val), err, errlen);
+		if (rc != MAP_OK)
+			return rc;
+		*out = cJSON_CreateString(val);
+		goto done;
 	}
 	if (f->value_map) {
 		*out = value_mapped(f->value_map, to_ce, v);
@@ -496,6 +494,8 @@ int map_transform(const struct map *m, const struct event *ev, const struct map_
 		if (rc != MAP_OK)
 			goto out;
 		rc = MAP_ERR_EVENT;
+		if (!v && !key)
+			continue; /* not carried by the event: left as it is on the target */
 		if (key) {
 			if (is_blank(v)) {
 				terr(err, errlen, "%s: key field %s has no value", to_ce ? f->fo : f->ce, tname);

@@ -281,6 +281,7 @@ static void test_malformed_maps_name_file_path_and_reason(void **state)
 		{ "invalid_utf8", "$: invalid UTF-8 at byte offset 71" },
 		{ "not_an_object", "$: must be an object, got array" },
 		{ "duplicate_member", "$: member 'conflict_policy' appears twice" },
+		{ "duplicate_member_nested", "fields[1]: member 'ce' appears twice" },
 		{ "unknown_member", "$: unknown member 'conflict'" },
 		{ "unknown_member_nested", "fields[2].lookup: unknown member 'alternate_key'" },
 		{ "missing_member", "$: missing required member 'direction'" },
@@ -502,7 +503,7 @@ static void test_ce_to_fo_update(void **state)
 		    "`PartyNumber`:`000001`,`CustomerGroupId`:`10`,`SalesCurrencyCode`:`USD`,`CreditLimit`:2500,"
 		    "`PaymentTerms`:null,`OnHoldStatus`:`All`,`PrimaryContactEmail`:`ap@contoso.example`,"
 		    "`PrimaryContactPhone`:`555-0100`,`AddressStreet`:`1 Main St`,`AddressCity`:`Redmond`,"
-		    "`AddressCounty`:null,`AddressZipCode`:`98052`,`AddressCountryRegionISOCode`:`US`,"
+		    "`AddressZipCode`:`98052`,`AddressCountryRegionISOCode`:`US`,"
 		    "`PartyType`:`Organization`,`LanguageId`:`en-us`}");
 	assert_int_equal(fk.calls, 3); /* company, customer group, currency */
 	map_write_clear(&w);
@@ -685,14 +686,15 @@ static void test_value_maps_defaults_one_way_products(void **state)
 	map_write_clear(&w);
 	event_clear(&ev);
 
-	/* a source value wins over the default; value maps work on other values too */
+	/* a source value wins over the default; value maps work on other values too; fields the
+	 * event does not carry are left out (not nulled), fields it carries as null are written */
 	make_event(&ev, "fo", "CDSReleasedDistinctProducts", "update", "{`dataAreaId`:`usmf`,`ProductNumber`:`P-200`}",
 		   "{`dataAreaId`:`usmf`,`ProductNumber`:`P-200`,`ProductType`:`Item`,`IsStockedProduct`:`No`,"
-		   "`FieldServiceProductType`:`Inventory`,`SalesUnitDecimalPrecision`:2}");
+		   "`FieldServiceProductType`:`Inventory`,`SalesUnitDecimalPrecision`:2,`ProductName`:null,"
+		   "`SalesUnitSymbol`:``}");
 	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_OK);
 	assert_json(w.payload,
-		    "{`msdyn_productnumber`:`P-200`,`name`:null,`description`:null,`msdyn_itemnumber`:null,"
-		    "`defaultuomid@odata.bind`:null,`price`:null,`currentcost`:null,`transactioncurrencyid@odata.bind`:null,"
+		    "{`msdyn_productnumber`:`P-200`,`name`:null,`defaultuomid@odata.bind`:null,"
 		    "`producttypecode`:1,`msdyn_isstockedproduct`:false,`msdyn_fieldserviceproducttype`:690970000,"
 		    "`quantitydecimal`:2}");
 	map_write_clear(&w);
@@ -1071,6 +1073,58 @@ static void test_image_hash_reads_lookup_keys_by_guid(void **state)
 	map_free(m);
 }
 
+/* Truncated and byte-mutated copies of the accounts map either load or fail with
+ * "<file>: <path>: <reason>"; never a crash, leak or silent acceptance of broken JSON. */
+static void test_mutated_map_files_fail_cleanly(void **state)
+{
+	(void)state;
+	FILE *f = fopen(ACCOUNTS, "rb");
+	assert_non_null(f);
+	static char orig[64 * 1024];
+	size_t len = fread(orig, 1, sizeof(orig), f);
+	fclose(f);
+	assert_true(len > 1000 && len < sizeof(orig));
+	char dir[] = "/tmp/dw-map-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[300], prefix[320];
+	snprintf(path, sizeof(path), "%s/accounts.json", dir);
+	snprintf(prefix, sizeof(prefix), "%s: ", path);
+	static const char repl[] = "{}[]\",:0-9.eEtrufalsn \x01\xff\xc3";
+	uint32_t seed = 12345;
+	int loaded = 0, rejected = 0;
+	static char buf[64 * 1024];
+	for (int i = 0; i < 600; i++) {
+		memcpy(buf, orig, len);
+		size_t n = len;
+		seed = seed * 1103515245u + 12345u;
+		size_t pos = (seed >> 8) % len;
+		if (i % 3 == 0)
+			n = pos; /* truncated */
+		else
+			buf[pos] = repl[(seed >> 4) % (sizeof(repl) - 1)]; /* one byte replaced */
+		f = fopen(path, "wb");
+		assert_non_null(f);
+		assert_int_equal(fwrite(buf, 1, n, f), n);
+		fclose(f);
+		struct map *m = NULL;
+		char err[1024] = "";
+		if (map_load_file(path, &m, err, sizeof(err)) == 0) {
+			assert_non_null(m);
+			loaded++;
+			map_free(m);
+		} else {
+			assert_null(m);
+			if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err + strlen(prefix), ": "))
+				fail_msg("mutation %d at %zu: error without file and path: %s", i, pos, err);
+			rejected++;
+		}
+	}
+	unlink(path);
+	rmdir(dir);
+	assert_true(rejected > 300); /* most mutations break the file ... */
+	assert_true(loaded > 0);     /* ... some (inside descriptions, say) do not */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1092,6 +1146,7 @@ int main(void)
 		cmocka_unit_test(test_content_hash_canonical),
 		cmocka_unit_test(test_write_hash_stable_and_image_hash),
 		cmocka_unit_test(test_image_hash_reads_lookup_keys_by_guid),
+		cmocka_unit_test(test_mutated_map_files_fail_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
