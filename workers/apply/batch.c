@@ -503,6 +503,8 @@ static int produce_dlq(struct apply *a, struct item *items, size_t n)
 			to_retry(a, it, "dead_letter", 0);
 			continue;
 		}
+		log_warn("event dead-lettered", "map", a->map->name, "reason", it->dlq_reason, "error", e, "topic",
+			 it->msg->topic, "partition", part, "offset", off);
 		queued++;
 	}
 	if (queued == 0)
@@ -823,6 +825,24 @@ finish:
 	} else {
 		a->consecutive_retries = 0;
 		rc = APPLY_OK;
+	}
+	if (log_enabled(LOG_DEBUG)) {
+		size_t cnt[8] = { 0 }, ndlq = 0, nretry = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (items[i].st == ST_RETRY)
+				nretry++;
+			else if (items[i].dlq)
+				ndlq++;
+			else if (items[i].has_out && items[i].out.result < 8)
+				cnt[items[i].out.result]++;
+		}
+		char s[256];
+		snprintf(s, sizeof(s), "applied=%zu echo=%zu duplicate=%zu filtered=%zu parked=%zu dead_letter=%zu retry=%zu",
+			 cnt[APPLYSTATE_APPLIED], cnt[APPLYSTATE_ECHO], cnt[APPLYSTATE_DUPLICATE], cnt[APPLYSTATE_FILTERED],
+			 cnt[APPLYSTATE_PARKED], ndlq, nretry);
+		char ns[32];
+		snprintf(ns, sizeof(ns), "%zu", n);
+		log_debug("batch", "map", a->map->name, "events", ns, "outcomes", s);
 	}
 	metrics_counter_add(a->m.batches, NULL, 1);
 	metrics_histogram_observe(a->m.batch_s, NULL, (double)(apply_now_ms() - t0) / 1000.0);

@@ -182,6 +182,7 @@ int main(int argc, char **argv)
 		log_error("configuration", "error", err);
 		goto out;
 	}
+	log_init("apply", (enum log_level)cfg.log_level);
 	if (!cfg.pg_dsn || !cfg.kafka_brokers) {
 		log_error("configuration", "error", "DW_PG_DSN and DW_KAFKA_BROKERS are required");
 		goto out;
