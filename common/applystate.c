@@ -190,6 +190,7 @@ void applystate_record_clear(struct applystate_record *r)
 	free(r->content_hash);
 	free(r->etag);
 	free(r->target_id);
+	free(r->seen_hash);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -280,17 +281,17 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	if (rc != 0)
 		goto out;
 	rc = store_exec(s->conn,
-			"SELECT record_key, source_version, content_hash, etag, target_id, deleted FROM dw_record_state "
-			"WHERE map_name = $1 AND target_side = $2 AND record_key = ANY($3::text[])",
+			"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash "
+			"FROM dw_record_state WHERE map_name = $1 AND target_side = $2 AND record_key = ANY($3::text[])",
 			3, p_keys, &r_state, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	if (nsrc > 0) {
 		const char *p_src[] = { s->map, s->other, skeys.p };
 		rc = store_exec(s->conn,
-				"SELECT record_key, content_hash FROM dw_record_state WHERE map_name = $1 "
+				"SELECT record_key, seen_hash FROM dw_record_state WHERE map_name = $1 "
 				"AND target_side = $2 AND record_key = ANY($3::text[]) AND NOT deleted "
-				"AND content_hash IS NOT NULL",
+				"AND seen_hash IS NOT NULL",
 				3, p_src, &r_src, errbuf, errlen);
 		if (rc != 0)
 			goto out;
@@ -305,7 +306,9 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 			it->prev.etag = dup_or_null(r_state, row, 3);
 			it->prev.target_id = dup_or_null(r_state, row, 4);
 			it->prev.deleted = strcmp(PQgetvalue(r_state, row, 5), "t") == 0;
+			it->prev.seen_hash = dup_or_null(r_state, row, 6);
 			if ((!PQgetisnull(r_state, row, 2) && !it->prev.content_hash) ||
+			    (!PQgetisnull(r_state, row, 6) && !it->prev.seen_hash) ||
 			    (!PQgetisnull(r_state, row, 3) && !it->prev.etag) ||
 			    (!PQgetisnull(r_state, row, 4) && !it->prev.target_id)) {
 				snprintf(errbuf, errlen, "applystate_decide: out of memory");
@@ -353,7 +356,7 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 		return STORE_ERR;
 	const char *p[] = { s->map, s->side, record_key };
 	int rc = store_exec(s->conn,
-			    "SELECT source_version, content_hash, etag, target_id, deleted FROM dw_record_state "
+			    "SELECT source_version, content_hash, etag, target_id, deleted, seen_hash FROM dw_record_state "
 			    "WHERE map_name = $1 AND target_side = $2 AND record_key = $3",
 			    3, p, &r, errbuf, errlen);
 	if (rc != 0)
@@ -365,6 +368,7 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 		out->etag = dup_or_null(r, 0, 2);
 		out->target_id = dup_or_null(r, 0, 3);
 		out->deleted = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+		out->seen_hash = dup_or_null(r, 0, 5);
 	}
 	PQclear(r);
 	return 0;
@@ -386,7 +390,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 	struct sbuf a_ids = { 0 }, a_outcomes = { 0 };
 	/* dw_record_state rows */
 	struct sbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
-		    r_ts = { 0 }, r_del = { 0 };
+		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 };
 	/* SEEN rows, on the other side */
 	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 };
 	/* dw_parked_event rows */
@@ -402,7 +406,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		return STORE_ERR;
 	}
 	struct sbuf *all[] = { &a_ids, &a_outcomes, &r_keys, &r_vers, &r_hashes, &r_etags, &r_tids,
-			       &r_ts, &r_del, &s_keys, &s_hashes, &s_del, &p_keys, &p_ids, &p_events, &p_reasons,
+			       &r_ts, &r_del, &r_seen, &s_keys, &s_hashes, &s_del, &p_keys, &p_ids, &p_events, &p_reasons,
 			       &e_keys, &e_vers, &e_ts };
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
 		sb_putn(all[k], "{", 1);
@@ -422,6 +426,9 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			goto out;
 		snprintf(what, sizeof(what), "outcome %zu: content_hash", i);
 		if (check_text(what, x->content_hash, 0, errbuf, errlen) != 0)
+			goto out;
+		snprintf(what, sizeof(what), "outcome %zu: seen_hash", i);
+		if (check_text(what, x->seen_hash, 0, errbuf, errlen) != 0)
 			goto out;
 		snprintf(what, sizeof(what), "outcome %zu: etag", i);
 		if (check_text(what, x->etag, 0, errbuf, errlen) != 0)
@@ -454,11 +461,12 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			sb_array_elem(&r_tids, x->target_id, nr == 0);
 			sb_array_i64(&r_ts, x->source_ts_ms, nr == 0);
 			sb_array_elem(&r_del, x->deleted ? "t" : "f", nr == 0);
+			sb_array_elem(&r_seen, x->deleted ? NULL : x->seen_hash, nr == 0);
 			nr++;
 		}
 		if (x->result == APPLYSTATE_SEEN) {
 			sb_array_elem(&s_keys, x->record_key, ns == 0);
-			sb_array_elem(&s_hashes, x->deleted ? NULL : x->content_hash, ns == 0);
+			sb_array_elem(&s_hashes, x->deleted ? NULL : x->seen_hash, ns == 0);
 			sb_array_elem(&s_del, x->deleted ? "t" : "f", ns == 0);
 			ns++;
 		}
@@ -499,35 +507,40 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 	}
 	if (nr > 0) {
 		/* DISTINCT ON keeps the newest outcome per key: one statement may not touch a row twice */
-		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p };
+		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p,
+				    r_seen.p };
 		rc = store_exec(s->conn,
 				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-				"content_hash, etag, target_id, source_ts, deleted, updated_at) "
-				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, now() "
-				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d FROM unnest($3::text[], $4::bigint[], "
-				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[]) AS u(k, v, h, e, t, ts, d) "
-				" ORDER BY k, v DESC) AS x "
+				"content_hash, etag, target_id, source_ts, deleted, seen_hash, updated_at) "
+				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, sh, now() "
+				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, sh FROM unnest($3::text[], $4::bigint[], "
+				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], $10::text[]) "
+				" AS u(k, v, h, e, t, ts, d, sh) ORDER BY k, v DESC) AS x "
 				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
 				"source_version = EXCLUDED.source_version, content_hash = EXCLUDED.content_hash, "
 				"etag = COALESCE(EXCLUDED.etag, rs.etag), target_id = COALESCE(EXCLUDED.target_id, rs.target_id), "
 				"source_ts = COALESCE(EXCLUDED.source_ts, rs.source_ts), deleted = EXCLUDED.deleted, "
-				"updated_at = now() WHERE rs.source_version < EXCLUDED.source_version",
-				9, p, NULL, errbuf, errlen);
+				"seen_hash = EXCLUDED.seen_hash, updated_at = now() "
+				"WHERE rs.source_version < EXCLUDED.source_version",
+				10, p, NULL, errbuf, errlen);
 		if (rc != 0)
 			goto out;
 	}
 	if (ns > 0) {
-		/* What the event's source side holds now: the content only; a new row has version -1
-		 * (no event applied to that side yet). The last SEEN of a key in the batch wins. */
+		/* What the event's source side holds now. A change there makes the payload last written
+		 * there stale (content_hash cleared); a new row has version -1 (nothing applied to that
+		 * side yet). The last SEEN of a key in the batch wins. */
 		const char *p[] = { s->map, s->other, s_keys.p, s_hashes.p, s_del.p };
 		rc = store_exec(s->conn,
 				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-				"content_hash, deleted, updated_at) "
+				"seen_hash, deleted, updated_at) "
 				"SELECT $1, $2, k, -1, h, d, now() FROM (SELECT DISTINCT ON (k) k, h, d FROM "
 				"unnest($3::text[], $4::text[], $5::boolean[]) WITH ORDINALITY AS u(k, h, d, n) "
 				"ORDER BY k, n DESC) AS x "
 				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
-				"content_hash = EXCLUDED.content_hash, deleted = EXCLUDED.deleted, updated_at = now()",
+				"content_hash = CASE WHEN rs.seen_hash IS NOT DISTINCT FROM EXCLUDED.seen_hash "
+				"  AND rs.deleted = EXCLUDED.deleted THEN rs.content_hash END, "
+				"seen_hash = EXCLUDED.seen_hash, deleted = EXCLUDED.deleted, updated_at = now()",
 				5, p, NULL, errbuf, errlen);
 		if (rc != 0)
 			goto out;

@@ -58,6 +58,7 @@ struct applystate_record {
 	char *etag;
 	char *target_id;
 	int deleted;
+	char *seen_hash; /* hash of the record's image as that side holds it */
 };
 
 /* One event to decide on. The caller fills the inputs (borrowed for the call); applystate_decide
@@ -80,10 +81,11 @@ struct applystate_item {
 /*
  * Decides each of n items with three or four reads in all (not per item), in this order: event id
  * already recorded -> SKIP_DUPLICATE; the record has parked events -> QUEUE_PARKED; version <=
- * recorded version -> SKIP_STALE; source_hash equal to the hash recorded for source_key on the
- * source side (the event is the echo of what was last written to, or seen on, that side) ->
- * SKIP_ECHO; not a delete and content_hash equal to the recorded hash of a target record not
- * marked deleted (a no-op write), or a delete of a record marked deleted -> SKIP_ECHO; else WRITE.
+ * recorded version -> SKIP_STALE; source_hash equal to the seen_hash recorded for source_key on
+ * the source side (the event is the echo of an image already known there, typically our own
+ * write) -> SKIP_ECHO; not a delete and content_hash equal to the content_hash of a target
+ * record not marked deleted (the same payload again: a no-op write), or a delete of a record
+ * marked deleted -> SKIP_ECHO; else WRITE.
  * Items with the same record key are decided independently against the stored state (collapse
  * them before). Fills decision/has_prev/prev of every item (clear them with
  * applystate_item_clear even on failure). n <= APPLYSTATE_BATCH_MAX.
@@ -110,8 +112,9 @@ enum applystate_result {
 	APPLYSTATE_DUPLICATE = 3,   /* skipped: already recorded or stale; no state change */
 	APPLYSTATE_DEAD_LETTER = 4, /* sent to the dead-letter topic; no state change */
 	APPLYSTATE_PARKED = 5,      /* parked (event JSON kept in dw_parked_event); no state change */
-	APPLYSTATE_SEEN = 6,        /* content seen on the event's SOURCE side: that side's row gets
-				     * content_hash/deleted (a new row version -1); nothing else */
+	APPLYSTATE_SEEN = 6,        /* image seen on the event's SOURCE side: that side's row gets
+				     * seen_hash/deleted, and its content_hash is cleared when the
+				     * image differs from the one known (a new row: version -1) */
 	APPLYSTATE_FILTERED = 7,    /* outside the map's filter: nothing to write; no state change */
 };
 
@@ -124,7 +127,9 @@ struct applystate_outcome {
 	const char *record_key;
 	const char *event_id;     /* NULL for SEEN (nothing goes to dw_applied_event), else required */
 	int64_t version;          /* APPLIED/ECHO: the version now applied */
-	const char *content_hash; /* APPLIED/SEEN: the content's hash (ignored for a delete) */
+	const char *content_hash; /* APPLIED: the written payload's hash (ignored for a delete) */
+	const char *seen_hash;    /* APPLIED: hash of the target's image after the write (NULL: not
+				   * known); SEEN: hash of the source event's image */
 	const char *etag;         /* APPLIED: the target's new ETag, NULL keeps the old one */
 	const char *target_id;    /* APPLIED: the target's record id, NULL keeps the old one */
 	int64_t source_ts_ms;     /* source change time (0: unknown) */
@@ -137,7 +142,7 @@ struct applystate_outcome {
  * Records n outcomes in one transaction: every event id goes to dw_applied_event (an id already
  * there is left as it is); APPLIED replaces the target record's state and ECHO advances its
  * version, each only when its version is higher than the stored one (the newest wins when one
- * key occurs several times); SEEN sets the source side's content hash; PARKED events are added
+ * key occurs several times); SEEN sets the source side's seen_hash; PARKED events are added
  * to dw_parked_event. All or nothing: on failure
  * the transaction is rolled back and nothing is recorded. The connection must not be inside a
  * transaction. n <= APPLYSTATE_BATCH_MAX; n == 0 does nothing.

@@ -106,7 +106,8 @@ void target_write_clear(struct target_write *w)
 	free(w->target_id);
 	free(w->error);
 	free(w->error_body);
-	w->etag = w->target_id = w->error = w->error_body = NULL;
+	free(w->representation);
+	w->etag = w->target_id = w->error = w->error_body = w->representation = NULL;
 	w->outcome = 0;
 	w->status = 0;
 	w->retry_after_ms = 0;
@@ -269,6 +270,10 @@ static void classify(struct target *t, struct target_write *w, const char *metho
 			w->etag = etag_of(etag, body, body_len);
 			free(w->target_id);
 			w->target_id = id_from_url(t->ce, entity_id);
+			free(w->representation);
+			w->representation = body && body_len > 1 && body_len <= TARGET_REPR_MAX && body[0] == '{'
+						    ? dup_capped(body, body_len, TARGET_REPR_MAX)
+						    : NULL;
 		}
 		return;
 	}
@@ -377,7 +382,7 @@ static int apply_single(struct target *t, struct target_write *w, char *errbuf, 
 	size_t ne = 0;
 	if (w->if_match)
 		extra[ne++] = (struct http_header){ "If-Match", w->if_match };
-	if (t->ce && w->op == TARGET_UPSERT)
+	if (w->op == TARGET_UPSERT)
 		extra[ne++] = (struct http_header){ "Prefer", "return=representation" };
 	const char *method = w->op == TARGET_DELETE ? "DELETE" : "PATCH";
 	int rc = send_req(t, method, url, extra, ne, w->body, w->body ? strlen(w->body) : 0, &resp, err, sizeof(err));
@@ -491,7 +496,7 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 			}
 			if (x->if_match)
 				o->headers[nh++] = (struct odata_batch_header){ "If-Match", x->if_match };
-			if (t->ce && x->op == TARGET_UPSERT)
+			if (x->op == TARGET_UPSERT)
 				o->headers[nh++] = (struct odata_batch_header){ "Prefer", "return=representation" };
 		}
 		const char *b = post ? o->body : x->body;

@@ -10,10 +10,11 @@
 /*
  * Target writers: apply mapped records to one side over OData (DESIGN 5 rules 4, 6, 7;
  * dynamics.md 3.4-3.6, 4.1-4.2).
- *   CE (Dataverse Web API, <base>/api/data/v9.2/): upsert = PATCH on the (alternate) key URL, with
- *      Prefer: return=representation so the new ETag comes back.
+ *   CE (Dataverse Web API, <base>/api/data/v9.2/): upsert = PATCH on the (alternate) key URL.
  *   FO (OData, <base>/data/): PATCH on the key URL; on 404 POST to the entity set with the key
  *      fields added to the body. FO has no upsert.
+ *   Upserts ask for Prefer: return=representation, so the new ETag and the record as the target
+ *   holds it (normalised values, defaults) come back with the answer.
  *   Both: DELETE on the key URL (404 counts as done); If-Match with the ETag last seen when the
  *      caller gives one; Authorization: Bearer from the oauth cache (a 401 drops the token and
  *      the request is sent once more with a fresh one).
@@ -35,6 +36,7 @@
  */
 
 #define TARGET_ERROR_BODY_MAX 4096 /* cap on an error body kept for a dead letter */
+#define TARGET_REPR_MAX (1024 * 1024) /* a larger representation is not kept */
 #define TARGET_BATCH_MAX 1000      /* $batch operations cap (Dataverse) */
 
 enum target_op { TARGET_UPSERT = 1, TARGET_DELETE = 2 };
@@ -88,6 +90,8 @@ struct target_write {
 	int created;         /* OK: the write created the record */
 	char *etag;          /* OK: the record's new ETag, when the target gave it */
 	char *target_id;     /* OK: the record's id (CE GUID, FO key predicate), when given */
+	char *representation; /* OK: the record as the target holds it after an upsert (JSON text),
+			       * when the target returned it */
 	char *error;         /* not OK: a readable one-line reason */
 	char *error_body;    /* not OK: the target's response body (capped), when there was one */
 };

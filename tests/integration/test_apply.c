@@ -32,12 +32,13 @@
 static char err[1024];
 static char prefix[32];   /* unique topic prefix of this run */
 static char topic[96];    /* <prefix>.ce.account */
+static char fo_topic[96]; /* <prefix>.fo.customersv3 */
 static char dlq_topic[96];
 static char dbname[64];
 static char dsn[1024];    /* DW_PG_DSN with the database replaced by dbname */
 static char company_guid[40];
 static char maps_dir[1024];
-static pid_t worker = -1;
+static pid_t workers[2] = { -1, -1 }; /* [0] --to fo, [1] --to ce */
 static struct kafka_producer *producer;
 static struct config_common kcfg;
 static const char *fo_base;
@@ -85,10 +86,15 @@ static void account_no(char *out, size_t len, unsigned i)
 	snprintf(out, len, "A%u-%u-%u", run_id % 100000, (unsigned)(harness_now_ms() % 100000), i);
 }
 
-static void worker_start(const char *batch_max)
+static int widx(const char *to)
+{
+	return strcmp(to, "fo") == 0 ? 0 : 1;
+}
+
+static void worker_start(const char *to, const char *batch_max)
 {
 	char log_path[1024];
-	snprintf(log_path, sizeof(log_path), "%s/logs/apply-worker.log", harness_env("DW_STATE_DIR"));
+	snprintf(log_path, sizeof(log_path), "%s/logs/apply-worker-to-%s.log", harness_env("DW_STATE_DIR"), to);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -106,15 +112,17 @@ static void worker_start(const char *batch_max)
 		setenv("DW_APPLY_BACKOFF_MIN_MS", "200", 1);
 		setenv("DW_APPLY_BACKOFF_MAX_MS", "2000", 1);
 		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
-		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", "fo", (char *)NULL);
+		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", to, (char *)NULL);
 		_exit(127);
 	}
-	worker = pid;
+	workers[widx(to)] = pid;
 }
 
 /* SIGTERM and wait; returns the exit status (or -1 when it did not exit in time: then killed). */
-static int worker_stop(void)
+static int worker_stop(const char *to)
 {
+	pid_t worker = workers[widx(to)];
+	workers[widx(to)] = -1;
 	if (worker <= 0)
 		return 0;
 	kill(worker, SIGTERM);
@@ -122,30 +130,33 @@ static int worker_stop(void)
 	int status = 0;
 	while (harness_now_ms() < deadline) {
 		pid_t r = waitpid(worker, &status, WNOHANG);
-		if (r == worker) {
-			worker = -1;
+		if (r == worker)
 			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		}
 		usleep(50000);
 	}
 	kill(worker, SIGKILL);
 	waitpid(worker, &status, 0);
-	worker = -1;
 	return -1;
 }
 
-static void worker_kill(void)
+static void worker_kill(const char *to)
 {
 	int status;
+	pid_t worker = workers[widx(to)];
+	workers[widx(to)] = -1;
 	kill(worker, SIGKILL);
 	waitpid(worker, &status, 0);
-	worker = -1;
+}
+
+static void produce_to(const char *t, const char *key, const void *value, size_t len)
+{
+	if (kafka_produce(producer, t, key, strlen(key), value, len, NULL, 0, NULL, err, sizeof(err)) != 0)
+		fail_msg("produce: %s", err);
 }
 
 static void produce_raw(const char *key, const void *value, size_t len)
 {
-	if (kafka_produce(producer, topic, key, strlen(key), value, len, NULL, 0, NULL, err, sizeof(err)) != 0)
-		fail_msg("produce: %s", err);
+	produce_to(topic, key, value, len);
 }
 
 /* Produces one account event (op create/update/delete) at version v. */
@@ -194,11 +205,12 @@ static void flush_producer(void)
 	assert_int_equal(0, failed);
 }
 
-/* Waits until the worker's group has committed every partition up to its end. */
-static void wait_caught_up(void)
+/* Waits until the group of the worker writing to `to` has committed every partition up to its end. */
+static void wait_caught_up_to(const char *to)
 {
 	char group[64];
-	snprintf(group, sizeof(group), "dw-apply.accounts.fo");
+	const char *topic_ = strcmp(to, "fo") == 0 ? topic : fo_topic;
+	snprintf(group, sizeof(group), "dw-apply.accounts.%s", to);
 	char errstr[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));
@@ -210,11 +222,11 @@ static void wait_caught_up(void)
 	while (!done && harness_now_ms() < deadline) {
 		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
 		for (int p = 0; p < PARTITIONS; p++)
-			rd_kafka_topic_partition_list_add(l, topic, p);
+			rd_kafka_topic_partition_list_add(l, topic_, p);
 		done = rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
 		for (int p = 0; p < PARTITIONS && done; p++) {
 			int64_t lo = 0, hi = 0;
-			if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) != 0)
+			if (rd_kafka_query_watermark_offsets(rk, topic_, p, &lo, &hi, 10000) != 0)
 				done = 0;
 			else if (hi > 0 && l->elems[p].offset < hi)
 				done = 0;
@@ -226,6 +238,11 @@ static void wait_caught_up(void)
 	rd_kafka_destroy(rk);
 	if (!done)
 		fail_msg("the worker did not catch up within %d ms", WAIT_MS);
+}
+
+static void wait_caught_up(void)
+{
+	wait_caught_up_to("fo");
 }
 
 static void fo_pred(const char *acct, char *out, size_t len)
@@ -344,6 +361,212 @@ static char *dlq_header(const char *key, const char *name, char **body_out)
 	return val;
 }
 
+
+/* ---- the other direction and round trips ------------------------------------------------- */
+
+static char *ce_token;
+
+/* An event from `side` with the given key and data (both borrowed, copied; data NULL for delete). */
+static void produce_event(const char *side, const char *entity, const char *set, const char *t, const char *op,
+			  int64_t v, const cJSON *key, const cJSON *data)
+{
+	struct event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.v = EVENT_FORMAT_VERSION;
+	ev.source.side = event_side_parse(side);
+	ev.source.env = strdup("test");
+	ev.source.entity = strdup(entity);
+	ev.source.entity_set = strdup(set);
+	ev.source.version = v;
+	ev.source.ts = 1764464400000LL + v;
+	ev.op = event_op_parse(op);
+	ev.key = cJSON_Duplicate(key, 1);
+	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;
+	char *out = NULL, *k = NULL;
+	size_t len = 0;
+	if (event_compute_id(&ev, err, sizeof(err)) != 0 || event_encode(&ev, &out, &len, err, sizeof(err)) != 0 ||
+	    event_key_string(ev.key, &k, err, sizeof(err)) != 0)
+		fail_msg("event: %s", err);
+	produce_to(t, k, out, len);
+	free(out);
+	free(k);
+	event_clear(&ev);
+}
+
+static cJSON *fo_key(const char *acct)
+{
+	cJSON *k = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "CustomerAccount", acct);
+	cJSON_AddStringToObject(k, "dataAreaId", "usmf");
+	return k;
+}
+
+/* An FO customer event with a plain image (or delete). */
+static void produce_customer(const char *acct, const char *op, int64_t v, const char *name)
+{
+	cJSON *k = fo_key(acct), *d = NULL;
+	if (strcmp(op, "delete") != 0) {
+		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(d, "dataAreaId", "usmf");
+		cJSON_AddStringToObject(d, "CustomerAccount", acct);
+		cJSON_AddStringToObject(d, "OrganizationName", name);
+		cJSON_AddStringToObject(d, "PartyType", "Organization");
+		cJSON_AddNumberToObject(d, "CreditLimit", 0);
+	}
+	produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, op, v, k, d);
+	cJSON_Delete(k);
+	cJSON_Delete(d);
+}
+
+/* GET one record; the JSON (annotations removed) or NULL on 404. */
+static cJSON *get_record(const char *url, const char *token)
+{
+	char auth[8192];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+	const char *h[] = { auth, "Accept: application/json", NULL };
+	struct emu_resp r;
+	emu_http("GET", url, h, NULL, &r);
+	cJSON *j = NULL;
+	if (r.status == 200) {
+		j = emu_json(&r);
+		cJSON *m = j ? j->child : NULL;
+		while (m) {
+			cJSON *next = m->next;
+			if (m->string[0] == '@')
+				cJSON_Delete(cJSON_DetachItemViaPointer(j, m));
+			m = next;
+		}
+	} else if (r.status != 404) {
+		fail_msg("GET %s: HTTP %ld", url, (long)r.status);
+	}
+	emu_resp_free(&r);
+	return j;
+}
+
+static cJSON *ce_account(const char *acct)
+{
+	char url[1024];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/accounts(accountnumber='%s',msdyn_company=%s)",
+		 harness_env("DW_CE_URL"), acct, company_guid);
+	return get_record(url, ce_token);
+}
+
+static cJSON *fo_customer(const char *acct)
+{
+	char url[1024], pred[128];
+	fo_pred(acct, pred, sizeof(pred));
+	snprintf(url, sizeof(url), "%s/data/CustomersV3%s", fo_base, pred);
+	return get_record(url, fo_token);
+}
+
+/* All writes to accounts on the CE emulator. */
+static long ce_writes(void)
+{
+	struct emu_resp r;
+	emu_admin(harness_env("DW_CE_URL"), "GET", "stats", NULL, &r);
+	assert_int_equal(200, r.status);
+	cJSON *j = emu_json(&r);
+	const cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "writes"), "accounts");
+	long n = 0;
+	if (s)
+		n = (long)(cJSON_GetObjectItem(s, "create")->valuedouble + cJSON_GetObjectItem(s, "update")->valuedouble +
+			   cJSON_GetObjectItem(s, "delete")->valuedouble);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return n;
+}
+
+static const char *str_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItem(o, name);
+	return cJSON_IsString(v) ? v->valuestring : "(none)";
+}
+
+static void test_fo_to_ce_create_update_delete(void **state)
+{
+	(void)state;
+	char x[32], y[32];
+	account_no(x, sizeof(x), 40);
+	account_no(y, sizeof(y), 41);
+	produce_customer(x, "create", 1, "Fo One");
+	produce_customer(y, "create", 1, "Fo Two");
+	flush_producer();
+	wait_caught_up_to("ce");
+	cJSON *a = ce_account(x), *b = ce_account(y);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_string_equal("Fo One", str_of(a, "name"));
+	assert_string_equal("Fo Two", str_of(b, "name"));
+	assert_int_equal(3, cJSON_GetObjectItem(a, "customertypecode")->valueint); /* the map's constant */
+	assert_string_equal(company_guid, str_of(a, "_msdyn_company_value"));
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	long w0 = ce_writes();
+	produce_customer(x, "update", 2, "Fo One b");
+	produce_customer(y, "delete", 2, NULL);
+	flush_producer();
+	wait_caught_up_to("ce");
+	a = ce_account(x);
+	assert_string_equal("Fo One b", str_of(a, "name"));
+	cJSON_Delete(a);
+	assert_null(ce_account(y));
+	assert_int_equal(w0 + 2, ce_writes());
+}
+
+static void test_round_trip_echoes_write_nothing(void **state)
+{
+	(void)state;
+	/* CE -> FO, then FO's change event for our own write comes back: nothing is written to CE */
+	char a[32];
+	account_no(a, sizeof(a), 50);
+	produce_account(a, "create", 1, "Echo from CE", 0);
+	flush_producer();
+	wait_caught_up();
+	cJSON *img = fo_customer(a);
+	assert_non_null(img);
+	long ce0 = ce_writes();
+	cJSON *k = fo_key(a);
+	produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, "update", 1000, k, img);
+	cJSON_Delete(k);
+	cJSON_Delete(img);
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(ce0, ce_writes());
+	assert_null(ce_account(a));
+	/* FO -> CE, then CE's change event for our own write comes back: nothing is written to FO */
+	char b[32];
+	account_no(b, sizeof(b), 51);
+	produce_customer(b, "create", 1, "Echo from FO");
+	flush_producer();
+	wait_caught_up_to("ce");
+	cJSON *cimg = ce_account(b);
+	assert_non_null(cimg);
+	long fc0, fw0;
+	fo_counts(&fc0, &fw0);
+	cJSON *ck = cJSON_CreateObject();
+	cJSON_AddStringToObject(ck, "_msdyn_company_value", company_guid);
+	cJSON_AddStringToObject(ck, "accountnumber", b);
+	produce_event("ce", "account", "accounts", topic, "update", 1000, ck, cimg);
+	cJSON_Delete(ck);
+	cJSON_Delete(cimg);
+	flush_producer();
+	wait_caught_up();
+	long fc1, fw1;
+	fo_counts(&fc1, &fw1);
+	assert_int_equal(fw0, fw1);
+	assert_null(fo_name(b));
+	const char *p[] = { "accounts" };
+	assert_true(query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1 AND outcome = 'echo' "
+			     "AND target_side = 'ce'", 1, p) >= 1);
+	/* a real edit on FO after that is applied to CE */
+	produce_customer(b, "update", 2, "Edited on FO");
+	flush_producer();
+	wait_caught_up_to("ce");
+	cimg = ce_account(b);
+	assert_string_equal("Edited on FO", str_of(cimg, "name"));
+	cJSON_Delete(cimg);
+}
+
 /* ---- setup --------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -353,11 +576,13 @@ static int group_setup(void **state)
 	snprintf(prefix, sizeof(prefix), "dwt%u", run_id);
 	snprintf(topic, sizeof(topic), "%s.ce.account", prefix);
 	snprintf(dlq_topic, sizeof(dlq_topic), "%s.dlq.accounts.fo", prefix);
+	snprintf(fo_topic, sizeof(fo_topic), "%s.fo.customersv3", prefix);
 	char cwd[512];
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	snprintf(maps_dir, sizeof(maps_dir), "%s/schemas/maps", cwd);
 	fo_base = harness_env("DW_FO_URL");
 	fo_token = emu_token("FO");
+	ce_token = emu_token("CE");
 
 	/* a fresh database, migrated */
 	snprintf(dbname, sizeof(dbname), "dwt_apply_%u_%lld", run_id, harness_now_ms());
@@ -375,7 +600,6 @@ static int group_setup(void **state)
 	snprintf(dsn, sizeof(dsn), "%.*s/%s%s", (int)(slash - base), base, dbname, q ? q : "");
 
 	/* the company on CE: the worker resolves _msdyn_company_value to its code */
-	char *ce_token = emu_token("CE");
 	char url[1024], auth[8192];
 	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies(cdm_companycode='usmf')", harness_env("DW_CE_URL"));
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ce_token);
@@ -387,7 +611,6 @@ static int group_setup(void **state)
 	snprintf(company_guid, sizeof(company_guid), "%s", cJSON_GetObjectItem(j, "cdm_companyid")->valuestring);
 	cJSON_Delete(j);
 	emu_resp_free(&r);
-	free(ce_token);
 
 	/* the source topic and a producer */
 	kcfg.kafka_brokers = (char *)harness_env("DW_KAFKA_BROKERS");
@@ -397,23 +620,28 @@ static int group_setup(void **state)
 		fail_msg("admin: %s", err);
 	struct kafka_topic_spec spec = { PARTITIONS, 1, -1 };
 	enum kafka_topic_outcome oc;
-	if (kafka_topic_ensure(ad, topic, &spec, 30000, &oc, err, sizeof(err)) != 0)
+	if (kafka_topic_ensure(ad, topic, &spec, 30000, &oc, err, sizeof(err)) != 0 ||
+	    kafka_topic_ensure(ad, fo_topic, &spec, 30000, &oc, err, sizeof(err)) != 0)
 		fail_msg("topic: %s", err);
 	kafka_admin_free(ad);
 	if (kafka_producer_new(&kcfg, NULL, &producer, err, sizeof(err)) != 0)
 		fail_msg("producer: %s", err);
-	worker_start("500");
+	worker_start("fo", "500");
+	worker_start("ce", "500");
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	int rc = worker_stop();
+	int rc = worker_stop("fo");
+	int rc_ce = worker_stop("ce");
 	kafka_producer_close(producer, 10000);
 	free(fo_token);
+	free(ce_token);
 	admin_db("DROP DATABASE", " WITH (FORCE)");
 	assert_int_equal(0, rc); /* SIGTERM: a clean exit */
+	assert_int_equal(0, rc_ce);
 	return 0;
 }
 
@@ -564,12 +792,12 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 	while (harness_now_ms() < deadline &&
 	       query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p) < before + 500)
 		usleep(20000);
-	worker_kill();
+	worker_kill("fo");
 	long long at_kill = query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p);
 	assert_true(at_kill < before + KILL_RECORDS * KILL_VERSIONS);
 	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":0}", &r);
 	emu_resp_free(&r);
-	worker_start("500");
+	worker_start("fo", "500");
 	wait_caught_up();
 	long c1, w1;
 	fo_counts(&c1, &w1);
@@ -592,6 +820,8 @@ int main(void)
 		cmocka_unit_test(test_replay_and_stale_and_echo_write_nothing),
 		cmocka_unit_test(test_malformed_event_goes_to_dlq_and_partition_moves_on),
 		cmocka_unit_test(test_validation_error_goes_to_dlq_with_target_body),
+		cmocka_unit_test(test_fo_to_ce_create_update_delete),
+		cmocka_unit_test(test_round_trip_echoes_write_nothing),
 		cmocka_unit_test(test_sigkill_mid_batch_then_restart),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -266,54 +266,67 @@ static void test_echo_of_what_was_written_to_the_source_side(void **state)
 	if (applystate_new(conn, map, "fo", &to_fo, err, sizeof(err)) != 0 ||
 	    applystate_new(conn, map, "ce", &to_ce, err, sizeof(err)) != 0)
 		fail_msg("applystate_new: %s", err);
-	/* a CE change was written to FO with content HF */
-	record1(to_fo, applied("F1", "ce-e1", 7, "HF", "etag-fo", NULL));
-	/* FO's change event for that record comes back carrying the same content: echo */
+	/* a CE change was written to FO as payload HF; FO answered with its image SF */
+	struct applystate_outcome w = applied("F1", "ce-e1", 7, "HF", "etag-fo", NULL);
+	w.seen_hash = "SF";
+	record1(to_fo, w);
+	/* FO's change event for that record comes back carrying that image: echo */
 	struct applystate_item it = { .record_key = "C1", .event_id = "fo-e1", .version = 100, .content_hash = "HC",
-				      .source_key = "F1", .source_hash = "HF" };
+				      .source_key = "F1", .source_hash = "SF" };
 	if (applystate_decide(to_ce, &it, 1, err, sizeof(err)) != 0)
 		fail_msg("decide: %s", err);
 	assert_int_equal(APPLYSTATE_SKIP_ECHO, it.decision);
 	applystate_item_clear(&it);
-	/* a real FO edit (other content) is written */
-	it.source_hash = "HX";
+	/* the payload hash is not the image hash: an event whose image hashes to HF is no echo */
+	it.source_hash = "HF";
 	if (applystate_decide(to_ce, &it, 1, err, sizeof(err)) != 0)
 		fail_msg("decide: %s", err);
 	assert_int_equal(APPLYSTATE_WRITE, it.decision);
 	applystate_item_clear(&it);
-	/* applying it records what FO holds now (SEEN on the source side), so a later FO edit back
-	 * to HF is a real change, not an echo */
+	/* writing HF to FO again is a no-op */
+	assert_int_equal(APPLYSTATE_SKIP_ECHO, decide1(to_fo, "F1", "ce-e2", 8, "HF", 0, NULL));
+	/* a real FO edit (image SX) is applied to CE and recorded as seen on FO ... */
 	struct applystate_outcome o[] = {
 		{ .result = APPLYSTATE_APPLIED, .record_key = "C1", .event_id = "fo-e1", .version = 100,
 		  .content_hash = "HC" },
-		{ .result = APPLYSTATE_SEEN, .record_key = "F1", .content_hash = "HX" },
+		{ .result = APPLYSTATE_SEEN, .record_key = "F1", .seen_hash = "SX" },
 	};
 	if (applystate_record(to_ce, o, 2, err, sizeof(err)) != 0)
 		fail_msg("record: %s", err);
+	/* ... so FO no longer holds HF: writing HF there is a real write now */
+	assert_int_equal(APPLYSTATE_WRITE, decide1(to_fo, "F1", "ce-e2", 8, "HF", 0, NULL));
+	/* and an FO event with the old image SF is a real change too */
 	it = (struct applystate_item){ .record_key = "C1", .event_id = "fo-e2", .version = 101, .content_hash = "HC2",
-				       .source_key = "F1", .source_hash = "HF" };
+				       .source_key = "F1", .source_hash = "SF" };
 	if (applystate_decide(to_ce, &it, 1, err, sizeof(err)) != 0)
 		fail_msg("decide: %s", err);
 	assert_int_equal(APPLYSTATE_WRITE, it.decision);
 	applystate_item_clear(&it);
-	/* SEEN kept FO's version and etag; the FO row's content is now HX: writing HX there is a no-op */
+	/* SEEN kept FO's version and etag */
 	struct applystate_record r;
 	int found = 0;
 	if (applystate_get(to_fo, "F1", &found, &r, err, sizeof(err)) != 0)
 		fail_msg("get: %s", err);
 	assert_int_equal(7, r.source_version);
-	assert_string_equal("HX", r.content_hash);
+	assert_null(r.content_hash);
+	assert_string_equal("SX", r.seen_hash);
 	assert_string_equal("etag-fo", r.etag);
 	applystate_record_clear(&r);
-	assert_int_equal(APPLYSTATE_SKIP_ECHO, decide1(to_fo, "F1", "ce-e2", 8, "HX", 0, NULL));
-	/* SEEN of a record never written creates a row with version -1: any version is newer */
-	struct applystate_outcome seen = { .result = APPLYSTATE_SEEN, .record_key = "F2", .content_hash = "H2" };
-	record1(to_ce, seen);
+	/* the image known already, seen again (our own write coming back), keeps the payload hash */
+	struct applystate_outcome w9 = applied("F1", "ce-e3", 9, "HF9", "etag-9", NULL);
+	w9.seen_hash = "SF9";
+	record1(to_fo, w9);
+	struct applystate_outcome again = { .result = APPLYSTATE_SEEN, .record_key = "F1", .seen_hash = "SF9" };
+	record1(to_ce, again);
+	assert_int_equal(APPLYSTATE_SKIP_ECHO, decide1(to_fo, "F1", "ce-e4", 10, "HF9", 0, NULL));
+	/* SEEN of a record never written creates a row with version -1 and no payload hash */
+	struct applystate_outcome seen2 = { .result = APPLYSTATE_SEEN, .record_key = "F2", .seen_hash = "S2" };
+	record1(to_ce, seen2);
 	struct applystate_item it2;
-	assert_int_equal(APPLYSTATE_SKIP_ECHO, decide1(to_fo, "F2", "ce-e3", 0, "H2", 0, &it2));
+	assert_int_equal(APPLYSTATE_WRITE, decide1(to_fo, "F2", "ce-e5", 0, "H2", 0, &it2));
 	assert_int_equal(-1, it2.prev.source_version);
+	assert_string_equal("S2", it2.prev.seen_hash);
 	applystate_item_clear(&it2);
-	assert_int_equal(APPLYSTATE_WRITE, decide1(to_fo, "F2", "ce-e3", 0, "H3", 0, NULL));
 	applystate_free(to_fo);
 	applystate_free(to_ce);
 	free(map);

@@ -123,6 +123,8 @@ static void test_ce_batch_upsert_creates_then_updates_with_if_match(void **state
 		assert_non_null(w[i].etag);
 		assert_non_null(w[i].target_id);
 		assert_int_equal(36, strlen(w[i].target_id));
+		assert_non_null(w[i].representation);
+		assert_non_null(strstr(w[i].representation, w[i].target_id));
 		snprintf(etags[i], sizeof(etags[i]), "%s", w[i].etag);
 		target_write_clear(&w[i]);
 		snprintf(bodies[i], sizeof(bodies[i]), "{\"cdm_name\":\"Company %d renamed\"}", i);
@@ -244,7 +246,9 @@ static void fo_patch_then_post(size_t batch_max)
 	apply_ok(f, w, 1);
 	assert_int_equal(TARGET_OK, w[0].outcome);
 	assert_int_equal(0, w[0].created);
-	assert_int_equal(204, w[0].status);
+	assert_int_equal(200, w[0].status); /* with the representation asked for */
+	assert_non_null(w[0].representation);
+	assert_non_null(strstr(w[0].representation, "\"OrganizationName\":\"Renamed\""));
 	char pred[96];
 	snprintf(pred, sizeof(pred), "(dataAreaId='usmf',CustomerAccount='%s')", a0);
 	assert_int_equal(2, record_writes(f->base, "CustomersV3", pred, NULL));

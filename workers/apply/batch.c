@@ -24,6 +24,7 @@ struct item {
 	char *skey_fallback;
 	char shash[SHA256_HEX_LEN + 1]; /* image hash of the event on its source side; "" if none */
 	char thash[SHA256_HEX_LEN + 1]; /* image hash of the write in target terms; "" for deletes */
+	char rhash[SHA256_HEX_LEN + 1]; /* image hash of the target's answer; "" when none */
 	int rep;                        /* index of the item that stands for this record; self if none */
 	enum st st;
 	long retry_after_ms;
@@ -375,6 +376,12 @@ static int settle(struct apply *a, struct item *it, int second)
 		it->out.deleted = w->op == TARGET_DELETE;
 		it->out.etag = w->etag;
 		it->out.target_id = w->target_id;
+		if (w->representation) {
+			cJSON *img = cJSON_Parse(w->representation);
+			if (img && map_image_hash(a->map, a->to, img, it->rhash) == 0)
+				it->out.seen_hash = it->rhash;
+			cJSON_Delete(img);
+		}
 		if (it->ev.source.ts > 0) {
 			metrics_histogram_observe(a->m.e2e_s, NULL, (double)(wall_ms() - it->ev.source.ts) / 1000.0);
 		}
@@ -440,6 +447,8 @@ static int settle(struct apply *a, struct item *it, int second)
 		w->etag = etag;
 		set_outcome(it, APPLYSTATE_APPLIED, it->tkey);
 		it->out.content_hash = it->thash;
+		memcpy(it->rhash, have, sizeof(have));
+		it->out.seen_hash = it->rhash;
 		it->out.etag = w->etag;
 		count(a->m.conflicts, "already_applied");
 		return 0;
@@ -689,6 +698,8 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 			continue;
 		}
 		if (krc == MAP_ERR_RESOLVE) {
+			log_warn("target key lookup failed; will retry", "map", a->map->name, "record", it->tkey, "error",
+				 err);
 			to_retry(a, it, "resolve", 0);
 			continue;
 		}
@@ -762,9 +773,9 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 		if (it->st != ST_DONE || !it->has_out)
 			continue;
 		outs[no++] = it->out;
-		if (it->out.result == APPLYSTATE_APPLIED && it->skey && it->shash[0])
+		if (it->out.result == APPLYSTATE_APPLIED && it->skey && (it->shash[0] || it->out.deleted))
 			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
-								  .content_hash = it->shash,
+								  .seen_hash = it->shash[0] ? it->shash : NULL,
 								  .deleted = it->out.deleted };
 	}
 	src = applystate_record(a->state, outs, no, err, sizeof(err));

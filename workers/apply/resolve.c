@@ -123,7 +123,7 @@ int resolver_map_cb(void *ctx, enum event_side side, const char *entity_set, con
 }
 
 /* The primary key column of a CE row: Dataverse names it <logical name>id, and entity set names
- * start with the logical name (account/accounts, cdm_company/cdm_companies). Picks the member
+ * start with the logical name or its -y/-ies plural (account/accounts, cdm_company/cdm_companies). Picks the member
  * ending in "id" holding a GUID-shaped string whose stem the set name starts with. */
 static const char *row_id(const cJSON *row, const char *set)
 {
@@ -134,7 +134,12 @@ static const char *row_id(const cJSON *row, const char *set)
 		if (n < 3 || m->string[0] == '_' || strcmp(m->string + n - 2, "id") != 0 || !cJSON_IsString(m) ||
 		    strlen(m->valuestring) != 36)
 			continue;
-		if (strncmp(set, m->string, n - 2) == 0)
+		size_t stem = n - 2;
+		if (strncmp(set, m->string, stem) == 0)
+			return m->valuestring;
+		/* company -> companies */
+		if (m->string[stem - 1] == 'y' && strncmp(set, m->string, stem - 1) == 0 &&
+		    strncmp(set + stem - 1, "ies", 3) == 0)
 			return m->valuestring;
 	}
 	return NULL;
