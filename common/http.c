@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct transfer {
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static atomic_int insecure_warned;
 static CURLcode global_rc = CURLE_OK;
 
 static void global_init(void)
@@ -83,7 +85,7 @@ int http_client_new(const struct http_opts *opts, struct http_client **out, char
 		snprintf(errbuf, errlen, "http: curl_easy_init failed");
 		goto out;
 	}
-	if (c->insecure)
+	if (c->insecure && atomic_exchange(&insecure_warned, 1) == 0)
 		log_warn("TLS certificate verification is disabled for an HTTP client (insecure flag set)");
 	*out = c;
 	c = NULL;
