@@ -224,6 +224,15 @@ static int value_ok(const char *s)
 	return s && !strpbrk(s, "\r\n");
 }
 
+static int has_header(const struct http_request *req, const char *name)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Maps a libcurl result to our return codes. */
 static int classify(CURLcode cc)
 {
@@ -297,6 +306,13 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 	if (!tmp)
 		goto oom;
 	hdrs = tmp;
+	/* libcurl would label a body without a Content-Type as a form; send none instead. */
+	if (!has_header(req, "Content-Type")) {
+		tmp = curl_slist_append(hdrs, "Content-Type:");
+		if (!tmp)
+			goto oom;
+		hdrs = tmp;
+	}
 
 	curl_easy_reset(h); /* keeps the open connections */
 	curl_easy_setopt(h, CURLOPT_URL, req->url);

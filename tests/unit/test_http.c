@@ -148,6 +148,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		MHD_add_response_header(r, "X-Echo-Agent", h ? h : "(none)");
 		h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
 		MHD_add_response_header(r, "X-Echo-Auth", h ? h : "(none)");
+		h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+		MHD_add_response_header(r, "X-Echo-Type", h ? h : "(none)");
 	} else if (strcmp(url, "/big") == 0) {
 		size_t n = (size_t)query_long(conn, "n");
 		char *body = malloc(n + 1);
@@ -268,8 +270,10 @@ static void test_request_headers_body_and_methods(void **state)
 {
 	struct fixture *f = *state;
 	static const char body[] = {'a', 0, 'b', '\n', 'c'}; /* binary, with a NUL */
-	const struct http_header hdrs[] = {{"X-Custom", "hello world"}, {"Authorization", "Bearer tok-123"}};
-	struct http_request req = {.method = "PATCH", .url = url(f, "/echo"), .headers = hdrs, .nheaders = 2,
+	const struct http_header hdrs[] = {{"X-Custom", "hello world"},
+					   {"Authorization", "Bearer tok-123"},
+					   {"content-type", "application/octet-stream"}};
+	struct http_request req = {.method = "PATCH", .url = url(f, "/echo"), .headers = hdrs, .nheaders = 3,
 				   .body = body, .body_len = sizeof(body)};
 	struct http_response resp;
 
@@ -282,6 +286,14 @@ static void test_request_headers_body_and_methods(void **state)
 	assert_string_equal(http_response_header(&resp, "X-Echo-Custom"), "hello world");
 	assert_string_equal(http_response_header(&resp, "X-Echo-Agent"), HTTP_USER_AGENT);
 	assert_string_equal(http_response_header(&resp, "X-Echo-Auth"), "Bearer tok-123");
+	assert_string_equal(http_response_header(&resp, "X-Echo-Type"), "application/octet-stream");
+	http_response_free(&resp);
+
+	/* A body without a Content-Type goes without one (libcurl would call it a form). */
+	req.nheaders = 2;
+	req.method = "POST";
+	assert_int_equal(http_do(f->c, &req, &resp, err, sizeof(err)), 0);
+	assert_string_equal(http_response_header(&resp, "X-Echo-Type"), "(none)");
 	http_response_free(&resp);
 
 	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
