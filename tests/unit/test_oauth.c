@@ -206,9 +206,13 @@ static void test_refresh_when_near_expiry(void **state)
 	char *t;
 
 	/* 3600 s lifetime: refresh once less than max(60 s, 360 s) = 360 s remain, i.e. from 3240 s. */
-	free(token_ok(f));
+	t = token_ok(f);
+	assert_string_equal(t, "eyJ0eXAi.tok1.sig");
+	free(t);
+	assert_int_equal(oauth_fetch_count(f->o), 1);
 	atomic_store(&fake_now, t0 + 3239999);
 	t = token_ok(f);
+	assert_int_equal(oauth_fetch_count(f->o), 1);
 	assert_string_equal(t, "eyJ0eXAi.tok1.sig");
 	free(t);
 	assert_int_equal(atomic_load(&f->e.hits), 1);
