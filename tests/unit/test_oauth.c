@@ -404,6 +404,7 @@ static void test_secret_and_token_never_logged(void **state)
 
 	assert_non_null(strstr(out, "oauth: token fetched"));
 	assert_non_null(strstr(out, "\"expires_in_s\":\"3600\""));
+	assert_non_null(strstr(out, "\"endpoint\":\"http://127.0.0.1:")); /* the URL itself is no secret */
 	assert_non_null(strstr(out, "token failed"));
 	assert_non_null(strstr(out, "careless"));
 	assert_null(strstr(out, "eyJ0eXAi.tok1.sig"));
