@@ -10,8 +10,10 @@
  * (libcurl's global init runs once, under pthread_once).
  *
  * Every request has a total timeout and a connect timeout, the response body has a hard cap, TLS
- * peer and host verification are on unless the caller sets `insecure` (a warning is logged when
- * such a client is created). Redirects are not followed (a 3xx is returned as it is).
+ * peer and host verification are on unless the caller sets `insecure` (a warning is logged, once
+ * per process, when the first such client is created). Redirects are not followed (a 3xx is
+ * returned as it is). Only http and https URLs are accepted. libcurl runs with CURLOPT_NOSIGNAL, so
+ * programs should ignore SIGPIPE (they do anyway for the Kafka and PostgreSQL clients).
  *
  * Secrets: request headers and bodies are never logged or quoted in errors. Error messages carry
  * the method, the URL with the values of secret query parameters (code, client_secret, sig,
