@@ -91,6 +91,44 @@ static int widx(const char *to)
 	return strcmp(to, "fo") == 0 ? 0 : 1;
 }
 
+/* The worker's /metrics port: the stack's port base + 60 (to fo) or + 61 (to ce). */
+static int metrics_port(const char *to)
+{
+	return (int)strtol(harness_env("DW_PORT_BASE"), NULL, 10) + 60 + widx(to);
+}
+
+/* GET http://127.0.0.1:<port><path>; the status, body into *body (new) when asked. */
+static long worker_get(const char *to, const char *path, char **body)
+{
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", metrics_port(to), path);
+	struct emu_resp r;
+	emu_http("GET", url, NULL, NULL, &r);
+	long st = (long)r.status;
+	if (body)
+		*body = strndup(r.body ? r.body : "", r.len);
+	emu_resp_free(&r);
+	return st;
+}
+
+/* The value of one series in the worker's /metrics, e.g. dw_apply_events_total{outcome="applied"}. */
+static double metric(const char *to, const char *series)
+{
+	char *body = NULL;
+	if (worker_get(to, "/metrics", &body) != 200)
+		fail_msg("GET /metrics failed");
+	double v = 0;
+	size_t n = strlen(series);
+	for (char *line = body; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (strncmp(line, series, n) == 0 && line[n] == ' ')
+			v = strtod(line + n + 1, NULL);
+		line = nl ? nl + 1 : NULL;
+	}
+	free(body);
+	return v;
+}
+
 static void worker_start(const char *to, const char *batch_max)
 {
 	char log_path[1024];
@@ -106,7 +144,10 @@ static void worker_start(const char *to, const char *batch_max)
 		setenv("DW_PG_DSN", dsn, 1);
 		setenv("DW_TOPIC_PREFIX", prefix, 1);
 		setenv("DW_MAPS_DIR", maps_dir, 1);
-		setenv("DW_HTTP_PORT", "0", 1);
+		char port[16];
+		snprintf(port, sizeof(port), "%d", metrics_port(to));
+		setenv("DW_HTTP_PORT", port, 1);
+		setenv("DW_APPLY_STATE_CHECK_MS", "300", 1);
 		setenv("DW_HTTP_ADDR", "127.0.0.1", 1);
 		setenv("DW_APPLY_BATCH_MAX", batch_max, 1);
 		setenv("DW_APPLY_BACKOFF_MIN_MS", "200", 1);
@@ -763,6 +804,206 @@ static void test_validation_error_goes_to_dlq_with_target_body(void **state)
 			     1, p) >= 1);
 }
 
+
+static void exec_sql(const char *sql, int n, const char *const *params)
+{
+	PGconn *c = connect_db(dbname);
+	if (store_exec(c, sql, n, params, NULL, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", sql, err);
+	store_close(c);
+}
+
+/* Waits until the metric reaches at least `want`. */
+static void wait_metric(const char *to, const char *series, double want)
+{
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (metric(to, series) < want) {
+		if (harness_now_ms() > deadline)
+			fail_msg("%s stayed below %g", series, want);
+		usleep(100000);
+	}
+}
+
+/* Teardown of the fault tests: the emulator back to normal even when the test failed. */
+static int faults_off(void **state)
+{
+	(void)state;
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", "{\"outage\":false,\"latency_ms\":0}", &r);
+	emu_resp_free(&r);
+	emu_admin(fo_base, "POST", "limits", "{\"max_requests\":0}", &r);
+	emu_resp_free(&r);
+	return 0;
+}
+
+static void test_health_readiness_and_metrics(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		const char *to = i == 0 ? "fo" : "ce";
+		assert_int_equal(200, worker_get(to, "/healthz", NULL));
+		assert_int_equal(200, worker_get(to, "/readyz", NULL));
+		char *body = NULL;
+		assert_int_equal(200, worker_get(to, "/metrics", &body));
+		assert_non_null(strstr(body, "# TYPE dw_apply_events_total counter"));
+		assert_non_null(strstr(body, "dw_apply_batch_seconds_bucket"));
+		assert_non_null(strstr(body, "dw_apply_end_to_end_seconds_count"));
+		free(body);
+	}
+	/* the earlier tests applied, skipped and dead-lettered events: the counters say so */
+	assert_true(metric("fo", "dw_apply_events_total{outcome=\"applied\"}") >= 5);
+	assert_true(metric("fo", "dw_apply_events_total{outcome=\"duplicate\"}") >= 1);
+	assert_true(metric("fo", "dw_apply_events_total{outcome=\"echo\"}") >= 1);
+	assert_true(metric("fo", "dw_apply_events_total{outcome=\"dead_letter\"}") >= 2);
+	assert_true(metric("ce", "dw_apply_events_total{outcome=\"applied\"}") >= 3);
+}
+
+static void test_paused_map_holds_backlog_then_catches_up_in_order(void **state)
+{
+	(void)state;
+	const char *p[] = { "accounts", "paused by the test" };
+	exec_sql("INSERT INTO dw_map_state (map_name, state, reason) VALUES ($1, 'paused', $2) "
+		 "ON CONFLICT (map_name) DO UPDATE SET state = 'paused', reason = $2",
+		 2, p);
+	usleep(1000000); /* three state checks */
+	char a[32];
+	account_no(a, sizeof(a), 60);
+	produce_account(a, "create", 1, "Paused one", 0);
+	produce_account(a, "update", 2, "Paused two", 0);
+	produce_account(a, "update", 3, "Paused three", 0);
+	flush_producer();
+	usleep(2000000); /* a paused map consumes nothing: give it time to (wrongly) do so */
+	char *n = fo_name(a);
+	assert_null(n);
+	const char *q[] = { "accounts" };
+	exec_sql("UPDATE dw_map_state SET state = 'running', reason = NULL WHERE map_name = $1", 1, q);
+	wait_caught_up();
+	assert_name(a, "Paused three");
+}
+
+static void test_outage_pauses_and_retries_without_loss(void **state)
+{
+	(void)state;
+	double r0 = metric("fo", "dw_apply_retries_total{reason=\"target\"}");
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", "{\"outage\":true}", &r);
+	emu_resp_free(&r);
+	char accts[20][32];
+	for (int i = 0; i < 20; i++) {
+		account_no(accts[i], sizeof(accts[i]), 70 + (unsigned)i);
+		produce_account(accts[i], "create", 1, "During outage v1", 0);
+		produce_account(accts[i], "update", 2, "During outage v2", 0);
+	}
+	flush_producer();
+	wait_metric("fo", "dw_apply_retries_total{reason=\"target\"}", r0 + 2); /* it retried, more than once */
+	emu_admin(fo_base, "POST", "faults", "{\"outage\":false}", &r);
+	emu_resp_free(&r);
+	wait_caught_up();
+	for (int i = 0; i < 20; i++)
+		assert_name(accts[i], "During outage v2");
+}
+
+static void test_throttling_honours_retry_after_without_loss(void **state)
+{
+	(void)state;
+	double r0 = metric("fo", "dw_apply_retries_total{reason=\"target\"}");
+	struct emu_resp r;
+	/* three requests per 2 s window (a create is a PATCH and a POST): most batches meet a 429 with
+	 * Retry-After: 1 */
+	emu_admin(fo_base, "POST", "limits", "{\"max_requests\":3,\"window_s\":2,\"retry_after_s\":1}", &r);
+	emu_resp_free(&r);
+	char accts[6][32];
+	for (int i = 0; i < 6; i++) {
+		account_no(accts[i], sizeof(accts[i]), 90 + (unsigned)i);
+		produce_account(accts[i], "create", 1, "Throttled", 0);
+		flush_producer();
+		usleep(50000);
+	}
+	wait_caught_up();
+	emu_admin(fo_base, "POST", "limits", "{\"max_requests\":0}", &r);
+	emu_resp_free(&r);
+	for (int i = 0; i < 6; i++)
+		assert_name(accts[i], "Throttled");
+	assert_true(metric("fo", "dw_apply_retries_total{reason=\"target\"}") > r0);
+	assert_true(metric("fo", "dw_apply_target_http_total{status=\"429\"}") >= 1);
+}
+
+static void test_conflict_on_target_change_is_resolved_by_policy(void **state)
+{
+	(void)state;
+	char a[32];
+	account_no(a, sizeof(a), 100);
+	produce_account(a, "create", 1, "Before", 0);
+	flush_producer();
+	wait_caught_up();
+	/* someone edits the record on FO directly: its ETag changes */
+	char url[1024], pred[128], auth[8192];
+	fo_pred(a, pred, sizeof(pred));
+	snprintf(url, sizeof(url), "%s/data/CustomersV3%s", fo_base, pred);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", fo_token);
+	const char *h[] = { auth, "Content-Type: application/json", NULL };
+	struct emu_resp r;
+	emu_http("PATCH", url, h, "{\"PrimaryContactEmail\":\"edited@fo.example\"}", &r);
+	assert_true(r.status == 204 || r.status == 200);
+	emu_resp_free(&r);
+	double c0 = metric("fo", "dw_apply_conflicts_total{outcome=\"source_won\"}");
+	/* the CE change made after it: 412, re-read, the map's latest_wins lets it through */
+	produce_account(a, "update", 2, "After", 0);
+	flush_producer();
+	wait_caught_up();
+	assert_name(a, "After");
+	assert_int_equal(c0 + 1, metric("fo", "dw_apply_conflicts_total{outcome=\"source_won\"}"));
+	assert_true(metric("fo", "dw_apply_target_http_total{status=\"412\"}") >= 1);
+}
+
+/* Total requests the FO emulator answered. */
+static long fo_requests(void)
+{
+	struct emu_resp r;
+	emu_admin(fo_base, "GET", "stats", NULL, &r);
+	cJSON *j = emu_json(&r);
+	long n = (long)cJSON_GetObjectItem(j, "requests")->valuedouble;
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return n;
+}
+
+static void test_batching_switch(void **state)
+{
+	(void)state;
+	enum { N = 20 };
+	char accts[N][32];
+	for (int i = 0; i < N; i++) {
+		account_no(accts[i], sizeof(accts[i]), 200 + (unsigned)i);
+		produce_account(accts[i], "create", 1, "Batch v1", 0);
+	}
+	flush_producer();
+	wait_caught_up();
+	/* batched: the updates of N records go in a few $batch requests */
+	long q0 = fo_requests();
+	for (int i = 0; i < N; i++)
+		produce_account(accts[i], "update", 2, "Batch v2", 0);
+	flush_producer();
+	wait_caught_up();
+	long batched = fo_requests() - q0;
+	/* DW_APPLY_BATCH_MAX=1: one request per event, a commit after each */
+	assert_int_equal(0, worker_stop("fo"));
+	worker_start("fo", "1");
+	q0 = fo_requests();
+	for (int i = 0; i < N; i++)
+		produce_account(accts[i], "update", 3, "Single v3", 0);
+	flush_producer();
+	wait_caught_up();
+	long single = fo_requests() - q0;
+	assert_int_equal(0, worker_stop("fo"));
+	worker_start("fo", "500");
+	for (int i = 0; i < N; i++)
+		assert_name(accts[i], "Single v3");
+	print_message("# batching: %d updates took %ld requests batched, %ld one per event\n", N, batched, single);
+	assert_int_equal(N, single);
+	assert_true(batched >= 1 && batched <= N / 4);
+}
+
 #define KILL_RECORDS 1000
 #define KILL_VERSIONS 10
 
@@ -822,7 +1063,13 @@ int main(void)
 		cmocka_unit_test(test_validation_error_goes_to_dlq_with_target_body),
 		cmocka_unit_test(test_fo_to_ce_create_update_delete),
 		cmocka_unit_test(test_round_trip_echoes_write_nothing),
-		cmocka_unit_test(test_sigkill_mid_batch_then_restart),
+		cmocka_unit_test(test_health_readiness_and_metrics),
+		cmocka_unit_test(test_paused_map_holds_backlog_then_catches_up_in_order),
+		cmocka_unit_test_teardown(test_outage_pauses_and_retries_without_loss, faults_off),
+		cmocka_unit_test_teardown(test_throttling_honours_retry_after_without_loss, faults_off),
+		cmocka_unit_test(test_conflict_on_target_change_is_resolved_by_policy),
+		cmocka_unit_test(test_batching_switch),
+		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -80,6 +80,12 @@ struct apply {
 	rd_kafka_topic_partition_list_t *paused;
 	unsigned consecutive_retries;
 	volatile sig_atomic_t *stop;
+	/* map state (rule 8) */
+	int map_paused;              /* the map is paused or failed: nothing is consumed */
+	long state_check_ms;         /* how often dw_map_state is read */
+	long long next_state_check_ms;
+	long long *err_times;        /* ring of the last threshold.count error times (ms) */
+	size_t err_next, err_count;
 };
 
 /* The batch result. */
@@ -98,6 +104,17 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 
 /* Resumes the partitions paused for a back-off once it has passed. */
 void apply_resume_due(struct apply *a);
+
+/* Reads the map's state when due (every state_check_ms) and pauses the whole assignment while the
+ * map is paused or failed, resuming it when it runs again. Returns 0, or -1 with errbuf when the
+ * state cannot be read (the caller goes on: the last known state holds). */
+int apply_check_map_state(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* A message polled while the map is paused goes back: seek its partition to it. */
+void apply_seek_back(struct apply *a, const struct kafka_message *m);
+
+/* Pauses partitions just assigned when the map is paused (call from the rebalance callback). */
+void apply_on_assigned(struct apply *a, const rd_kafka_topic_partition_list_t *parts);
 
 /* Registers the worker's metric families in reg. Returns 0 or -1 with errbuf. */
 int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbuf, size_t errlen)

@@ -471,6 +471,8 @@ done:
 	return 0;
 }
 
+static void note_error(struct apply *a, const char *what);
+
 /* Produces every dead letter of the batch and waits for delivery. Items whose dead letter was not
  * delivered turn into retries. */
 static int produce_dlq(struct apply *a, struct item *items, size_t n)
@@ -514,6 +516,7 @@ static int produce_dlq(struct apply *a, struct item *items, size_t n)
 		}
 		log_warn("event dead-lettered", "map", a->map->name, "reason", it->dlq_reason, "error", e, "topic",
 			 it->msg->topic, "partition", part, "offset", off);
+		note_error(a, e);
 		queued++;
 	}
 	if (queued == 0)
@@ -561,6 +564,104 @@ void apply_resume_due(struct apply *a)
 		log_info("partitions resumed after back-off", "map", a->map->name);
 	rd_kafka_topic_partition_list_destroy(a->paused);
 	a->paused = NULL;
+}
+
+/* Pauses (or resumes) everything assigned now. */
+static void pause_assignment(struct apply *a, int pause)
+{
+	rd_kafka_t *rk = kafka_consumer_handle(a->consumer);
+	rd_kafka_topic_partition_list_t *l = NULL;
+	if (rd_kafka_assignment(rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l)
+		return;
+	if (l->cnt > 0) {
+		rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(rk, l) : rd_kafka_resume_partitions(rk, l);
+		if (e)
+			log_warn(pause ? "pause failed" : "resume failed", "error", rd_kafka_err2str(e));
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+int apply_check_map_state(struct apply *a, char *errbuf, size_t errlen)
+{
+	long long now = apply_now_ms();
+	if (now < a->next_state_check_ms)
+		return 0;
+	a->next_state_check_ms = now + a->state_check_ms;
+	enum applystate_map_state st;
+	char *reason = NULL;
+	if (applystate_map_get(a->state, &st, &reason, errbuf, errlen) != 0)
+		return -1;
+	int paused = st != APPLYSTATE_MAP_RUNNING;
+	if (paused && !a->map_paused) {
+		pause_assignment(a, 1);
+		a->map_paused = 1;
+		log_warn("map paused: consumption stops, Kafka keeps the backlog", "map", a->map->name, "state",
+			 applystate_map_state_name(st), "reason", reason ? reason : "");
+		if (a->httpd)
+			httpd_set_ready(a->httpd, 1, NULL);
+	} else if (!paused && a->map_paused) {
+		if (a->paused) {
+			rd_kafka_topic_partition_list_destroy(a->paused);
+			a->paused = NULL;
+		}
+		pause_assignment(a, 0);
+		a->map_paused = 0;
+		a->err_count = 0;
+		log_info("map running again: catching up in order", "map", a->map->name);
+	}
+	free(reason);
+	return 0;
+}
+
+void apply_seek_back(struct apply *a, const struct kafka_message *m)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset;
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(kafka_consumer_handle(a->consumer), l, 10000);
+	if (e) {
+		log_warn("seek back failed; the message is redelivered after a restart", "error",
+			 rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+void apply_on_assigned(struct apply *a, const rd_kafka_topic_partition_list_t *parts)
+{
+	if (!a->map_paused || !parts || parts->cnt == 0)
+		return;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
+	rd_kafka_resp_err_t e = rd_kafka_pause_partitions(kafka_consumer_handle(a->consumer), l);
+	if (e)
+		log_warn("pause of new partitions failed", "error", rd_kafka_err2str(e));
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Counts one error against the map's threshold; crossing it marks the map failed with the reason
+ * (the next state check pauses it). */
+static void note_error(struct apply *a, const char *what)
+{
+	int limit = a->map->threshold.count;
+	if (limit <= 0 || !a->err_times)
+		return;
+	long long now = apply_now_ms();
+	a->err_times[a->err_next] = now;
+	a->err_next = (a->err_next + 1) % (size_t)limit;
+	if (a->err_count < (size_t)limit)
+		a->err_count++;
+	/* the oldest of the last `limit` errors is at err_next once the ring is full */
+	if (a->err_count < (size_t)limit || now - a->err_times[a->err_next] > a->map->threshold.window_ms)
+		return;
+	char reason[512], err[256];
+	snprintf(reason, sizeof(reason), "error threshold crossed: %d errors within %lld ms; last: %s", limit,
+		 a->map->threshold.window_ms, what);
+	if (applystate_map_set(a->state, APPLYSTATE_MAP_FAILED, reason, err, sizeof(err)) != 0) {
+		log_error("could not mark the map failed", "map", a->map->name, "error", err);
+		return;
+	}
+	log_error("map failed: pausing itself", "map", a->map->name, "reason", reason);
+	a->next_state_check_ms = 0;
+	a->err_count = 0;
 }
 
 /* Seeks each partition with a retry back to its first unapplied message and pauses it. */

@@ -22,6 +22,7 @@ static const char usage[] =
 	"  DW_APPLY_BATCH_MAX (500; 1 = one request per event and a commit after each),\n"
 	"  DW_APPLY_BATCH_WAIT_MS (20), DW_APPLY_HTTP_TIMEOUT_MS (30000), DW_APPLY_BACKOFF_MIN_MS (500),\n"
 	"  DW_APPLY_BACKOFF_MAX_MS (60000), DW_APPLY_DLQ_PARTITIONS (1), DW_APPLY_DLQ_REPLICATION (1),\n"
+	"  DW_APPLY_STATE_CHECK_MS (5000: how often the map's paused/failed state is read),\n"
 	"  DW_HTTP_ADDR, DW_HTTP_PORT (8080; /healthz /readyz /metrics), DW_KAFKA_* (librdkafka)\n"
 	"exit status: 0 clean shutdown, 1 failure, 2 usage error\n";
 
@@ -118,6 +119,8 @@ static void on_rebalance(int assigned, int lost, const rd_kafka_topic_partition_
 	snprintf(cnt, sizeof(cnt), "%d", parts ? parts->cnt : 0);
 	log_info(assigned ? "partitions assigned" : lost ? "partitions lost" : "partitions revoked", "map",
 		 a->map->name, "count", cnt);
+	if (assigned)
+		apply_on_assigned(a, parts);
 	if (!assigned && a->paused) {
 		/* pauses end with the assignment; the seek position goes with the committed offsets */
 		rd_kafka_topic_partition_list_destroy(a->paused);
@@ -171,13 +174,14 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000;
+	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_MAX", 500, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_HTTP_TIMEOUT_MS", 30000, 100, 600000, &http_timeout, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MIN_MS", 500, 1, 600000, &bmin, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MAX_MS", 60000, 1, 3600000, &bmax, err, sizeof(err)) != 0 ||
+	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
 	    httpd_config_load(&hc, err, sizeof(err)) != 0) {
 		log_error("configuration", "error", err);
 		goto out;
@@ -212,6 +216,11 @@ int main(int argc, char **argv)
 	a.backoff_min_ms = bmin;
 	a.backoff_max_ms = bmax < bmin ? bmin : bmax;
 	a.stop = &stop_requested;
+	a.state_check_ms = state_check;
+	if (a.map->threshold.count > 0 && !(a.err_times = calloc((size_t)a.map->threshold.count, sizeof(long long)))) {
+		log_error("out of memory", "where", "error threshold");
+		goto out;
+	}
 	{
 		char table[160], entity[130];
 		const char *e = map_side_of(a.map, a.from)->entity;
@@ -307,6 +316,8 @@ int main(int argc, char **argv)
 	exit_code = 0;
 	while (!stop_requested) {
 		httpd_heartbeat(httpd);
+		if (apply_check_map_state(&a, err, sizeof(err)) != 0)
+			log_warn("map state not read; keeping the last known", "error", err);
 		apply_resume_due(&a);
 		/* fill a batch: wait for the first message, then up to batch_wait_ms for more */
 		long long deadline = 0;
@@ -333,6 +344,12 @@ int main(int argc, char **argv)
 				if (nbatch == 0)
 					break;
 				continue;
+			}
+			if (a.map_paused) {
+				/* fetched before the pause took effect: leave it for later */
+				apply_seek_back(&a, m);
+				kafka_message_free(m);
+				break;
 			}
 			if (nbatch == 0)
 				deadline = apply_now_ms() + a.batch_wait_ms;
@@ -361,6 +378,7 @@ out:
 	if (a.paused)
 		rd_kafka_topic_partition_list_destroy(a.paused);
 	free(batch);
+	free(a.err_times);
 	if (consumer) {
 		char cerr[256];
 		if (kafka_consumer_commit(consumer, cerr, sizeof(cerr)) != 0)
