@@ -73,6 +73,31 @@ static void test_token_endpoint_success_and_identity_platform_errors(void **stat
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 
+	/* Client credentials in HTTP Basic instead of the form. */
+	{
+		char cred[512], b64[1024], hdr[1100];
+		snprintf(cred, sizeof(cred), "%s:%s", harness_env("DW_CE_CLIENT_ID"), harness_env("DW_CE_CLIENT_SECRET"));
+		static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		size_t n = strlen(cred), o = 0;
+		for (size_t i = 0; i < n; i += 3) {
+			unsigned v = (unsigned)(unsigned char)cred[i] << 16;
+			if (i + 1 < n)
+				v |= (unsigned)(unsigned char)cred[i + 1] << 8;
+			if (i + 2 < n)
+				v |= (unsigned char)cred[i + 2];
+			b64[o++] = al[(v >> 18) & 63];
+			b64[o++] = al[(v >> 12) & 63];
+			b64[o++] = i + 1 < n ? al[(v >> 6) & 63] : '=';
+			b64[o++] = i + 2 < n ? al[v & 63] : '=';
+		}
+		b64[o] = '\0';
+		snprintf(hdr, sizeof(hdr), "Authorization: Basic %s", b64);
+		const char *h[] = {"Content-Type: application/x-www-form-urlencoded", hdr, NULL};
+		emu_http("POST", harness_env("DW_CE_TOKEN_URL"), h, "grant_type=client_credentials&scope=x%2F.default", &r);
+		assert_int_equal(r.status, 200);
+		emu_resp_free(&r);
+	}
+
 	token_request("grant_type=password&client_id=a&client_secret=b&scope=x%2F.default", &r);
 	assert_int_equal(r.status, 400);
 	j = emu_json(&r);
