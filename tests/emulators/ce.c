@@ -793,7 +793,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "DELETE") == 0) {
 		if (r == RES_MISSING) {
 			key_detail(e, &key, id, detail, sizeof(detail));
-			api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, detail);
+			api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, *id ? id : detail);
 			goto out;
 		}
 		if (strcmp(req->method, "DELETE") == 0) {
@@ -825,7 +825,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	}
 	if (server_request_header(req, "If-Match")) {
 		key_detail(e, &key, id, detail, sizeof(detail));
-		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, detail);
+		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, *id ? id : detail);
 		goto out;
 	}
 	if (alt && add_url_key(a, e, alt, &key, body) < 0) {

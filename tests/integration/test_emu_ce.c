@@ -168,6 +168,9 @@ static void test_patch_upsert_and_conditional_headers(void **state)
 	/* If-Match: * prevents create: 404 when missing. */
 	call("PATCH", rel, body, "If-Match: *", NULL, &r);
 	assert_int_equal(r.status, 404);
+	char expect[128];
+	snprintf(expect, sizeof(expect), "cdm_company With Id = %s Does Not Exist", id);
+	assert_non_null(strstr(r.body, expect));
 	emu_resp_free(&r);
 	/* Plain PATCH upserts: creates the row with the URL's id. */
 	call("PATCH", rel, body, NULL, NULL, &r);
