@@ -331,6 +331,18 @@ cJSON *api_render(const struct api *a, const struct schema_entity *e, const stru
 	return o;
 }
 
+void api_apply_defaults(const struct schema_entity *e, cJSON *data)
+{
+	for (size_t i = 0; i < e->n_fields; i++) {
+		const struct schema_field *f = &e->fields[i];
+		if (!f->default_value || f->type == SCHEMA_T_LOOKUP || cJSON_GetObjectItemCaseSensitive(data, f->name))
+			continue;
+		cJSON *v = cJSON_Duplicate(f->default_value, 1);
+		if (v)
+			cJSON_AddItemToObject(data, f->name, v);
+	}
+}
+
 enum query_type api_field_query_type(void *ctx, const char *name)
 {
 	const struct schema_entity *e = ctx;

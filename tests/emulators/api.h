@@ -112,6 +112,10 @@ cJSON *api_keys_json(const struct api *a, const struct schema_entity *e, const c
 cJSON *api_render(const struct api *a, const struct schema_entity *e, const struct estore_record *rec,
 		  char *const *select, size_t nselect);
 
+/* Sets every field the body left out to its schema default (statecode 0, FO decimals 0...), as
+ * the services do on create. Lookups are skipped. */
+void api_apply_defaults(const struct schema_entity *e, cJSON *data);
+
 /* The query type of a field name (callback for query_to_sql); ctx is the schema_entity. */
 enum query_type api_field_query_type(void *ctx, const char *name);
 

@@ -333,6 +333,7 @@ static int do_create(struct api *a, struct api_txn *t, const struct schema_entit
 		goto oom;
 	if (apply_body(a, t, e, body, data, resp) < 0)
 		goto out;
+	api_apply_defaults(e, data);
 	if (e->id_field) {
 		cJSON_DeleteItemFromObjectCaseSensitive(data, e->id_field);
 		cJSON_AddStringToObject(data, e->id_field, id);

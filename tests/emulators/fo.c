@@ -169,6 +169,7 @@ static void do_create(struct api *a, struct api_txn *t, const struct schema_enti
 	data = cJSON_CreateObject();
 	if (!data || apply_body(e, body, data) < 0)
 		goto oom;
+	api_apply_defaults(e, data);
 	text = api_key_text(e, &e->primary_key, data);
 	if (!text) {
 		api_std_error(a, resp, SCHEMA_E_BAD_REQUEST, e, "Every key field must be given.");

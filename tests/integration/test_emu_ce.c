@@ -118,7 +118,14 @@ static void test_return_representation_gives_201_with_body(void **state)
 	assert_int_equal(r.status, 201);
 	cJSON *j = emu_json(&r);
 	assert_string_equal(cJSON_GetObjectItem(j, "cdm_companycode")->valuestring, code);
-	assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "@odata.etag")));
+	const cJSON *tag = cJSON_GetObjectItem(j, "@odata.etag");
+	assert_true(cJSON_IsString(tag));
+	/* defaults set on create, and the ETag is the versionnumber */
+	assert_int_equal((int)cJSON_GetObjectItem(j, "statecode")->valuedouble, 0);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "statuscode")->valuedouble, 1);
+	char expect[64];
+	snprintf(expect, sizeof(expect), "W/\"%.0f\"", cJSON_GetObjectItem(j, "versionnumber")->valuedouble);
+	assert_string_equal(tag->valuestring, expect);
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	free(code);
