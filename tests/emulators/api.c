@@ -508,7 +508,7 @@ static cJSON *context_for(const struct api *a, const char *set, char *const *sel
 	return s;
 }
 
-void api_collection_get(struct api *a, const struct schema_entity *e, const char *set,
+void api_collection_get(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
 			const struct server_request *req, const char *company, long long track_version,
 			struct server_response *resp)
 {
@@ -589,7 +589,7 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 		if (!where)
 			goto oom;
 	}
-	if (estore_query(a->store, NULL, e->set_names[0], where, params, (int)np, sql.order_by, (long)want + 1,
+	if (estore_query(a->store, t->tx, e->set_names[0], where, params, (int)np, sql.order_by, (long)want + 1,
 			 (long)offset, &recs, &n, err, sizeof(err)) < 0) {
 		log_error("store: query failed", "entity", set, "error", err);
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
@@ -608,7 +608,7 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 	cJSON_AddItemToObject(root, "@odata.context", context_for(a, set, q.select, q.nselect, NULL));
 	if (q.count == 1) {
 		long long total = 0;
-		if (estore_count(a->store, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
+		if (estore_count(a->store, t->tx, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
 			log_error("store: count failed", "entity", set, "error", err);
 			api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
 			goto out;

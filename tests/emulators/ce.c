@@ -579,7 +579,7 @@ out:
 	return;
 }
 
-static void do_delta(struct api *a, const struct schema_entity *e, const char *set, const struct server_request *req,
+static void do_delta(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set, const struct server_request *req,
 		     struct server_response *resp)
 {
 	struct query q;
@@ -613,7 +613,7 @@ static void do_delta(struct api *a, const struct schema_entity *e, const char *s
 		}
 	}
 	long long next = 0;
-	if (estore_changes(a->store, e->set_names[0], since, a->max_page, &recs, &n, &next, err, sizeof(err)) < 0) {
+	if (estore_changes(a->store, t->tx, e->set_names[0], since, a->max_page, &recs, &n, &next, err, sizeof(err)) < 0) {
 		store_error(a, resp, "changes", err);
 		goto out;
 	}
@@ -743,16 +743,16 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 			char *dt = server_request_query_param(req, "$deltatoken");
 			if (dt) {
 				free(dt);
-				do_delta(a, e, set, req, resp);
+				do_delta(a, t, e, set, req, resp);
 				return;
 			}
 			long long track = -1;
 			if (api_prefer(req, "odata.track-changes") &&
-			    estore_max_version(a->store, e->set_names[0], &track, err, sizeof(err)) < 0) {
+			    estore_max_version(a->store, t->tx, e->set_names[0], &track, err, sizeof(err)) < 0) {
 				store_error(a, resp, "max version", err);
 				return;
 			}
-			api_collection_get(a, e, set, req, NULL, track, resp);
+			api_collection_get(a, t, e, set, req, NULL, track, resp);
 		} else if (strcmp(req->method, "POST") == 0) {
 			body = api_parse_body(a, req, resp);
 			if (body)

@@ -332,7 +332,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 			char *cc = server_request_query_param(req, "cross-company");
 			int cross = cc && strcasecmp(cc, "true") == 0;
 			free(cc);
-			api_collection_get(a, e, set, req, cross ? NULL : a->schema->default_company, -1, resp);
+			api_collection_get(a, t, e, set, req, cross ? NULL : a->schema->default_company, -1, resp);
 		} else if (strcmp(req->method, "POST") == 0) {
 			body = api_parse_body(a, req, resp);
 			if (body)

@@ -267,6 +267,48 @@ static void test_concurrency_limit_gives_429_with_0x80072326(void **state)
 	free(tok);
 }
 
+static void test_many_parallel_reads_all_served(void **state)
+{
+	(void)state;
+	/* More parallel requests than the emulator has PostgreSQL connections (16): each must still
+	 * be answered (no request may wait for a second connection while holding one). */
+	enum { N = 40 };
+	char *tok = emu_token("CE");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies?$top=5&$count=true", harness_env("DW_CE_URL"));
+	CURLM *m = curl_multi_init();
+	CURL *c[N];
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	for (int i = 0; i < N; i++) {
+		c[i] = curl_easy_init();
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, emu_body_cb);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, NULL);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 20000L);
+		curl_multi_add_handle(m, c[i]);
+	}
+	int running = 1;
+	while (running) {
+		curl_multi_perform(m, &running);
+		if (running)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		long status = 0;
+		curl_easy_getinfo(c[i], CURLINFO_RESPONSE_CODE, &status);
+		ok += status == 200;
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+	}
+	curl_slist_free_all(h);
+	curl_multi_cleanup(m);
+	assert_int_equal(ok, N);
+	free(tok);
+}
+
 static void test_outage_and_error_rate_faults(void **state)
 {
 	(void)state;
@@ -395,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_expired_token_gets_401),
 		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
 		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
+		cmocka_unit_test(test_many_parallel_reads_all_served),
 		cmocka_unit_test(test_outage_and_error_rate_faults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
 		cmocka_unit_test(test_body_over_the_cap_gets_413),
