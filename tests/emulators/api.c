@@ -791,8 +791,6 @@ static int run_one(struct batch_state *st, struct api_txn *t, const struct odata
 	br->headers = bh;
 	br->nheaders = 0;
 	for (size_t i = 0; i < resp->nheaders; i++) {
-		if (strcasecmp(resp->headers[i].name, "OData-Version") == 0 && br->nheaders > 0)
-			continue;
 		bh[br->nheaders].name = resp->headers[i].name;
 		bh[br->nheaders].value = resp->headers[i].value;
 		br->nheaders++;
