@@ -904,7 +904,6 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 		rp->responses = &st.bresp[first];
 		rp->nresponses = st.nresp - first;
 	}
-	/* Changeset failures compacted the response array: rebuild contiguous views per part. */
 	char bid[37];
 	estore_new_guid(bid);
 	char *body = NULL, *ctype = NULL;
