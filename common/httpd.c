@@ -508,6 +508,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (st->answered)
 		return MHD_YES;
+	/* Answer once: a handler must never run twice for one request, whatever libmicrohttpd does. */
+	st->answered = 1;
 	if (st->too_large)
 		return too_large(conn, st->route);
 	if (!st->route)
