@@ -59,7 +59,8 @@ struct http_header {
 	const char *value;
 };
 
-/* A request; everything is borrowed for the duration of http_do(). */
+/* A request; everything is borrowed for the duration of http_do(). Header names must be HTTP
+ * tokens, values must not hold CR or LF, and each "Name: value" line is at most 8191 bytes. */
 struct http_request {
 	const char *method;                /* "GET", "POST", "PATCH", "PUT", "DELETE", ... */
 	const char *url;                   /* absolute http:// or https:// URL */
