@@ -10,12 +10,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SECRETS_MAX 64
+#define SECRETS_MAX 64  /* configured secrets, kept for the life of the process */
+#define ROTATING_MAX 16 /* short-lived secrets (tokens); the oldest are forgotten first */
 
 static char program_name[64] = "dualwrite";
 static int min_level = LOG_INFO;
 static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *secrets[SECRETS_MAX];
+/* secrets[0..npermanent) are permanent; secrets[npermanent..nsecrets) rotate. */
+static char *secrets[SECRETS_MAX + ROTATING_MAX];
+static size_t npermanent;
 static size_t nsecrets;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
@@ -47,26 +50,59 @@ int log_enabled(enum log_level level)
 	return (int)level >= min_level;
 }
 
+static int secret_known(const char *value)
+{
+	for (size_t i = 0; i < nsecrets; i++)
+		if (strcmp(secrets[i], value) == 0)
+			return 1;
+	return 0;
+}
+
 int log_secret_add(const char *value)
 {
 	if (!value || strlen(value) < 4)
 		return 0;
 	int rc = 0;
 	pthread_mutex_lock(&secrets_lock);
-	for (size_t i = 0; i < nsecrets; i++)
-		if (strcmp(secrets[i], value) == 0)
-			goto out;
-	if (nsecrets == SECRETS_MAX) {
-		/* Drop the oldest: a process with this many secrets rotates them. */
-		free(secrets[0]);
-		memmove(secrets, secrets + 1, (SECRETS_MAX - 1) * sizeof(*secrets));
+	if (secret_known(value))
+		goto out;
+	if (npermanent == SECRETS_MAX) {
+		rc = -1;
+		goto out;
+	}
+	char *copy = strdup(value);
+	if (!copy) {
+		rc = -1;
+		goto out;
+	}
+	/* Keep permanent secrets in front of the rotating ones. */
+	memmove(secrets + npermanent + 1, secrets + npermanent, (nsecrets - npermanent) * sizeof(*secrets));
+	secrets[npermanent++] = copy;
+	nsecrets++;
+out:
+	pthread_mutex_unlock(&secrets_lock);
+	return rc;
+}
+
+int log_secret_add_rotating(const char *value)
+{
+	if (!value || strlen(value) < 4)
+		return 0;
+	int rc = 0;
+	pthread_mutex_lock(&secrets_lock);
+	if (secret_known(value))
+		goto out;
+	char *copy = strdup(value);
+	if (!copy) {
+		rc = -1;
+		goto out;
+	}
+	if (nsecrets - npermanent == ROTATING_MAX) {
+		free(secrets[npermanent]);
+		memmove(secrets + npermanent, secrets + npermanent + 1, (ROTATING_MAX - 1) * sizeof(*secrets));
 		nsecrets--;
 	}
-	secrets[nsecrets] = strdup(value);
-	if (!secrets[nsecrets])
-		rc = -1;
-	else
-		nsecrets++;
+	secrets[nsecrets++] = copy;
 out:
 	pthread_mutex_unlock(&secrets_lock);
 	return rc;
@@ -78,6 +114,7 @@ void log_secret_clear(void)
 	for (size_t i = 0; i < nsecrets; i++)
 		free(secrets[i]);
 	nsecrets = 0;
+	npermanent = 0;
 	pthread_mutex_unlock(&secrets_lock);
 }
 

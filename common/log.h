@@ -26,9 +26,14 @@ int log_level_parse(const char *text);
 /* Returns non-zero when lines at `level` are written. */
 int log_enabled(enum log_level level);
 
-/* Registers a secret value (copied); later lines never contain it. Values shorter than 4 bytes are
- * ignored (too short to mask without mangling ordinary text). Returns 0 or -1 when out of memory. */
+/* Registers a configured secret (copied) for the life of the process; later lines never contain
+ * it. Values shorter than 4 bytes are ignored (too short to mask without mangling ordinary text).
+ * Returns 0, or -1 when out of memory or when 64 permanent secrets are already held. */
 int log_secret_add(const char *value);
+
+/* Registers a short-lived secret such as an access token. The 16 newest are kept; older ones are
+ * forgotten first (they have expired), never the permanent ones. Returns 0 or -1 when out of memory. */
+int log_secret_add_rotating(const char *value);
 
 /* Forgets every registered secret (tests). */
 void log_secret_clear(void);

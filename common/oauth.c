@@ -297,14 +297,8 @@ static int fetch(struct oauth *o, char *errbuf, size_t errlen)
 		goto out;
 	}
 	char *copy = strdup(tok);
-	if (!copy || log_secret_add(copy) != 0) {
-		free_secret(copy);
-		snprintf(errbuf, errlen, "oauth: out of memory");
-		goto out;
-	}
-	/* The logger forgets its oldest secrets when it holds many (each refresh adds one): register the
-	 * client secret again so token rotation never pushes it out. */
-	if (log_secret_add(o->cfg.client_secret) != 0) {
+	/* Tokens rotate: the logger forgets expired ones first, never the client secret. */
+	if (!copy || log_secret_add_rotating(copy) != 0) {
 		free_secret(copy);
 		snprintf(errbuf, errlen, "oauth: out of memory");
 		goto out;

@@ -8,7 +8,7 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$top/
 
 pkgs=(build-essential pkg-config librdkafka-dev libcurl4-openssl-dev libcjson-dev libpq-dev
       libmicrohttpd-dev libcmocka-dev postgresql-15 postgresql-client-15 openjdk-17-jre-headless
-      maven curl valgrind procps iproute2 ca-certificates)
+      maven curl valgrind procps iproute2 ca-certificates python3-jsonschema)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -90,6 +90,9 @@ static void record(struct admin_deps *d, const struct server_request *req, const
 			if (rc == 0)
 				rc = estore_find(tx, e->set_names[0], kname, text, id, err, sizeof(err));
 			free(text);
+			/* Give the connection back before estore_peek takes one. */
+			estore_rollback(tx);
+			tx = NULL;
 			if (rc != 0) {
 				admin_error(resp, rc == ESTORE_NOTFOUND ? 404 : 500, "No record with that key.");
 				goto out;

@@ -331,6 +331,18 @@ cJSON *api_render(const struct api *a, const struct schema_entity *e, const stru
 	return o;
 }
 
+void api_apply_defaults(const struct schema_entity *e, cJSON *data)
+{
+	for (size_t i = 0; i < e->n_fields; i++) {
+		const struct schema_field *f = &e->fields[i];
+		if (!f->default_value || f->type == SCHEMA_T_LOOKUP || cJSON_GetObjectItemCaseSensitive(data, f->name))
+			continue;
+		cJSON *v = cJSON_Duplicate(f->default_value, 1);
+		if (v)
+			cJSON_AddItemToObject(data, f->name, v);
+	}
+}
+
 enum query_type api_field_query_type(void *ctx, const char *name)
 {
 	const struct schema_entity *e = ctx;
@@ -496,7 +508,7 @@ static cJSON *context_for(const struct api *a, const char *set, char *const *sel
 	return s;
 }
 
-void api_collection_get(struct api *a, const struct schema_entity *e, const char *set,
+void api_collection_get(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
 			const struct server_request *req, const char *company, long long track_version,
 			struct server_response *resp)
 {
@@ -577,7 +589,7 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 		if (!where)
 			goto oom;
 	}
-	if (estore_query(a->store, NULL, e->set_names[0], where, params, (int)np, sql.order_by, (long)want + 1,
+	if (estore_query(a->store, t->tx, e->set_names[0], where, params, (int)np, sql.order_by, (long)want + 1,
 			 (long)offset, &recs, &n, err, sizeof(err)) < 0) {
 		log_error("store: query failed", "entity", set, "error", err);
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
@@ -596,7 +608,7 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 	cJSON_AddItemToObject(root, "@odata.context", context_for(a, set, q.select, q.nselect, NULL));
 	if (q.count == 1) {
 		long long total = 0;
-		if (estore_count(a->store, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
+		if (estore_count(a->store, t->tx, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
 			log_error("store: count failed", "entity", set, "error", err);
 			api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
 			goto out;
@@ -779,8 +791,6 @@ static int run_one(struct batch_state *st, struct api_txn *t, const struct odata
 	br->headers = bh;
 	br->nheaders = 0;
 	for (size_t i = 0; i < resp->nheaders; i++) {
-		if (strcasecmp(resp->headers[i].name, "OData-Version") == 0 && br->nheaders > 0)
-			continue;
 		bh[br->nheaders].name = resp->headers[i].name;
 		bh[br->nheaders].value = resp->headers[i].value;
 		br->nheaders++;
@@ -894,7 +904,6 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 		rp->responses = &st.bresp[first];
 		rp->nresponses = st.nresp - first;
 	}
-	/* Changeset failures compacted the response array: rebuild contiguous views per part. */
 	char bid[37];
 	estore_new_guid(bid);
 	char *body = NULL, *ctype = NULL;

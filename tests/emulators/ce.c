@@ -333,6 +333,7 @@ static int do_create(struct api *a, struct api_txn *t, const struct schema_entit
 		goto oom;
 	if (apply_body(a, t, e, body, data, resp) < 0)
 		goto out;
+	api_apply_defaults(e, data);
 	if (e->id_field) {
 		cJSON_DeleteItemFromObjectCaseSensitive(data, e->id_field);
 		cJSON_AddStringToObject(data, e->id_field, id);
@@ -578,7 +579,7 @@ out:
 	return;
 }
 
-static void do_delta(struct api *a, const struct schema_entity *e, const char *set, const struct server_request *req,
+static void do_delta(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set, const struct server_request *req,
 		     struct server_response *resp)
 {
 	struct query q;
@@ -612,7 +613,7 @@ static void do_delta(struct api *a, const struct schema_entity *e, const char *s
 		}
 	}
 	long long next = 0;
-	if (estore_changes(a->store, e->set_names[0], since, a->max_page, &recs, &n, &next, err, sizeof(err)) < 0) {
+	if (estore_changes(a->store, t->tx, e->set_names[0], since, a->max_page, &recs, &n, &next, err, sizeof(err)) < 0) {
 		store_error(a, resp, "changes", err);
 		goto out;
 	}
@@ -742,16 +743,16 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 			char *dt = server_request_query_param(req, "$deltatoken");
 			if (dt) {
 				free(dt);
-				do_delta(a, e, set, req, resp);
+				do_delta(a, t, e, set, req, resp);
 				return;
 			}
 			long long track = -1;
 			if (api_prefer(req, "odata.track-changes") &&
-			    estore_max_version(a->store, e->set_names[0], &track, err, sizeof(err)) < 0) {
+			    estore_max_version(a->store, t->tx, e->set_names[0], &track, err, sizeof(err)) < 0) {
 				store_error(a, resp, "max version", err);
 				return;
 			}
-			api_collection_get(a, e, set, req, NULL, track, resp);
+			api_collection_get(a, t, e, set, req, NULL, track, resp);
 		} else if (strcmp(req->method, "POST") == 0) {
 			body = api_parse_body(a, req, resp);
 			if (body)
@@ -793,7 +794,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "DELETE") == 0) {
 		if (r == RES_MISSING) {
 			key_detail(e, &key, id, detail, sizeof(detail));
-			api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, detail);
+			api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, *id ? id : detail);
 			goto out;
 		}
 		if (strcmp(req->method, "DELETE") == 0) {
@@ -825,7 +826,7 @@ void ce_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	}
 	if (server_request_header(req, "If-Match")) {
 		key_detail(e, &key, id, detail, sizeof(detail));
-		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, detail);
+		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, *id ? id : detail);
 		goto out;
 	}
 	if (alt && add_url_key(a, e, alt, &key, body) < 0) {

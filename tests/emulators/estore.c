@@ -45,6 +45,7 @@ struct estore_tx {
 };
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
+static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
 	"CREATE SEQUENCE IF NOT EXISTS emu_version",
@@ -771,13 +772,7 @@ int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, con
 	p[0] = entity;
 	for (int i = 0; i < nparams; i++)
 		p[i + 1] = params[i];
-	PGconn *c;
-	if (tx) {
-		c = tx->conn;
-	} else {
-		idx = checkout(s);
-		c = s->conns[idx];
-	}
+	PGconn *c = read_conn(s, tx, &idx);
 	r = PQexecParams(c, sql, nparams + 1, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "query", c, r);
@@ -793,8 +788,21 @@ out:
 	return rc;
 }
 
-int estore_count(struct estore *s, const char *entity, const char *where_sql, const char *const *params, int nparams,
-		 long long *out, char *errbuf, size_t errlen)
+/* The connection for a read: the transaction's, or a pooled one (*idx >= 0 to give back). A read
+ * inside an open transaction must use its connection: taking a second one could wait forever once
+ * every pooled connection is held by a transaction doing the same. */
+static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx)
+{
+	if (tx) {
+		*idx = -1;
+		return tx->conn;
+	}
+	*idx = checkout(s);
+	return s->conns[*idx];
+}
+
+int estore_count(struct estore *s, struct estore_tx *tx, const char *entity, const char *where_sql,
+		 const char *const *params, int nparams, long long *out, char *errbuf, size_t errlen)
 {
 	int rc = ESTORE_EDB;
 	char *sql = NULL;
@@ -819,10 +827,10 @@ int estore_count(struct estore *s, const char *entity, const char *where_sql, co
 	p[0] = entity;
 	for (int i = 0; i < nparams; i++)
 		p[i + 1] = params[i];
-	idx = checkout(s);
-	r = PQexecParams(s->conns[idx], sql, nparams + 1, NULL, p, NULL, NULL, 0);
+	PGconn *c = read_conn(s, tx, &idx);
+	r = PQexecParams(c, sql, nparams + 1, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "count", s->conns[idx], r);
+		pg_err(errbuf, errlen, "count", c, r);
 		goto out;
 	}
 	*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -836,77 +844,76 @@ out:
 	return rc;
 }
 
-int estore_max_version(struct estore *s, const char *entity, long long *out, char *errbuf, size_t errlen)
+static int max_version_on(PGconn *c, const char *entity, long long *out, char *errbuf, size_t errlen)
 {
-	int idx = checkout(s);
 	const char *p[] = {entity};
-	PGresult *r = PQexecParams(s->conns[idx], "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1",
-				   1, NULL, p, NULL, NULL, 0);
+	PGresult *r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p,
+				   NULL, NULL, 0);
 	int rc = 0;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "max version", s->conns[idx], r);
+		pg_err(errbuf, errlen, "max version", c, r);
 		rc = ESTORE_EDB;
 	} else {
 		*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	}
 	PQclear(r);
-	checkin(s, idx);
 	return rc;
 }
 
-int estore_changes(struct estore *s, const char *entity, long long since, long limit, struct estore_record **out,
-		   size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
+int estore_max_version(struct estore *s, struct estore_tx *tx, const char *entity, long long *out, char *errbuf,
+		       size_t errlen)
+{
+	int idx;
+	PGconn *c = read_conn(s, tx, &idx);
+	int rc = max_version_on(c, entity, out, errbuf, errlen);
+	if (idx >= 0)
+		checkin(s, idx);
+	return rc;
+}
+
+int estore_changes(struct estore *s, struct estore_tx *tx, const char *entity, long long since, long limit,
+		   struct estore_record **out, size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
 {
 	int rc = ESTORE_EDB;
-	int idx = checkout(s);
-	PGconn *c = s->conns[idx];
+	int idx;
+	PGconn *c = read_conn(s, tx, &idx);
 	PGresult *r = NULL;
-	char since_s[32], limit_s[32];
-	snprintf(since_s, sizeof(since_s), "%lld", since);
-	snprintf(limit_s, sizeof(limit_s), "%ld", limit);
-	const char *p[] = {entity, since_s, limit_s};
+	long long top = 0;
 	*out = NULL;
 	*n = 0;
-	/* One snapshot for the rows and the new token. */
-	if (exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", errbuf, errlen) < 0)
+	/* The token first, then the rows up to it: a row committed in between waits for the next read. */
+	if (max_version_on(c, entity, &top, errbuf, errlen) < 0)
 		goto out;
+	char since_s[32], limit_s[32], top_s[32];
+	snprintf(since_s, sizeof(since_s), "%lld", since);
+	snprintf(limit_s, sizeof(limit_s), "%ld", limit);
+	snprintf(top_s, sizeof(top_s), "%lld", top);
+	const char *p[] = {entity, since_s, limit_s, top_s};
 	r = PQexecParams(c,
 			 "SELECT " RECORD_COLS " FROM (SELECT * FROM emu_record WHERE entity = $1 AND"
-			 " version > $2::bigint ORDER BY version LIMIT $3::bigint) r ORDER BY deleted, version",
-			 3, NULL, p, NULL, NULL, 0);
+			 " version > $2::bigint AND version <= $4::bigint ORDER BY version LIMIT $3::bigint) r"
+			 " ORDER BY deleted, version",
+			 4, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "changes", c, r);
 		goto out;
 	}
 	if (rows_to_records(r, out, n, errbuf, errlen) < 0)
 		goto out;
-	PQclear(r);
-	r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p, NULL,
-			 NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "max version", c, r);
-		estore_records_free(*out, *n);
-		*out = NULL;
-		*n = 0;
-		goto out;
-	}
-	*max_version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	*max_version_out = top > since ? top : since;
 	if ((long)*n >= limit) {
 		/* A full page: the next token continues right after the newest row returned. */
-		long long top = since;
+		long long last = since;
 		for (size_t i = 0; i < *n; i++)
-			if ((*out)[i].version > top)
-				top = (*out)[i].version;
-		*max_version_out = top;
+			if ((*out)[i].version > last)
+				last = (*out)[i].version;
+		*max_version_out = last;
 	}
 	rc = 0;
 out:
 	PQclear(r);
-	{
-		char ignore[128];
-		(void)exec_ok(c, rc == 0 ? "COMMIT" : "ROLLBACK", ignore, sizeof(ignore));
-	}
-	checkin(s, idx);
+	if (idx >= 0)
+		checkin(s, idx);
 	return rc;
 }
 

@@ -34,6 +34,8 @@ static inline size_t emu_body_cb(char *p, size_t sz, size_t n, void *ud)
 {
 	struct emu_resp *r = ud;
 	size_t add = sz * n;
+	if (!r) /* body not wanted */
+		return add;
 	if (r->len + add > EMU_BODY_MAX)
 		return 0;
 	char *nb = realloc(r->body, r->len + add + 1);

@@ -118,7 +118,14 @@ static void test_return_representation_gives_201_with_body(void **state)
 	assert_int_equal(r.status, 201);
 	cJSON *j = emu_json(&r);
 	assert_string_equal(cJSON_GetObjectItem(j, "cdm_companycode")->valuestring, code);
-	assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "@odata.etag")));
+	const cJSON *tag = cJSON_GetObjectItem(j, "@odata.etag");
+	assert_true(cJSON_IsString(tag));
+	/* defaults set on create, and the ETag is the versionnumber */
+	assert_int_equal((int)cJSON_GetObjectItem(j, "statecode")->valuedouble, 0);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "statuscode")->valuedouble, 1);
+	char expect[64];
+	snprintf(expect, sizeof(expect), "W/\"%.0f\"", cJSON_GetObjectItem(j, "versionnumber")->valuedouble);
+	assert_string_equal(tag->valuestring, expect);
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	free(code);
@@ -168,6 +175,9 @@ static void test_patch_upsert_and_conditional_headers(void **state)
 	/* If-Match: * prevents create: 404 when missing. */
 	call("PATCH", rel, body, "If-Match: *", NULL, &r);
 	assert_int_equal(r.status, 404);
+	char expect[128];
+	snprintf(expect, sizeof(expect), "cdm_company With Id = %s Does Not Exist", id);
+	assert_non_null(strstr(r.body, expect));
 	emu_resp_free(&r);
 	/* Plain PATCH upserts: creates the row with the URL's id. */
 	call("PATCH", rel, body, NULL, NULL, &r);

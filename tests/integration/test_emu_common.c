@@ -73,6 +73,31 @@ static void test_token_endpoint_success_and_identity_platform_errors(void **stat
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 
+	/* Client credentials in HTTP Basic instead of the form. */
+	{
+		char cred[512], b64[1024], hdr[1100];
+		snprintf(cred, sizeof(cred), "%s:%s", harness_env("DW_CE_CLIENT_ID"), harness_env("DW_CE_CLIENT_SECRET"));
+		static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		size_t n = strlen(cred), o = 0;
+		for (size_t i = 0; i < n; i += 3) {
+			unsigned v = (unsigned)(unsigned char)cred[i] << 16;
+			if (i + 1 < n)
+				v |= (unsigned)(unsigned char)cred[i + 1] << 8;
+			if (i + 2 < n)
+				v |= (unsigned char)cred[i + 2];
+			b64[o++] = al[(v >> 18) & 63];
+			b64[o++] = al[(v >> 12) & 63];
+			b64[o++] = i + 1 < n ? al[(v >> 6) & 63] : '=';
+			b64[o++] = i + 2 < n ? al[v & 63] : '=';
+		}
+		b64[o] = '\0';
+		snprintf(hdr, sizeof(hdr), "Authorization: Basic %s", b64);
+		const char *h[] = {"Content-Type: application/x-www-form-urlencoded", hdr, NULL};
+		emu_http("POST", harness_env("DW_CE_TOKEN_URL"), h, "grant_type=client_credentials&scope=x%2F.default", &r);
+		assert_int_equal(r.status, 200);
+		emu_resp_free(&r);
+	}
+
 	token_request("grant_type=password&client_id=a&client_secret=b&scope=x%2F.default", &r);
 	assert_int_equal(r.status, 400);
 	j = emu_json(&r);
@@ -242,6 +267,48 @@ static void test_concurrency_limit_gives_429_with_0x80072326(void **state)
 	free(tok);
 }
 
+static void test_many_parallel_reads_all_served(void **state)
+{
+	(void)state;
+	/* More parallel requests than the emulator has PostgreSQL connections (16): each must still
+	 * be answered (no request may wait for a second connection while holding one). */
+	enum { N = 40 };
+	char *tok = emu_token("CE");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies?$top=5&$count=true", harness_env("DW_CE_URL"));
+	CURLM *m = curl_multi_init();
+	CURL *c[N];
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	for (int i = 0; i < N; i++) {
+		c[i] = curl_easy_init();
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, emu_body_cb);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, NULL);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 20000L);
+		curl_multi_add_handle(m, c[i]);
+	}
+	int running = 1;
+	while (running) {
+		curl_multi_perform(m, &running);
+		if (running)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		long status = 0;
+		curl_easy_getinfo(c[i], CURLINFO_RESPONSE_CODE, &status);
+		ok += status == 200;
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+	}
+	curl_slist_free_all(h);
+	curl_multi_cleanup(m);
+	assert_int_equal(ok, N);
+	free(tok);
+}
+
 static void test_outage_and_error_rate_faults(void **state)
 {
 	(void)state;
@@ -370,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_expired_token_gets_401),
 		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
 		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
+		cmocka_unit_test(test_many_parallel_reads_all_served),
 		cmocka_unit_test(test_outage_and_error_rate_faults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
 		cmocka_unit_test(test_body_over_the_cap_gets_413),

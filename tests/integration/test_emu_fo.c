@@ -99,13 +99,13 @@ static void test_key_literals_every_key_part_required(void **state)
 {
 	(void)state;
 	char acct[21], rel[512];
-	/* quote, space and slash inside the key: O'B /<pid> */
-	snprintf(acct, sizeof(acct), "O'B /%x", (unsigned)getpid() & 0xfffff);
+	/* quote, space, slash and a UTF-8 letter inside the key: O'B /é<pid> */
+	snprintf(acct, sizeof(acct), "O'B /\xc3\xa9%x", (unsigned)getpid() & 0xfffff);
 	struct emu_resp r;
 	create_customer("usmf", acct, &r);
 	assert_int_equal(r.status, 201);
 	emu_resp_free(&r);
-	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='O%%27%%27B%%20%%2F%x')",
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='O%%27%%27B%%20%%2F%%C3%%A9%x')",
 		 (unsigned)getpid() & 0xfffff);
 	call("GET", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
@@ -115,7 +115,8 @@ static void test_key_literals_every_key_part_required(void **state)
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	/* Without dataAreaId the key is incomplete: 400. */
-	snprintf(rel, sizeof(rel), "CustomersV3(CustomerAccount='O%%27%%27B%%20%%2F%x')", (unsigned)getpid() & 0xfffff);
+	snprintf(rel, sizeof(rel), "CustomersV3(CustomerAccount='O%%27%%27B%%20%%2F%%C3%%A9%x')",
+		 (unsigned)getpid() & 0xfffff);
 	call("GET", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 400);
 	emu_resp_free(&r);

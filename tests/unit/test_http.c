@@ -424,6 +424,16 @@ static void test_connection_refused_masks_secrets(void **state)
 	close(s);
 }
 
+static void test_unresolvable_host_is_transport_error(void **state)
+{
+	struct fixture *f = *state;
+	struct http_request req = {.method = "GET", .url = "http://dw-test.invalid/x"}; /* RFC 6761 */
+	struct http_response resp;
+
+	assert_int_equal(http_do(f->c, &req, &resp, err, sizeof(err)), HTTP_ERR_TRANSPORT);
+	assert_string_equal(err, "GET http://dw-test.invalid/x: Could not resolve host: dw-test.invalid");
+}
+
 struct dropper {
 	int lfd;
 	unsigned port;
@@ -675,6 +685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_body_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_refused_masks_secrets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unresolvable_host_is_transport_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_dropped_is_transport_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_alive_reuses_the_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_from_response, setup, teardown),

@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,23 @@ static void test_control_characters_escaped(void **state)
 	cJSON_Delete(j);
 }
 
+static void test_rotating_secrets_never_push_out_permanent_ones(void **state)
+{
+	(void)state;
+	assert_int_equal(0, log_secret_add("client-secret-value"));
+	char token[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(token, sizeof(token), "token-%03d-abcdef", i);
+		assert_int_equal(0, log_secret_add_rotating(token));
+	}
+	char out[256];
+	log_redact("client-secret-value token-099-abcdef token-090-abcdef", out, sizeof(out));
+	assert_string_equal("*** *** ***", out);
+	/* The oldest tokens were forgotten: only 16 rotating secrets are kept. */
+	log_redact("token-000-abcdef", out, sizeof(out));
+	assert_string_equal("token-000-abcdef", out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +154,7 @@ int main(void)
 		cmocka_unit_test_setup(test_levels_filter, setup),
 		cmocka_unit_test_setup(test_long_line_truncated_but_valid, setup),
 		cmocka_unit_test_setup(test_control_characters_escaped, setup),
+		cmocka_unit_test_setup(test_rotating_secrets_never_push_out_permanent_ones, setup),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

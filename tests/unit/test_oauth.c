@@ -61,6 +61,7 @@ struct endpoint {
 struct upload {
 	char data[2048];
 	size_t len;
+	int answered; /* one hit per request, even if libmicrohttpd calls the final phase again */
 };
 
 static enum MHD_Result on_token(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -85,6 +86,9 @@ static enum MHD_Result on_token(void *cls, struct MHD_Connection *conn, const ch
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (up->answered)
+		return MHD_YES;
+	up->answered = 1;
 	int hit = atomic_fetch_add(&e->hits, 1) + 1;
 	if (e->delay_ms)
 		usleep((useconds_t)e->delay_ms * 1000);
