@@ -848,6 +848,8 @@ static void test_health_readiness_and_metrics(void **state)
 		assert_non_null(strstr(body, "# TYPE dw_apply_events_total counter"));
 		assert_non_null(strstr(body, "dw_apply_batch_seconds_bucket"));
 		assert_non_null(strstr(body, "dw_apply_end_to_end_seconds_count"));
+		assert_non_null(strstr(body, "dw_apply_consumer_lag{partition="));
+		assert_non_null(strstr(body, "dw_apply_parked_events 0"));
 		free(body);
 	}
 	/* the earlier tests applied, skipped and dead-lettered events: the counters say so */

@@ -53,6 +53,8 @@ struct apply_metrics {
 	struct metrics_family *batch_s;    /* histogram */
 	struct metrics_family *e2e_s;      /* histogram: source change time to target ack */
 	struct metrics_family *batches;    /* counter */
+	struct metrics_family *lag;        /* gauge{partition}: messages behind the partition's end */
+	struct metrics_family *parked;     /* gauge: events parked for this map and side */
 };
 
 struct apply {

@@ -68,6 +68,7 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 	static const char *const outcome[] = { "outcome", NULL };
 	static const char *const reason[] = { "reason", NULL };
 	static const char *const status[] = { "status", NULL };
+	static const char *const partition[] = { "partition", NULL };
 	if (metrics_counter_new(reg, "dw_apply_events_total",
 				"Events by outcome: applied, duplicate, echo, filtered, parked, dead_letter", outcome,
 				&m->events, errbuf, errlen) != 0 ||
@@ -79,6 +80,10 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 				status, &m->http, errbuf, errlen) != 0 ||
 	    metrics_counter_new(reg, "dw_apply_batches_total", "Poll batches processed", NULL, &m->batches, errbuf,
 				errlen) != 0 ||
+	    metrics_gauge_new(reg, "dw_apply_consumer_lag", "Messages behind the end of the partition after a batch",
+			      partition, &m->lag, errbuf, errlen) != 0 ||
+	    metrics_gauge_new(reg, "dw_apply_parked_events", "Events parked for this map and target side", NULL,
+			      &m->parked, errbuf, errlen) != 0 ||
 	    metrics_histogram_new(reg, "dw_apply_batch_seconds", "Time to process one poll batch", NULL,
 				  metrics_buckets_default, METRICS_BUCKETS_DEFAULT_N, &m->batch_s, errbuf, errlen) != 0 ||
 	    metrics_histogram_new(reg, "dw_apply_end_to_end_seconds",
@@ -955,6 +960,26 @@ finish:
 		char ns[32];
 		snprintf(ns, sizeof(ns), "%zu", n);
 		log_debug("batch", "map", a->map->name, "events", ns, "outcomes", s);
+	}
+	/* lag per partition from the last message of the batch (cached watermarks: no broker call) */
+	for (size_t i = 0; i < n; i++) {
+		int last = 1;
+		for (size_t j = i + 1; j < n && last; j++)
+			last = !(items[j].msg->partition == items[i].msg->partition &&
+				 strcmp(items[j].msg->topic, items[i].msg->topic) == 0);
+		int64_t lo = 0, hi = 0;
+		if (!last || rd_kafka_get_watermark_offsets(kafka_consumer_handle(a->consumer), items[i].msg->topic,
+							   items[i].msg->partition, &lo, &hi) != 0)
+			continue;
+		char ps[16];
+		snprintf(ps, sizeof(ps), "%" PRId32, items[i].msg->partition);
+		const char *lv[] = { ps };
+		metrics_gauge_set(a->m.lag, lv, hi > items[i].msg->offset ? (double)(hi - items[i].msg->offset - 1) : 0);
+	}
+	{
+		int64_t parked = 0;
+		if (applystate_parked_count(a->state, &parked, err, sizeof(err)) == 0)
+			metrics_gauge_set(a->m.parked, NULL, (double)parked);
 	}
 	metrics_counter_add(a->m.batches, NULL, 1);
 	metrics_histogram_observe(a->m.batch_s, NULL, (double)(apply_now_ms() - t0) / 1000.0);
