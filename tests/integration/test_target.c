@@ -148,11 +148,10 @@ static void test_ce_one_bad_write_affects_only_itself(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_new("ce", 50);
-	char c0[16], c1[16], c2[16], acct[16];
+	char c0[16], c1[16], c2[16];
 	unique_code(c0, sizeof(c0));
 	unique_code(c1, sizeof(c1));
 	unique_code(c2, sizeof(c2));
-	unique_code(acct, sizeof(acct));
 	struct odata_key_part k0 = { "cdm_companycode", c0, ODATA_KIND_STRING, NULL };
 	struct odata_key_part k1 = { "cdm_companycode", c1, ODATA_KIND_STRING, NULL };
 	struct odata_key_part k2 = { "cdm_companycode", c2, ODATA_KIND_STRING, NULL };
@@ -181,7 +180,6 @@ static void test_ce_one_bad_write_affects_only_itself(void **state)
 		 "{\"name\":\"A\",\"msdyn_company@odata.bind\":\"/cdm_companies(cdm_companycode='%s')\"}",
 		 missing_company);
 	struct odata_key_part ka = { "accountid", "6f1c2a44-1111-4e5b-9d1a-0c0ffee00001", ODATA_KIND_GUID, NULL };
-	(void)acct;
 	struct target_write w[] = {
 		{ .op = TARGET_UPSERT, .entity_set = "cdm_companies", .key = &k0, .nkey = 1, .body = "{\"cdm_name\":\"ok\"}" },
 		{ .op = TARGET_UPSERT, .entity_set = "cdm_companies", .key = &k1, .nkey = 1,
