@@ -213,14 +213,17 @@ static char *dup_capped(const char *s, size_t len, size_t cap)
 	return d;
 }
 
-static void set_error(struct target_write *w, const char *fmt_reason, long status, const char *detail)
+/* Sets w->error to "<reason> (HTTP <status>): <detail>", cut at 1 KiB (the full target body is
+ * kept apart in error_body). */
+static void set_error(struct target_write *w, const char *reason, long status, const char *detail)
 {
-	char buf[1024];
+	char buf[1024], st[32] = "";
 	if (status)
-		snprintf(buf, sizeof(buf), "%s (HTTP %ld)%s%s", fmt_reason, status, detail && *detail ? ": " : "",
+		snprintf(st, sizeof(st), " (HTTP %ld)", status);
+	int n = snprintf(buf, sizeof(buf), "%s%s%s%s", reason, st, detail && *detail ? ": " : "",
 			 detail ? detail : "");
-	else
-		snprintf(buf, sizeof(buf), "%s%s%s", fmt_reason, detail && *detail ? ": " : "", detail ? detail : "");
+	if (n < 0)
+		buf[0] = '\0';
 	free(w->error);
 	w->error = strdup(buf);
 }

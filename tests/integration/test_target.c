@@ -136,7 +136,7 @@ static void test_ce_batch_upsert_creates_then_updates_with_if_match(void **state
 		assert_int_equal(0, w[i].created);
 		assert_non_null(w[i].etag);
 		assert_string_not_equal(etags[i], w[i].etag);
-		char pred[64];
+		char pred[160];
 		snprintf(pred, sizeof(pred), "(cdm_companycode='%s')", codes[i]);
 		assert_int_equal(2, record_writes(f->base, "cdm_companies", pred, NULL));
 		target_write_clear(&w[i]);
@@ -198,7 +198,7 @@ static void test_ce_one_bad_write_affects_only_itself(void **state)
 	assert_non_null(strstr(w[2].error, "cdm_name"));
 	assert_int_equal(TARGET_MISSING_DEP, w[3].outcome);
 	/* nothing was written for the failed ones; c1 keeps its two writes */
-	char pred[64];
+	char pred[160];
 	snprintf(pred, sizeof(pred), "(cdm_companycode='%s')", c2);
 	assert_int_equal(-1, record_writes(f->base, "cdm_companies", pred, NULL));
 	snprintf(pred, sizeof(pred), "(cdm_companycode='%s')", c1);
@@ -247,7 +247,7 @@ static void fo_patch_then_post(size_t batch_max)
 	assert_int_equal(200, w[0].status); /* with the representation asked for */
 	assert_non_null(w[0].representation);
 	assert_non_null(strstr(w[0].representation, "\"OrganizationName\":\"Renamed\""));
-	char pred[96];
+	char pred[160];
 	snprintf(pred, sizeof(pred), "(dataAreaId='usmf',CustomerAccount='%s')", a0);
 	assert_int_equal(2, record_writes(f->base, "CustomersV3", pred, NULL));
 	/* stale etag now: conflict, no write */
