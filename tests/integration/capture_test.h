@@ -28,9 +28,9 @@
 
 #define CT_WAIT_MS 60000
 
-static char ct_err[2048];
+static __attribute__((unused)) char ct_err[2048];
 
-static void ct_sleep_ms(long ms)
+static __attribute__((unused)) void ct_sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
@@ -44,14 +44,14 @@ struct ct_resp {
 	char *entity_id; /* OData-EntityId header, or NULL */
 };
 
-static void ct_resp_free(struct ct_resp *r)
+static __attribute__((unused)) void ct_resp_free(struct ct_resp *r)
 {
 	free(r->body);
 	free(r->entity_id);
 	memset(r, 0, sizeof(*r));
 }
 
-static struct ct_resp ct_http(const char *method, const char *url, const char *ctype, const char *body,
+static __attribute__((unused)) struct ct_resp ct_http(const char *method, const char *url, const char *ctype, const char *body,
 			      const struct http_header *extra, size_t nextra)
 {
 	struct http_client *c = NULL;
@@ -79,13 +79,13 @@ static struct ct_resp ct_http(const char *method, const char *url, const char *c
 }
 
 /* Base URL of the flavour's emulator ("ce" or "fo"). */
-static const char *ct_base(const char *side)
+static __attribute__((unused)) const char *ct_base(const char *side)
 {
 	return harness_env(strcmp(side, "ce") == 0 ? "DW_CE_URL" : "DW_FO_URL");
 }
 
 /* A bearer token from the emulator's token endpoint (new string). */
-static char *ct_token(const char *side)
+static __attribute__((unused)) char *ct_token(const char *side)
 {
 	char name[64], body[1024];
 	const char *up = strcmp(side, "ce") == 0 ? "CE" : "FO";
@@ -112,7 +112,7 @@ static char *ct_token(const char *side)
 }
 
 /* A request to the service API: path relative to the service root (CE /api/data/v9.2/, FO /data/). */
-static struct ct_resp ct_api(const char *side, const char *method, const char *path, const char *body,
+static __attribute__((unused)) struct ct_resp ct_api(const char *side, const char *method, const char *path, const char *body,
 			     const char *ctype, const char *prefer)
 {
 	char url[4096], auth[4096];
@@ -126,7 +126,7 @@ static struct ct_resp ct_api(const char *side, const char *method, const char *p
 }
 
 /* An admin request (no token). */
-static struct ct_resp ct_admin(const char *side, const char *method, const char *path, const char *body)
+static __attribute__((unused)) struct ct_resp ct_admin(const char *side, const char *method, const char *path, const char *body)
 {
 	char url[2048];
 	snprintf(url, sizeof(url), "%s/_emulator/%s", ct_base(side), path);
@@ -134,7 +134,7 @@ static struct ct_resp ct_admin(const char *side, const char *method, const char 
 }
 
 /* GET on the service API returning parsed JSON (fails the test unless 200). */
-static cJSON *ct_get_json(const char *side, const char *path)
+static __attribute__((unused)) cJSON *ct_get_json(const char *side, const char *path)
 {
 	struct ct_resp r = ct_api(side, "GET", path, NULL, NULL, NULL);
 	if (r.status != 200)
@@ -147,7 +147,7 @@ static cJSON *ct_get_json(const char *side, const char *path)
 
 /* ---- state ------------------------------------------------------------------------------- */
 
-static void ct_migrate(void)
+static __attribute__((unused)) void ct_migrate(void)
 {
 	PGconn *conn = NULL;
 	struct migrate_result res;
@@ -160,7 +160,7 @@ static void ct_migrate(void)
 
 /* Runs one SQL query with parameters and returns the first column of the first row as a new
  * string (NULL when no row). */
-static char *ct_sql1(const char *sql, int np, const char *const *params)
+static __attribute__((unused)) char *ct_sql1(const char *sql, int np, const char *const *params)
 {
 	PGconn *conn = NULL;
 	PGresult *res = NULL;
@@ -174,7 +174,7 @@ static char *ct_sql1(const char *sql, int np, const char *const *params)
 	return v;
 }
 
-static struct config_common ct_cfg(void)
+static __attribute__((unused)) struct config_common ct_cfg(void)
 {
 	struct config_common cfg = { 0 };
 	cfg.kafka_brokers = (char *)harness_env("DW_KAFKA_BROKERS");
@@ -183,7 +183,7 @@ static struct config_common ct_cfg(void)
 }
 
 /* Creates topic <prefix>.<side>.<entity> (entity lower-cased) with 3 partitions. */
-static void ct_topic(const char *prefix, const char *side, const char *entity, char *out, size_t outlen)
+static __attribute__((unused)) void ct_topic(const char *prefix, const char *side, const char *entity, char *out, size_t outlen)
 {
 	char table[256];
 	snprintf(table, sizeof(table), "%s.%s", side, entity);
@@ -213,7 +213,7 @@ struct ct_capture {
 
 /* Starts `capture --side side [--once]` with the current environment plus env (NULL-terminated
  * "NAME=value" list). Unless once, waits until it logs its port and /readyz answers 200. */
-static struct ct_capture ct_capture_start(const char *side, const char *const *env, int once, int wait_ready)
+static __attribute__((unused)) struct ct_capture ct_capture_start(const char *side, const char *const *env, int once, int wait_ready)
 {
 	struct ct_capture c;
 	memset(&c, 0, sizeof(c));
@@ -274,7 +274,7 @@ static struct ct_capture ct_capture_start(const char *side, const char *const *e
 }
 
 /* Waits for the child to exit (after SIGTERM when term) and returns its exit status. */
-static int ct_capture_wait(struct ct_capture *c, int term)
+static __attribute__((unused)) int ct_capture_wait(struct ct_capture *c, int term)
 {
 	int st = 0;
 	if (term)
@@ -306,7 +306,7 @@ struct ct_consumer {
 	char *group;
 };
 
-static struct ct_consumer ct_consumer_new(const char *const *topics, size_t n)
+static __attribute__((unused)) struct ct_consumer ct_consumer_new(const char *const *topics, size_t n)
 {
 	struct ct_consumer k;
 	struct config_common cfg = ct_cfg();
@@ -319,7 +319,7 @@ static struct ct_consumer ct_consumer_new(const char *const *topics, size_t n)
 	return k;
 }
 
-static void ct_consumer_free(struct ct_consumer *k)
+static __attribute__((unused)) void ct_consumer_free(struct ct_consumer *k)
 {
 	kafka_consumer_close(k->c);
 	free(k->group);
@@ -327,7 +327,7 @@ static void ct_consumer_free(struct ct_consumer *k)
 
 /* Reads messages into out[*n..cap) until `want` in total were read (then quiet_ms more to catch
  * extras) or timeout_ms passed. Returns the total. */
-static size_t ct_consume(struct ct_consumer *k, struct ct_msg *out, size_t *n, size_t cap, size_t want,
+static __attribute__((unused)) size_t ct_consume(struct ct_consumer *k, struct ct_msg *out, size_t *n, size_t cap, size_t want,
 			 int quiet_ms, long long timeout_ms)
 {
 	long long deadline = harness_now_ms() + timeout_ms;
@@ -361,7 +361,7 @@ static size_t ct_consume(struct ct_consumer *k, struct ct_msg *out, size_t *n, s
 	return *n;
 }
 
-static void ct_msgs_free(struct ct_msg *m, size_t n)
+static __attribute__((unused)) void ct_msgs_free(struct ct_msg *m, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		event_clear(&m[i].ev);
