@@ -560,6 +560,55 @@ static void test_webhook_refusals(void **state)
 	fixture_free(&f);
 }
 
+/* A post stripped for size (x-ms-dynamics-msg-size-exceeded, no images) makes capture re-read the
+ * row: the event carries the full image and the row's version. The initiating user is the
+ * integration's own (DW_CE_OWN_USER_ID), so the event is marked as ours. */
+static void test_stripped_post_rereads(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "DW_CAPTURE_DELTA=false", "DW_CE_OWN_USER_ID=0A0B0C0D-0000-0000-0000-0000000000AA");
+	struct ct_capture c = ct_capture_start("ce", f.envp, 0, 1);
+	char *u = harness_unique("S");
+	cJSON *a = create_account("Stripped image", u, company);
+	char id[40], body[1024], url[256];
+	snprintf(id, sizeof(id), "%s", sget(a, "accountid"));
+	long long v = row_version("accounts", id);
+	snprintf(body, sizeof(body),
+		 "{\"BusinessUnitId\":\"e2b9dd85-e89e-e711-8122-000d3aa2331c\",\"CorrelationId\":"
+		 "\"e0000000-0000-0000-0000-000000000001\",\"Depth\":1,\"InitiatingUserId\":"
+		 "\"0a0b0c0d-0000-0000-0000-0000000000aa\",\"IsInTransaction\":false,\"MessageName\":\"Update\","
+		 "\"Mode\":1,\"OperationCreatedOn\":\"/Date(1506409448000)/\",\"PrimaryEntityId\":\"%s\","
+		 "\"PrimaryEntityName\":\"account\",\"Stage\":40}",
+		 id);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/webhook/ce", c.port);
+	struct http_header h[2] = { { "x-dw-webhook-key", "hook-key-1234" },
+				    { "x-ms-dynamics-msg-size-exceeded", "true" } };
+	struct ct_resp r = ct_http("POST", url, "application/json", body, h, 2);
+	if (r.status != 200)
+		fail_msg("stripped post: %ld %s", r.status, r.body);
+	ct_resp_free(&r);
+	const char *topics[] = { f.topics[0] };
+	struct ct_consumer k = ct_consumer_new(topics, 1);
+	struct ct_msg msgs[4];
+	size_t n = 0;
+	ct_consume(&k, msgs, &n, 4, 1, 1000, CT_WAIT_MS);
+	assert_int_equal(1, n);
+	check_account_event(&msgs[0], f.topics[0], id, u, EVENT_OP_UPDATE, v);
+	assert_string_equal("Stripped image", sget(msgs[0].ev.data, "name"));
+	assert_int_equal(1, msgs[0].ev.source.own);
+	/* without the size header the same body is refused: it has no image and no InputParameters */
+	r = ct_http("POST", url, "application/json", body, h, 1);
+	assert_int_equal(400, r.status);
+	ct_resp_free(&r);
+	assert_int_equal(0, ct_capture_wait(&c, 1));
+	ct_msgs_free(msgs, n);
+	ct_consumer_free(&k);
+	cJSON_Delete(a);
+	free(u);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	log_init("test_capture_ce", LOG_WARN);
@@ -567,6 +616,7 @@ int main(void)
 		cmocka_unit_test(test_delta_every_change_once),
 		cmocka_unit_test(test_webhook_and_delta_one_id_and_txn_unit),
 		cmocka_unit_test(test_webhook_refusals),
+		cmocka_unit_test(test_stripped_post_rereads),
 	};
 	return cmocka_run_group_tests(tests, setup_all, NULL);
 }

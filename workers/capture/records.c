@@ -372,6 +372,36 @@ int records_pending_txns(struct records *r, const char *side, const char *env, c
 	return rc;
 }
 
+int records_pending_has(struct records *r, const char *side, const char *env, const char *const *ids, size_t n,
+			int *pending, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	memset(pending, 0, n * sizeof(*pending));
+	if (n == 0)
+		return 0;
+	char *arr = json_string_array(ids, n);
+	if (!arr) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -1;
+	}
+	const char *p[] = { side, env, arr };
+	int rc = exec(r,
+		      "SELECT x.i FROM jsonb_array_elements_text($3::jsonb) WITH ORDINALITY AS x(id, i) "
+		      "WHERE EXISTS (SELECT 1 FROM dw_capture_pending p WHERE p.side = $1 AND p.environment = $2 "
+		      "AND p.event_id = x.id)",
+		      3, p, &res, errbuf, errlen);
+	free(arr);
+	if (rc != 0)
+		return -1;
+	for (int row = 0; row < PQntuples(res); row++) {
+		long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+		if (i >= 1 && (size_t)i <= n)
+			pending[i - 1] = 1;
+	}
+	PQclear(res);
+	return 0;
+}
+
 void records_strings_free(char **v, size_t n)
 {
 	if (!v)

@@ -85,6 +85,11 @@ int records_pending_delete(struct records *r, const char *side, const char *env,
 int records_pending_txns(struct records *r, const char *side, const char *env, char ***txns, size_t *n,
 			 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
+/* Marks in pending[i] (0/1) which of the event ids ids[0..n) are staged in a source transaction
+ * not yet published (change tracking leaves those to the transaction's unit). */
+int records_pending_has(struct records *r, const char *side, const char *env, const char *const *ids, size_t n,
+			int *pending, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /* Frees an array of n strings; NULL-safe. */
 void records_strings_free(char **v, size_t n);
 
