@@ -295,6 +295,113 @@ static void test_changeset_one_unit(void **state)
 	fixture_free(&f);
 }
 
+static void iso_at(long long secs, char *out, size_t len)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * Modified-time polling (no data events registered, as when they were missed): the first start
+ * only stores the watermark; rows changed after it are published once, unchanged rows at the
+ * watermark are not published again, and a data event for a polled row gives the same id.
+ */
+static void test_modified_time_polling(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f);
+	snprintf(f.env_vars[2], 512, "DW_CAPTURE_TABLES=%s",
+		 "PurchaseOrderHeadersV2@mserp_purchpurchaseorderheaderv2entity:dataAreaId+PurchaseOrderNumber:AccountingDate");
+	/* times far ahead of anything else in the emulator, increasing from run to run */
+	long long base = (long long)time(NULL) + 100LL * 366 * 86400;
+	char t0[32], t1[32], t2[32], body[512], path[256];
+	iso_at(base, t0, sizeof(t0));
+	iso_at(base + 60, t1, sizeof(t1));
+	iso_at(base + 120, t2, sizeof(t2));
+	char *po = harness_unique("MP");
+	char po1[80], po2[80];
+	snprintf(po1, sizeof(po1), "%s-1", po);
+	snprintf(po2, sizeof(po2), "%s-2", po);
+	snprintf(body, sizeof(body), "{\"dataAreaId\":\"usmf\",\"PurchaseOrderNumber\":\"%s\",\"AccountingDate\":\"%s\"}", po1, t0);
+	api_ok("POST", "PurchaseOrderHeadersV2", body, 201);
+
+	struct ct_capture c = ct_capture_start("fo", f.envp, 1, 0);
+	assert_int_equal(0, ct_capture_wait(&c, 0));
+	const char *p[] = { f.env };
+	char *wm = ct_sql1("SELECT position FROM dw_capture_checkpoint WHERE side = 'fo' AND environment = $1 "
+			   "AND entity = 'PurchaseOrderHeadersV2' AND kind = 'watermark'",
+			   1, p);
+	assert_non_null(wm);
+	assert_string_equal(t0, wm);
+	free(wm);
+	const char *topics[] = { f.topics[1] };
+	struct ct_consumer k = ct_consumer_new(topics, 1);
+	struct ct_msg msgs[16];
+	size_t n = 0;
+	ct_consume(&k, msgs, &n, 16, 1, 0, 1500);
+	assert_int_equal(0, n);
+
+	snprintf(body, sizeof(body), "{\"dataAreaId\":\"usmf\",\"PurchaseOrderNumber\":\"%s\",\"AccountingDate\":\"%s\"}", po2, t1);
+	api_ok("POST", "PurchaseOrderHeadersV2", body, 201);
+	snprintf(path, sizeof(path), "PurchaseOrderHeadersV2(dataAreaId='usmf',PurchaseOrderNumber='%s')", po1);
+	snprintf(body, sizeof(body), "{\"PurchaseOrderName\":\"changed\",\"AccountingDate\":\"%s\"}", t2);
+	api_ok("PATCH", path, body, 204);
+	c = ct_capture_start("fo", f.envp, 1, 0);
+	assert_int_equal(0, ct_capture_wait(&c, 0));
+	ct_consume(&k, msgs, &n, 16, 2, 1500, CT_WAIT_MS);
+	assert_int_equal(2, n);
+	int got1 = 0, got2 = 0;
+	long idx2 = -1;
+	for (size_t i = 0; i < n; i++) {
+		const char *num = sget(msgs[i].ev.key, "PurchaseOrderNumber");
+		assert_int_equal(1, msgs[i].ev.source.version);
+		if (strcmp(num, po1) == 0) {
+			got1++;
+			assert_string_equal("changed", sget(msgs[i].ev.data, "PurchaseOrderName"));
+		} else if (strcmp(num, po2) == 0) {
+			got2++;
+			idx2 = (long)i;
+		}
+	}
+	assert_int_equal(1, got1);
+	assert_int_equal(1, got2);
+	wm = ct_sql1("SELECT position FROM dw_capture_checkpoint WHERE side = 'fo' AND environment = $1 "
+		     "AND entity = 'PurchaseOrderHeadersV2' AND kind = 'watermark'",
+		     1, p);
+	assert_string_equal(t2, wm);
+	free(wm);
+
+	/* nothing changed: the next poll publishes nothing */
+	c = ct_capture_start("fo", f.envp, 1, 0);
+	assert_int_equal(0, ct_capture_wait(&c, 0));
+	ct_consume(&k, msgs, &n, 16, 3, 0, 1500);
+	assert_int_equal(2, n);
+
+	/* the data event for the same state of po2 gives the same id */
+	c = ct_capture_start("fo", f.envp, 0, 1);
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/webhook/fo?code=fo-key-5678", c.port);
+	snprintf(body, sizeof(body),
+		 "{\"MessageName\":\"Create\",\"PrimaryEntityName\":\"mserp_purchpurchaseorderheaderv2entity\","
+		 "\"InputParameters\":[{\"key\":\"Target\",\"value\":{\"Attributes\":[{\"key\":\"mserp_dataareaid\","
+		 "\"value\":\"usmf\"},{\"key\":\"mserp_purchaseordernumber\",\"value\":\"%s\"}]}}]}",
+		 po2);
+	struct ct_resp r = ct_http("POST", url, "application/json", body, NULL, 0);
+	assert_int_equal(200, r.status);
+	ct_resp_free(&r);
+	ct_consume(&k, msgs, &n, 16, 3, 1000, CT_WAIT_MS);
+	assert_int_equal(3, n);
+	assert_string_equal(msgs[idx2].ev.id, msgs[2].ev.id);
+	assert_int_equal(0, ct_capture_wait(&c, 1));
+	ct_msgs_free(msgs, n);
+	ct_consumer_free(&k);
+	free(po);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	log_init("test_capture_fo", LOG_WARN);
@@ -302,6 +409,7 @@ int main(void)
 		cmocka_unit_test(test_data_events_every_change_once),
 		cmocka_unit_test(test_redelivery_same_id),
 		cmocka_unit_test(test_changeset_one_unit),
+		cmocka_unit_test(test_modified_time_polling),
 	};
 	return cmocka_run_group_tests(tests, setup_all, NULL);
 }
