@@ -98,6 +98,18 @@ static void api_ok(const char *method, const char *path, const char *body, long 
 	ct_resp_free(&r);
 }
 
+/* A unique purchase order number (they hold at most 20 characters). */
+static char *po_number(const char *prefix)
+{
+	static int seq;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	char *po = malloc(32);
+	snprintf(po, 32, "%s%lld%d", prefix, ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000) % 100000000000LL,
+		 seq++ % 10);
+	return po;
+}
+
 static const char *sget(const cJSON *o, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItem(o, name);
@@ -235,7 +247,7 @@ static void test_changeset_one_unit(void **state)
 	register_hook("PurchaseOrderLinesV2", c.port);
 	const char *topics[] = { f.topics[1], f.topics[2] };
 	struct ct_consumer k = ct_consumer_new(topics, 2);
-	char *po = harness_unique("PO");
+	char *po = po_number("P");
 	char hb[512], lb[3][512];
 	snprintf(hb, sizeof(hb), "{\"dataAreaId\":\"usmf\",\"PurchaseOrderNumber\":\"%s\",\"PurchaseOrderName\":\"Unit\"}", po);
 	struct odata_batch_request reqs[4];
@@ -315,13 +327,14 @@ static void test_modified_time_polling(void **state)
 	fixture_init(&f);
 	snprintf(f.env_vars[2], 512, "DW_CAPTURE_TABLES=%s",
 		 "PurchaseOrderHeadersV2@mserp_purchpurchaseorderheaderv2entity:dataAreaId+PurchaseOrderNumber:AccountingDate");
-	/* times far ahead of anything else in the emulator, increasing from run to run */
-	long long base = (long long)time(NULL) + 100LL * 366 * 86400;
+	/* times after anything else in the emulator (2200 onwards), and each run's t0 after the
+	 * previous run's t2 (runs are at least a second apart) */
+	long long base = 7258118400LL + ((long long)time(NULL) - 1764000000LL) * 3;
 	char t0[32], t1[32], t2[32], body[512], path[256];
 	iso_at(base, t0, sizeof(t0));
-	iso_at(base + 60, t1, sizeof(t1));
-	iso_at(base + 120, t2, sizeof(t2));
-	char *po = harness_unique("MP");
+	iso_at(base + 1, t1, sizeof(t1));
+	iso_at(base + 2, t2, sizeof(t2));
+	char *po = po_number("M");
 	char po1[80], po2[80];
 	snprintf(po1, sizeof(po1), "%s-1", po);
 	snprintf(po2, sizeof(po2), "%s-2", po);
