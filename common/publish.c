@@ -243,9 +243,12 @@ static int abort_txn(struct publish *p, const char *why)
 	}
 }
 
-/* Publishes the units in `list` (linked by next) in one transaction. Returns 0 or the unit rc. */
-static int run_txn(struct publish *p, struct publish_unit *list, char *err, size_t errlen)
+/* Publishes the units in *listp (linked by next) in one transaction. Returns 0 or the unit rc. When
+ * the transaction has to be aborted, the units are reported failed before the abort is attempted
+ * (which may take as long as the broker is away) and *listp is set to NULL. */
+static int run_txn(struct publish *p, struct publish_unit **listp, char *err, size_t errlen)
 {
+	struct publish_unit *list = *listp;
 	char e[256];
 	int rc;
 
@@ -299,6 +302,16 @@ static int run_txn(struct publish *p, struct publish_unit *list, char *err, size
 	}
 	snprintf(err, errlen, "Kafka: %s", e);
 abort:
+	/* refuse new units and answer these now; then abort, however long the broker takes */
+	pthread_mutex_lock(&p->mu);
+	if (!p->recovering) {
+		p->recovering = 1;
+		snprintf(p->recover_err, sizeof(p->recover_err),
+			 "Kafka unavailable: a failed transaction is being aborted (%.900s)", err);
+	}
+	pthread_mutex_unlock(&p->mu);
+	finish_units(p, list, PUBLISH_ERR, err);
+	*listp = NULL;
 	if (abort_txn(p, err) != 0) {
 		char fe[512];
 		if (publish_fatal(p, fe, sizeof(fe)))
@@ -344,8 +357,9 @@ static void *publisher_main(void *arg)
 			continue;
 		}
 		err[0] = '\0';
-		int rc = run_txn(p, list, err, sizeof(err));
-		finish_units(p, list, rc, err);
+		int rc = run_txn(p, &list, err, sizeof(err));
+		if (list)
+			finish_units(p, list, rc, err);
 	}
 	return NULL;
 }
