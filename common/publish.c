@@ -402,7 +402,28 @@ int publish_new(const struct config_common *cfg, const struct publish_opts *opts
 		.ctx = p,
 		.transactional_id = opts->transactional_id,
 	};
-	int krc = kafka_producer_new(cfg, &po, &p->prod, e, sizeof(e));
+	/* A broker outage must not outlive the transaction on the coordinator, or the producer turns
+	 * fatal when the broker returns: keep transactions (and, through librdkafka, their messages)
+	 * alive for up to 15 minutes, the brokers' default transaction.max.timeout.ms, unless the
+	 * operator chose a value (DW_KAFKA_TRANSACTION_TIMEOUT_MS). Commits and aborts still return
+	 * after txn_timeout_ms; a commit that timed out is resumed once the broker is back. */
+	struct config_common c2 = *cfg;
+	struct config_kv *props = calloc(cfg->kafka_props_len + 1, sizeof(*props));
+	if (!props) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	int has_timeout = 0;
+	for (size_t i = 0; i < cfg->kafka_props_len; i++) {
+		props[i] = cfg->kafka_props[i];
+		has_timeout |= strcmp(props[i].key, "transaction.timeout.ms") == 0;
+	}
+	c2.kafka_props = props;
+	c2.kafka_props_len = cfg->kafka_props_len;
+	if (!has_timeout)
+		props[c2.kafka_props_len++] = (struct config_kv){ (char *)"transaction.timeout.ms", (char *)"900000" };
+	int krc = kafka_producer_new(&c2, &po, &p->prod, e, sizeof(e));
+	free(props);
 	if (krc != 0) {
 		snprintf(errbuf, errlen, "Kafka producer: %s", e);
 		rc = krc == KAFKA_ERR_FATAL ? PUBLISH_ERR_FATAL : PUBLISH_ERR;
