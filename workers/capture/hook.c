@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -24,6 +25,17 @@ int hook_authorized(const struct app *a, const struct httpd_request *req)
 		return 1;
 	const char *h = httpd_request_header(req, a->set.key_header);
 	return h && app_key_ok(a, h);
+}
+
+int hook_json_content(const struct httpd_request *req)
+{
+	const char *ct = httpd_request_header(req, "Content-Type");
+	if (!ct)
+		return 0;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	size_t n = strlen("application/json");
+	return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 void hook_reply(struct app *a, struct httpd_response *resp, int status, const char *outcome, const char *member,
