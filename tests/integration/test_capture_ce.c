@@ -521,7 +521,7 @@ static void test_webhook_and_delta_one_id_and_txn_unit(void **state)
 }
 
 /* The receiver's own answers: 401 without or with a wrong key, 400 with the reason for bad
- * bodies, 413 over the cap; nothing is published. */
+ * bodies, 415 for another content type, 413 over the cap; nothing is published. */
 static void test_webhook_refusals(void **state)
 {
 	(void)state;
@@ -551,6 +551,10 @@ static void test_webhook_refusals(void **state)
 		    NULL, 0);
 	assert_int_equal(400, r.status);
 	assert_non_null(strstr(r.body, "not captured"));
+	ct_resp_free(&r);
+	r = ct_http("POST", url, "text/plain", ok_body, NULL, 0);
+	assert_int_equal(415, r.status);
+	assert_non_null(strstr(r.body, "application/json"));
 	ct_resp_free(&r);
 	char *big = malloc(8192);
 	memset(big, ' ', 8191);
