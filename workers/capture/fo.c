@@ -290,7 +290,7 @@ void fo_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		hook_reply(a, resp, 401, "unauthorized", NULL, 0, "missing or wrong webhook key", t0);
 		return;
 	}
-	if (!hook_json_content(req)) {
+	if (!hook_json_body(req)) {
 		hook_reply(a, resp, 415, "bad_request", NULL, 0, "Content-Type must be application/json", t0);
 		return;
 	}

@@ -27,15 +27,20 @@ int hook_authorized(const struct app *a, const struct httpd_request *req)
 	return h && app_key_ok(a, h);
 }
 
-int hook_json_content(const struct httpd_request *req)
+int hook_json_body(const struct httpd_request *req)
 {
 	const char *ct = httpd_request_header(req, "Content-Type");
+	static const char json[] = "application/json";
 	if (!ct)
 		return 0;
 	while (*ct == ' ' || *ct == '\t')
 		ct++;
-	size_t n = strlen("application/json");
-	return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+	if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
+		return 0;
+	ct += sizeof(json) - 1;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	return *ct == '\0' || *ct == ';';
 }
 
 void hook_reply(struct app *a, struct httpd_response *resp, int status, const char *outcome, const char *member,

@@ -12,8 +12,9 @@ struct app;
  * header. */
 int hook_authorized(const struct app *a, const struct httpd_request *req);
 
-/* Non-zero when the request's Content-Type is application/json (parameters such as charset allowed). */
-int hook_json_content(const struct httpd_request *req);
+/* Non-zero when the request's Content-Type is application/json (parameters such as charset and
+ * letter case aside); webhook bodies of any other type are answered 415. */
+int hook_json_body(const struct httpd_request *req);
 
 /* Answers status with {"<member>":<n>} or {"error":"<reason>"} (reason NULL: none), counts the
  * outcome and, for 2xx, observes the latency since t0_ms (monotonic). */
