@@ -28,10 +28,14 @@ static void first_id(const char *path, const char *field, char *out)
 	cJSON_Delete(j);
 }
 
+static void unregister_hooks(void);
+
 static int setup_all(void **state)
 {
 	(void)state;
 	ct_migrate();
+	/* registrations left by an interrupted earlier run would post into this run's captures */
+	unregister_hooks();
 	struct ct_resp r = ct_admin("ce", "POST", "seed", "{\"n\":2,\"seed\":7,\"side\":\"ce\",\"companies\":[\"usmf\"]}");
 	if (r.status != 200)
 		fail_msg("seed: %ld %s", r.status, r.body);
@@ -348,7 +352,7 @@ static void unregister_hooks(void)
 	struct ct_resp r = ct_admin("ce", "GET", "webhooks", NULL);
 	j = cJSON_Parse(r.body);
 	ct_resp_free(&r);
-	const cJSON *list = cJSON_IsArray(j) ? j : cJSON_GetObjectItem(j, "webhooks");
+	const cJSON *list = cJSON_IsArray(j) ? j : cJSON_GetObjectItem(j, "registrations");
 	const cJSON *it;
 	cJSON_ArrayForEach(it, list)
 	{
