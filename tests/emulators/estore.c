@@ -1,0 +1,766 @@
+#include "estore.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <libpq-fe.h>
+
+#define ESTORE_MAX_ENTITY 128
+#define ESTORE_MAX_PENDING 4096
+
+struct stat_row {
+	char *entity;
+	unsigned long long n[3];
+};
+
+struct estore {
+	PGconn **conns;
+	int nconns;
+	int *free_idx;
+	int nfree;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_mutex_t stat_mu;
+	struct stat_row *stats;
+	size_t nstats;
+};
+
+struct pending {
+	char entity[ESTORE_MAX_ENTITY];
+	enum estore_op op;
+};
+
+struct estore_tx {
+	struct estore *s;
+	int idx;
+	PGconn *conn;
+	struct pending *pend;
+	size_t npend;
+	size_t pend_alloc;
+};
+
+static const char *const SCHEMA_SQL[] = {
+	"CREATE SEQUENCE IF NOT EXISTS emu_version",
+	"CREATE TABLE IF NOT EXISTS emu_record ("
+	" entity text NOT NULL, id uuid NOT NULL, data jsonb NOT NULL, version bigint NOT NULL,"
+	" created_at timestamptz NOT NULL DEFAULT now(), modified_at timestamptz NOT NULL DEFAULT now(),"
+	" deleted boolean NOT NULL DEFAULT false, writes bigint NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (entity, id))",
+	"CREATE INDEX IF NOT EXISTS emu_record_version ON emu_record (entity, version)",
+	"CREATE TABLE IF NOT EXISTS emu_key ("
+	" entity text NOT NULL, keyname text NOT NULL, keyvalue text NOT NULL, id uuid NOT NULL,"
+	" PRIMARY KEY (entity, keyname, keyvalue))",
+	"CREATE INDEX IF NOT EXISTS emu_key_id ON emu_key (entity, id)",
+};
+
+/* Copies the server's message (never the DSN) into errbuf. */
+static void pg_err(char *errbuf, size_t errlen, const char *what, PGconn *c, const PGresult *r)
+{
+	const char *m = r ? PQresultErrorMessage(r) : NULL;
+	if (!m || !*m)
+		m = c ? PQerrorMessage(c) : "unknown error";
+	snprintf(errbuf, errlen, "%s: %.*s", what, (int)strcspn(m, "\n"), m);
+}
+
+static int exec_ok(PGconn *c, const char *sql, char *errbuf, size_t errlen)
+{
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		pg_err(errbuf, errlen, sql, c, r);
+	PQclear(r);
+	return ok ? 0 : ESTORE_EDB;
+}
+
+static int valid_dbname(const char *n)
+{
+	size_t len = strlen(n);
+	if (len == 0 || len > 63)
+		return 0;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return 0;
+	return 1;
+}
+
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+static PGconn *connect_db(const char *dsn, const char *dbname, char *errbuf, size_t errlen)
+{
+	const char *const kw[] = {"dbname", "dbname", "application_name", NULL};
+	const char *const val[] = {dsn, dbname, "dw-emulator", NULL};
+	PGconn *c = PQconnectdbParams(kw, val, 1);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		pg_err(errbuf, errlen, "cannot connect to PostgreSQL", c, NULL);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, quiet_notice, NULL);
+	return c;
+}
+
+int estore_open(const char *dsn, const char *dbname, int pool_size, struct estore **out, char *errbuf,
+		size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	PGconn *admin = NULL;
+	PGresult *r = NULL;
+	struct estore *s = NULL;
+	*out = NULL;
+	if (!valid_dbname(dbname)) {
+		snprintf(errbuf, errlen, "database name must match [a-z0-9_]{1,63}");
+		goto out;
+	}
+	if (pool_size < 1 || pool_size > 256) {
+		snprintf(errbuf, errlen, "pool size must be in [1, 256]");
+		goto out;
+	}
+	{
+		const char *const kw[] = {"dbname", NULL};
+		const char *const val[] = {dsn, NULL};
+		admin = PQconnectdbParams(kw, val, 1);
+	}
+	if (!admin || PQstatus(admin) != CONNECTION_OK) {
+		pg_err(errbuf, errlen, "cannot connect to PostgreSQL", admin, NULL);
+		goto out;
+	}
+	{
+		const char *p[] = {dbname};
+		r = PQexecParams(admin, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, p, NULL, NULL, 0);
+	}
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "pg_database", admin, r);
+		goto out;
+	}
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		/* The name was checked against [a-z0-9_] above; identifiers cannot be parameters. */
+		char sql[128];
+		snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", dbname);
+		r = PQexec(admin, sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			if (!state || strcmp(state, "42P04") != 0) { /* 42P04: created concurrently */
+				pg_err(errbuf, errlen, "CREATE DATABASE", admin, r);
+				goto out;
+			}
+		}
+	}
+	PQclear(r);
+	r = NULL;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->stat_mu, NULL);
+	s->conns = calloc((size_t)pool_size, sizeof(*s->conns));
+	s->free_idx = calloc((size_t)pool_size, sizeof(*s->free_idx));
+	if (!s->conns || !s->free_idx) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < pool_size; i++) {
+		s->conns[i] = connect_db(dsn, dbname, errbuf, errlen);
+		if (!s->conns[i])
+			goto out;
+		s->nconns++;
+		if (exec_ok(s->conns[i], "SET synchronous_commit = off", errbuf, errlen) < 0 ||
+		    exec_ok(s->conns[i], "SET statement_timeout = '30s'", errbuf, errlen) < 0)
+			goto out;
+		s->free_idx[s->nfree++] = i;
+	}
+	/* Serialise schema creation between emulators sharing a database. */
+	if (exec_ok(s->conns[0], "SELECT pg_advisory_lock(727274)", errbuf, errlen) < 0)
+		goto out;
+	for (size_t i = 0; i < sizeof(SCHEMA_SQL) / sizeof(SCHEMA_SQL[0]); i++) {
+		if (exec_ok(s->conns[0], SCHEMA_SQL[i], errbuf, errlen) < 0) {
+			char ignore[64];
+			(void)exec_ok(s->conns[0], "SELECT pg_advisory_unlock(727274)", ignore, sizeof(ignore));
+			goto out;
+		}
+	}
+	if (exec_ok(s->conns[0], "SELECT pg_advisory_unlock(727274)", errbuf, errlen) < 0)
+		goto out;
+	*out = s;
+	s = NULL;
+	rc = 0;
+out:
+	PQclear(r);
+	PQfinish(admin);
+	estore_close(s);
+	return rc;
+}
+
+void estore_close(struct estore *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < s->nconns; i++)
+		PQfinish(s->conns[i]);
+	free(s->conns);
+	free(s->free_idx);
+	for (size_t i = 0; i < s->nstats; i++)
+		free(s->stats[i].entity);
+	free(s->stats);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->stat_mu);
+	free(s);
+}
+
+static int checkout(struct estore *s)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->nfree == 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	int idx = s->free_idx[--s->nfree];
+	pthread_mutex_unlock(&s->mu);
+	return idx;
+}
+
+static void checkin(struct estore *s, int idx)
+{
+	/* A connection broken by a server restart is reset before it goes back. */
+	if (PQstatus(s->conns[idx]) != CONNECTION_OK)
+		PQreset(s->conns[idx]);
+	pthread_mutex_lock(&s->mu);
+	s->free_idx[s->nfree++] = idx;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+int estore_begin(struct estore *s, struct estore_tx **out, char *errbuf, size_t errlen)
+{
+	struct estore_tx *tx = calloc(1, sizeof(*tx));
+	*out = NULL;
+	if (!tx) {
+		snprintf(errbuf, errlen, "out of memory");
+		return ESTORE_EDB;
+	}
+	tx->s = s;
+	tx->idx = checkout(s);
+	tx->conn = s->conns[tx->idx];
+	if (exec_ok(tx->conn, "BEGIN", errbuf, errlen) < 0) {
+		checkin(s, tx->idx);
+		free(tx);
+		return ESTORE_EDB;
+	}
+	*out = tx;
+	return 0;
+}
+
+static void tx_free(struct estore_tx *tx)
+{
+	checkin(tx->s, tx->idx);
+	free(tx->pend);
+	free(tx);
+}
+
+static void count_locked(struct estore *s, const char *entity, enum estore_op op, unsigned long long n)
+{
+	for (size_t i = 0; i < s->nstats; i++) {
+		if (strcmp(s->stats[i].entity, entity) == 0) {
+			s->stats[i].n[op] += n;
+			return;
+		}
+	}
+	struct stat_row *ns = realloc(s->stats, (s->nstats + 1) * sizeof(*ns));
+	if (!ns)
+		return;
+	s->stats = ns;
+	s->stats[s->nstats].entity = strdup(entity);
+	if (!s->stats[s->nstats].entity)
+		return;
+	memset(s->stats[s->nstats].n, 0, sizeof(s->stats[s->nstats].n));
+	s->stats[s->nstats].n[op] = n;
+	s->nstats++;
+}
+
+int estore_commit(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	int rc = exec_ok(tx->conn, "COMMIT", errbuf, errlen);
+	if (rc == 0 && tx->npend > 0) {
+		pthread_mutex_lock(&tx->s->stat_mu);
+		for (size_t i = 0; i < tx->npend; i++)
+			count_locked(tx->s, tx->pend[i].entity, tx->pend[i].op, 1);
+		pthread_mutex_unlock(&tx->s->stat_mu);
+	}
+	tx_free(tx);
+	return rc;
+}
+
+void estore_rollback(struct estore_tx *tx)
+{
+	if (!tx)
+		return;
+	char ignore[256];
+	(void)exec_ok(tx->conn, "ROLLBACK", ignore, sizeof(ignore));
+	tx_free(tx);
+}
+
+static void note_write(struct estore_tx *tx, const char *entity, enum estore_op op)
+{
+	if (tx->npend >= ESTORE_MAX_PENDING)
+		return;
+	if (tx->npend == tx->pend_alloc) {
+		size_t na = tx->pend_alloc ? tx->pend_alloc * 2 : 8;
+		struct pending *np = realloc(tx->pend, na * sizeof(*np));
+		if (!np)
+			return;
+		tx->pend = np;
+		tx->pend_alloc = na;
+	}
+	snprintf(tx->pend[tx->npend].entity, ESTORE_MAX_ENTITY, "%s", entity);
+	tx->pend[tx->npend].op = op;
+	tx->npend++;
+}
+
+void estore_record_clear(struct estore_record *r)
+{
+	if (!r)
+		return;
+	cJSON_Delete(r->data);
+	memset(r, 0, sizeof(*r));
+}
+
+void estore_records_free(struct estore_record *recs, size_t n)
+{
+	if (!recs)
+		return;
+	for (size_t i = 0; i < n; i++)
+		estore_record_clear(&recs[i]);
+	free(recs);
+}
+
+#define RECORD_COLS                                                                                              \
+	"id::text, data::text, version, (extract(epoch from created_at) * 1000)::bigint,"                       \
+	" (extract(epoch from modified_at) * 1000)::bigint, deleted, writes"
+
+static int row_to_record(PGresult *r, int row, struct estore_record *out, char *errbuf, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, row, 0));
+	out->data = cJSON_ParseWithLength(PQgetvalue(r, row, 1), (size_t)PQgetlength(r, row, 1));
+	if (!out->data) {
+		snprintf(errbuf, errlen, "stored record %s is not JSON", out->id);
+		return ESTORE_EDB;
+	}
+	out->version = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+	out->created_ms = strtoll(PQgetvalue(r, row, 3), NULL, 10);
+	out->modified_ms = strtoll(PQgetvalue(r, row, 4), NULL, 10);
+	out->deleted = PQgetvalue(r, row, 5)[0] == 't';
+	out->writes = strtoll(PQgetvalue(r, row, 6), NULL, 10);
+	return 0;
+}
+
+static int rows_to_records(PGresult *r, struct estore_record **out, size_t *n, char *errbuf, size_t errlen)
+{
+	int rows = PQntuples(r);
+	*out = NULL;
+	*n = 0;
+	if (rows == 0)
+		return 0;
+	struct estore_record *recs = calloc((size_t)rows, sizeof(*recs));
+	if (!recs) {
+		snprintf(errbuf, errlen, "out of memory");
+		return ESTORE_EDB;
+	}
+	for (int i = 0; i < rows; i++) {
+		if (row_to_record(r, i, &recs[i], errbuf, errlen) < 0) {
+			estore_records_free(recs, (size_t)i);
+			return ESTORE_EDB;
+		}
+	}
+	*out = recs;
+	*n = (size_t)rows;
+	return 0;
+}
+
+static int get_one(PGconn *c, const char *sql, const char *entity, const char *id, struct estore_record *out,
+		   char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, id};
+	PGresult *r = PQexecParams(c, sql, 2, NULL, p, NULL, NULL, 0);
+	int rc;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (state && strcmp(state, "22P02") == 0) /* not a uuid: cannot exist */
+			rc = ESTORE_NOTFOUND;
+		else {
+			pg_err(errbuf, errlen, "read record", c, r);
+			rc = ESTORE_EDB;
+		}
+	} else if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+	} else {
+		rc = row_to_record(r, 0, out, errbuf, errlen);
+	}
+	PQclear(r);
+	return rc;
+}
+
+int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
+	       size_t errlen)
+{
+	return get_one(tx->conn,
+		       "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid AND NOT deleted"
+		       " FOR UPDATE",
+		       entity, id, out, errbuf, errlen);
+}
+
+int estore_peek(struct estore *s, const char *entity, const char *id, struct estore_record *out, char *errbuf,
+		size_t errlen)
+{
+	int idx = checkout(s);
+	int rc = get_one(s->conns[idx], "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid",
+			 entity, id, out, errbuf, errlen);
+	checkin(s, idx);
+	return rc;
+}
+
+int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
+		char id_out[37], char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, keyname, keyvalue};
+	PGresult *r = PQexecParams(tx->conn,
+				   "SELECT id::text FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)",
+				   3, NULL, p, NULL, NULL, 0);
+	int rc;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "find key", tx->conn, r);
+		rc = ESTORE_EDB;
+	} else if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+	} else {
+		snprintf(id_out, 37, "%s", PQgetvalue(r, 0, 0));
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int write_keys(struct estore_tx *tx, const char *entity, const char *id, const cJSON *keys, char *errbuf,
+		      size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *keys_text = cJSON_PrintUnformatted(keys);
+	PGresult *r = NULL;
+	if (!keys_text) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	const char *p[] = {entity, id, keys_text};
+	r = PQexecParams(tx->conn,
+			 "DELETE FROM emu_key k WHERE k.entity = $1 AND k.id = $2::uuid AND NOT EXISTS ("
+			 "SELECT 1 FROM jsonb_each_text($3::jsonb) e WHERE e.key = k.keyname AND"
+			 " lower(e.value) = k.keyvalue)",
+			 3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
+		goto out;
+	}
+	PQclear(r);
+	r = PQexecParams(tx->conn,
+			 "INSERT INTO emu_key (entity, keyname, keyvalue, id)"
+			 " SELECT $1, e.key, lower(e.value), $2::uuid FROM jsonb_each_text($3::jsonb) e"
+			 " ON CONFLICT (entity, keyname, keyvalue) DO UPDATE SET id = EXCLUDED.id"
+			 " WHERE emu_key.id = EXCLUDED.id RETURNING keyname",
+			 3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "write keys", tx->conn, r);
+		goto out;
+	}
+	if (PQntuples(r) < cJSON_GetArraySize(keys)) {
+		/* Name the first key that did not come back: it belongs to another record. */
+		const cJSON *k;
+		const char *taken = "?";
+		cJSON_ArrayForEach(k, keys)
+		{
+			int seen = 0;
+			for (int i = 0; i < PQntuples(r); i++)
+				if (strcmp(PQgetvalue(r, i, 0), k->string) == 0)
+					seen = 1;
+			if (!seen) {
+				taken = k->string;
+				break;
+			}
+		}
+		snprintf(errbuf, errlen, "%s", taken);
+		rc = ESTORE_EDUP;
+		goto out;
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	free(keys_text);
+	return rc;
+}
+
+int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, const char *id, const cJSON *data,
+	       const cJSON *keys, long long *version_out, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	PGresult *r = NULL;
+	char *text = cJSON_PrintUnformatted(data);
+	if (!text) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	const char *p[] = {entity, id, text};
+	if (op == ESTORE_OP_CREATE)
+		r = PQexecParams(tx->conn,
+				 "INSERT INTO emu_record (entity, id, data, version, writes)"
+				 " VALUES ($1, $2::uuid, $3::jsonb, nextval('emu_version'), 1)"
+				 " ON CONFLICT (entity, id) DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version,"
+				 " created_at = now(), modified_at = now(), deleted = false, writes = emu_record.writes + 1"
+				 " WHERE emu_record.deleted RETURNING version",
+				 3, NULL, p, NULL, NULL, 0);
+	else
+		r = PQexecParams(tx->conn,
+				 "UPDATE emu_record SET data = $3::jsonb, version = nextval('emu_version'),"
+				 " modified_at = now(), writes = writes + 1"
+				 " WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version",
+				 3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "write record", tx->conn, r);
+		goto out;
+	}
+	if (PQntuples(r) == 0) {
+		if (op == ESTORE_OP_CREATE) {
+			snprintf(errbuf, errlen, "id");
+			rc = ESTORE_EDUP;
+		} else {
+			rc = ESTORE_NOTFOUND;
+		}
+		goto out;
+	}
+	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	if (keys) {
+		rc = write_keys(tx, entity, id, keys, errbuf, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	note_write(tx, entity, op);
+	rc = 0;
+out:
+	PQclear(r);
+	free(text);
+	return rc;
+}
+
+int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long long *version_out, char *errbuf,
+		  size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	const char *p[] = {entity, id};
+	PGresult *r = PQexecParams(tx->conn,
+				   "UPDATE emu_record SET deleted = true, version = nextval('emu_version'),"
+				   " modified_at = now(), writes = writes + 1"
+				   " WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version",
+				   2, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "delete record", tx->conn, r);
+		goto out;
+	}
+	if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+		goto out;
+	}
+	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	r = PQexecParams(tx->conn, "DELETE FROM emu_key WHERE entity = $1 AND id = $2::uuid", 2, NULL, p, NULL, NULL,
+			 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
+		goto out;
+	}
+	note_write(tx, entity, ESTORE_OP_DELETE);
+	rc = 0;
+out:
+	PQclear(r);
+	return rc;
+}
+
+int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, const char *where_sql,
+		 const char *const *params, int nparams, const char *order_sql, long limit, long offset,
+		 struct estore_record **out, size_t *n, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *sql = NULL;
+	const char **p = NULL;
+	PGresult *r = NULL;
+	int idx = -1;
+	*out = NULL;
+	*n = 0;
+	if (nparams < 0 || nparams > 1000) {
+		snprintf(errbuf, errlen, "too many query parameters");
+		goto out;
+	}
+	if (asprintf(&sql, "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND NOT deleted%s%s%s"
+			   " ORDER BY %s%sid LIMIT %ld OFFSET %ld",
+		     where_sql ? " AND (" : "", where_sql ? where_sql : "", where_sql ? ")" : "",
+		     order_sql ? order_sql : "", order_sql ? ", " : "", limit, offset) < 0) {
+		sql = NULL;
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	p = calloc((size_t)nparams + 1, sizeof(*p));
+	if (!p) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	p[0] = entity;
+	for (int i = 0; i < nparams; i++)
+		p[i + 1] = params[i];
+	PGconn *c;
+	if (tx) {
+		c = tx->conn;
+	} else {
+		idx = checkout(s);
+		c = s->conns[idx];
+	}
+	r = PQexecParams(c, sql, nparams + 1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "query", c, r);
+		goto out;
+	}
+	rc = rows_to_records(r, out, n, errbuf, errlen);
+out:
+	PQclear(r);
+	if (idx >= 0)
+		checkin(s, idx);
+	free(p);
+	free(sql);
+	return rc;
+}
+
+int estore_max_version(struct estore *s, const char *entity, long long *out, char *errbuf, size_t errlen)
+{
+	int idx = checkout(s);
+	const char *p[] = {entity};
+	PGresult *r = PQexecParams(s->conns[idx], "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1",
+				   1, NULL, p, NULL, NULL, 0);
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "max version", s->conns[idx], r);
+		rc = ESTORE_EDB;
+	} else {
+		*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	}
+	PQclear(r);
+	checkin(s, idx);
+	return rc;
+}
+
+int estore_changes(struct estore *s, const char *entity, long long since, long limit, struct estore_record **out,
+		   size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	int idx = checkout(s);
+	PGconn *c = s->conns[idx];
+	PGresult *r = NULL;
+	char since_s[32], limit_s[32];
+	snprintf(since_s, sizeof(since_s), "%lld", since);
+	snprintf(limit_s, sizeof(limit_s), "%ld", limit);
+	const char *p[] = {entity, since_s, limit_s};
+	*out = NULL;
+	*n = 0;
+	/* One snapshot for the rows and the new token. */
+	if (exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", errbuf, errlen) < 0)
+		goto out;
+	r = PQexecParams(c,
+			 "SELECT " RECORD_COLS " FROM (SELECT * FROM emu_record WHERE entity = $1 AND"
+			 " version > $2::bigint ORDER BY version LIMIT $3::bigint) r ORDER BY deleted, version",
+			 3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "changes", c, r);
+		goto out;
+	}
+	if (rows_to_records(r, out, n, errbuf, errlen) < 0)
+		goto out;
+	PQclear(r);
+	r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p, NULL,
+			 NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "max version", c, r);
+		estore_records_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+		goto out;
+	}
+	*max_version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	if ((long)*n >= limit) {
+		/* A full page: the next token continues right after the newest row returned. */
+		long long top = since;
+		for (size_t i = 0; i < *n; i++)
+			if ((*out)[i].version > top)
+				top = (*out)[i].version;
+		*max_version_out = top;
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	{
+		char ignore[128];
+		(void)exec_ok(c, rc == 0 ? "COMMIT" : "ROLLBACK", ignore, sizeof(ignore));
+	}
+	checkin(s, idx);
+	return rc;
+}
+
+int estore_reset(struct estore *s, char *errbuf, size_t errlen)
+{
+	int idx = checkout(s);
+	int rc = exec_ok(s->conns[idx], "TRUNCATE emu_record, emu_key", errbuf, errlen);
+	checkin(s, idx);
+	pthread_mutex_lock(&s->stat_mu);
+	for (size_t i = 0; i < s->nstats; i++)
+		free(s->stats[i].entity);
+	free(s->stats);
+	s->stats = NULL;
+	s->nstats = 0;
+	pthread_mutex_unlock(&s->stat_mu);
+	return rc;
+}
+
+cJSON *estore_stats(struct estore *s)
+{
+	cJSON *root = cJSON_CreateObject();
+	if (!root)
+		return NULL;
+	pthread_mutex_lock(&s->stat_mu);
+	for (size_t i = 0; i < s->nstats; i++) {
+		cJSON *o = cJSON_AddObjectToObject(root, s->stats[i].entity);
+		cJSON_AddNumberToObject(o, "create", (double)s->stats[i].n[ESTORE_OP_CREATE]);
+		cJSON_AddNumberToObject(o, "update", (double)s->stats[i].n[ESTORE_OP_UPDATE]);
+		cJSON_AddNumberToObject(o, "delete", (double)s->stats[i].n[ESTORE_OP_DELETE]);
+	}
+	pthread_mutex_unlock(&s->stat_mu);
+	return root;
+}
+
+void estore_new_guid(char out[37])
+{
+	unsigned char b[16];
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+		/* getrandom on Linux does not fail for 16 bytes once the pool is initialised; fall back
+		 * to a time-derived value rather than leave the buffer unset. */
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (unsigned char)(rand() & 0xff);
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}

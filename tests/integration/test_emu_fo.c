@@ -1,0 +1,355 @@
+/*
+ * Conformance of the FO OData emulator, spoken as raw HTTP in the documented wire format
+ * (dynamics.md section 4). The emulator is the one the stack started (DW_FO_URL).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#include "emu_client.h"
+
+static char *token;
+static char auth_header[256];
+static const char *base;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	base = getenv("DW_FO_URL");
+	if (!base || !*base) {
+		fprintf(stderr, "DW_FO_URL is not set: run through tests/run.sh (make test)\n");
+		return -1;
+	}
+	token = emu_token("FO");
+	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s", token);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	free(token);
+	curl_global_cleanup();
+	return 0;
+}
+
+static void call(const char *method, const char *rel, const char *body, const char *extra, struct emu_resp *r)
+{
+	char url[4096];
+	snprintf(url, sizeof(url), "%s/data/%s", base, rel);
+	const char *h[] = {auth_header, "Accept: application/json", "OData-Version: 4.0",
+			   "Content-Type: application/json", extra, NULL};
+	emu_http(method, url, h, body, r);
+}
+
+/* A customer account unique to this run (max 20 chars). */
+static void unique_account(const char *tag, char out[21])
+{
+	static unsigned n;
+	snprintf(out, 21, "%s%x-%x", tag, (unsigned)getpid() & 0xfffff, n++);
+}
+
+static void create_customer(const char *company, const char *account, struct emu_resp *r)
+{
+	char body[512];
+	snprintf(body, sizeof(body),
+		 "{\"dataAreaId\":\"%s\",\"CustomerAccount\":\"%s\",\"OrganizationName\":\"Fabrikam\","
+		 "\"CustomerGroupId\":\"10\",\"OnHoldStatus\":\"No\",\"CreditLimit\":1000}",
+		 company, account);
+	call("POST", "CustomersV3", body, NULL, r);
+}
+
+static void test_post_creates_201_with_entity_and_location(void **state)
+{
+	(void)state;
+	char acct[21], loc[512];
+	unique_account("C", acct);
+	struct emu_resp r;
+	create_customer("usmf", acct, &r);
+	assert_int_equal(r.status, 201);
+	assert_non_null(emu_header(&r, "Location", loc, sizeof(loc)));
+	assert_non_null(strstr(loc, "CustomersV3(dataAreaId='usmf',CustomerAccount="));
+	cJSON *j = emu_json(&r);
+	assert_string_equal(cJSON_GetObjectItem(j, "CustomerAccount")->valuestring, acct);
+	assert_string_equal(cJSON_GetObjectItem(j, "OnHoldStatus")->valuestring, "No");
+	const cJSON *tag = cJSON_GetObjectItem(j, "@odata.etag");
+	assert_true(cJSON_IsString(tag) && strncmp(tag->valuestring, "W/\"", 3) == 0);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	/* A second POST with the same key is refused. */
+	create_customer("USMF", acct, &r);
+	assert_true(r.status >= 400 && r.status < 500);
+	cJSON *e = emu_json(&r);
+	assert_non_null(cJSON_GetObjectItem(e, "error"));
+	cJSON_Delete(e);
+	emu_resp_free(&r);
+}
+
+static void test_key_literals_every_key_part_required(void **state)
+{
+	(void)state;
+	char acct[21], rel[512];
+	/* quote, space and slash inside the key: O'B /<pid> */
+	snprintf(acct, sizeof(acct), "O'B /%x", (unsigned)getpid() & 0xfffff);
+	struct emu_resp r;
+	create_customer("usmf", acct, &r);
+	assert_int_equal(r.status, 201);
+	emu_resp_free(&r);
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='O%%27%%27B%%20%%2F%x')",
+		 (unsigned)getpid() & 0xfffff);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	assert_string_equal(cJSON_GetObjectItem(j, "CustomerAccount")->valuestring, acct);
+	assert_string_equal(cJSON_GetObjectItem(j, "dataAreaId")->valuestring, "usmf");
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	/* Without dataAreaId the key is incomplete: 400. */
+	snprintf(rel, sizeof(rel), "CustomersV3(CustomerAccount='O%%27%%27B%%20%%2F%x')", (unsigned)getpid() & 0xfffff);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 400);
+	emu_resp_free(&r);
+}
+
+static void test_patch_missing_is_404_and_if_match(void **state)
+{
+	(void)state;
+	char acct[21], rel[256], etag[128], im[160];
+	unique_account("P", acct);
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", acct);
+	struct emu_resp r;
+	call("PATCH", rel, "{\"OrganizationName\":\"x\"}", NULL, &r);
+	assert_int_equal(r.status, 404); /* FO PATCH does not upsert */
+	emu_resp_free(&r);
+	create_customer("usmf", acct, &r);
+	assert_int_equal(r.status, 201);
+	cJSON *j = emu_json(&r);
+	snprintf(etag, sizeof(etag), "%s", cJSON_GetObjectItem(j, "@odata.etag")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	snprintf(im, sizeof(im), "If-Match: %s", etag);
+	call("PATCH", rel, "{\"OrganizationName\":\"Renamed\"}", im, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	/* Now stale. */
+	call("PATCH", rel, "{\"OrganizationName\":\"Again\"}", im, &r);
+	assert_int_equal(r.status, 412);
+	emu_resp_free(&r);
+	/* Key fields cannot change. */
+	call("PATCH", rel, "{\"CustomerAccount\":\"OTHER\"}", NULL, &r);
+	assert_int_equal(r.status, 400);
+	emu_resp_free(&r);
+	call("GET", rel, NULL, NULL, &r);
+	j = emu_json(&r);
+	assert_string_equal(cJSON_GetObjectItem(j, "OrganizationName")->valuestring, "Renamed");
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	call("DELETE", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 404);
+	emu_resp_free(&r);
+}
+
+static int count_rows(const char *rel)
+{
+	struct emu_resp r;
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	int n = cJSON_GetArraySize(cJSON_GetObjectItem(j, "value"));
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return n;
+}
+
+static void test_default_company_unless_cross_company(void **state)
+{
+	(void)state;
+	char a1[21], a2[21], rel[512];
+	unique_account("X", a1);
+	unique_account("X", a2);
+	struct emu_resp r;
+	create_customer("usmf", a1, &r);
+	assert_int_equal(r.status, 201);
+	emu_resp_free(&r);
+	create_customer("usrt", a2, &r);
+	assert_int_equal(r.status, 201);
+	emu_resp_free(&r);
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s'%%20or%%20CustomerAccount%%20eq%%20'%s'",
+		 a1, a2);
+	assert_int_equal(count_rows(rel), 1);
+	size_t l = strlen(rel);
+	snprintf(rel + l, sizeof(rel) - l, "&cross-company=true");
+	assert_int_equal(count_rows(rel), 2);
+	/* Enum literal filter. */
+	snprintf(rel, sizeof(rel),
+		 "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s'%%20and%%20OnHoldStatus%%20eq%%20"
+		 "Microsoft.Dynamics.DataEntities.CustVendorBlocked'No'",
+		 a1);
+	assert_int_equal(count_rows(rel), 1);
+	snprintf(rel, sizeof(rel),
+		 "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s'%%20and%%20OnHoldStatus%%20eq%%20"
+		 "Microsoft.Dynamics.DataEntities.CustVendorBlocked'All'",
+		 a1);
+	assert_int_equal(count_rows(rel), 0);
+}
+
+static void test_top_skip_and_next_link(void **state)
+{
+	(void)state;
+	char prefix[12], acct[32], rel[512];
+	snprintf(prefix, sizeof(prefix), "S%x", (unsigned)getpid() & 0xfffff);
+	struct emu_resp r;
+	for (int i = 0; i < 4; i++) {
+		snprintf(acct, sizeof(acct), "%s-%d", prefix, i);
+		create_customer("usmf", acct, &r);
+		assert_int_equal(r.status, 201);
+		emu_resp_free(&r);
+	}
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$orderby=CustomerAccount%%20desc&$top=2&$skip=1&$select=CustomerAccount",
+		 prefix);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	const cJSON *v = cJSON_GetObjectItem(j, "value");
+	assert_int_equal(cJSON_GetArraySize(v), 2);
+	snprintf(acct, sizeof(acct), "%s-2", prefix);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "CustomerAccount")->valuestring, acct);
+	assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "OrganizationName"));
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	/* Server-driven paging with Prefer: odata.maxpagesize gives a $skip nextLink. */
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'", prefix);
+	call("GET", rel, NULL, "Prefer: odata.maxpagesize=3", &r);
+	j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 3);
+	const cJSON *next = cJSON_GetObjectItem(j, "@odata.nextLink");
+	assert_true(cJSON_IsString(next));
+	assert_non_null(strstr(next->valuestring, "$skip=3"));
+	char url[1024];
+	snprintf(url, sizeof(url), "%s", next->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	const char *h[] = {auth_header, NULL};
+	emu_http("GET", url, h, NULL, &r);
+	j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 1);
+	assert_null(cJSON_GetObjectItem(j, "@odata.nextLink"));
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+}
+
+static void test_batch_changeset_failure_rolls_back(void **state)
+{
+	(void)state;
+	char acct[21], body[4096], rel[256];
+	unique_account("B", acct);
+	/* Two creates of the same key in one changeset: the second fails, the first must vanish. */
+	int n = snprintf(body, sizeof(body), "--batch_F\r\nContent-Type: multipart/mixed; boundary=changeset_G\r\n\r\n");
+	for (int i = 1; i <= 2; i++)
+		n += snprintf(body + n, sizeof(body) - (size_t)n,
+			      "--changeset_G\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+			      "Content-ID: %d\r\n\r\nPOST CustomersV3 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+			      "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"%s\",\"CreditLimit\":1}\r\n",
+			      i, acct);
+	snprintf(body + n, sizeof(body) - (size_t)n, "--changeset_G--\r\n--batch_F--\r\n");
+	char url[512];
+	snprintf(url, sizeof(url), "%s/data/$batch", base);
+	const char *h[] = {auth_header, "Content-Type: multipart/mixed; boundary=batch_F", NULL};
+	struct emu_resp r;
+	emu_http("POST", url, h, body, &r);
+	assert_int_equal(r.status, 200); /* OData v4: the batch succeeds, the changeset part carries the error */
+	assert_null(strstr(r.body, "HTTP/1.1 201"));
+	emu_resp_free(&r);
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", acct);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 404);
+	emu_resp_free(&r);
+	/* The same changeset with distinct keys commits both. */
+	n = snprintf(body, sizeof(body), "--batch_F\r\nContent-Type: multipart/mixed; boundary=changeset_G\r\n\r\n");
+	for (int i = 1; i <= 2; i++)
+		n += snprintf(body + n, sizeof(body) - (size_t)n,
+			      "--changeset_G\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+			      "Content-ID: %d\r\n\r\nPOST CustomersV3 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+			      "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"%s%d\",\"CreditLimit\":1}\r\n",
+			      i, acct, i);
+	snprintf(body + n, sizeof(body) - (size_t)n, "--changeset_G--\r\n--batch_F--\r\n");
+	emu_http("POST", url, h, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "HTTP/1.1 201"));
+	emu_resp_free(&r);
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s2')", acct);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+}
+
+static void test_validation_error_has_fo_shape(void **state)
+{
+	(void)state;
+	struct emu_resp r;
+	call("POST", "CustomersV3",
+	     "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"x\",\"OnHoldStatus\":\"NotAMember\",\"CreditLimit\":1}",
+	     NULL, &r);
+	assert_int_equal(r.status, 400);
+	cJSON *j = emu_json(&r);
+	const cJSON *e = cJSON_GetObjectItem(j, "error");
+	assert_non_null(e);
+	assert_true(cJSON_IsString(cJSON_GetObjectItem(e, "message")));
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	call("GET", "NoSuchEntities", NULL, NULL, &r);
+	assert_int_equal(r.status, 404);
+	emu_resp_free(&r);
+}
+
+static void test_record_write_counts(void **state)
+{
+	(void)state;
+	char acct[21], rel[256], path[512];
+	unique_account("W", acct);
+	struct emu_resp r;
+	create_customer("usmf", acct, &r);
+	assert_int_equal(r.status, 201);
+	emu_resp_free(&r);
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", acct);
+	call("PATCH", rel, "{\"OrganizationName\":\"1\"}", NULL, &r);
+	emu_resp_free(&r);
+	call("PATCH", rel, "{\"OrganizationName\":\"2\"}", NULL, &r);
+	emu_resp_free(&r);
+	snprintf(path, sizeof(path), "records/CustomersV3?key=%%28dataAreaId%%3D%%27usmf%%27%%2CCustomerAccount%%3D%%27%s%%27%%29",
+		 acct);
+	emu_admin(base, "GET", path, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	assert_int_equal((long)cJSON_GetObjectItem(j, "writes")->valuedouble, 3);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_post_creates_201_with_entity_and_location),
+		cmocka_unit_test(test_key_literals_every_key_part_required),
+		cmocka_unit_test(test_patch_missing_is_404_and_if_match),
+		cmocka_unit_test(test_default_company_unless_cross_company),
+		cmocka_unit_test(test_top_skip_and_next_link),
+		cmocka_unit_test(test_batch_changeset_failure_rolls_back),
+		cmocka_unit_test(test_validation_error_has_fo_shape),
+		cmocka_unit_test(test_record_write_counts),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
