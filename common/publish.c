@@ -1,0 +1,498 @@
+#include "publish.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kafka.h"
+#include "log.h"
+
+#define TOPIC_MAX 300
+
+struct pub_msg {
+	char topic[TOPIC_MAX];
+	char *key;
+	size_t key_len;
+	char *value;
+	size_t value_len;
+	char id[SHA256_HEX_LEN + 1];
+	const char *op; /* static string */
+};
+
+struct publish_unit {
+	struct pub_msg *msgs;
+	size_t n, cap;
+	/* submission state, guarded by the publisher's lock */
+	int done;
+	int rc;
+	char err[1024];
+	struct publish_unit *next;
+};
+
+struct publish {
+	struct kafka_producer *prod;
+	int txn_timeout_ms;
+	size_t max_batch;
+
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv; /* queue gained a unit, or stop */
+	pthread_cond_t done_cv; /* some unit finished */
+	struct publish_unit *head, *tail;
+	int queued;
+	int stopping;
+	int fatal;
+	int recovering; /* a transaction could not be aborted yet: refuse new units */
+	char fatal_err[512];
+	char recover_err[1024];
+	struct publish_stats st;
+	pthread_t thread;
+	int thread_started;
+
+	/* delivery errors seen in the current transaction (publisher thread only) */
+	int txn_delivery_errors;
+	char txn_delivery_err[256];
+};
+
+static void on_delivery(const struct kafka_delivery *d, void *ctx)
+{
+	struct publish *p = ctx;
+	if (d->err == 0)
+		return;
+	if (p->txn_delivery_errors++ == 0)
+		snprintf(p->txn_delivery_err, sizeof(p->txn_delivery_err), "delivery to %s failed: %s",
+			 d->topic ? d->topic : "?", d->error ? d->error : "unknown error");
+}
+
+/* ---- units ------------------------------------------------------------------------------- */
+
+struct publish_unit *publish_unit_new(void)
+{
+	return calloc(1, sizeof(struct publish_unit));
+}
+
+void publish_unit_free(struct publish_unit *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->n; i++) {
+		free(u->msgs[i].key);
+		free(u->msgs[i].value);
+	}
+	free(u->msgs);
+	free(u);
+}
+
+size_t publish_unit_count(const struct publish_unit *u)
+{
+	return u ? u->n : 0;
+}
+
+const char *publish_unit_event_id(const struct publish_unit *u, size_t idx)
+{
+	return (u && idx < u->n) ? u->msgs[idx].id : NULL;
+}
+
+const char *publish_unit_topic(const struct publish_unit *u, size_t idx)
+{
+	return (u && idx < u->n) ? u->msgs[idx].topic : NULL;
+}
+
+int publish_unit_add(struct publish_unit *u, const char *prefix, const struct event *ev, char *err, size_t errlen)
+{
+	int rc = PUBLISH_ERR_INVALID;
+	char *key = NULL, *value = NULL;
+	size_t value_len = 0;
+	char table[EVENT_ENTITY_MAX * 4 + 8];
+	char e[256];
+
+	if (!u || !ev) {
+		snprintf(err, errlen, "publish_unit_add: no unit or event");
+		goto out;
+	}
+	if (event_encode(ev, &value, &value_len, e, sizeof(e)) != 0) {
+		snprintf(err, errlen, "event: %s", e);
+		goto out;
+	}
+	if (event_key_string(ev->key, &key, e, sizeof(e)) != 0) {
+		snprintf(err, errlen, "event key: %s", e);
+		goto out;
+	}
+	const char *side = event_side_name(ev->source.side);
+	int n = snprintf(table, sizeof(table), "%s.%s", side ? side : "?", ev->source.entity);
+	if (n < 0 || (size_t)n >= sizeof(table)) {
+		snprintf(err, errlen, "source.entity: too long for a topic name");
+		goto out;
+	}
+	for (char *c = table; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (u->n == u->cap) {
+		size_t ncap = u->cap ? u->cap * 2 : 16;
+		struct pub_msg *m = realloc(u->msgs, ncap * sizeof(*m));
+		if (!m) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		u->msgs = m;
+		u->cap = ncap;
+	}
+	struct pub_msg *m = &u->msgs[u->n];
+	memset(m, 0, sizeof(*m));
+	if (kafka_table_topic(prefix && *prefix ? prefix : "dw", table, m->topic, sizeof(m->topic), e,
+			      sizeof(e)) != 0) {
+		snprintf(err, errlen, "topic: %s", e);
+		goto out;
+	}
+	m->key = key;
+	m->key_len = strlen(key);
+	m->value = value;
+	m->value_len = value_len;
+	memcpy(m->id, ev->id, sizeof(m->id));
+	m->id[SHA256_HEX_LEN] = '\0';
+	m->op = event_op_name(ev->op);
+	key = NULL;
+	value = NULL;
+	u->n++;
+	rc = 0;
+out:
+	free(key);
+	free(value);
+	return rc;
+}
+
+/* ---- publisher thread --------------------------------------------------------------------- */
+
+static void finish_units(struct publish *p, struct publish_unit *list, int rc, const char *err)
+{
+	pthread_mutex_lock(&p->mu);
+	for (struct publish_unit *u = list; u;) {
+		struct publish_unit *next = u->next;
+		u->rc = rc;
+		snprintf(u->err, sizeof(u->err), "%s", err ? err : "");
+		u->next = NULL;
+		if (rc == 0) {
+			p->st.units_ok++;
+			p->st.events_ok += u->n;
+		} else {
+			p->st.units_failed++;
+			p->st.events_failed += u->n;
+		}
+		u->done = 1;
+		u = next;
+	}
+	pthread_cond_broadcast(&p->done_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void set_fatal(struct publish *p, const char *err)
+{
+	pthread_mutex_lock(&p->mu);
+	if (!p->fatal) {
+		p->fatal = 1;
+		snprintf(p->fatal_err, sizeof(p->fatal_err), "%s", err);
+	}
+	pthread_mutex_unlock(&p->mu);
+	log_error("Kafka producer fatal error; capture must stop", "reason", err);
+}
+
+/* Aborts the open transaction, retrying while the broker is unreachable. While this goes on, new
+ * units are refused (recovering). Returns 0 once aborted, -1 on a fatal error or when stopping. */
+static int abort_txn(struct publish *p, const char *why)
+{
+	char e[256];
+	int attempts = 0;
+	for (;;) {
+		int rc = kafka_txn_abort(p->prod, p->txn_timeout_ms, e, sizeof(e));
+		if (rc == 0) {
+			pthread_mutex_lock(&p->mu);
+			p->recovering = 0;
+			p->st.txns_aborted++;
+			pthread_mutex_unlock(&p->mu);
+			if (attempts > 0)
+				log_info("Kafka transaction aborted after retries; publishing resumes");
+			return 0;
+		}
+		if (rc == KAFKA_ERR_FATAL) {
+			set_fatal(p, e);
+			return -1;
+		}
+		struct publish_unit *waiting = NULL;
+		pthread_mutex_lock(&p->mu);
+		if (!p->recovering) {
+			p->recovering = 1;
+			snprintf(p->recover_err, sizeof(p->recover_err),
+				 "Kafka unavailable: a failed transaction is still being aborted (%.900s)", why);
+		}
+		/* units queued meanwhile fail now rather than wait for the broker */
+		waiting = p->head;
+		p->head = p->tail = NULL;
+		p->queued = 0;
+		int stopping = p->stopping;
+		pthread_mutex_unlock(&p->mu);
+		if (waiting)
+			finish_units(p, waiting, PUBLISH_ERR, p->recover_err);
+		log_warn("could not abort the Kafka transaction yet; retrying", "reason", e);
+		if (stopping)
+			return -1;
+		attempts++;
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Publishes the units in `list` (linked by next) in one transaction. Returns 0 or the unit rc. */
+static int run_txn(struct publish *p, struct publish_unit *list, char *err, size_t errlen)
+{
+	char e[256];
+	int rc;
+
+	p->txn_delivery_errors = 0;
+	p->txn_delivery_err[0] = '\0';
+	rc = kafka_txn_begin(p->prod, e, sizeof(e));
+	if (rc != 0) {
+		snprintf(err, errlen, "Kafka: %s", e);
+		if (rc == KAFKA_ERR_FATAL) {
+			set_fatal(p, e);
+			return PUBLISH_ERR_FATAL;
+		}
+		return PUBLISH_ERR;
+	}
+	for (struct publish_unit *u = list; u; u = u->next) {
+		for (size_t i = 0; i < u->n; i++) {
+			struct pub_msg *m = &u->msgs[i];
+			struct kafka_header h[2] = {
+				{ PUBLISH_HEADER_ID, m->id, SHA256_HEX_LEN },
+				{ PUBLISH_HEADER_OP, m->op, m->op ? strlen(m->op) : 0 },
+			};
+			rc = kafka_produce(p->prod, m->topic, m->key, m->key_len, m->value, m->value_len, h, 2,
+					   NULL, e, sizeof(e));
+			if (rc != 0) {
+				snprintf(err, errlen, "Kafka produce to %s: %s", m->topic, e);
+				if (rc == KAFKA_ERR_FATAL) {
+					set_fatal(p, e);
+					return PUBLISH_ERR_FATAL;
+				}
+				goto abort;
+			}
+		}
+	}
+	rc = kafka_txn_commit(p->prod, p->txn_timeout_ms, e, sizeof(e));
+	if (rc == 0 && p->txn_delivery_errors == 0) {
+		pthread_mutex_lock(&p->mu);
+		p->st.txns_committed++;
+		pthread_mutex_unlock(&p->mu);
+		return 0;
+	}
+	if (rc == KAFKA_ERR_FATAL) {
+		snprintf(err, errlen, "Kafka: %s", e);
+		set_fatal(p, e);
+		return PUBLISH_ERR_FATAL;
+	}
+	if (rc == 0) {
+		/* Committed although a delivery report said otherwise: should not happen with
+		 * transactions; report the unit as failed so the caller retries (same ids). */
+		snprintf(err, errlen, "Kafka: %s", p->txn_delivery_err);
+		return PUBLISH_ERR;
+	}
+	snprintf(err, errlen, "Kafka: %s", e);
+abort:
+	if (abort_txn(p, err) != 0) {
+		char fe[512];
+		if (publish_fatal(p, fe, sizeof(fe)))
+			return PUBLISH_ERR_FATAL;
+	}
+	return PUBLISH_ERR;
+}
+
+static void *publisher_main(void *arg)
+{
+	struct publish *p = arg;
+	char err[1024];
+
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->head && !p->stopping)
+			pthread_cond_wait(&p->work_cv, &p->mu);
+		if (!p->head) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		/* take whole units up to max_batch events (at least one unit) */
+		struct publish_unit *list = p->head, *last = p->head;
+		size_t events = last->n;
+		int taken = 1;
+		while (last->next && events + last->next->n <= p->max_batch) {
+			last = last->next;
+			events += last->n;
+			taken++;
+		}
+		p->head = last->next;
+		if (!p->head)
+			p->tail = NULL;
+		last->next = NULL;
+		p->queued -= taken;
+		int fatal = p->fatal;
+		char fe[512];
+		snprintf(fe, sizeof(fe), "%s", p->fatal_err);
+		pthread_mutex_unlock(&p->mu);
+
+		if (fatal) {
+			finish_units(p, list, PUBLISH_ERR_FATAL, fe);
+			continue;
+		}
+		err[0] = '\0';
+		int rc = run_txn(p, list, err, sizeof(err));
+		finish_units(p, list, rc, err);
+	}
+	return NULL;
+}
+
+/* ---- publisher ----------------------------------------------------------------------------- */
+
+int publish_new(const struct config_common *cfg, const struct publish_opts *opts, struct publish **out,
+		char *errbuf, size_t errlen)
+{
+	int rc = PUBLISH_ERR;
+	struct publish *p = NULL;
+	char e[256];
+
+	*out = NULL;
+	if (!opts || !opts->transactional_id || !*opts->transactional_id) {
+		snprintf(errbuf, errlen, "publish: a transactional id is required");
+		goto out;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work_cv, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
+	p->txn_timeout_ms = opts->txn_timeout_ms > 0 ? opts->txn_timeout_ms : 30000;
+	p->max_batch = opts->max_batch_events > 0 ? opts->max_batch_events : 10000;
+
+	struct kafka_producer_opts po = {
+		.client_id = opts->client_id,
+		.on_delivery = on_delivery,
+		.ctx = p,
+		.transactional_id = opts->transactional_id,
+	};
+	int krc = kafka_producer_new(cfg, &po, &p->prod, e, sizeof(e));
+	if (krc != 0) {
+		snprintf(errbuf, errlen, "Kafka producer: %s", e);
+		rc = krc == KAFKA_ERR_FATAL ? PUBLISH_ERR_FATAL : PUBLISH_ERR;
+		goto out;
+	}
+	krc = kafka_txn_init(p->prod, p->txn_timeout_ms, e, sizeof(e));
+	if (krc != 0) {
+		snprintf(errbuf, errlen, "Kafka transactions: %s", e);
+		rc = krc == KAFKA_ERR_FATAL ? PUBLISH_ERR_FATAL : PUBLISH_ERR;
+		goto out;
+	}
+	if (pthread_create(&p->thread, NULL, publisher_main, p) != 0) {
+		snprintf(errbuf, errlen, "publish: cannot start the publisher thread: %s", strerror(errno));
+		goto out;
+	}
+	p->thread_started = 1;
+	*out = p;
+	p = NULL;
+	rc = 0;
+out:
+	publish_free(p);
+	return rc;
+}
+
+void publish_stop(struct publish *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void publish_free(struct publish *p)
+{
+	if (!p)
+		return;
+	publish_stop(p);
+	if (p->thread_started)
+		pthread_join(p->thread, NULL);
+	if (p->prod) {
+		int left = kafka_producer_close(p->prod, p->txn_timeout_ms);
+		if (left > 0)
+			log_warn("Kafka producer closed with undelivered messages (their units were not confirmed)");
+	}
+	pthread_cond_destroy(&p->done_cv);
+	pthread_cond_destroy(&p->work_cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+int publish_fatal(struct publish *p, char *errbuf, size_t errlen)
+{
+	pthread_mutex_lock(&p->mu);
+	int f = p->fatal;
+	if (f)
+		snprintf(errbuf, errlen, "%s", p->fatal_err);
+	pthread_mutex_unlock(&p->mu);
+	return f;
+}
+
+void publish_get_stats(struct publish *p, struct publish_stats *out)
+{
+	pthread_mutex_lock(&p->mu);
+	*out = p->st;
+	out->queued_units = p->queued;
+	pthread_mutex_unlock(&p->mu);
+}
+
+int publish_send(struct publish *p, struct publish_unit *u, char *errbuf, size_t errlen)
+{
+	int rc;
+
+	if (!u || u->n == 0)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	if (p->stopping) {
+		snprintf(errbuf, errlen, "publisher is stopping");
+		rc = PUBLISH_ERR_STOPPED;
+		goto out;
+	}
+	if (p->fatal) {
+		snprintf(errbuf, errlen, "%s", p->fatal_err);
+		rc = PUBLISH_ERR_FATAL;
+		goto out;
+	}
+	if (p->recovering) {
+		snprintf(errbuf, errlen, "%s", p->recover_err);
+		p->st.units_failed++;
+		p->st.events_failed += u->n;
+		rc = PUBLISH_ERR;
+		goto out;
+	}
+	u->done = 0;
+	u->rc = 0;
+	u->err[0] = '\0';
+	u->next = NULL;
+	if (p->tail)
+		p->tail->next = u;
+	else
+		p->head = u;
+	p->tail = u;
+	p->queued++;
+	pthread_cond_signal(&p->work_cv);
+	while (!u->done)
+		pthread_cond_wait(&p->done_cv, &p->mu);
+	rc = u->rc;
+	if (rc != 0)
+		snprintf(errbuf, errlen, "%s", u->err);
+out:
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
