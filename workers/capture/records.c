@@ -1,0 +1,382 @@
+#include "records.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
+#include "store.h"
+
+struct records {
+	int n;
+	PGconn **conns;
+	int *busy;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+int records_new(const char *dsn, int nconn, struct records **out, char *errbuf, size_t errlen)
+{
+	int rc = -1;
+	struct records *r = NULL;
+	*out = NULL;
+	if (!dsn) {
+		snprintf(errbuf, errlen, "DW_PG_DSN is not set");
+		goto out;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		goto oom;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->conns = calloc((size_t)nconn, sizeof(*r->conns));
+	r->busy = calloc((size_t)nconn, sizeof(*r->busy));
+	if (!r->conns || !r->busy)
+		goto oom;
+	r->n = nconn;
+	struct store_opts so = { .application_name = "dw-capture", .statement_timeout_ms = 15000 };
+	for (int i = 0; i < nconn; i++) {
+		if (store_connect(dsn, &so, &r->conns[i], errbuf, errlen) != 0)
+			goto out;
+	}
+	*out = r;
+	r = NULL;
+	rc = 0;
+	goto out;
+oom:
+	snprintf(errbuf, errlen, "out of memory");
+out:
+	records_free(r);
+	return rc;
+}
+
+void records_free(struct records *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; r->conns && i < r->n; i++)
+		store_close(r->conns[i]);
+	free(r->conns);
+	free(r->busy);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static int acquire(struct records *r)
+{
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		for (int i = 0; i < r->n; i++) {
+			if (!r->busy[i]) {
+				r->busy[i] = 1;
+				pthread_mutex_unlock(&r->mu);
+				return i;
+			}
+		}
+		pthread_cond_wait(&r->cv, &r->mu);
+	}
+}
+
+static void release(struct records *r, int i)
+{
+	pthread_mutex_lock(&r->mu);
+	r->busy[i] = 0;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* One statement on a pooled connection; a broken connection is reset and the statement retried
+ * once (every statement here is idempotent or a single atomic upsert). */
+static int exec(struct records *r, const char *sql, int np, const char *const *params, PGresult **res, char *errbuf,
+		size_t errlen)
+{
+	int i = acquire(r);
+	int rc = store_exec(r->conns[i], sql, np, params, res, errbuf, errlen);
+	if (rc != 0 && PQstatus(r->conns[i]) != CONNECTION_OK) {
+		PQreset(r->conns[i]);
+		if (PQstatus(r->conns[i]) == CONNECTION_OK)
+			rc = store_exec(r->conns[i], sql, np, params, res, errbuf, errlen);
+	}
+	release(r, i);
+	return rc == 0 ? 0 : -1;
+}
+
+int records_checkpoint_get(struct records *r, const char *side, const char *env, const char *entity,
+			   const char *kind, char **pos, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *p[] = { side, env, entity, kind };
+	*pos = NULL;
+	if (exec(r,
+		 "SELECT position FROM dw_capture_checkpoint WHERE side = $1 AND environment = $2 AND entity = $3 "
+		 "AND kind = $4",
+		 4, p, &res, errbuf, errlen) != 0)
+		return -1;
+	int rc = 0;
+	if (PQntuples(res) > 0) {
+		*pos = strdup(PQgetvalue(res, 0, 0));
+		if (!*pos) {
+			snprintf(errbuf, errlen, "out of memory");
+			rc = -1;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+int records_checkpoint_set(struct records *r, const char *side, const char *env, const char *entity,
+			   const char *kind, const char *pos, char *errbuf, size_t errlen)
+{
+	const char *p[] = { side, env, entity, kind, pos };
+	return exec(r,
+		    "INSERT INTO dw_capture_checkpoint (side, environment, entity, kind, position) "
+		    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (side, environment, entity, kind) "
+		    "DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+		    5, p, NULL, errbuf, errlen);
+}
+
+static char *json_string_array(const char *const *v, size_t n)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (size_t i = 0; a && i < n; i++) {
+		cJSON *s = cJSON_CreateString(v[i]);
+		if (!s) {
+			cJSON_Delete(a);
+			return NULL;
+		}
+		cJSON_AddItemToArray(a, s);
+	}
+	char *text = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	return text;
+}
+
+int records_state(struct records *r, const char *side, const char *env, const char *entity, const char *const *ids,
+		  size_t n, struct records_state *out, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	memset(out, 0, n * sizeof(*out));
+	if (n == 0)
+		return 0;
+	char *arr = json_string_array(ids, n);
+	if (!arr) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -1;
+	}
+	const char *p[] = { side, env, entity, arr };
+	int rc = exec(r,
+		      "SELECT x.i, r.version, COALESCE(r.deleted_version, 0) "
+		      "FROM jsonb_array_elements_text($4::jsonb) WITH ORDINALITY AS x(id, i) "
+		      "JOIN dw_capture_record r ON r.side = $1 AND r.environment = $2 AND r.entity = $3 "
+		      "AND r.record_id = x.id",
+		      4, p, &res, errbuf, errlen);
+	free(arr);
+	if (rc != 0)
+		return -1;
+	for (int row = 0; row < PQntuples(res); row++) {
+		long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+		if (i < 1 || (size_t)i > n)
+			continue;
+		out[i - 1].known = 1;
+		out[i - 1].version = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+		out[i - 1].deleted = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
+int records_confirm(struct records *r, const char *side, const char *env, const char *entity, size_t n,
+		    const char *const *ids, const char *const *keys_json, const long long *versions, const int *alive,
+		    char *errbuf, size_t errlen)
+{
+	if (n == 0)
+		return 0;
+	cJSON *a = cJSON_CreateArray();
+	int rc = -1;
+	char *text = NULL;
+	for (size_t i = 0; a && i < n; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON *key = cJSON_Parse(keys_json[i]);
+		if (!o || !key) {
+			cJSON_Delete(o);
+			cJSON_Delete(key);
+			goto oom;
+		}
+		cJSON_AddStringToObject(o, "id", ids[i]);
+		cJSON_AddItemToObject(o, "key", key);
+		cJSON_AddNumberToObject(o, "version", (double)versions[i]);
+		cJSON_AddBoolToObject(o, "alive", alive ? alive[i] : 0);
+		cJSON_AddItemToArray(a, o);
+	}
+	if (!a || !(text = cJSON_PrintUnformatted(a)))
+		goto oom;
+	const char *p[] = { side, env, entity, text };
+	rc = exec(r,
+		  "WITH x AS (SELECT DISTINCT ON (id) id, key, version, alive "
+		  "  FROM jsonb_to_recordset($4::jsonb) AS t(id text, key jsonb, version bigint, alive boolean) "
+		  "  ORDER BY id, version DESC) "
+		  "INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version) "
+		  "SELECT $1, $2, $3, x.id, x.key, x.version FROM x "
+		  "ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+		  "record_key = CASE WHEN EXCLUDED.version >= r.version THEN EXCLUDED.record_key ELSE r.record_key END, "
+		  "version = GREATEST(r.version, EXCLUDED.version), "
+		  "deleted_version = CASE WHEN r.deleted_version IS NOT NULL AND (EXCLUDED.version > r.deleted_version "
+		  "  OR (SELECT x.alive FROM x WHERE x.id = EXCLUDED.record_id)) THEN NULL ELSE r.deleted_version END, "
+		  "updated_at = now()",
+		  4, p, NULL, errbuf, errlen);
+	goto out;
+oom:
+	snprintf(errbuf, errlen, "out of memory");
+out:
+	free(text);
+	cJSON_Delete(a);
+	return rc;
+}
+
+int records_delete(struct records *r, const char *side, const char *env, const char *entity, const char *id,
+		   const char *key_json, long long *version, char **key_json_out, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *p[] = { side, env, entity, id, key_json };
+	*key_json_out = NULL;
+	if (exec(r,
+		 "INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
+		 "deleted_version) VALUES ($1, $2, $3, $4, $5::jsonb, 0, 1) "
+		 "ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+		 "deleted_version = COALESCE(r.deleted_version, r.version + 1), updated_at = now() "
+		 "RETURNING deleted_version, record_key::text",
+		 5, p, &res, errbuf, errlen) != 0)
+		return -1;
+	int rc = -1;
+	if (PQntuples(res) == 1) {
+		*version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*key_json_out = strdup(PQgetvalue(res, 0, 1));
+		rc = *key_json_out ? 0 : -1;
+		if (rc)
+			snprintf(errbuf, errlen, "out of memory");
+	} else {
+		snprintf(errbuf, errlen, "delete version: no row returned");
+	}
+	PQclear(res);
+	return rc;
+}
+
+int records_fo_version(struct records *r, const char *env, const char *entity, const char *id, const char *key_json,
+		       const char *hash, long long *version, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *p[] = { env, entity, id, key_json, hash };
+	if (exec(r,
+		 "INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
+		 "content_hash) VALUES ('fo', $1, $2, $3, $4::jsonb, 1, $5) "
+		 "ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+		 "version = CASE WHEN r.content_hash = EXCLUDED.content_hash AND r.deleted_version IS NULL "
+		 "  THEN r.version ELSE GREATEST(r.version, COALESCE(r.deleted_version, 0)) + 1 END, "
+		 "content_hash = EXCLUDED.content_hash, record_key = EXCLUDED.record_key, deleted_version = NULL, "
+		 "updated_at = now() RETURNING version",
+		 5, p, &res, errbuf, errlen) != 0)
+		return -1;
+	int rc = -1;
+	if (PQntuples(res) == 1) {
+		*version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		rc = 0;
+	} else {
+		snprintf(errbuf, errlen, "FO version: no row returned");
+	}
+	PQclear(res);
+	return rc;
+}
+
+int records_pending_add(struct records *r, const char *side, const char *env, const char *txn_id,
+			const char *event_id, const char *event_json, char *errbuf, size_t errlen)
+{
+	const char *p[] = { side, env, txn_id, event_id, event_json };
+	return exec(r,
+		    "INSERT INTO dw_capture_pending (side, environment, txn_id, event_id, event) "
+		    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (side, environment, txn_id, event_id) DO NOTHING",
+		    5, p, NULL, errbuf, errlen);
+}
+
+static int strings_from(PGresult *res, char ***out, size_t *n, char *errbuf, size_t errlen)
+{
+	int rows = PQntuples(res);
+	char **v = calloc(rows ? (size_t)rows : 1, sizeof(*v));
+	if (!v)
+		goto oom;
+	for (int i = 0; i < rows; i++) {
+		v[i] = strdup(PQgetvalue(res, i, 0));
+		if (!v[i]) {
+			records_strings_free(v, (size_t)i);
+			goto oom;
+		}
+	}
+	*out = v;
+	*n = (size_t)rows;
+	return 0;
+oom:
+	snprintf(errbuf, errlen, "out of memory");
+	return -1;
+}
+
+int records_pending_get(struct records *r, const char *side, const char *env, const char *txn_id, char ***events,
+			size_t *n, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *p[] = { side, env, txn_id };
+	*events = NULL;
+	*n = 0;
+	if (exec(r,
+		 "SELECT event FROM dw_capture_pending WHERE side = $1 AND environment = $2 AND txn_id = $3 ORDER BY seq",
+		 3, p, &res, errbuf, errlen) != 0)
+		return -1;
+	int rc = strings_from(res, events, n, errbuf, errlen);
+	PQclear(res);
+	return rc;
+}
+
+int records_pending_delete(struct records *r, const char *side, const char *env, const char *txn_id,
+			   const char *const *ids, size_t n, char *errbuf, size_t errlen)
+{
+	char *arr = json_string_array(ids, n);
+	if (!arr) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -1;
+	}
+	const char *p[] = { side, env, txn_id, arr };
+	int rc = exec(r,
+		      "DELETE FROM dw_capture_pending WHERE side = $1 AND environment = $2 AND txn_id = $3 "
+		      "AND event_id IN (SELECT jsonb_array_elements_text($4::jsonb))",
+		      4, p, NULL, errbuf, errlen);
+	free(arr);
+	return rc;
+}
+
+int records_pending_txns(struct records *r, const char *side, const char *env, char ***txns, size_t *n,
+			 char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *p[] = { side, env };
+	*txns = NULL;
+	*n = 0;
+	if (exec(r,
+		 "SELECT txn_id FROM dw_capture_pending WHERE side = $1 AND environment = $2 GROUP BY txn_id "
+		 "ORDER BY min(seq)",
+		 2, p, &res, errbuf, errlen) != 0)
+		return -1;
+	int rc = strings_from(res, txns, n, errbuf, errlen);
+	PQclear(res);
+	return rc;
+}
+
+void records_strings_free(char **v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}

@@ -1,0 +1,91 @@
+#ifndef DW_CAPTURE_RECORDS_H
+#define DW_CAPTURE_RECORDS_H
+
+#include <stddef.h>
+
+/*
+ * Capture state in PostgreSQL: checkpoints (dw_capture_checkpoint), the capture record table
+ * (dw_capture_record) and staged source-transaction events (dw_capture_pending); see
+ * schemas/sql/002_capture.sql and docs/capture.md. A small pool of connections serves the
+ * webhook threads, the poller and the transaction flusher; every function is thread-safe and
+ * takes a connection for the duration of the call. A lost connection is reset once and the
+ * statement retried.
+ *
+ * Return codes: 0 or -1 with errbuf (SQLSTATE and the server's message; never the DSN).
+ */
+
+struct records;
+
+/* Opens `nconn` connections to dsn. On success *out is new (free with records_free). */
+int records_new(const char *dsn, int nconn, struct records **out, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Closes every connection and frees; NULL-safe. No call may be running. */
+void records_free(struct records *r);
+
+/* The checkpoint position of (side, env, entity, kind) into *pos (new string, free()), or *pos
+ * NULL when there is none. */
+int records_checkpoint_get(struct records *r, const char *side, const char *env, const char *entity,
+			   const char *kind, char **pos, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Stores (upserts) the checkpoint position. */
+int records_checkpoint_set(struct records *r, const char *side, const char *env, const char *entity,
+			   const char *kind, const char *pos, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* What capture knows of one record. */
+struct records_state {
+	int known;          /* 0: never captured */
+	long long version;  /* highest create/update version published */
+	long long deleted;  /* tombstone version, 0 when alive */
+};
+
+/* Looks up ids[0..n) of (side, env, entity) in one statement; out[i] for ids[i]. */
+int records_state(struct records *r, const char *side, const char *env, const char *entity, const char *const *ids,
+		  size_t n, struct records_state *out, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Records published create/update events in one statement: for each i, record ids[i] with key
+ * keys_json[i] (a JSON object) and versions[i]: version = max(old, new) (the key follows the newer
+ * version); the tombstone is cleared when alive[i] is non-zero (the row was seen to exist) or the
+ * new version is above it. */
+int records_confirm(struct records *r, const char *side, const char *env, const char *entity, size_t n,
+		    const char *const *ids, const char *const *keys_json, const long long *versions, const int *alive,
+		    char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Assigns the delete version of record id: the existing tombstone when there is one, else last
+ * version + 1 (1 for an unknown record, whose key is then key_json). *version and *key_json_out
+ * (new string, free(): the record's last key) are set. */
+int records_delete(struct records *r, const char *side, const char *env, const char *entity, const char *id,
+		   const char *key_json, long long *version, char **key_json_out, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* FO: the version of an image with content hash `hash` for record id: the last version when the
+ * hash is unchanged and the record is alive, else max(last version, tombstone) + 1 (1 when new);
+ * stores key, hash and version and clears the tombstone, atomically. */
+int records_fo_version(struct records *r, const char *env, const char *entity, const char *id, const char *key_json,
+		       const char *hash, long long *version, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Stages one encoded event of source transaction txn_id (idempotent per event id). */
+int records_pending_add(struct records *r, const char *side, const char *env, const char *txn_id,
+			const char *event_id, const char *event_json, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* The staged events of txn_id in arrival order: *events is a new array of *n new strings; free with
+ * records_strings_free(). */
+int records_pending_get(struct records *r, const char *side, const char *env, const char *txn_id, char ***events,
+			size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Deletes the staged events of txn_id whose ids are in ids[0..n) (those that were published). */
+int records_pending_delete(struct records *r, const char *side, const char *env, const char *txn_id,
+			   const char *const *ids, size_t n, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* The ids of every transaction with staged events (restart recovery); free with records_strings_free. */
+int records_pending_txns(struct records *r, const char *side, const char *env, char ***txns, size_t *n,
+			 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees an array of n strings; NULL-safe. */
+void records_strings_free(char **v, size_t n);
+
+#endif
