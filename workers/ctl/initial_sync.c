@@ -17,6 +17,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "capture_ce.h"
+#include "capture_fo.h"
 #include "config.h"
 #include "ctl.h"
 #include "event.h"
@@ -101,45 +103,28 @@ static void nap(long ms)
 	}
 }
 
-/* ---- tables and events ------------------------------------------------------------------ */
+/* ---- tables ----------------------------------------------------------------------------- */
 
 #define SYNC_SPEC_MAX 2048
 
-/* One table, as an entry of DW_CAPTURE_TABLES (docs/capture.md) describes it. */
+/* One table, as an entry of DW_CAPTURE_TABLES describes it (parsed by capture's own parsers). */
 struct sync_table {
 	enum event_side side;
 	const char *side_name;
 	char spec[SYNC_SPEC_MAX];   /* the entry as given */
-	char *entity;               /* source.entity: CE logical name, FO entity set */
-	char *entity_set;
-	char *id_field;             /* CE: <logical name>id; FO: NULL */
-	char *keys[EVENT_KEY_FIELDS_MAX]; /* CE: alternate key fields; FO: the natural key */
-	size_t nkeys;
+	const char *entity;         /* source.entity (borrowed from ce/fo) */
+	const char *entity_set;
+	struct capture_ce_table ce; /* side ce */
+	struct capture_fo_table fo; /* side fo */
 };
 
 static void table_clear(struct sync_table *t)
 {
-	free(t->entity);
-	free(t->entity_set);
-	free(t->id_field);
-	for (size_t i = 0; i < t->nkeys; i++)
-		free(t->keys[i]);
+	capture_ce_table_clear(&t->ce);
+	capture_fo_table_clear(&t->fo);
 	memset(t, 0, sizeof(*t));
 }
 
-static int valid_name(const char *p, size_t n)
-{
-	if (n == 0 || n > EVENT_ENTITY_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-			return 0;
-	}
-	return 1;
-}
-
-/* Parses one entry: CE "logical@set[:alt+alt...]", FO "set@eventname:key+key...[:modified]". */
 static int table_parse(enum event_side side, const char *text, struct sync_table *t, char *err, size_t errlen)
 {
 	memset(t, 0, sizeof(*t));
@@ -150,72 +135,17 @@ static int table_parse(enum event_side side, const char *text, struct sync_table
 		return -1;
 	}
 	snprintf(t->spec, sizeof(t->spec), "%s", text);
-	const char *at = strchr(text, '@');
-	const char *colon = strchr(text, ':');
-	if (!at || (colon && colon < at) || !valid_name(text, (size_t)(at - text))) {
-		snprintf(err, errlen, "table '%.200s': expected %s", text,
-			 side == EVENT_SIDE_CE ? "<logical name>@<entity set>[:<alternate key field>+...]"
-					       : "<entity set>@<data event entity>:<key field>+...[:<modified-time field>]");
-		goto fail;
-	}
-	const char *second = at + 1;
-	size_t second_len = colon ? (size_t)(colon - second) : strlen(second);
-	if (!valid_name(second, second_len)) {
-		snprintf(err, errlen, "table '%.200s': the name after '@' is not a valid name", text);
-		goto fail;
-	}
-	const char *keys = colon ? colon + 1 : NULL;
-	size_t keys_len = 0;
-	if (keys) {
-		const char *c2 = strchr(keys, ':');
-		keys_len = c2 ? (size_t)(c2 - keys) : strlen(keys);
-		if (c2 && (side == EVENT_SIDE_CE || strchr(c2 + 1, ':') || !valid_name(c2 + 1, strlen(c2 + 1)))) {
-			snprintf(err, errlen, "table '%.200s': too many ':' parts or a bad modified-time field", text);
-			goto fail;
-		}
-	}
 	if (side == EVENT_SIDE_CE) {
-		t->entity = strndup(text, (size_t)(at - text));
-		t->entity_set = strndup(second, second_len);
-		if (t->entity && asprintf(&t->id_field, "%sid", t->entity) < 0)
-			t->id_field = NULL;
+		if (capture_ce_table_parse(text, &t->ce, err, errlen) != 0)
+			return -1;
+		t->entity = t->ce.logical;
+		t->entity_set = t->ce.set;
 	} else {
-		t->entity = strndup(text, (size_t)(at - text));
-		t->entity_set = strndup(text, (size_t)(at - text));
-	}
-	if (!t->entity || !t->entity_set || (side == EVENT_SIDE_CE && !t->id_field))
-		goto oom;
-	const char *p = keys;
-	while (p && p < keys + keys_len) {
-		const char *plus = memchr(p, '+', (size_t)(keys + keys_len - p));
-		size_t n = plus ? (size_t)(plus - p) : (size_t)(keys + keys_len - p);
-		if (!valid_name(p, n)) {
-			snprintf(err, errlen, "table '%.200s': key field %zu is not a valid name", text, t->nkeys + 1);
-			goto fail;
-		}
-		if (t->nkeys + 1 + (side == EVENT_SIDE_CE) > EVENT_KEY_FIELDS_MAX) {
-			snprintf(err, errlen, "table '%.200s': more than %d key fields", text, EVENT_KEY_FIELDS_MAX);
-			goto fail;
-		}
-		if (!(t->keys[t->nkeys++] = strndup(p, n)))
-			goto oom;
-		p += n + 1;
-	}
-	if (side == EVENT_SIDE_FO) {
-		int company = 0;
-		for (size_t i = 0; i < t->nkeys; i++)
-			company |= strcmp(t->keys[i], "dataAreaId") == 0;
-		if (!company) {
-			snprintf(err, errlen, "table '%.200s': the F&O key must include dataAreaId", text);
-			goto fail;
-		}
+		if (capture_fo_table_parse(text, &t->fo, err, errlen) != 0)
+			return -1;
+		t->entity = t->entity_set = t->fo.set;
 	}
 	return 0;
-oom:
-	snprintf(err, errlen, "out of memory");
-fail:
-	table_clear(t);
-	return -1;
 }
 
 /* TABLE is a whole entry, or the first part of one in DW_CAPTURE_TABLES. */
@@ -243,123 +173,6 @@ static int table_resolve(enum event_side side, const char *arg, struct sync_tabl
 out:
 	free(list);
 	return rc;
-}
-
-/* Milliseconds since the epoch of an ISO 8601 UTC time ("2026-11-30T01:16:29Z", fractions and
- * offsets allowed), or -1. */
-static long long iso_ms(const char *s)
-{
-	int y, mo, d, h, mi, se, n = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 || n != 19)
-		return -1;
-	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = se };
-	long long ms = (long long)timegm(&tm) * 1000;
-	const char *p = s + 19;
-	if (*p == '.') {
-		long long frac = 0, scale = 1000;
-		for (p++; *p >= '0' && *p <= '9'; p++) {
-			frac = frac * 10 + (*p - '0');
-			if (scale > 1)
-				scale /= 10;
-			else
-				frac /= 10;
-		}
-		ms += frac * scale;
-	}
-	if (*p == '+' || *p == '-') {
-		int oh, om;
-		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
-			return -1;
-		long long off = ((long long)oh * 60 + om) * 60000;
-		ms += *p == '+' ? -off : off;
-	} else if (*p != 'Z') {
-		return -1;
-	}
-	return ms < 0 ? -1 : ms;
-}
-
-/* Adds row[name] to key as a string or integer. Absent or null: skipped when optional. */
-static int key_add(cJSON *key, const cJSON *row, const char *name, int required, char *err, size_t errlen)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, name);
-	cJSON *copy = NULL;
-	if (cJSON_IsString(v))
-		copy = cJSON_CreateString(v->valuestring);
-	else if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble)
-		copy = cJSON_CreateNumber(v->valuedouble);
-	else if ((!v || cJSON_IsNull(v)) && !required)
-		return 0;
-	else {
-		snprintf(err, errlen, "key field %s is %s", name, v ? "not a string or an integer" : "missing");
-		return -1;
-	}
-	if (!copy || !cJSON_AddItemToObject(key, name, copy)) {
-		cJSON_Delete(copy);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-/* Builds the snapshot event of one CE row as capture builds the event of the same row state
- * (docs/capture.md): version = versionnumber, key = primary id + alternate key fields present,
- * ts = modifiedon, user = _modifiedby_value, data = the row without annotations. *ev is
- * overwritten; on success the caller releases it with event_clear(). */
-static int ce_row_event(const struct sync_table *t, const char *env, const char *own_user, const cJSON *row,
-			struct event *ev, char *err, size_t errlen)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->v = EVENT_FORMAT_VERSION;
-	ev->op = EVENT_OP_SNAPSHOT;
-	ev->source.side = t->side;
-	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(row, "versionnumber");
-	if (!cJSON_IsNumber(ver) || ver->valuedouble < 0 || ver->valuedouble > (double)EVENT_INT_MAX ||
-	    ver->valuedouble != (double)(long long)ver->valuedouble) {
-		snprintf(err, errlen, "versionnumber is missing or not a whole number");
-		goto fail;
-	}
-	ev->source.version = (int64_t)ver->valuedouble;
-	const cJSON *mod = cJSON_GetObjectItemCaseSensitive(row, "modifiedon");
-	long long ts = cJSON_IsString(mod) ? iso_ms(mod->valuestring) : -1;
-	ev->source.ts = ts > 0 ? ts : 0;
-	const cJSON *by = cJSON_GetObjectItemCaseSensitive(row, "_modifiedby_value");
-	if (cJSON_IsString(by)) {
-		if (!(ev->source.user = strdup(by->valuestring)))
-			goto oom;
-		ev->source.own = own_user && strcasecmp(own_user, by->valuestring) == 0;
-	}
-	if (!(ev->source.env = strdup(env)) || !(ev->source.entity = strdup(t->entity)) ||
-	    !(ev->source.entity_set = strdup(t->entity_set)) || !(ev->key = cJSON_CreateObject()))
-		goto oom;
-	if (key_add(ev->key, row, t->id_field, 1, err, errlen) != 0)
-		goto fail;
-	for (size_t i = 0; i < t->nkeys; i++)
-		if (key_add(ev->key, row, t->keys[i], 0, err, errlen) != 0)
-			goto fail;
-	if (!(ev->data = cJSON_CreateObject()))
-		goto oom;
-	const cJSON *f;
-	cJSON_ArrayForEach(f, row)
-	{
-		if (!f->string || strchr(f->string, '@'))
-			continue; /* annotations (@odata.etag, ...@OData.Community.Display.V1.FormattedValue) */
-		cJSON *copy = cJSON_Duplicate(f, 1);
-		if (!copy || !cJSON_AddItemToObject(ev->data, f->string, copy)) {
-			cJSON_Delete(copy);
-			goto oom;
-		}
-	}
-	char e[512];
-	if (event_compute_id(ev, e, sizeof(e)) != 0) {
-		snprintf(err, errlen, "%s", e);
-		goto fail;
-	}
-	return 0;
-oom:
-	snprintf(err, errlen, "out of memory");
-fail:
-	event_clear(ev);
-	return -1;
 }
 
 /* ---- the run ----------------------------------------------------------------------------- */
@@ -614,7 +427,7 @@ static int checkpoint_save(struct sync *s, const char *next, char *err, size_t e
 	const char *params[] = { s->table.side_name, s->env, s->table.entity, text };
 	char e[1024];
 	if (store_exec(s->pg, CHECKPOINT_UPSERT, 4, params, NULL, e, sizeof(e)) != 0) {
-		snprintf(err, errlen, "saving the checkpoint: %s", e);
+		snprintf(err, errlen, "saving the checkpoint: %.900s", e);
 		goto out;
 	}
 	rc = 0;
@@ -705,38 +518,213 @@ static long long count_rows(struct sync *s)
 
 /* ---- one page ---------------------------------------------------------------------------- */
 
-/* The snapshot event of one row, as capture would build it for the same row state. */
-static int row_event(struct sync *s, const cJSON *row, struct event *ev, char *err, size_t errlen)
-{
-	if (s->table.side == EVENT_SIDE_CE)
-		return ce_row_event(&s->table, s->env, s->own_user, row, ev, err, errlen);
-	snprintf(err, errlen, "F&O snapshots are not supported yet");
-	return -1;
-}
+/*
+ * Versions and keys come from capture's own builders (capture_ce.h, capture_fo.h) and capture's
+ * record table (dw_capture_record, schemas/sql/002_capture.sql), used with the same rules as the
+ * capture program (docs/capture.md), so a snapshot of a row state has the id capture gives that
+ * state:
+ *  - CE: version = versionnumber. After the page's commit the rows are recorded (last key and
+ *    version) so that a later delete seen by change tracking, which carries only the GUID, gets the
+ *    full key. A tombstone is left alone unless the snapshot's version is above it.
+ *  - FO: version from the image hash: unchanged image -> the record's last version, new or changed
+ *    image -> last + 1 (1 for a record capture never saw), assigned and stored before publishing,
+ *    exactly as capture does after a re-read; one statement per page.
+ */
+static const char *const RECORDS_CE_CONFIRM =
+	"WITH x AS (SELECT DISTINCT ON (id) id, key, version "
+	"  FROM jsonb_to_recordset($4::jsonb) AS t(id text, key jsonb, version bigint) ORDER BY id, version DESC) "
+	"INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version) "
+	"SELECT $1, $2, $3, x.id, x.key, x.version FROM x "
+	"ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+	"record_key = CASE WHEN EXCLUDED.version >= r.version THEN EXCLUDED.record_key ELSE r.record_key END, "
+	"version = GREATEST(r.version, EXCLUDED.version), "
+	"deleted_version = CASE WHEN r.deleted_version IS NOT NULL AND EXCLUDED.version > r.deleted_version "
+	"  THEN NULL ELSE r.deleted_version END, "
+	"updated_at = now()";
+static const char *const RECORDS_FO_VERSIONS =
+	"WITH x0 AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS t(i int, id text, key jsonb, hash text)), "
+	"x AS (SELECT DISTINCT ON (id) id, key, hash FROM x0 ORDER BY id, i DESC), "
+	"up AS (INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
+	"  content_hash) SELECT 'fo', $1, $2, x.id, x.key, 1, x.hash FROM x "
+	"  ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+	"  version = CASE WHEN r.content_hash = EXCLUDED.content_hash AND r.deleted_version IS NULL "
+	"    THEN r.version ELSE GREATEST(r.version, COALESCE(r.deleted_version, 0)) + 1 END, "
+	"  content_hash = EXCLUDED.content_hash, record_key = EXCLUDED.record_key, deleted_version = NULL, "
+	"  updated_at = now() RETURNING record_id, version) "
+	"SELECT x0.i, up.version FROM x0 JOIN up ON up.record_id = x0.id";
 
-/* Turns every row of the page into a snapshot event in unit u. */
-static int page_unit(struct sync *s, cJSON *doc, struct publish_unit *u, char *err, size_t errlen)
+/* CE: one snapshot event per row into u; the rows' {id, key, version} into records. */
+static int ce_page_unit(struct sync *s, cJSON *value, struct publish_unit *u, cJSON *records, char *err,
+			size_t errlen)
 {
-	cJSON *value = cJSON_GetObjectItemCaseSensitive(doc, "value");
+	const struct capture_ce_ctx ctx = { .env = s->env, .own_user_id = s->own_user };
 	size_t i = 0;
 	cJSON *row;
 	cJSON_ArrayForEach(row, value)
 	{
 		struct event ev;
 		char e[1024];
-		if (row_event(s, row, &ev, e, sizeof(e)) != 0) {
+		if (capture_ce_row_event(&ctx, &s->table.ce, row, EVENT_OP_SNAPSHOT, &ev, e, sizeof(e)) != 0 ||
+		    publish_unit_add(u, s->cfg->topic_prefix, &ev, e, sizeof(e)) != 0) {
 			snprintf(err, errlen, "page %lld, row %zu: %s", s->pages_before + s->pages + 1, i + 1, e);
+			event_clear(&ev);
 			return -1;
 		}
-		int rc = publish_unit_add(u, s->cfg->topic_prefix, &ev, e, sizeof(e));
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev.key, s->table.ce.id_field);
+		cJSON *rec = cJSON_CreateObject();
+		cJSON *key = cJSON_Duplicate(ev.key, 1);
+		int ok = rec && key && cJSON_AddItemToArray(records, rec);
+		if (!ok)
+			cJSON_Delete(rec);
+		if (ok && !cJSON_AddItemToObject(rec, "key", key))
+			ok = 0;
+		else if (ok)
+			key = NULL; /* owned by rec now */
+		ok = ok && cJSON_AddStringToObject(rec, "id", id->valuestring) &&
+		     cJSON_AddNumberToObject(rec, "version", (double)ev.source.version);
+		cJSON_Delete(key);
 		event_clear(&ev);
-		if (rc != 0) {
-			snprintf(err, errlen, "page %lld, row %zu: %s", s->pages_before + s->pages + 1, i + 1, e);
+		if (!ok) {
+			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
 		i++;
 	}
 	return 0;
+}
+
+/* FO: versions for every row of the page (stored in dw_capture_record), then the events into u. */
+static int fo_page_unit(struct sync *s, cJSON *value, struct publish_unit *u, char *err, size_t errlen)
+{
+	int rc = -1;
+	size_t n = (size_t)cJSON_GetArraySize(value);
+	cJSON **keys = calloc(n + 1, sizeof(*keys)), **images = calloc(n + 1, sizeof(*images));
+	long long *versions = calloc(n + 1, sizeof(*versions));
+	cJSON *in = cJSON_CreateArray();
+	char *text = NULL, *ks = NULL;
+	PGresult *res = NULL;
+	char e[1024];
+	if (!keys || !images || !versions || !in)
+		goto oom;
+	size_t i = 0;
+	cJSON *row;
+	cJSON_ArrayForEach(row, value)
+	{
+		char hash[SHA256_HEX_LEN + 1];
+		keys[i] = capture_fo_row_key(&s->table.fo, row, e, sizeof(e));
+		if (!keys[i]) {
+			snprintf(err, errlen, "page %lld, row %zu: %s", s->pages_before + s->pages + 1, i + 1, e);
+			goto out;
+		}
+		images[i] = capture_fo_image(row);
+		if (!images[i] || capture_fo_image_hash(images[i], hash) != 0)
+			goto oom;
+		if (event_key_string(keys[i], &ks, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "page %lld, row %zu: key: %s", s->pages_before + s->pages + 1, i + 1, e);
+			goto out;
+		}
+		cJSON *rec = cJSON_CreateObject();
+		cJSON *kc = cJSON_Duplicate(keys[i], 1);
+		if (!rec || !cJSON_AddItemToArray(in, rec)) {
+			cJSON_Delete(rec);
+			cJSON_Delete(kc);
+			goto oom;
+		}
+		if (!kc || !cJSON_AddItemToObject(rec, "key", kc)) {
+			cJSON_Delete(kc);
+			goto oom;
+		}
+		if (!cJSON_AddNumberToObject(rec, "i", (double)i) || !cJSON_AddStringToObject(rec, "id", ks) ||
+		    !cJSON_AddStringToObject(rec, "hash", hash))
+			goto oom;
+		free(ks);
+		ks = NULL;
+		versions[i] = -1;
+		i++;
+	}
+	if (n > 0) {
+		if (!(text = cJSON_PrintUnformatted(in)))
+			goto oom;
+		const char *params[] = { s->env, s->table.entity, text };
+		if (store_exec(s->pg, RECORDS_FO_VERSIONS, 3, params, &res, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "assigning versions: %s", e);
+			goto out;
+		}
+		for (int r = 0; r < PQntuples(res); r++) {
+			long idx = strtol(PQgetvalue(res, r, 0), NULL, 10);
+			if (idx >= 0 && (size_t)idx < n)
+				versions[idx] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct event ev;
+		long long ts = 0;
+		if (versions[i] < 0) {
+			snprintf(err, errlen, "page %lld, row %zu: no version assigned", s->pages_before + s->pages + 1, i + 1);
+			goto out;
+		}
+		if (s->table.fo.modified) {
+			const cJSON *m = cJSON_GetObjectItemCaseSensitive(images[i], s->table.fo.modified);
+			if (!cJSON_IsString(m) || capture_ce_parse_iso(m->valuestring, &ts) != 0)
+				ts = 0;
+		}
+		if (capture_fo_event(s->env, s->own_user, &s->table.fo, EVENT_OP_SNAPSHOT, keys[i], images[i],
+				     versions[i], ts, NULL, &ev, e, sizeof(e)) != 0 ||
+		    publish_unit_add(u, s->cfg->topic_prefix, &ev, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "page %lld, row %zu: %s", s->pages_before + s->pages + 1, i + 1, e);
+			event_clear(&ev);
+			goto out;
+		}
+		event_clear(&ev);
+	}
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory");
+out:
+	for (size_t k = 0; k < n; k++) {
+		if (keys)
+			cJSON_Delete(keys[k]);
+		if (images)
+			cJSON_Delete(images[k]);
+	}
+	free(keys);
+	free(images);
+	free(versions);
+	free(ks);
+	free(text);
+	PQclear(res);
+	cJSON_Delete(in);
+	return rc;
+}
+
+/* After the page's commit: CE records and the next position, in one PostgreSQL transaction. */
+static int page_confirmed(struct sync *s, const cJSON *records, const char *next, char *err, size_t errlen)
+{
+	char e[1024];
+	char *text = NULL;
+	int rc = -1;
+	if (store_begin(s->pg, e, sizeof(e)) != 0)
+		goto fail;
+	if (records && cJSON_GetArraySize(records) > 0) {
+		if (!(text = cJSON_PrintUnformatted(records))) {
+			snprintf(e, sizeof(e), "out of memory");
+			goto fail;
+		}
+		const char *params[] = { s->table.side_name, s->env, s->table.entity, text };
+		if (store_exec(s->pg, RECORDS_CE_CONFIRM, 4, params, NULL, e, sizeof(e)) != 0)
+			goto fail;
+	}
+	if (checkpoint_save(s, next, e, sizeof(e)) != 0 || store_commit(s->pg, e, sizeof(e)) != 0)
+		goto fail;
+	rc = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "recording the page: %.900s", e);
+	(void)store_rollback(s->pg, e, sizeof(e));
+out:
+	free(text);
+	return rc;
 }
 
 static int publish_with_retry(struct sync *s, struct publish_unit *u, char *err, size_t errlen)
@@ -761,6 +749,7 @@ static int sync_pages(struct sync *s, const char *first, char *err, size_t errle
 	int rc = -1;
 	struct page *cur = calloc(1, sizeof(*cur)), *nxt = calloc(1, sizeof(*nxt));
 	struct publish_unit *u = NULL;
+	cJSON *records = NULL;
 	int fetching = 0;
 	pthread_t th;
 	if (!cur || !nxt) {
@@ -788,11 +777,14 @@ static int sync_pages(struct sync *s, const char *first, char *err, size_t errle
 			fetching = 1;
 		}
 		u = publish_unit_new();
-		if (!u) {
+		records = s->table.side == EVENT_SIDE_CE ? cJSON_CreateArray() : NULL;
+		if (!u || (s->table.side == EVENT_SIDE_CE && !records)) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		if (page_unit(s, cur->doc, u, err, errlen) != 0)
+		cJSON *value = cJSON_GetObjectItemCaseSensitive(cur->doc, "value");
+		if ((s->table.side == EVENT_SIDE_CE ? ce_page_unit(s, value, u, records, err, errlen)
+						    : fo_page_unit(s, value, u, err, errlen)) != 0)
 			goto out;
 		long long n = (long long)publish_unit_count(u);
 		if (publish_with_retry(s, u, err, errlen) != 0)
@@ -801,8 +793,10 @@ static int sync_pages(struct sync *s, const char *first, char *err, size_t errle
 		u = NULL;
 		s->rows += n;
 		s->pages++;
-		if (checkpoint_save(s, cur->next[0] ? cur->next : NULL, err, errlen) != 0)
+		if (page_confirmed(s, records, cur->next[0] ? cur->next : NULL, err, errlen) != 0)
 			goto out;
+		cJSON_Delete(records);
+		records = NULL;
 		progress(s, 0);
 		cJSON_Delete(cur->doc);
 		cur->doc = NULL;
@@ -821,6 +815,7 @@ out:
 		pthread_join(th, NULL);
 	}
 	publish_unit_free(u);
+	cJSON_Delete(records);
 	if (cur)
 		cJSON_Delete(cur->doc);
 	if (nxt)
