@@ -122,6 +122,42 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 		}
 		m++;
 	}
+	/* events staged in a source transaction go out with their unit, not alone */
+	if (m > 0) {
+		const char **eids = calloc((size_t)m, sizeof(*eids));
+		int *pending = calloc((size_t)m, sizeof(*pending));
+		if (!eids || !pending) {
+			free(eids);
+			free(pending);
+			snprintf(errbuf, errlen, "out of memory");
+			m = -1;
+			goto out;
+		}
+		for (long i = 0; i < m; i++)
+			eids[i] = evs[i].id;
+		int r = records_pending_has(a->rec, "ce", a->set.env, eids, (size_t)m, pending, errbuf, errlen);
+		free(eids);
+		if (r != 0) {
+			free(pending);
+			m = -1;
+			goto out;
+		}
+		long k = 0;
+		for (long i = 0; i < m; i++) {
+			if (pending[i]) {
+				event_clear(&evs[i]);
+				continue;
+			}
+			if (k != i) {
+				evs[k] = evs[i];
+				alive[k] = alive[i];
+				memset(&evs[i], 0, sizeof(evs[i]));
+			}
+			k++;
+		}
+		free(pending);
+		m = k;
+	}
 out:
 	if (m < 0) {
 		for (size_t i = 0; i < d->n; i++)

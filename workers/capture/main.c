@@ -184,9 +184,10 @@ int main(int argc, char **argv)
 		log_info("listening", "port", port, "path", path, "side", a.set.side_name);
 	}
 
-	int polls = side == EVENT_SIDE_CE && a.set.delta;
+	int polls = side == EVENT_SIDE_CE ? a.set.delta : fo_polls(&a);
+	int (*poll_round)(struct app *) = side == EVENT_SIDE_CE ? ce_poll_round : fo_poll_round;
 	if (once) {
-		rc = polls && ce_poll_round(&a) != 0 ? 1 : 0;
+		rc = polls && poll_round(&a) != 0 ? 1 : 0;
 		goto out;
 	}
 	if (!polls)
@@ -203,7 +204,7 @@ int main(int argc, char **argv)
 		}
 		if (polls) {
 			long long t0 = time(NULL);
-			int ok = ce_poll_round(&a) == 0;
+			int ok = poll_round(&a) == 0;
 			if (ok) {
 				since_ok = t0;
 				if (first) {
@@ -215,7 +216,8 @@ int main(int argc, char **argv)
 			}
 			if (since_ok) {
 				for (size_t i = 0; i < a.set.ntables; i++) {
-					const char *lv[] = { a.set.ce_tables[i].logical };
+					const char *lv[] = { side == EVENT_SIDE_CE ? a.set.ce_tables[i].logical
+										   : a.set.fo_tables[i].set };
 					metrics_gauge_set(a.m_lag, lv, ok ? 0 : (double)(time(NULL) - since_ok));
 				}
 			}

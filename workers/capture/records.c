@@ -266,26 +266,30 @@ int records_delete(struct records *r, const char *side, const char *env, const c
 }
 
 int records_fo_version(struct records *r, const char *env, const char *entity, const char *id, const char *key_json,
-		       const char *hash, long long *version, char *errbuf, size_t errlen)
+		       const char *hash, const char *modified, long long *version, char *errbuf, size_t errlen)
 {
 	PGresult *res = NULL;
-	const char *p[] = { env, entity, id, key_json, hash };
+	const char *p[] = { env, entity, id, key_json, hash, modified };
 	if (exec(r,
+		 "WITH old AS (SELECT content_hash, deleted_version FROM dw_capture_record "
+		 "  WHERE side = 'fo' AND environment = $1 AND entity = $2 AND record_id = $3) "
 		 "INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
-		 "content_hash) VALUES ('fo', $1, $2, $3, $4::jsonb, 1, $5) "
+		 "content_hash, source_modified) VALUES ('fo', $1, $2, $3, $4::jsonb, 1, $5, $6) "
 		 "ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
 		 "version = CASE WHEN r.content_hash = EXCLUDED.content_hash AND r.deleted_version IS NULL "
 		 "  THEN r.version ELSE GREATEST(r.version, COALESCE(r.deleted_version, 0)) + 1 END, "
 		 "content_hash = EXCLUDED.content_hash, record_key = EXCLUDED.record_key, deleted_version = NULL, "
-		 "updated_at = now() RETURNING version",
-		 5, p, &res, errbuf, errlen) != 0)
+		 "source_modified = COALESCE(EXCLUDED.source_modified, r.source_modified), updated_at = now() "
+		 "WHERE r.source_modified IS NULL OR EXCLUDED.source_modified IS NULL OR "
+		 "  NOT (EXCLUDED.source_modified < r.source_modified OR "
+		 "       (r.deleted_version IS NOT NULL AND EXCLUDED.source_modified <= r.source_modified)) "
+		 "RETURNING version, COALESCE((SELECT content_hash = $5 AND deleted_version IS NULL FROM old), false)",
+		 6, p, &res, errbuf, errlen) != 0)
 		return -1;
-	int rc = -1;
+	int rc = 1;
 	if (PQntuples(res) == 1) {
 		*version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		rc = 0;
-	} else {
-		snprintf(errbuf, errlen, "FO version: no row returned");
+		rc = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? 2 : 0;
 	}
 	PQclear(res);
 	return rc;
@@ -370,6 +374,36 @@ int records_pending_txns(struct records *r, const char *side, const char *env, c
 	int rc = strings_from(res, txns, n, errbuf, errlen);
 	PQclear(res);
 	return rc;
+}
+
+int records_pending_has(struct records *r, const char *side, const char *env, const char *const *ids, size_t n,
+			int *pending, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	memset(pending, 0, n * sizeof(*pending));
+	if (n == 0)
+		return 0;
+	char *arr = json_string_array(ids, n);
+	if (!arr) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -1;
+	}
+	const char *p[] = { side, env, arr };
+	int rc = exec(r,
+		      "SELECT x.i FROM jsonb_array_elements_text($3::jsonb) WITH ORDINALITY AS x(id, i) "
+		      "WHERE EXISTS (SELECT 1 FROM dw_capture_pending p WHERE p.side = $1 AND p.environment = $2 "
+		      "AND p.event_id = x.id)",
+		      3, p, &res, errbuf, errlen);
+	free(arr);
+	if (rc != 0)
+		return -1;
+	for (int row = 0; row < PQntuples(res); row++) {
+		long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+		if (i >= 1 && (size_t)i <= n)
+			pending[i - 1] = 1;
+	}
+	PQclear(res);
+	return 0;
 }
 
 void records_strings_free(char **v, size_t n)

@@ -6,7 +6,7 @@
 /*
  * Capture state in PostgreSQL: checkpoints (dw_capture_checkpoint), the capture record table
  * (dw_capture_record) and staged source-transaction events (dw_capture_pending); see
- * schemas/sql/002_capture.sql and docs/capture.md. A small pool of connections serves the
+ * schemas/sql/003_capture.sql and docs/capture.md. A small pool of connections serves the
  * webhook threads, the poller and the transaction flusher; every function is thread-safe and
  * takes a connection for the duration of the call. A lost connection is reset once and the
  * statement retried.
@@ -61,9 +61,13 @@ int records_delete(struct records *r, const char *side, const char *env, const c
 
 /* FO: the version of an image with content hash `hash` for record id: the last version when the
  * hash is unchanged and the record is alive, else max(last version, tombstone) + 1 (1 when new);
- * stores key, hash and version and clears the tombstone, atomically. */
+ * stores key, hash, version and `modified` (the image's modified-time value, NULL when the table
+ * has none) and clears the tombstone, atomically. Returns 0 with *version; 2 with *version when the
+ * image is the one last recorded (unchanged: a poll need not publish it again); 1 when the image is
+ * older than the one recorded (its modified time is earlier, or not later than a captured delete):
+ * nothing is changed and it must not be published; -1 with errbuf. */
 int records_fo_version(struct records *r, const char *env, const char *entity, const char *id, const char *key_json,
-		       const char *hash, long long *version, char *errbuf, size_t errlen)
+		       const char *hash, const char *modified, long long *version, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /* Stages one encoded event of source transaction txn_id (idempotent per event id). */
@@ -84,6 +88,11 @@ int records_pending_delete(struct records *r, const char *side, const char *env,
 /* The ids of every transaction with staged events (restart recovery); free with records_strings_free. */
 int records_pending_txns(struct records *r, const char *side, const char *env, char ***txns, size_t *n,
 			 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Marks in pending[i] (0/1) which of the event ids ids[0..n) are staged in a source transaction
+ * not yet published (change tracking leaves those to the transaction's unit). */
+int records_pending_has(struct records *r, const char *side, const char *env, const char *const *ids, size_t n,
+			int *pending, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Frees an array of n strings; NULL-safe. */
 void records_strings_free(char **v, size_t n);

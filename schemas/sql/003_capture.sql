@@ -1,4 +1,4 @@
--- Capture state beyond checkpoints (docs/capture.md, "Versions" and "Source transactions").
+-- Capture state beyond checkpoints (numbered 003 because the apply branch holds 002) (docs/capture.md, "Versions" and "Source transactions").
 
 -- Per side, environment, entity and record: what capture last published for it. record_id is the
 -- CE primary GUID or the FO canonical key string. record_key is the event key object last
@@ -6,7 +6,9 @@
 -- the highest create/update version published; content_hash (FO) the SHA-256 of that image, so
 -- the data-event and polling paths give the same image the same version. deleted_version is set
 -- once a delete was captured (the first path to see it assigns it; the other reuses it) and
--- cleared when the record is seen alive again.
+-- cleared when the record is seen alive again. source_modified (FO tables polled by a modified-time
+-- field) is that field's value in the last image, so an image older than it is not given a new
+-- version (a poll page read before a data event's re-read must not win over it).
 CREATE TABLE dw_capture_record (
 	side text NOT NULL CHECK (side IN ('ce', 'fo')),
 	environment text NOT NULL,
@@ -16,6 +18,7 @@ CREATE TABLE dw_capture_record (
 	version bigint NOT NULL,
 	content_hash text,
 	deleted_version bigint,
+	source_modified text,
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (side, environment, entity, record_id)
 );
