@@ -196,6 +196,7 @@ struct sync {
 	long long rows;        /* rows confirmed in this run */
 	long long pages;
 	long long total;       /* rows in the entity set, -1 when unknown */
+	long long stale;       /* FO rows left out: capture already published a newer image */
 	long long started_ms;
 	long long last_log_ms;
 	int tty;
@@ -542,15 +543,20 @@ static const char *const RECORDS_CE_CONFIRM =
 	"  THEN NULL ELSE r.deleted_version END, "
 	"updated_at = now()";
 static const char *const RECORDS_FO_VERSIONS =
-	"WITH x0 AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS t(i int, id text, key jsonb, hash text)), "
-	"x AS (SELECT DISTINCT ON (id) id, key, hash FROM x0 ORDER BY id, i DESC), "
+	"WITH x0 AS (SELECT * FROM jsonb_to_recordset($3::jsonb) "
+	"  AS t(i int, id text, key jsonb, hash text, modified text)), "
+	"x AS (SELECT DISTINCT ON (id) id, key, hash, modified FROM x0 ORDER BY id, i DESC), "
 	"up AS (INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
-	"  content_hash) SELECT 'fo', $1, $2, x.id, x.key, 1, x.hash FROM x "
+	"  content_hash, source_modified) SELECT 'fo', $1, $2, x.id, x.key, 1, x.hash, x.modified FROM x "
 	"  ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
 	"  version = CASE WHEN r.content_hash = EXCLUDED.content_hash AND r.deleted_version IS NULL "
 	"    THEN r.version ELSE GREATEST(r.version, COALESCE(r.deleted_version, 0)) + 1 END, "
 	"  content_hash = EXCLUDED.content_hash, record_key = EXCLUDED.record_key, deleted_version = NULL, "
-	"  updated_at = now() RETURNING record_id, version) "
+	"  source_modified = COALESCE(EXCLUDED.source_modified, r.source_modified), updated_at = now() "
+	"  WHERE r.source_modified IS NULL OR EXCLUDED.source_modified IS NULL OR "
+	"    NOT (EXCLUDED.source_modified < r.source_modified OR "
+	"         (r.deleted_version IS NOT NULL AND EXCLUDED.source_modified <= r.source_modified)) "
+	"  RETURNING record_id, version) "
 	"SELECT x0.i, up.version FROM x0 JOIN up ON up.record_id = x0.id";
 
 /* CE: one snapshot event per row into u; the rows' {id, key, version} into records. */
@@ -637,6 +643,9 @@ static int fo_page_unit(struct sync *s, cJSON *value, struct publish_unit *u, ch
 		if (!cJSON_AddNumberToObject(rec, "i", (double)i) || !cJSON_AddStringToObject(rec, "id", ks) ||
 		    !cJSON_AddStringToObject(rec, "hash", hash))
 			goto oom;
+		const cJSON *mod = s->table.fo.modified ? cJSON_GetObjectItemCaseSensitive(row, s->table.fo.modified) : NULL;
+		if (cJSON_IsString(mod) && !cJSON_AddStringToObject(rec, "modified", mod->valuestring))
+			goto oom;
 		free(ks);
 		ks = NULL;
 		versions[i] = -1;
@@ -660,8 +669,10 @@ static int fo_page_unit(struct sync *s, cJSON *value, struct publish_unit *u, ch
 		struct event ev;
 		long long ts = 0;
 		if (versions[i] < 0) {
-			snprintf(err, errlen, "page %lld, row %zu: no version assigned", s->pages_before + s->pages + 1, i + 1);
-			goto out;
+			/* Stale: capture already versioned a newer image of this record (its modified
+			 * time is later), so that newer event stands and this snapshot is left out. */
+			s->stale++;
+			continue;
 		}
 		if (s->table.fo.modified) {
 			const cJSON *m = cJSON_GetObjectItemCaseSensitive(images[i], s->table.fo.modified);
@@ -1027,6 +1038,9 @@ static int run(int argc, char **argv, const struct config_common *cfg)
 	}
 	printf("initial sync %s.%s: %lld rows, %lld pages in %.1f s (%.0f rows/s)%s\n", s.table.side_name,
 	       s.table.entity, s.rows, s.pages, secs, rate, s.rows_before ? "; resumed" : "");
+	if (s.stale)
+		printf("initial sync %s.%s: %lld rows left out, capture had already published a newer image of "
+		       "them\n", s.table.side_name, s.table.entity, s.stale);
 	if (s.rows_before)
 		printf("initial sync %s.%s: %lld rows in all, over %lld pages\n", s.table.side_name, s.table.entity,
 		       s.rows_before + s.rows, s.pages_before + s.pages);
