@@ -41,6 +41,7 @@ static char err[1024];
 static char *ce_url;
 static char *token;
 static int broker_stopped;
+static pid_t live[4]; /* capture processes to kill when a test fails half-way */
 
 /* ---- rows ------------------------------------------------------------------------------- */
 
@@ -108,6 +109,18 @@ static void *write_rows(void *arg)
 	return NULL;
 }
 
+/* The one writer a test runs; global so that a failed test's teardown can still join it. */
+static struct writer the_writer;
+static int writer_running;
+
+static void writer_join(struct writer *w)
+{
+	if (writer_running) {
+		pthread_join(w->th, NULL);
+		writer_running = 0;
+	}
+}
+
 static void writer_start(struct writer *w, unsigned tag, long n, long batch, long pause_ms)
 {
 	memset(w, 0, sizeof(*w));
@@ -117,6 +130,7 @@ static void writer_start(struct writer *w, unsigned tag, long n, long batch, lon
 	w->pause_ms = pause_ms;
 	atomic_init(&w->done, 0);
 	assert_int_equal(0, pthread_create(&w->th, NULL, write_rows, w));
+	writer_running = 1;
 }
 
 /* ---- the capture process ---------------------------------------------------------------- */
@@ -157,6 +171,11 @@ static void capture_start(struct capture *c, const char *tag, const char *prefix
 	}
 	c->pid = pid;
 	c->port = 0;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!live[i]) {
+			live[i] = pid;
+			break;
+		}
 	long long deadline = harness_now_ms() + 60000;
 	while (!c->port) {
 		if (harness_now_ms() > deadline || waitpid(pid, NULL, WNOHANG) == pid)
@@ -198,6 +217,9 @@ static int capture_stop(struct capture *c)
 {
 	if (c->pid <= 0)
 		return -1;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == c->pid)
+			live[i] = 0;
 	kill(c->pid, SIGTERM);
 	int st;
 	long long deadline = harness_now_ms() + 60000;
@@ -389,11 +411,25 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-static int teardown_broker(void **state)
+/* After a failed assertion: no capture process may outlive its test. */
+static int teardown_captures(void **state)
 {
 	(void)state;
-	broker_up();
+	writer_join(&the_writer);
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		if (live[i] > 0) {
+			kill(live[i], SIGKILL);
+			waitpid(live[i], NULL, 0);
+			live[i] = 0;
+		}
+	}
 	return 0;
+}
+
+static int teardown_broker(void **state)
+{
+	broker_up();
+	return teardown_captures(state);
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -407,17 +443,20 @@ static void test_sigkill_mid_stream_loses_nothing(void **state)
 	make_topic(topic);
 	struct capture c;
 	capture_start(&c, "kill", prefix, env, 1, NULL);
-	struct writer w;
-	writer_start(&w, 1, STREAM_ROWS, 100, 20);
+	struct writer *w = &the_writer;
+	writer_start(w, 1, STREAM_ROWS, 100, 20);
 	/* Kill it while the stream is in full flow, then start it again at once. */
-	while (atomic_load(&w.done) < STREAM_ROWS * 4 / 10)
+	while (atomic_load(&w->done) < STREAM_ROWS * 4 / 10)
 		usleep(10000);
 	kill(c.pid, SIGKILL);
 	waitpid(c.pid, NULL, 0);
-	long at = atomic_load(&w.done);
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == c.pid)
+			live[i] = 0;
+	long at = atomic_load(&w->done);
 	capture_start(&c, "kill-restarted", prefix, env, 0, NULL);
-	pthread_join(w.th, NULL);
-	assert_int_equal(0, w.failed);
+	writer_join(w);
+	assert_int_equal(0, w->failed);
 	fprintf(stderr, "# killed after %ld of %d writes\n", at, STREAM_ROWS);
 	assert_true(at < STREAM_ROWS);
 
@@ -442,11 +481,11 @@ static void test_broker_outage_503_then_catch_up(void **state)
 	struct capture c;
 	capture_start(&c, "broker", prefix, env, 1, NULL);
 	/* About 50 s of changes, 20 rows every 250 ms: before, during and after the outage. */
-	struct writer w;
-	writer_start(&w, 2, 4000, 20, 250);
-	while (atomic_load(&w.done) < 400)
+	struct writer *w = &the_writer;
+	writer_start(w, 2, 4000, 20, 250);
+	while (atomic_load(&w->done) < 400)
 		usleep(10000);
-	long at_stop = atomic_load(&w.done);
+	long at_stop = atomic_load(&w->done);
 	broker_stopped = 1;
 	assert_int_equal(0, broker("stop"));
 	long long stopped_at = harness_now_ms();
@@ -465,14 +504,14 @@ static void test_broker_outage_503_then_catch_up(void **state)
 
 	while (harness_now_ms() - stopped_at < 30000)
 		usleep(100000);
-	long at_start = atomic_load(&w.done);
+	long at_start = atomic_load(&w->done);
 	assert_int_equal(0, broker("start"));
 	broker_stopped = 0;
 	fprintf(stderr, "# broker down for %lld ms, rows %ld..%ld written meanwhile\n", harness_now_ms() - stopped_at,
 		at_stop, at_start);
 	assert_true(at_start > at_stop);
-	pthread_join(w.th, NULL);
-	assert_int_equal(0, w.failed);
+	writer_join(w);
+	assert_int_equal(0, w->failed);
 
 	/* Everything written, before, during and after, reaches the topic. */
 	struct seen s;
@@ -599,8 +638,8 @@ static void test_hostile_webhook_bodies(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hostile_webhook_bodies),
-		cmocka_unit_test(test_sigkill_mid_stream_loses_nothing),
+		cmocka_unit_test_teardown(test_hostile_webhook_bodies, teardown_captures),
+		cmocka_unit_test_teardown(test_sigkill_mid_stream_loses_nothing, teardown_captures),
 		cmocka_unit_test_teardown(test_broker_outage_503_then_catch_up, teardown_broker),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
