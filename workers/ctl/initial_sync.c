@@ -209,6 +209,7 @@ struct page {
 	char err[1024];
 	cJSON *doc;             /* the parsed body */
 	char next[SYNC_URL_MAX]; /* @odata.nextLink, "" on the last page */
+	long long number;        /* page number in the whole sync, for messages */
 	struct sync *s;
 };
 
@@ -256,8 +257,9 @@ static int get_with_retry(struct sync *s, const char *url, int prefer_page, stru
 			snprintf(err, errlen, "%s", e);
 			if (hrc == HTTP_ERR || hrc == HTTP_ERR_TOO_LARGE)
 				goto out;
-			log_warn("initial sync: request failed, retrying", "reason", e, "attempt",
-				 attempt == 1 ? "1" : "again");
+			char at[16];
+			snprintf(at, sizeof(at), "%d", attempt);
+			log_warn("initial sync: request failed, retrying", "reason", e, "attempt", at);
 			nap(backoff);
 			backoff = backoff * 2 > SYNC_BACKOFF_MAX_MS ? SYNC_BACKOFF_MAX_MS : backoff * 2;
 			continue;
@@ -308,21 +310,21 @@ static void *fetch_page(void *arg)
 	const cJSON *value = cJSON_GetObjectItemCaseSensitive(pg->doc, "value");
 	if (!pg->doc || !cJSON_IsArray(value)) {
 		snprintf(pg->err, sizeof(pg->err), "page %lld: the response is not an OData collection (%zu bytes)",
-			 s->pages_before + s->pages + 1, resp.body_len);
+			 pg->number, resp.body_len);
 		goto out;
 	}
 	const cJSON *next = cJSON_GetObjectItemCaseSensitive(pg->doc, "@odata.nextLink");
 	if (next) {
 		if (!cJSON_IsString(next) || strlen(next->valuestring) >= sizeof(pg->next)) {
 			snprintf(pg->err, sizeof(pg->err), "page %lld: @odata.nextLink is not a usable link",
-				 s->pages_before + s->pages + 1);
+				 pg->number);
 			goto out;
 		}
 		/* The bearer token goes only to the configured service. */
 		if (strncmp(next->valuestring, s->root, strlen(s->root)) != 0) {
 			snprintf(pg->err, sizeof(pg->err),
 				 "page %lld: @odata.nextLink points outside the service root %s; refusing to follow it",
-				 s->pages_before + s->pages + 1, s->root);
+				 pg->number, s->root);
 			goto out;
 		}
 		snprintf(pg->next, sizeof(pg->next), "%s", next->valuestring);
@@ -769,6 +771,7 @@ static int sync_pages(struct sync *s, const char *first, char *err, size_t errle
 	}
 	cur->s = nxt->s = s;
 	snprintf(cur->url, sizeof(cur->url), "%s", first);
+	cur->number = s->pages_before + 1;
 	fetch_page(cur);
 	for (;;) {
 		if (cur->rc != 0) {
@@ -781,6 +784,7 @@ static int sync_pages(struct sync *s, const char *first, char *err, size_t errle
 		}
 		if (cur->next[0]) {
 			snprintf(nxt->url, sizeof(nxt->url), "%s", cur->next);
+			nxt->number = cur->number + 1;
 			if (pthread_create(&th, NULL, fetch_page, nxt) != 0) {
 				snprintf(err, errlen, "cannot start the fetch thread");
 				goto out;
