@@ -147,10 +147,14 @@ static void capture_start(struct capture *c, const char *tag, const char *prefix
 			  const char *const *extra)
 {
 	snprintf(c->log, sizeof(c->log), "%s/logs/capture_faults.%s.log", harness_env("DW_STATE_DIR"), tag);
+	/* Emptied before the child starts, so no port of an earlier run is read from it. */
+	int t = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(t >= 0);
+	close(t);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int e = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		int e = open(c->log, O_WRONLY | O_APPEND, 0644);
 		if (e < 0)
 			_exit(127);
 		dup2(e, 1);
