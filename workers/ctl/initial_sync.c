@@ -230,7 +230,7 @@ static int get_with_retry(struct sync *s, const char *url, int prefer_page, stru
 		char e[1024];
 		int orc = oauth_token(s->oauth, &token, e, sizeof(e));
 		if (orc != 0) {
-			snprintf(err, errlen, "token: %s", e);
+			snprintf(err, errlen, "token: %.900s", e);
 			if (orc != OAUTH_ERR_RETRY)
 				goto out;
 			nap(backoff);
