@@ -206,6 +206,13 @@ static int abort_txn(struct publish *p, const char *why)
 	int attempts = 0;
 	for (;;) {
 		int rc = kafka_txn_abort(p->prod, p->txn_timeout_ms, e, sizeof(e));
+		/* A commit that timed out (broker down) is still in progress inside librdkafka: abort then
+		 * fails with "Conflicting commit_transaction API call is already in progress" for ever,
+		 * and the only way out is to resume the commit by calling it again. Once it completes
+		 * the transaction is closed; its units were reported failed, so they are sent again
+		 * (same ids: at worst a duplicate). */
+		if (rc == KAFKA_ERR && strstr(e, "commit_transaction API call is already in progress"))
+			rc = kafka_txn_commit(p->prod, p->txn_timeout_ms, e, sizeof(e));
 		if (rc == 0) {
 			pthread_mutex_lock(&p->mu);
 			p->recovering = 0;
