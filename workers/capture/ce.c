@@ -281,6 +281,10 @@ void ce_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		hook_reply(a, resp, 401, "unauthorized", NULL, 0, "missing or wrong webhook key", t0);
 		return;
 	}
+	if (!hook_json_body(req)) {
+		hook_reply(a, resp, 415, "bad_request", NULL, 0, "Content-Type must be application/json", t0);
+		return;
+	}
 	const char *sx = httpd_request_header(req, "x-ms-dynamics-msg-size-exceeded");
 	int size_exceeded = sx && strcasecmp(sx, "false") != 0;
 	if (capture_ce_webhook_parse(&ctx, a->set.ce_tables, a->set.ntables, req->body, req->body_len, size_exceeded, &h,

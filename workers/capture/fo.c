@@ -290,6 +290,10 @@ void fo_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		hook_reply(a, resp, 401, "unauthorized", NULL, 0, "missing or wrong webhook key", t0);
 		return;
 	}
+	if (!hook_json_body(req)) {
+		hook_reply(a, resp, 415, "bad_request", NULL, 0, "Content-Type must be application/json", t0);
+		return;
+	}
 	if (capture_fo_event_parse(a->set.fo_tables, a->set.ntables, req->body, req->body_len, &n, err, sizeof(err)) != 0) {
 		hook_reply(a, resp, 400, "bad_request", NULL, 0, err, t0);
 		return;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -24,6 +25,22 @@ int hook_authorized(const struct app *a, const struct httpd_request *req)
 		return 1;
 	const char *h = httpd_request_header(req, a->set.key_header);
 	return h && app_key_ok(a, h);
+}
+
+int hook_json_body(const struct httpd_request *req)
+{
+	const char *ct = httpd_request_header(req, "Content-Type");
+	static const char json[] = "application/json";
+	if (!ct)
+		return 0;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
+		return 0;
+	ct += sizeof(json) - 1;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	return *ct == '\0' || *ct == ';';
 }
 
 void hook_reply(struct app *a, struct httpd_response *resp, int status, const char *outcome, const char *member,
