@@ -250,9 +250,12 @@ static int abort_txn(struct publish *p, const char *why)
 	}
 }
 
-/* Publishes the units in `list` (linked by next) in one transaction. Returns 0 or the unit rc. */
-static int run_txn(struct publish *p, struct publish_unit *list, char *err, size_t errlen)
+/* Publishes the units in *listp (linked by next) in one transaction. Returns 0 or the unit rc. When
+ * the transaction has to be aborted, the units are reported failed before the abort is attempted
+ * (which may take as long as the broker is away) and *listp is set to NULL. */
+static int run_txn(struct publish *p, struct publish_unit **listp, char *err, size_t errlen)
 {
+	struct publish_unit *list = *listp;
 	char e[256];
 	int rc;
 
@@ -306,6 +309,16 @@ static int run_txn(struct publish *p, struct publish_unit *list, char *err, size
 	}
 	snprintf(err, errlen, "Kafka: %s", e);
 abort:
+	/* refuse new units and answer these now; then abort, however long the broker takes */
+	pthread_mutex_lock(&p->mu);
+	if (!p->recovering) {
+		p->recovering = 1;
+		snprintf(p->recover_err, sizeof(p->recover_err),
+			 "Kafka unavailable: a failed transaction is being aborted (%.900s)", err);
+	}
+	pthread_mutex_unlock(&p->mu);
+	finish_units(p, list, PUBLISH_ERR, err);
+	*listp = NULL;
 	if (abort_txn(p, err) != 0) {
 		char fe[512];
 		if (publish_fatal(p, fe, sizeof(fe)))
@@ -351,8 +364,9 @@ static void *publisher_main(void *arg)
 			continue;
 		}
 		err[0] = '\0';
-		int rc = run_txn(p, list, err, sizeof(err));
-		finish_units(p, list, rc, err);
+		int rc = run_txn(p, &list, err, sizeof(err));
+		if (list)
+			finish_units(p, list, rc, err);
 	}
 	return NULL;
 }
@@ -388,7 +402,28 @@ int publish_new(const struct config_common *cfg, const struct publish_opts *opts
 		.ctx = p,
 		.transactional_id = opts->transactional_id,
 	};
-	int krc = kafka_producer_new(cfg, &po, &p->prod, e, sizeof(e));
+	/* A broker outage must not outlive the transaction on the coordinator, or the producer turns
+	 * fatal when the broker returns: keep transactions (and, through librdkafka, their messages)
+	 * alive for up to 15 minutes, the brokers' default transaction.max.timeout.ms, unless the
+	 * operator chose a value (DW_KAFKA_TRANSACTION_TIMEOUT_MS). Commits and aborts still return
+	 * after txn_timeout_ms; a commit that timed out is resumed once the broker is back. */
+	struct config_common c2 = *cfg;
+	struct config_kv *props = calloc(cfg->kafka_props_len + 1, sizeof(*props));
+	if (!props) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	int has_timeout = 0;
+	for (size_t i = 0; i < cfg->kafka_props_len; i++) {
+		props[i] = cfg->kafka_props[i];
+		has_timeout |= strcmp(props[i].key, "transaction.timeout.ms") == 0;
+	}
+	c2.kafka_props = props;
+	c2.kafka_props_len = cfg->kafka_props_len;
+	if (!has_timeout)
+		props[c2.kafka_props_len++] = (struct config_kv){ (char *)"transaction.timeout.ms", (char *)"900000" };
+	int krc = kafka_producer_new(&c2, &po, &p->prod, e, sizeof(e));
+	free(props);
 	if (krc != 0) {
 		snprintf(errbuf, errlen, "Kafka producer: %s", e);
 		rc = krc == KAFKA_ERR_FATAL ? PUBLISH_ERR_FATAL : PUBLISH_ERR;

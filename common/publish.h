@@ -31,6 +31,11 @@
  * worst). A fatal producer error (e.g. fenced by another instance with the same transactional id)
  * makes this and every later publish_send() fail with PUBLISH_ERR_FATAL: the program stops.
  *
+ * Broker outages: transactions live up to transaction.timeout.ms = 15 min on the coordinator (unless
+ * DW_KAFKA_TRANSACTION_TIMEOUT_MS says otherwise), so an outage shorter than that ends with the
+ * pending commit resumed (its units were already reported failed and are re-sent by the caller with
+ * the same ids) and publishing going on; a longer one can leave the producer fatal.
+ *
  * All functions are thread-safe except publish_free(), which must not run concurrently with
  * anything else on the same publisher.
  */

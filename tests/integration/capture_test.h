@@ -228,6 +228,7 @@ static __attribute__((unused)) struct ct_capture ct_capture_start(const char *si
 			putenv((char *)env[i]);
 		int fd = open(c.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd >= 0) {
+			dup2(fd, 1); /* never the suite's TAP output */
 			dup2(fd, 2);
 			close(fd);
 		}

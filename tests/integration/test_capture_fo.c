@@ -14,10 +14,14 @@
 	"PurchaseOrderHeadersV2@mserp_purchpurchaseorderheaderv2entity:dataAreaId+PurchaseOrderNumber,"          \
 	"PurchaseOrderLinesV2@mserp_purchpurchaseorderlinev2entity:dataAreaId+PurchaseOrderNumber+LineNumber"
 
+static void unregister_hooks(void);
+
 static int setup_all(void **state)
 {
 	(void)state;
 	ct_migrate();
+	/* registrations left by an interrupted earlier run would post into this run's captures */
+	unregister_hooks();
 	return 0;
 }
 
@@ -75,7 +79,7 @@ static void unregister_hooks(void)
 	struct ct_resp r = ct_admin("fo", "GET", "webhooks", NULL);
 	cJSON *j = cJSON_Parse(r.body);
 	ct_resp_free(&r);
-	const cJSON *list = cJSON_IsArray(j) ? j : cJSON_GetObjectItem(j, "webhooks");
+	const cJSON *list = cJSON_IsArray(j) ? j : cJSON_GetObjectItem(j, "registrations");
 	const cJSON *it;
 	cJSON_ArrayForEach(it, list)
 	{

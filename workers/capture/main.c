@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 		ho.port = hcfg.port;
 		ho.metrics = a.metrics;
 		ho.max_connections = 256;
-		ho.liveness_timeout_ms = 60000;
+		ho.liveness_timeout_ms = 300000; /* a poll round blocked by a Kafka outage is not a dead process */
 		const char *path = side == EVENT_SIDE_CE ? "/webhook/ce" : "/webhook/fo";
 		if (httpd_new(&ho, &a.httpd, err, sizeof(err)) != 0 ||
 		    httpd_route(a.httpd, "POST", path, (size_t)a.set.body_cap,
