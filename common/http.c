@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct transfer {
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static atomic_int insecure_warned;
 static CURLcode global_rc = CURLE_OK;
 
 static void global_init(void)
@@ -83,7 +85,7 @@ int http_client_new(const struct http_opts *opts, struct http_client **out, char
 		snprintf(errbuf, errlen, "http: curl_easy_init failed");
 		goto out;
 	}
-	if (c->insecure)
+	if (c->insecure && atomic_exchange(&insecure_warned, 1) == 0)
 		log_warn("TLS certificate verification is disabled for an HTTP client (insecure flag set)");
 	*out = c;
 	c = NULL;
@@ -222,6 +224,15 @@ static int value_ok(const char *s)
 	return s && !strpbrk(s, "\r\n");
 }
 
+static int has_header(const struct http_request *req, const char *name)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Maps a libcurl result to our return codes. */
 static int classify(CURLcode cc)
 {
@@ -295,6 +306,13 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 	if (!tmp)
 		goto oom;
 	hdrs = tmp;
+	/* libcurl would label a body without a Content-Type as a form; send none instead. */
+	if (!has_header(req, "Content-Type")) {
+		tmp = curl_slist_append(hdrs, "Content-Type:");
+		if (!tmp)
+			goto oom;
+		hdrs = tmp;
+	}
 
 	curl_easy_reset(h); /* keeps the open connections */
 	curl_easy_setopt(h, CURLOPT_URL, req->url);

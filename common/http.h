@@ -10,12 +10,16 @@
  * (libcurl's global init runs once, under pthread_once).
  *
  * Every request has a total timeout and a connect timeout, the response body has a hard cap, TLS
- * peer and host verification are on unless the caller sets `insecure` (a warning is logged when
- * such a client is created). Redirects are not followed (a 3xx is returned as it is).
+ * peer and host verification are on unless the caller sets `insecure` (a warning is logged, once
+ * per process, when the first such client is created). Redirects are not followed (a 3xx is
+ * returned as it is). Only http and https URLs are accepted. libcurl runs with CURLOPT_NOSIGNAL
+ * (required with threads), so a program using this module should ignore SIGPIPE. A body sent
+ * without a Content-Type header goes without one (libcurl would otherwise call it a form).
  *
  * Secrets: request headers and bodies are never logged or quoted in errors. Error messages carry
  * the method, the URL with the values of secret query parameters (code, client_secret, sig,
- * access_token, password, token) replaced by "***", and the reason.
+ * access_token, refresh_token, id_token, token, password, api_key, apikey; names compared without
+ * case) replaced by "***", and the reason.
  *
  * Return codes: 0 when a response arrived (whatever its status), or one of the HTTP_ERR_* codes
  * with errbuf filled.
@@ -55,7 +59,8 @@ struct http_header {
 	const char *value;
 };
 
-/* A request; everything is borrowed for the duration of http_do(). */
+/* A request; everything is borrowed for the duration of http_do(). Header names must be HTTP
+ * tokens, values must not hold CR or LF, and each "Name: value" line is at most 8191 bytes. */
 struct http_request {
 	const char *method;                /* "GET", "POST", "PATCH", "PUT", "DELETE", ... */
 	const char *url;                   /* absolute http:// or https:// URL */

@@ -19,7 +19,6 @@
 
 #define DEFAULT_CONTENT_TYPE "text/plain; charset=utf-8"
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define REQ_KV_MAX 256 /* headers or query parameters passed to a handler */
 
 struct route {
 	char *method;
@@ -58,7 +57,7 @@ struct conn_state {
 };
 
 struct kv_list {
-	struct httpd_kv items[REQ_KV_MAX];
+	struct httpd_kv items[HTTPD_REQ_KV_MAX];
 	size_t n;
 };
 
@@ -345,7 +344,7 @@ static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char
 {
 	struct kv_list *l = cls;
 	(void)kind;
-	if (l->n >= REQ_KV_MAX)
+	if (l->n >= HTTPD_REQ_KV_MAX)
 		return MHD_NO; /* stop iterating */
 	l->items[l->n].name = key ? key : "";
 	l->items[l->n].value = value ? value : "";
@@ -509,6 +508,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (st->answered)
 		return MHD_YES;
+	/* Answer once: a handler must never run twice for one request, whatever libmicrohttpd does. */
+	st->answered = 1;
 	if (st->too_large)
 		return too_large(conn, st->route);
 	if (!st->route)

@@ -20,12 +20,20 @@
  * return within the connection timeout. httpd_set_ready and httpd_heartbeat may be called from any
  * thread.
  *
+ * Limits from outside: a route's body cap (413), request line and headers within libmicrohttpd's
+ * per-connection memory (32 KiB by default; libmicrohttpd answers larger ones 431 itself),
+ * at most HTTPD_REQ_KV_MAX headers and query parameters each, at most max_connections at once,
+ * idle connections closed after timeout_s. A body that passes the cap while it is being read
+ * (chunked, no Content-Length) is read to its end and discarded, then answered 413: libmicrohttpd
+ * cannot answer in the middle of an upload.
+ *
  * Return codes: 0 or -1 with errbuf.
  */
 
 #define HTTPD_BODY_MAX_DEFAULT ((size_t)1024 * 1024) /* route body cap when the route gives 0 */
 #define HTTPD_RESP_HEADERS_MAX 16
 #define HTTPD_REASON_MAX 256
+#define HTTPD_REQ_KV_MAX 256 /* headers, and query parameters, passed to a handler (the rest dropped) */
 
 struct httpd;
 

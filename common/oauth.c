@@ -318,7 +318,7 @@ static int fetch(struct oauth *o, char *errbuf, size_t errlen)
 	o->refresh_at_ms = started + life - margin;
 	char secs[32];
 	snprintf(secs, sizeof(secs), "%.0f", expires_in);
-	log_info("oauth: token fetched", "token_url", o->url_safe, "expires_in_s", secs);
+	log_info("oauth: token fetched", "endpoint", o->url_safe, "expires_in_s", secs);
 	rc = 0;
 out:
 	cJSON_Delete(json);

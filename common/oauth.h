@@ -16,7 +16,10 @@
  * After a 401 from the resource, oauth_invalidate() makes the next call fetch a new one.
  *
  * Thread-safe: one mutex guards the cache; at most one fetch runs at a time and callers arriving
- * meanwhile wait for it and then share its token. The fetch uses the cache's own HTTP client.
+ * meanwhile wait for it (at most the HTTP timeout, 30 s by default: set opts.http.timeout_ms lower
+ * where a caller must not block that long) and then share its token. The fetch uses the cache's
+ * own HTTP client. When a refresh fails while the cached token has not expired yet, the cached
+ * token is returned (with a warning in the log) and the next call tries again.
  *
  * Secrets: the client secret and every token are registered with log_secret_add(), and neither
  * appears in an error message. Errors from the identity platform quote its "error" and

@@ -36,6 +36,28 @@
  */
 
 static char err[512];
+
+/* A self-signed certificate for 127.0.0.1 (valid until 2126) and its key, made for this test with
+ * openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
+ *   -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 */
+static const char test_cert_pem[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBkDCCATagAwIBAgIUHrzHbNqiehyT0m0A/kOFO9cJTU4wCgYIKoZIzj0EAwIw\n"
+	"FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEzMDAxMzQxMVoYDzIxMjYxMTA2\n"
+	"MDEzNDExWjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO\n"
+	"PQMBBwNCAATjn0jZJEgRCeP9UM7ZB+RpY12kddqTSClVsOS1X2cJzO1XpkmE+Jrl\n"
+	"BMUlAGuKwb0IYJpEWqsWAg+fSKRwOVbNo2QwYjAdBgNVHQ4EFgQUYJDz7NkRMqtT\n"
+	"euKeAECriGVVNRQwHwYDVR0jBBgwFoAUYJDz7NkRMqtTeuKeAECriGVVNRQwDwYD\n"
+	"VR0TAQH/BAUwAwEB/zAPBgNVHREECDAGhwR/AAABMAoGCCqGSM49BAMCA0gAMEUC\n"
+	"IQCESKhUJrBvZwsx6WHFMhpPEcBuvK3cvyNxjx6igK+BBQIgWduRLe3mIEyJYHpS\n"
+	"xOZgKNQx2E7kpPVtbIIfIdQxztY=\n"
+	"-----END CERTIFICATE-----\n";
+static const char test_key_pem[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg1bznVWLbSq3HdSZh\n"
+	"oT3Os6zn4O/i4iLkNmgCP2jt3gehRANCAATjn0jZJEgRCeP9UM7ZB+RpY12kddqT\n"
+	"SClVsOS1X2cJzO1XpkmE+JrlBMUlAGuKwb0IYJpEWqsWAg+fSKRwOVbN\n"
+	"-----END PRIVATE KEY-----\n";
 static volatile int stopping;
 
 struct upload {
@@ -126,6 +148,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		MHD_add_response_header(r, "X-Echo-Agent", h ? h : "(none)");
 		h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
 		MHD_add_response_header(r, "X-Echo-Auth", h ? h : "(none)");
+		h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+		MHD_add_response_header(r, "X-Echo-Type", h ? h : "(none)");
 	} else if (strcmp(url, "/big") == 0) {
 		size_t n = (size_t)query_long(conn, "n");
 		char *body = malloc(n + 1);
@@ -246,8 +270,10 @@ static void test_request_headers_body_and_methods(void **state)
 {
 	struct fixture *f = *state;
 	static const char body[] = {'a', 0, 'b', '\n', 'c'}; /* binary, with a NUL */
-	const struct http_header hdrs[] = {{"X-Custom", "hello world"}, {"Authorization", "Bearer tok-123"}};
-	struct http_request req = {.method = "PATCH", .url = url(f, "/echo"), .headers = hdrs, .nheaders = 2,
+	const struct http_header hdrs[] = {{"X-Custom", "hello world"},
+					   {"Authorization", "Bearer tok-123"},
+					   {"content-type", "application/octet-stream"}};
+	struct http_request req = {.method = "PATCH", .url = url(f, "/echo"), .headers = hdrs, .nheaders = 3,
 				   .body = body, .body_len = sizeof(body)};
 	struct http_response resp;
 
@@ -260,6 +286,14 @@ static void test_request_headers_body_and_methods(void **state)
 	assert_string_equal(http_response_header(&resp, "X-Echo-Custom"), "hello world");
 	assert_string_equal(http_response_header(&resp, "X-Echo-Agent"), HTTP_USER_AGENT);
 	assert_string_equal(http_response_header(&resp, "X-Echo-Auth"), "Bearer tok-123");
+	assert_string_equal(http_response_header(&resp, "X-Echo-Type"), "application/octet-stream");
+	http_response_free(&resp);
+
+	/* A body without a Content-Type goes without one (libcurl would call it a form). */
+	req.nheaders = 2;
+	req.method = "POST";
+	assert_int_equal(http_do(f->c, &req, &resp, err, sizeof(err)), 0);
+	assert_string_equal(http_response_header(&resp, "X-Echo-Type"), "(none)");
 	http_response_free(&resp);
 
 	static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
@@ -388,6 +422,16 @@ static void test_connection_refused_masks_secrets(void **state)
 	assert_null(strstr(err, "abc123"));
 	assert_non_null(strstr(err, "Failed to connect"));
 	close(s);
+}
+
+static void test_unresolvable_host_is_transport_error(void **state)
+{
+	struct fixture *f = *state;
+	struct http_request req = {.method = "GET", .url = "http://dw-test.invalid/x"}; /* RFC 6761 */
+	struct http_response resp;
+
+	assert_int_equal(http_do(f->c, &req, &resp, err, sizeof(err)), HTTP_ERR_TRANSPORT);
+	assert_string_equal(err, "GET http://dw-test.invalid/x: Could not resolve host: dw-test.invalid");
 }
 
 struct dropper {
@@ -554,12 +598,16 @@ static void test_insecure_warns_and_bad_ca_fails(void **state)
 	char logbuf[4096] = "";
 	int fds[2], saved;
 
-	/* Capture stderr (the logger's output) through a pipe. */
+	/* The first insecure client of this process (test_tls_verification runs later). Capture stderr
+	 * (the logger's output) through a pipe. */
 	assert_int_equal(pipe(fds), 0);
 	saved = dup(2);
 	dup2(fds[1], 2);
 	log_init("test_http", LOG_INFO);
 	assert_int_equal(http_client_new(&o, &c, err, sizeof(err)), 0);
+	struct http_client *c2 = NULL;
+	assert_int_equal(http_client_new(&o, &c2, err, sizeof(err)), 0); /* no second warning */
+	http_client_free(c2);
 	dup2(saved, 2);
 	close(saved);
 	close(fds[1]);
@@ -568,13 +616,64 @@ static void test_insecure_warns_and_bad_ca_fails(void **state)
 	assert_true(n > 0);
 	logbuf[n] = 0;
 	assert_non_null(strstr(logbuf, "\"level\":\"warn\""));
-	assert_non_null(strstr(logbuf, "TLS certificate verification is disabled"));
+	char *first = strstr(logbuf, "TLS certificate verification is disabled");
+	assert_non_null(first);
+	assert_null(strstr(first + 1, "TLS certificate verification is disabled"));
 	http_client_free(c);
 
 	struct http_opts bad = {.ca_file = "/nonexistent/ca.pem"};
 	assert_int_equal(http_client_new(&bad, &c, err, sizeof(err)), HTTP_ERR);
 	assert_null(c);
 	assert_string_equal(err, "http: CA file /nonexistent/ca.pem is not readable: No such file or directory");
+}
+
+static void test_tls_verification(void **state)
+{
+	(void)state;
+	struct sockaddr_in sa = {0};
+	struct MHD_Daemon *d;
+	struct http_client *c;
+	struct http_response resp;
+	char u[128], ca[] = "/tmp/dw-test-http-ca-XXXXXX";
+
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	d = MHD_start_daemon(MHD_USE_TLS | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL,
+			     NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, completed,
+			     NULL, MHD_OPTION_HTTPS_MEM_KEY, test_key_pem, MHD_OPTION_HTTPS_MEM_CERT, test_cert_pem,
+			     MHD_OPTION_END);
+	assert_non_null(d);
+	snprintf(u, sizeof(u), "https://127.0.0.1:%u/status/200", MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+	struct http_request req = {.method = "GET", .url = u};
+
+	/* Default: verification on, the self-signed certificate is refused (not a transport error). */
+	assert_int_equal(http_client_new(NULL, &c, err, sizeof(err)), 0);
+	assert_int_equal(http_do(c, &req, &resp, err, sizeof(err)), HTTP_ERR);
+	assert_non_null(strstr(err, "certificate"));
+	print_message("# refused as expected: %s\n", err);
+	http_client_free(c);
+
+	/* Trusting that certificate through ca_file: verified and accepted. */
+	int fd = mkstemp(ca);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, test_cert_pem, strlen(test_cert_pem)), (ssize_t)strlen(test_cert_pem));
+	close(fd);
+	struct http_opts with_ca = {.ca_file = ca};
+	assert_int_equal(http_client_new(&with_ca, &c, err, sizeof(err)), 0);
+	assert_int_equal(http_do(c, &req, &resp, err, sizeof(err)), 0);
+	assert_int_equal(resp.status, 200);
+	http_response_free(&resp);
+	http_client_free(c);
+	unlink(ca);
+
+	/* Insecure: accepted without verification. */
+	struct http_opts insecure = {.insecure = 1};
+	assert_int_equal(http_client_new(&insecure, &c, err, sizeof(err)), 0);
+	assert_int_equal(http_do(c, &req, &resp, err, sizeof(err)), 0);
+	assert_int_equal(resp.status, 200);
+	http_response_free(&resp);
+	http_client_free(c);
+	MHD_stop_daemon(d);
 }
 
 int main(void)
@@ -586,6 +685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_body_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_refused_masks_secrets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unresolvable_host_is_transport_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_dropped_is_transport_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_alive_reuses_the_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_from_response, setup, teardown),
@@ -593,6 +693,7 @@ int main(void)
 		cmocka_unit_test(test_status_retryable),
 		cmocka_unit_test(test_url_redact),
 		cmocka_unit_test(test_insecure_warns_and_bad_ca_fails),
+		cmocka_unit_test(test_tls_verification),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

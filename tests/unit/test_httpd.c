@@ -293,6 +293,26 @@ static void test_oversize_body_is_413_without_handler(void **state)
 	assert_int_equal(atomic_load(&f->calls), 2);
 }
 
+static void test_oversize_headers_refused_by_libmicrohttpd(void **state)
+{
+	struct fixture *f = *state;
+	struct http_response resp;
+	static char big[7000];
+	struct http_header hdrs[6];
+	static const char *const names[] = {"X-A", "X-B", "X-C", "X-D", "X-E", "X-F"};
+
+	memset(big, 'h', sizeof(big) - 1);
+	for (int i = 0; i < 6; i++) {
+		hdrs[i].name = names[i];
+		hdrs[i].value = big;
+	}
+	long status = request(f, "POST", "/hooks/ce", "x", 1, hdrs, 6, &resp);
+	print_message("# 42 KB of headers: HTTP %ld\n", status);
+	assert_int_equal(status, 431);
+	http_response_free(&resp);
+	assert_int_equal(atomic_load(&f->calls), 0);
+}
+
 static void test_unknown_path_404_and_wrong_method_405(void **state)
 {
 	struct fixture *f = *state;
@@ -450,6 +470,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_metrics_endpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_custom_post_route, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversize_body_is_413_without_handler, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversize_headers_refused_by_libmicrohttpd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_path_404_and_wrong_method_405, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_handler_does_not_stall_health, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_and_route_rules, setup, teardown),

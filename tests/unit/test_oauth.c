@@ -61,6 +61,7 @@ struct endpoint {
 struct upload {
 	char data[2048];
 	size_t len;
+	int answered; /* one hit per request, even if libmicrohttpd calls the final phase again */
 };
 
 static enum MHD_Result on_token(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -85,6 +86,9 @@ static enum MHD_Result on_token(void *cls, struct MHD_Connection *conn, const ch
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (up->answered)
+		return MHD_YES;
+	up->answered = 1;
 	int hit = atomic_fetch_add(&e->hits, 1) + 1;
 	if (e->delay_ms)
 		usleep((useconds_t)e->delay_ms * 1000);
@@ -206,9 +210,13 @@ static void test_refresh_when_near_expiry(void **state)
 	char *t;
 
 	/* 3600 s lifetime: refresh once less than max(60 s, 360 s) = 360 s remain, i.e. from 3240 s. */
-	free(token_ok(f));
+	t = token_ok(f);
+	assert_string_equal(t, "eyJ0eXAi.tok1.sig");
+	free(t);
+	assert_int_equal(oauth_fetch_count(f->o), 1);
 	atomic_store(&fake_now, t0 + 3239999);
 	t = token_ok(f);
+	assert_int_equal(oauth_fetch_count(f->o), 1);
 	assert_string_equal(t, "eyJ0eXAi.tok1.sig");
 	free(t);
 	assert_int_equal(atomic_load(&f->e.hits), 1);
@@ -400,6 +408,7 @@ static void test_secret_and_token_never_logged(void **state)
 
 	assert_non_null(strstr(out, "oauth: token fetched"));
 	assert_non_null(strstr(out, "\"expires_in_s\":\"3600\""));
+	assert_non_null(strstr(out, "\"endpoint\":\"http://127.0.0.1:")); /* the URL itself is no secret */
 	assert_non_null(strstr(out, "token failed"));
 	assert_non_null(strstr(out, "careless"));
 	assert_null(strstr(out, "eyJ0eXAi.tok1.sig"));
