@@ -284,7 +284,7 @@ int main(void)
 	}
 	int rc = 0;
 	rc |= run("ce single-record PATCH", patch_worker, threads, "PATCH/s") < 0;
-	rc |= run("ce $batch upserts", batch_worker, threads > 2 ? 2 : threads, "records/s") < 0;
+	rc |= run("ce $batch upserts", batch_worker, threads, "records/s") < 0;
 	curl_global_cleanup();
 	return rc;
 }

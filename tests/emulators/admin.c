@@ -90,6 +90,9 @@ static void record(struct admin_deps *d, const struct server_request *req, const
 			if (rc == 0)
 				rc = estore_find(tx, e->set_names[0], kname, text, id, err, sizeof(err));
 			free(text);
+			/* Give the connection back before estore_peek takes one. */
+			estore_rollback(tx);
+			tx = NULL;
 			if (rc != 0) {
 				admin_error(resp, rc == ESTORE_NOTFOUND ? 404 : 500, "No record with that key.");
 				goto out;
@@ -291,6 +294,7 @@ static void webhook_add(struct admin_deps *d, const struct server_request *req, 
 		admin_error(resp, 400, err);
 		goto out;
 	}
+	__atomic_add_fetch(&d->api->webhooks, 1, __ATOMIC_RELAXED);
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "id", id);
 	server_response_json(resp, 201, root);
@@ -345,6 +349,7 @@ void admin_handle(void *ctx, const struct server_request *req, struct server_res
 		throttle_reset(d->limits);
 		if (d->api->notify)
 			notify_reset(d->api->notify);
+		__atomic_store_n(&d->api->webhooks, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(d->requests, 0, __ATOMIC_RELAXED);
 		server_response_empty(resp, 204);
 	} else if (strcmp(what, "seed") == 0 && post) {
@@ -360,10 +365,12 @@ void admin_handle(void *ctx, const struct server_request *req, struct server_res
 	} else if (strcmp(what, "webhooks") == 0 && post) {
 		webhook_add(d, req, resp);
 	} else if (strncmp(what, "webhooks/", 9) == 0 && strcmp(req->method, "DELETE") == 0) {
-		if (!d->api->notify || notify_unregister(d->api->notify, what + 9) < 0)
+		if (!d->api->notify || notify_unregister(d->api->notify, what + 9) < 0) {
 			admin_error(resp, 404, "No such registration.");
-		else
+		} else {
+			__atomic_sub_fetch(&d->api->webhooks, 1, __ATOMIC_RELAXED);
 			server_response_empty(resp, 204);
+		}
 	} else {
 		admin_error(resp, 404, "Unknown admin endpoint or method.");
 	}

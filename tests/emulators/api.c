@@ -84,7 +84,7 @@ int api_txn_commit(struct api *a, struct api_txn *t, struct server_response *res
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, NULL, "The transaction could not be committed.");
 		return -1;
 	}
-	if (a->notify) {
+	if (api_notify_wanted(a)) {
 		for (size_t i = 0; i < t->nchanges; i++) {
 			struct api_change *c = &t->changes[i];
 			struct notify_change nc = {
@@ -113,6 +113,11 @@ void api_txn_rollback(struct api_txn *t)
 		estore_rollback(t->tx);
 	t->tx = NULL;
 	txn_free_changes(t);
+}
+
+int api_notify_wanted(const struct api *a)
+{
+	return a->notify && __atomic_load_n(&a->webhooks, __ATOMIC_RELAXED) > 0;
 }
 
 void api_txn_note(struct api_txn *t, enum notify_message m, const struct schema_entity *e, const char *id,
@@ -326,6 +331,18 @@ cJSON *api_render(const struct api *a, const struct schema_entity *e, const stru
 	return o;
 }
 
+void api_apply_defaults(const struct schema_entity *e, cJSON *data)
+{
+	for (size_t i = 0; i < e->n_fields; i++) {
+		const struct schema_field *f = &e->fields[i];
+		if (!f->default_value || f->type == SCHEMA_T_LOOKUP || cJSON_GetObjectItemCaseSensitive(data, f->name))
+			continue;
+		cJSON *v = cJSON_Duplicate(f->default_value, 1);
+		if (v)
+			cJSON_AddItemToObject(data, f->name, v);
+	}
+}
+
 enum query_type api_field_query_type(void *ctx, const char *name)
 {
 	const struct schema_entity *e = ctx;
@@ -491,7 +508,7 @@ static cJSON *context_for(const struct api *a, const char *set, char *const *sel
 	return s;
 }
 
-void api_collection_get(struct api *a, const struct schema_entity *e, const char *set,
+void api_collection_get(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
 			const struct server_request *req, const char *company, long long track_version,
 			struct server_response *resp)
 {
@@ -572,7 +589,7 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 		if (!where)
 			goto oom;
 	}
-	if (estore_query(a->store, NULL, e->set_names[0], where, params, (int)np, sql.order_by, (long)want + 1,
+	if (estore_query(a->store, t->tx, e->set_names[0], where, params, (int)np, sql.order_by, (long)want + 1,
 			 (long)offset, &recs, &n, err, sizeof(err)) < 0) {
 		log_error("store: query failed", "entity", set, "error", err);
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
@@ -581,19 +598,32 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 	int more = (long long)n > want;
 	size_t shown = more ? (size_t)want : n;
 	if (q.top >= 0 && a->flavour == SCHEMA_CE && offset + (long long)shown >= q.top)
-		more = 0;
+		more = 0; /* CE: $top counts from the first page */
+	if (q.top >= 0 && a->flavour == SCHEMA_FO && (long long)shown >= q.top)
+		more = 0; /* FO: each nextLink carries the $top still to go */
 
 	root = cJSON_CreateObject();
 	if (!root)
 		goto oom;
 	cJSON_AddItemToObject(root, "@odata.context", context_for(a, set, q.select, q.nselect, NULL));
+	if (q.count == 1) {
+		long long total = 0;
+		if (estore_count(a->store, t->tx, e->set_names[0], where, params, (int)np, &total, err, sizeof(err)) < 0) {
+			log_error("store: count failed", "entity", set, "error", err);
+			api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "The query could not be run.");
+			goto out;
+		}
+		cJSON_AddNumberToObject(root, "@odata.count", (double)total);
+	}
 	cJSON *value = cJSON_AddArrayToObject(root, "value");
 	for (size_t i = 0; i < shown; i++)
 		cJSON_AddItemToArray(value, api_render(a, e, &recs[i], q.select, q.nselect));
 
 	if (more || (!more && track_version >= 0)) {
-		static const char *const drop[] = {"$skiptoken", "$skip", "$deltatoken"};
-		rest = query_without(req->query, drop, 3);
+		/* FO pages move $skip forward and shrink $top by what was shown. */
+		static const char *const drop[] = {"$skiptoken", "$skip", "$deltatoken", "$top"};
+		int fo_top = a->flavour == SCHEMA_FO && q.top >= 0;
+		rest = query_without(req->query, drop, fo_top ? 4 : 3);
 		if (!rest)
 			goto oom;
 		char tok[64];
@@ -603,6 +633,9 @@ void api_collection_get(struct api *a, const struct schema_entity *e, const char
 					 track_version);
 			else
 				snprintf(tok, sizeof(tok), "$skiptoken=%lld", offset + (long long)shown);
+		} else if (more && fo_top) {
+			snprintf(tok, sizeof(tok), "$top=%lld&$skip=%lld", q.top - (long long)shown,
+				 offset + (long long)shown);
 		} else if (more) {
 			snprintf(tok, sizeof(tok), "$skip=%lld", offset + (long long)shown);
 		} else {
@@ -758,8 +791,6 @@ static int run_one(struct batch_state *st, struct api_txn *t, const struct odata
 	br->headers = bh;
 	br->nheaders = 0;
 	for (size_t i = 0; i < resp->nheaders; i++) {
-		if (strcasecmp(resp->headers[i].name, "OData-Version") == 0 && br->nheaders > 0)
-			continue;
 		bh[br->nheaders].name = resp->headers[i].name;
 		bh[br->nheaders].value = resp->headers[i].value;
 		br->nheaders++;
@@ -873,7 +904,6 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 		rp->responses = &st.bresp[first];
 		rp->nresponses = st.nresp - first;
 	}
-	/* Changeset failures compacted the response array: rebuild contiguous views per part. */
 	char bid[37];
 	estore_new_guid(bid);
 	char *body = NULL, *ctype = NULL;

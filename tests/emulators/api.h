@@ -29,7 +29,12 @@ struct api {
 	const char *prefix;          /* "/api/data/v9.2/" or "/data/" */
 	size_t max_body;             /* cap on a $batch body */
 	long max_page;               /* 5000 (CE) or 10000 (FO) */
+	int webhooks;                /* live registrations (kept by the admin API; atomic) */
 };
+
+/* Whether changes need announcing (a notifier with at least one registration): handlers skip
+ * building record images otherwise. */
+int api_notify_wanted(const struct api *a);
 
 /* One committed change to announce. */
 struct api_change {
@@ -107,6 +112,10 @@ cJSON *api_keys_json(const struct api *a, const struct schema_entity *e, const c
 cJSON *api_render(const struct api *a, const struct schema_entity *e, const struct estore_record *rec,
 		  char *const *select, size_t nselect);
 
+/* Sets every field the body left out to its schema default (statecode 0, FO decimals 0...), as
+ * the services do on create. Lookups are skipped. */
+void api_apply_defaults(const struct schema_entity *e, cJSON *data);
+
 /* The query type of a field name (callback for query_to_sql); ctx is the schema_entity. */
 enum query_type api_field_query_type(void *ctx, const char *name);
 
@@ -115,10 +124,10 @@ enum query_type api_field_query_type(void *ctx, const char *name);
  * to `company` (compared case-insensitively with the entity's company field; NULL = every company),
  * pages (CE: Prefer odata.maxpagesize up to max_page and an opaque $skiptoken; FO: pages of
  * max_page with a $skip nextLink; $top caps the total) and writes the response. `set` is the entity
- * set name used in URLs. When track_version >= 0 (CE change tracking), the last page carries an
+ * set name used in URLs; reads run in t's transaction. When track_version >= 0 (CE change tracking), the last page carries an
  * @odata.deltaLink with $deltatoken=<track_version>; a $skiptoken carries it between pages.
  */
-void api_collection_get(struct api *a, const struct schema_entity *e, const char *set,
+void api_collection_get(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
 			const struct server_request *req, const char *company, long long track_version,
 			struct server_response *resp);
 

@@ -171,6 +171,47 @@ static char *form_field(const struct server_request *req, const char *name)
 	return v;
 }
 
+/* client_id and client_secret from "Authorization: Basic base64(id:secret)" (the identity platform
+ * accepts either form). New strings in *id and *secret, or both left NULL. */
+static void basic_credentials(const struct server_request *req, char **id, char **secret)
+{
+	const char *h = server_request_header(req, "Authorization");
+	if (!h || strncasecmp(h, "Basic ", 6) != 0)
+		return;
+	const char *in = h + 6;
+	size_t n = strlen(in);
+	if (n == 0 || n > 4096)
+		return;
+	char *out = malloc(n + 1);
+	if (!out)
+		return;
+	size_t o = 0;
+	unsigned acc = 0;
+	int bits = 0;
+	for (size_t i = 0; i < n && in[i] != '='; i++) {
+		const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		const char *pos = strchr(alpha, in[i]);
+		if (!pos || !in[i]) {
+			free(out);
+			return;
+		}
+		acc = (acc << 6) | (unsigned)(pos - alpha);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = '\0';
+	char *colon = strchr(out, ':');
+	if (colon && strlen(out) == o) {
+		*colon = '\0';
+		*id = strdup(out);
+		*secret = strdup(colon + 1);
+	}
+	free(out);
+}
+
 static int consttime_eq(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
@@ -198,6 +239,8 @@ void auth_handle_token(struct auth *a, const struct server_request *req, struct 
 	cid = form_field(req, "client_id");
 	secret = form_field(req, "client_secret");
 	scope = form_field(req, "scope");
+	if (!cid && !secret)
+		basic_credentials(req, &cid, &secret);
 	if (!grant || !*grant) {
 		identity_error(resp, 400, "invalid_request", 900144,
 			       "The request body must contain the following parameter: 'grant_type'.");

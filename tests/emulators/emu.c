@@ -1,10 +1,30 @@
 #include "emu.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "log.h"
+
+/* One debug line per request (DW_LOG_LEVEL=debug); tokens and bodies are never logged. */
+static void log_request(const struct server_request *req, const struct server_response *resp)
+{
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	char status[8];
+	snprintf(status, sizeof(status), "%d", resp->status);
+	log_debug("request", "method", req->method, "path", req->path, "status", status);
+}
+
+static void dispatch(struct emu_router *r, const struct server_request *req, struct server_response *resp);
 
 void emu_dispatch(void *ctx, const struct server_request *req, struct server_response *resp)
 {
-	struct emu_router *r = ctx;
+	dispatch(ctx, req, resp);
+	log_request(req, resp);
+}
+
+static void dispatch(struct emu_router *r, const struct server_request *req, struct server_response *resp)
+{
 	if (strncmp(req->path, "/_emulator/", 11) == 0) {
 		admin_handle(&r->admin, req, resp);
 		return;

@@ -8,6 +8,8 @@
 
 #include <libpq-fe.h>
 
+#include "log.h"
+
 #define ESTORE_MAX_ENTITY 128
 #define ESTORE_MAX_PENDING 4096
 
@@ -41,6 +43,9 @@ struct estore_tx {
 	size_t npend;
 	size_t pend_alloc;
 };
+
+static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
+static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
 	"CREATE SEQUENCE IF NOT EXISTS emu_version",
@@ -104,6 +109,22 @@ static PGconn *connect_db(const char *dsn, const char *dbname, char *errbuf, siz
 	}
 	PQsetNoticeProcessor(c, quiet_notice, NULL);
 	return c;
+}
+
+/* Creates the tables, serialised between emulators sharing a database. */
+static int create_schema(PGconn *c, char *errbuf, size_t errlen)
+{
+	if (exec_ok(c, "SELECT pg_advisory_lock(727274)", errbuf, errlen) < 0)
+		return ESTORE_EDB;
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(SCHEMA_SQL) / sizeof(SCHEMA_SQL[0]) && rc == 0; i++)
+		rc = exec_ok(c, SCHEMA_SQL[i], errbuf, errlen);
+	char ignore[64];
+	if (exec_ok(c, "SELECT pg_advisory_unlock(727274)", ignore, sizeof(ignore)) < 0 && rc == 0) {
+		snprintf(errbuf, errlen, "%s", ignore);
+		rc = ESTORE_EDB;
+	}
+	return rc;
 }
 
 int estore_open(const char *dsn, const char *dbname, int pool_size, struct estore **out, char *errbuf,
@@ -178,20 +199,12 @@ int estore_open(const char *dsn, const char *dbname, int pool_size, struct estor
 		if (exec_ok(s->conns[i], "SET synchronous_commit = off", errbuf, errlen) < 0 ||
 		    exec_ok(s->conns[i], "SET statement_timeout = '30s'", errbuf, errlen) < 0)
 			goto out;
+		if (i == 0 && create_schema(s->conns[0], errbuf, errlen) < 0)
+			goto out;
+		if (prepare_all(s->conns[i], errbuf, errlen) < 0)
+			goto out;
 		s->free_idx[s->nfree++] = i;
 	}
-	/* Serialise schema creation between emulators sharing a database. */
-	if (exec_ok(s->conns[0], "SELECT pg_advisory_lock(727274)", errbuf, errlen) < 0)
-		goto out;
-	for (size_t i = 0; i < sizeof(SCHEMA_SQL) / sizeof(SCHEMA_SQL[0]); i++) {
-		if (exec_ok(s->conns[0], SCHEMA_SQL[i], errbuf, errlen) < 0) {
-			char ignore[64];
-			(void)exec_ok(s->conns[0], "SELECT pg_advisory_unlock(727274)", ignore, sizeof(ignore));
-			goto out;
-		}
-	}
-	if (exec_ok(s->conns[0], "SELECT pg_advisory_unlock(727274)", errbuf, errlen) < 0)
-		goto out;
 	*out = s;
 	s = NULL;
 	rc = 0;
@@ -232,8 +245,14 @@ static int checkout(struct estore *s)
 static void checkin(struct estore *s, int idx)
 {
 	/* A connection broken by a server restart is reset before it goes back. */
-	if (PQstatus(s->conns[idx]) != CONNECTION_OK)
+	if (PQstatus(s->conns[idx]) != CONNECTION_OK) {
+		char err[256];
 		PQreset(s->conns[idx]);
+		if (PQstatus(s->conns[idx]) == CONNECTION_OK &&
+		    (exec_ok(s->conns[idx], "SET synchronous_commit = off", err, sizeof(err)) < 0 ||
+		     prepare_all(s->conns[idx], err, sizeof(err)) < 0))
+			log_warn("store: reconnect setup failed", "error", err);
+	}
 	pthread_mutex_lock(&s->mu);
 	s->free_idx[s->nfree++] = idx;
 	pthread_cond_signal(&s->cv);
@@ -347,6 +366,75 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	"id::text, data::text, version, (extract(epoch from created_at) * 1000)::bigint,"                       \
 	" (extract(epoch from modified_at) * 1000)::bigint, deleted, writes"
 
+/* Hot statements, prepared once per connection (PQexecPrepared skips parse and plan). */
+#define SQL_GET "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid AND NOT deleted FOR UPDATE"
+#define SQL_FIND "SELECT id::text FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)"
+#define SQL_CREATE                                                                                                \
+	"INSERT INTO emu_record (entity, id, data, version, writes)"                                              \
+	" VALUES ($1, $2::uuid, $3::jsonb, nextval('emu_version'), 1)"                                            \
+	" ON CONFLICT (entity, id) DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version,"               \
+	" created_at = now(), modified_at = now(), deleted = false, writes = emu_record.writes + 1"                \
+	" WHERE emu_record.deleted RETURNING version"
+/* Create plus its key rows in one round trip: version (NULL when the id is live), how many keys
+ * were taken, and their names. */
+#define SQL_CREATE_KEYS                                                                                           \
+	"WITH rec AS (" SQL_CREATE "), k AS (INSERT INTO emu_key (entity, keyname, keyvalue, id)"                 \
+	" SELECT $1, e.key, lower(e.value), $2::uuid FROM jsonb_each_text($4::jsonb) e, rec"                      \
+	" ON CONFLICT (entity, keyname, keyvalue) DO UPDATE SET id = EXCLUDED.id"                                 \
+	" WHERE emu_key.id = EXCLUDED.id RETURNING keyname)"                                                      \
+	" SELECT (SELECT version FROM rec), (SELECT count(*) FROM k), (SELECT string_agg(keyname, ',') FROM k)"
+#define SQL_UPDATE                                                                                                \
+	"UPDATE emu_record SET data = $3::jsonb, version = nextval('emu_version'), modified_at = now(),"          \
+	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
+#define SQL_MERGE                                                                                                 \
+	"UPDATE emu_record SET data = data || $3::jsonb, version = nextval('emu_version'), modified_at = now(),"  \
+	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
+#define SQL_KEYS_DEL                                                                                              \
+	"DELETE FROM emu_key k WHERE k.entity = $1 AND k.id = $2::uuid AND NOT EXISTS ("                          \
+	"SELECT 1 FROM jsonb_each_text($3::jsonb) e WHERE e.key = k.keyname AND lower(e.value) = k.keyvalue)"
+#define SQL_KEYS_INS                                                                                              \
+	"INSERT INTO emu_key (entity, keyname, keyvalue, id)"                                                     \
+	" SELECT $1, e.key, lower(e.value), $2::uuid FROM jsonb_each_text($3::jsonb) e"                           \
+	" ON CONFLICT (entity, keyname, keyvalue) DO UPDATE SET id = EXCLUDED.id"                                 \
+	" WHERE emu_key.id = EXCLUDED.id RETURNING keyname"
+#define SQL_DELETE                                                                                                \
+	"UPDATE emu_record SET deleted = true, version = nextval('emu_version'), modified_at = now(),"            \
+	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
+#define SQL_DELETE_KEYS "DELETE FROM emu_key WHERE entity = $1 AND id = $2::uuid"
+
+static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
+				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS};
+#define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
+
+static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
+{
+	for (size_t i = 0; i < NPREPARED; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "emu%zu", i);
+		PGresult *r = PQprepare(c, name, PREPARED[i], 0, NULL);
+		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		if (!ok)
+			pg_err(errbuf, errlen, "prepare", c, r);
+		PQclear(r);
+		if (!ok)
+			return ESTORE_EDB;
+	}
+	return 0;
+}
+
+/* Runs sql with parameters: prepared when it is one of PREPARED, else parsed each time. */
+static PGresult *px(PGconn *c, const char *sql, int n, const char *const *p)
+{
+	for (size_t i = 0; i < NPREPARED; i++) {
+		if (sql == PREPARED[i] || strcmp(sql, PREPARED[i]) == 0) {
+			char name[16];
+			snprintf(name, sizeof(name), "emu%zu", i);
+			return PQexecPrepared(c, name, n, p, NULL, NULL, 0);
+		}
+	}
+	return PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+}
+
 static int row_to_record(PGresult *r, int row, struct estore_record *out, char *errbuf, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
@@ -391,7 +479,7 @@ static int get_one(PGconn *c, const char *sql, const char *entity, const char *i
 		   char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, id};
-	PGresult *r = PQexecParams(c, sql, 2, NULL, p, NULL, NULL, 0);
+	PGresult *r = px(c, sql, 2, p);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -413,10 +501,7 @@ static int get_one(PGconn *c, const char *sql, const char *entity, const char *i
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
 	       size_t errlen)
 {
-	return get_one(tx->conn,
-		       "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid AND NOT deleted"
-		       " FOR UPDATE",
-		       entity, id, out, errbuf, errlen);
+	return get_one(tx->conn, SQL_GET, entity, id, out, errbuf, errlen);
 }
 
 int estore_peek(struct estore *s, const char *entity, const char *id, struct estore_record *out, char *errbuf,
@@ -433,9 +518,7 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 		char id_out[37], char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, keyname, keyvalue};
-	PGresult *r = PQexecParams(tx->conn,
-				   "SELECT id::text FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)",
-				   3, NULL, p, NULL, NULL, 0);
+	PGresult *r = px(tx->conn, SQL_FIND, 3, p);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "find key", tx->conn, r);
@@ -461,22 +544,13 @@ static int write_keys(struct estore_tx *tx, const char *entity, const char *id, 
 		goto out;
 	}
 	const char *p[] = {entity, id, keys_text};
-	r = PQexecParams(tx->conn,
-			 "DELETE FROM emu_key k WHERE k.entity = $1 AND k.id = $2::uuid AND NOT EXISTS ("
-			 "SELECT 1 FROM jsonb_each_text($3::jsonb) e WHERE e.key = k.keyname AND"
-			 " lower(e.value) = k.keyvalue)",
-			 3, NULL, p, NULL, NULL, 0);
+	r = px(tx->conn, SQL_KEYS_DEL, 3, p);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
 		goto out;
 	}
 	PQclear(r);
-	r = PQexecParams(tx->conn,
-			 "INSERT INTO emu_key (entity, keyname, keyvalue, id)"
-			 " SELECT $1, e.key, lower(e.value), $2::uuid FROM jsonb_each_text($3::jsonb) e"
-			 " ON CONFLICT (entity, keyname, keyvalue) DO UPDATE SET id = EXCLUDED.id"
-			 " WHERE emu_key.id = EXCLUDED.id RETURNING keyname",
-			 3, NULL, p, NULL, NULL, 0);
+	r = px(tx->conn, SQL_KEYS_INS, 3, p);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "write keys", tx->conn, r);
 		goto out;
@@ -507,6 +581,59 @@ out:
 	return rc;
 }
 
+/* One round trip for a create and its keys (see SQL_CREATE_KEYS). */
+static int create_with_keys(struct estore_tx *tx, const char *entity, const char *id, const char *text,
+			    const cJSON *keys, long long *version_out, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *keys_text = cJSON_PrintUnformatted(keys);
+	PGresult *r = NULL;
+	if (!keys_text) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	const char *p[] = {entity, id, text, keys_text};
+	r = px(tx->conn, SQL_CREATE_KEYS, 4, p);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		pg_err(errbuf, errlen, "create record", tx->conn, r);
+		goto out;
+	}
+	if (PQgetisnull(r, 0, 0)) {
+		snprintf(errbuf, errlen, "id");
+		rc = ESTORE_EDUP;
+		goto out;
+	}
+	if (strtol(PQgetvalue(r, 0, 1), NULL, 10) < cJSON_GetArraySize(keys)) {
+		const char *got = PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2);
+		const cJSON *k;
+		const char *taken = "?";
+		cJSON_ArrayForEach(k, keys)
+		{
+			size_t kl = strlen(k->string);
+			const char *hit = strstr(got, k->string);
+			int seen = 0;
+			while (hit) {
+				if ((hit == got || hit[-1] == ',') && (hit[kl] == '\0' || hit[kl] == ','))
+					seen = 1;
+				hit = strstr(hit + 1, k->string);
+			}
+			if (!seen) {
+				taken = k->string;
+				break;
+			}
+		}
+		snprintf(errbuf, errlen, "%s", taken);
+		rc = ESTORE_EDUP;
+		goto out;
+	}
+	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rc = 0;
+out:
+	PQclear(r);
+	free(keys_text);
+	return rc;
+}
+
 int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, const char *id, const cJSON *data,
 	       const cJSON *keys, long long *version_out, char *errbuf, size_t errlen)
 {
@@ -517,21 +644,14 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
-	const char *p[] = {entity, id, text};
-	if (op == ESTORE_OP_CREATE)
-		r = PQexecParams(tx->conn,
-				 "INSERT INTO emu_record (entity, id, data, version, writes)"
-				 " VALUES ($1, $2::uuid, $3::jsonb, nextval('emu_version'), 1)"
-				 " ON CONFLICT (entity, id) DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version,"
-				 " created_at = now(), modified_at = now(), deleted = false, writes = emu_record.writes + 1"
-				 " WHERE emu_record.deleted RETURNING version",
-				 3, NULL, p, NULL, NULL, 0);
-	else
-		r = PQexecParams(tx->conn,
-				 "UPDATE emu_record SET data = $3::jsonb, version = nextval('emu_version'),"
-				 " modified_at = now(), writes = writes + 1"
-				 " WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version",
-				 3, NULL, p, NULL, NULL, 0);
+	const char *p[] = {entity, id, text, NULL};
+	if (op == ESTORE_OP_CREATE && keys) {
+		rc = create_with_keys(tx, entity, id, text, keys, version_out, errbuf, errlen);
+		if (rc == 0)
+			note_write(tx, entity, op);
+		goto out;
+	}
+	r = px(tx->conn, op == ESTORE_OP_CREATE ? SQL_CREATE : SQL_UPDATE, 3, p);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "write record", tx->conn, r);
 		goto out;
@@ -559,16 +679,46 @@ out:
 	return rc;
 }
 
+int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
+		 char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	PGresult *r = NULL;
+	char *text = cJSON_PrintUnformatted(patch);
+	if (!text) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	const char *p[] = {entity, id, text};
+	r = px(tx->conn, SQL_MERGE, 3, p);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (state && strcmp(state, "22P02") == 0) { /* not a uuid: cannot exist */
+			rc = ESTORE_NOTFOUND;
+			goto out;
+		}
+		pg_err(errbuf, errlen, "merge record", tx->conn, r);
+		goto out;
+	}
+	if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+		goto out;
+	}
+	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	note_write(tx, entity, ESTORE_OP_UPDATE);
+	rc = 0;
+out:
+	PQclear(r);
+	free(text);
+	return rc;
+}
+
 int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long long *version_out, char *errbuf,
 		  size_t errlen)
 {
 	int rc = ESTORE_EDB;
 	const char *p[] = {entity, id};
-	PGresult *r = PQexecParams(tx->conn,
-				   "UPDATE emu_record SET deleted = true, version = nextval('emu_version'),"
-				   " modified_at = now(), writes = writes + 1"
-				   " WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version",
-				   2, NULL, p, NULL, NULL, 0);
+	PGresult *r = px(tx->conn, SQL_DELETE, 2, p);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "delete record", tx->conn, r);
 		goto out;
@@ -579,8 +729,7 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 	}
 	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
-	r = PQexecParams(tx->conn, "DELETE FROM emu_key WHERE entity = $1 AND id = $2::uuid", 2, NULL, p, NULL, NULL,
-			 0);
+	r = px(tx->conn, SQL_DELETE_KEYS, 2, p);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
 		goto out;
@@ -623,13 +772,7 @@ int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, con
 	p[0] = entity;
 	for (int i = 0; i < nparams; i++)
 		p[i + 1] = params[i];
-	PGconn *c;
-	if (tx) {
-		c = tx->conn;
-	} else {
-		idx = checkout(s);
-		c = s->conns[idx];
-	}
+	PGconn *c = read_conn(s, tx, &idx);
 	r = PQexecParams(c, sql, nparams + 1, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "query", c, r);
@@ -645,77 +788,132 @@ out:
 	return rc;
 }
 
-int estore_max_version(struct estore *s, const char *entity, long long *out, char *errbuf, size_t errlen)
+/* The connection for a read: the transaction's, or a pooled one (*idx >= 0 to give back). A read
+ * inside an open transaction must use its connection: taking a second one could wait forever once
+ * every pooled connection is held by a transaction doing the same. */
+static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx)
 {
-	int idx = checkout(s);
+	if (tx) {
+		*idx = -1;
+		return tx->conn;
+	}
+	*idx = checkout(s);
+	return s->conns[*idx];
+}
+
+int estore_count(struct estore *s, struct estore_tx *tx, const char *entity, const char *where_sql,
+		 const char *const *params, int nparams, long long *out, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *sql = NULL;
+	const char **p = NULL;
+	PGresult *r = NULL;
+	int idx = -1;
+	if (nparams < 0 || nparams > 1000) {
+		snprintf(errbuf, errlen, "too many query parameters");
+		goto out;
+	}
+	if (asprintf(&sql, "SELECT count(*) FROM emu_record WHERE entity = $1 AND NOT deleted%s%s%s",
+		     where_sql ? " AND (" : "", where_sql ? where_sql : "", where_sql ? ")" : "") < 0) {
+		sql = NULL;
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	p = calloc((size_t)nparams + 1, sizeof(*p));
+	if (!p) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	p[0] = entity;
+	for (int i = 0; i < nparams; i++)
+		p[i + 1] = params[i];
+	PGconn *c = read_conn(s, tx, &idx);
+	r = PQexecParams(c, sql, nparams + 1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "count", c, r);
+		goto out;
+	}
+	*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rc = 0;
+out:
+	PQclear(r);
+	if (idx >= 0)
+		checkin(s, idx);
+	free(p);
+	free(sql);
+	return rc;
+}
+
+static int max_version_on(PGconn *c, const char *entity, long long *out, char *errbuf, size_t errlen)
+{
 	const char *p[] = {entity};
-	PGresult *r = PQexecParams(s->conns[idx], "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1",
-				   1, NULL, p, NULL, NULL, 0);
+	PGresult *r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p,
+				   NULL, NULL, 0);
 	int rc = 0;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "max version", s->conns[idx], r);
+		pg_err(errbuf, errlen, "max version", c, r);
 		rc = ESTORE_EDB;
 	} else {
 		*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	}
 	PQclear(r);
-	checkin(s, idx);
 	return rc;
 }
 
-int estore_changes(struct estore *s, const char *entity, long long since, long limit, struct estore_record **out,
-		   size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
+int estore_max_version(struct estore *s, struct estore_tx *tx, const char *entity, long long *out, char *errbuf,
+		       size_t errlen)
+{
+	int idx;
+	PGconn *c = read_conn(s, tx, &idx);
+	int rc = max_version_on(c, entity, out, errbuf, errlen);
+	if (idx >= 0)
+		checkin(s, idx);
+	return rc;
+}
+
+int estore_changes(struct estore *s, struct estore_tx *tx, const char *entity, long long since, long limit,
+		   struct estore_record **out, size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
 {
 	int rc = ESTORE_EDB;
-	int idx = checkout(s);
-	PGconn *c = s->conns[idx];
+	int idx;
+	PGconn *c = read_conn(s, tx, &idx);
 	PGresult *r = NULL;
-	char since_s[32], limit_s[32];
-	snprintf(since_s, sizeof(since_s), "%lld", since);
-	snprintf(limit_s, sizeof(limit_s), "%ld", limit);
-	const char *p[] = {entity, since_s, limit_s};
+	long long top = 0;
 	*out = NULL;
 	*n = 0;
-	/* One snapshot for the rows and the new token. */
-	if (exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ", errbuf, errlen) < 0)
+	/* The token first, then the rows up to it: a row committed in between waits for the next read. */
+	if (max_version_on(c, entity, &top, errbuf, errlen) < 0)
 		goto out;
+	char since_s[32], limit_s[32], top_s[32];
+	snprintf(since_s, sizeof(since_s), "%lld", since);
+	snprintf(limit_s, sizeof(limit_s), "%ld", limit);
+	snprintf(top_s, sizeof(top_s), "%lld", top);
+	const char *p[] = {entity, since_s, limit_s, top_s};
 	r = PQexecParams(c,
 			 "SELECT " RECORD_COLS " FROM (SELECT * FROM emu_record WHERE entity = $1 AND"
-			 " version > $2::bigint ORDER BY version LIMIT $3::bigint) r ORDER BY deleted, version",
-			 3, NULL, p, NULL, NULL, 0);
+			 " version > $2::bigint AND version <= $4::bigint ORDER BY version LIMIT $3::bigint) r"
+			 " ORDER BY deleted, version",
+			 4, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "changes", c, r);
 		goto out;
 	}
 	if (rows_to_records(r, out, n, errbuf, errlen) < 0)
 		goto out;
-	PQclear(r);
-	r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p, NULL,
-			 NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "max version", c, r);
-		estore_records_free(*out, *n);
-		*out = NULL;
-		*n = 0;
-		goto out;
-	}
-	*max_version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	*max_version_out = top > since ? top : since;
 	if ((long)*n >= limit) {
 		/* A full page: the next token continues right after the newest row returned. */
-		long long top = since;
+		long long last = since;
 		for (size_t i = 0; i < *n; i++)
-			if ((*out)[i].version > top)
-				top = (*out)[i].version;
-		*max_version_out = top;
+			if ((*out)[i].version > last)
+				last = (*out)[i].version;
+		*max_version_out = last;
 	}
 	rc = 0;
 out:
 	PQclear(r);
-	{
-		char ignore[128];
-		(void)exec_ok(c, rc == 0 ? "COMMIT" : "ROLLBACK", ignore, sizeof(ignore));
-	}
-	checkin(s, idx);
+	if (idx >= 0)
+		checkin(s, idx);
 	return rc;
 }
 

@@ -90,6 +90,12 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 	       const cJSON *keys, long long *version_out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* Merges `patch` (top-level members replace the stored ones) into live record `id` in one
+ * statement, without reading it first; for updates that touch no key. 0 with *version_out,
+ * ESTORE_NOTFOUND or ESTORE_EDB. Borrows patch. */
+int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
+		 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /* Deletes a live record (tombstone with a new version, key rows removed). 0, ESTORE_NOTFOUND or
  * ESTORE_EDB. */
 int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long long *version_out, char *errbuf,
@@ -100,25 +106,33 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
  * the jsonb column named `data`, whose parameters are numbered from $2 (params[0] is $2);
  * `order_sql` (NULL for none) an ORDER BY list; rows are ordered by it, then by id. Returns up to
  * `limit` records after skipping `offset`, in *out (array of n records; estore_records_free), or
- * ESTORE_EDB. Runs in `tx` when not NULL, else on a pooled connection.
+ * ESTORE_EDB. Runs in `tx` when not NULL, else on a pooled connection (never pass NULL while the
+ * calling thread holds a transaction: the pool could run dry).
  */
 int estore_query(struct estore *s, struct estore_tx *tx, const char *entity, const char *where_sql,
 		 const char *const *params, int nparams, const char *order_sql, long limit, long offset,
 		 struct estore_record **out, size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
-/*
- * Change tracking: the first `limit` records of `entity` (live and tombstones, in version order)
- * written after version `since`, returned live ones first then tombstones. *max_version_out gets
- * the next token: the highest version visible now, or, when the page is full, the highest version
- * returned. Same ownership as estore_query.
- */
-int estore_changes(struct estore *s, const char *entity, long long since, long limit, struct estore_record **out,
-		   size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
+/* Number of live records of `entity` matching where_sql (as for estore_query; in `tx` when not
+ * NULL). 0 or ESTORE_EDB. */
+int estore_count(struct estore *s, struct estore_tx *tx, const char *entity, const char *where_sql,
+		 const char *const *params, int nparams, long long *out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
-/* Highest version of `entity` visible now (0 when none). 0 or ESTORE_EDB. */
-int estore_max_version(struct estore *s, const char *entity, long long *out, char *errbuf, size_t errlen)
+/*
+ * Change tracking: the first `limit` records of `entity` (live and tombstones, in version order)
+ * written after version `since` and up to the highest version visible when the call starts,
+ * returned live ones first then tombstones. *max_version_out gets the next token: that highest
+ * version, or, when the page is full, the highest version returned. Runs in `tx` when not NULL.
+ * Same ownership as estore_query.
+ */
+int estore_changes(struct estore *s, struct estore_tx *tx, const char *entity, long long since, long limit,
+		   struct estore_record **out, size_t *n, long long *max_version_out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* Highest version of `entity` visible now (0 when none), in `tx` when not NULL. 0 or ESTORE_EDB. */
+int estore_max_version(struct estore *s, struct estore_tx *tx, const char *entity, long long *out, char *errbuf,
+		       size_t errlen) __attribute__((warn_unused_result));
 
 /* Per-record write count: reads the record (live or tombstone) by id. Same codes as estore_get. */
 int estore_peek(struct estore *s, const char *entity, const char *id, struct estore_record *out, char *errbuf,

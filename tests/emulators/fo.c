@@ -64,6 +64,23 @@ static char *key_predicate(const struct api *a, const struct schema_entity *e, c
 	return out;
 }
 
+/* "CustomerAccount: US-001, dataAreaId: usmf" for infolog-style messages. */
+static void key_text_human(const struct schema_entity *e, const cJSON *data, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < e->primary_key.n_fields && o < len; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, e->primary_key.fields[i]);
+		char num[32];
+		const char *t = cJSON_IsString(v) ? v->valuestring : "";
+		if (cJSON_IsNumber(v)) {
+			snprintf(num, sizeof(num), "%.0f", v->valuedouble);
+			t = num;
+		}
+		o += (size_t)snprintf(buf + o, len - o, "%s%s: %s", i ? ", " : "", e->primary_key.fields[i], t);
+	}
+}
+
 static void respond_record(struct api *a, const struct schema_entity *e, const char *set,
 			   const struct server_request *req, const struct estore_record *rec, int status,
 			   struct server_response *resp)
@@ -107,6 +124,8 @@ static void respond_record(struct api *a, const struct schema_entity *e, const c
 
 static cJSON *image(const struct api *a, const struct schema_entity *e, const struct estore_record *rec)
 {
+	if (!api_notify_wanted(a))
+		return NULL;
 	cJSON *o = api_render(a, e, rec, NULL, 0);
 	if (o)
 		cJSON_DeleteItemFromObjectCaseSensitive(o, "@odata.etag");
@@ -150,6 +169,7 @@ static void do_create(struct api *a, struct api_txn *t, const struct schema_enti
 	data = cJSON_CreateObject();
 	if (!data || apply_body(e, body, data) < 0)
 		goto oom;
+	api_apply_defaults(e, data);
 	text = api_key_text(e, &e->primary_key, data);
 	if (!text) {
 		api_std_error(a, resp, SCHEMA_E_BAD_REQUEST, e, "Every key field must be given.");
@@ -160,8 +180,10 @@ static void do_create(struct api *a, struct api_txn *t, const struct schema_enti
 		store_error(a, resp, "find", err);
 		goto out;
 	}
+	char human[512];
+	key_text_human(e, data, human, sizeof(human));
 	if (rc == 0) {
-		api_std_error(a, resp, SCHEMA_E_ALREADY_EXISTS, e, text);
+		api_std_error(a, resp, SCHEMA_E_ALREADY_EXISTS, e, human);
 		goto out;
 	}
 	estore_new_guid(id);
@@ -171,7 +193,7 @@ static void do_create(struct api *a, struct api_txn *t, const struct schema_enti
 	long long version = 0;
 	rc = estore_put(t->tx, ESTORE_OP_CREATE, e->set_names[0], id, data, keys, &version, err, sizeof(err));
 	if (rc == ESTORE_EDUP) {
-		api_std_error(a, resp, SCHEMA_E_ALREADY_EXISTS, e, text);
+		api_std_error(a, resp, SCHEMA_E_ALREADY_EXISTS, e, human);
 		goto out;
 	}
 	if (rc != 0) {
@@ -233,7 +255,8 @@ static void do_update(struct api *a, struct api_txn *t, const struct schema_enti
 		api_error(a, resp, &serr);
 		return;
 	}
-	data = cJSON_Duplicate(old->data, 1);
+	/* PATCH merges into the stored record; PUT replaces it (key fields kept, the rest from the body). */
+	data = strcmp(req->method, "PUT") == 0 ? key_fields(e, old->data) : cJSON_Duplicate(old->data, 1);
 	if (!data || apply_body(e, body, data) < 0) {
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, e, "Out of memory.");
 		goto out;
@@ -309,7 +332,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 			char *cc = server_request_query_param(req, "cross-company");
 			int cross = cc && strcasecmp(cc, "true") == 0;
 			free(cc);
-			api_collection_get(a, e, set, req, cross ? NULL : a->schema->default_company, -1, resp);
+			api_collection_get(a, t, e, set, req, cross ? NULL : a->schema->default_company, -1, resp);
 		} else if (strcmp(req->method, "POST") == 0) {
 			body = api_parse_body(a, req, resp);
 			if (body)
@@ -339,7 +362,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 		goto out;
 	}
 	if (rc == ESTORE_NOTFOUND) {
-		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, text);
+		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, rest);
 		goto out;
 	}
 	if (strcmp(req->method, "GET") == 0) {
@@ -401,6 +424,10 @@ void fo_handle(void *ctx, const struct server_request *req, struct server_respon
 {
 	struct api *a = ctx;
 	const char *rel = req->path + strlen(a->prefix);
+	if (strncmp(rel, "$metadata", 9) == 0) {
+		server_response_odata_error(resp, 501, "", "The emulator does not serve $metadata.");
+		return;
+	}
 	if (*rel == '\0') {
 		service_document(a, resp);
 		return;

@@ -8,7 +8,7 @@
  * The Finance & Operations OData flavour at {base}/data/: public collections addressed by their
  * full natural key (dataAreaId first; every key field required); POST creates (201 + entity, or
  * 204 with Prefer: return=minimal; an existing key is an error); PATCH updates only (a missing key
- * is 404; key fields cannot change); DELETE; If-Match on PATCH/DELETE (412 when stale); GET single
+ * is 404; key fields cannot change; PUT replaces the non-key fields); DELETE; If-Match on PATCH/DELETE (412 when stale); GET single
  * and collections with $filter/$select/$orderby/$top/$skip, pages of at most 10,000 rows with a
  * $skip @odata.nextLink, only the default company unless cross-company=true; enum values as member
  * names; $batch with atomic changesets; data events through notify after commit.

@@ -3,6 +3,7 @@
  * (--flavour fo) for tests and the local demo. See tests/emulators/README.md ("## Running").
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,20 @@ int main(int argc, char **argv)
 	}
 	int ce = strcmp(flavour, "ce") == 0;
 
+	/* SIGTERM/SIGINT are blocked in every thread (the threads started below inherit the mask) and
+	 * taken only by the main thread in sigsuspend(), so the stop flag always wakes it. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t stop_set, old_set;
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_set, &old_set);
+
 	log_init(ce ? "dw-emulator-ce" : "dw-emulator-fo", LOG_INFO);
 	if (config_str("DW_LOG_LEVEL", "info", &lvl, err, sizeof(err)) == 0 && log_level_parse(lvl) >= 0)
 		log_init(ce ? "dw-emulator-ce" : "dw-emulator-fo", (enum log_level)log_level_parse(lvl));
@@ -162,13 +177,6 @@ int main(int argc, char **argv)
 	router.admin.limits = limits;
 	router.admin.requests = &router.requests;
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
 	struct server_config scfg = {
 		.port = (int)port,
 		.body_cap = (size_t)body_cap,
@@ -184,7 +192,9 @@ int main(int argc, char **argv)
 	snprintf(portbuf, sizeof(portbuf), "%ld", port);
 	log_info("listening", "flavour", flavour, "port", portbuf, "base_url", api.base_url);
 	while (!stop_requested)
-		pause();
+		sigsuspend(&old_set);
+	/* From here a second signal ends the process at once (see on_signal). */
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 	log_info("stopping");
 	rc = 0;
 out:

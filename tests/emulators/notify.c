@@ -445,7 +445,7 @@ static cJSON *build(const struct notify *n, const struct notify_change *c, const
 	const struct schema *s = n->opt.schema;
 	const struct schema_entity *e;
 	const char *msg = message_name(c->message);
-	const char *id = c->id ? c->id : "00000000-0000-0000-0000-000000000000";
+	const char *id = c->id && c->id[0] ? c->id : "00000000-0000-0000-0000-000000000000";
 	const char *user = c->user_id ? c->user_id : "00000000-0000-0000-0000-000000000000";
 	cJSON *root = NULL, *inputs, *target, *post_images, *pre_images, *outputs;
 	char when[48];
@@ -1046,7 +1046,7 @@ static uint64_t record_hash(const struct schema_entity *e, const struct notify_c
 	uint64_t h = fnv1a(0xcbf29ce484222325ULL, e->logical_name);
 
 	h = fnv1a(h, "|");
-	if (c->id) {
+	if (c->id && c->id[0]) {
 		h = fnv1a(h, c->id);
 	} else if (c->keys) {
 		char *k = cJSON_PrintUnformatted(c->keys);

@@ -61,8 +61,8 @@ struct notify_options {
 struct notify_change {
 	enum notify_message message; /* exactly one of CREATE, UPDATE, DELETE */
 	const char *entity;          /* logical name or entity set name of the changed entity */
-	const char *id;              /* record GUID (CE primary id; FO: the emulator's record GUID,
-				        NULL for all zero) */
+	const char *id;              /* record GUID (CE primary id; FO: the emulator's record GUID;
+				        NULL or "" -> all zero, and the key fields identify the record) */
 	const cJSON *keys;           /* object of key fields (FO: natural key incl. dataAreaId;
 				        CE: may be NULL); FO Delete Target attributes come from it */
 	const cJSON *post;           /* post image (record as read back, lookups as "_x_value" or by

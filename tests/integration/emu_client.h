@@ -13,8 +13,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <microhttpd.h>
 
 #define EMU_BODY_MAX (64 * 1024 * 1024)
 
@@ -30,6 +34,8 @@ static inline size_t emu_body_cb(char *p, size_t sz, size_t n, void *ud)
 {
 	struct emu_resp *r = ud;
 	size_t add = sz * n;
+	if (!r) /* body not wanted */
+		return add;
 	if (r->len + add > EMU_BODY_MAX)
 		return 0;
 	char *nb = realloc(r->body, r->len + add + 1);
@@ -179,6 +185,114 @@ static inline void emu_admin(const char *base, const char *method, const char *p
 	snprintf(url, sizeof(url), "%s/_emulator/%s", base, path);
 	const char *h[] = {"Content-Type: application/json", NULL};
 	emu_http(method, url, h, body, out);
+}
+
+/* ---- webhooks / data events: a receiver in the test process ---- */
+
+#define EMU_HOOK_MAX 64
+
+struct emu_hook_post {
+	char request_name[32];
+	char entity[64];
+	char code[64];
+	char *body;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct emu_hook_post posts[EMU_HOOK_MAX];
+	int n;
+} emu_hooks = {PTHREAD_MUTEX_INITIALIZER, {{{0}, {0}, {0}, NULL}}, 0};
+
+struct emu_hook_conn {
+	char *body;
+	size_t len;
+};
+
+static inline enum MHD_Result emu_hook_handler(void *cls, struct MHD_Connection *con, const char *url, const char *method,
+				    const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	(void)cls;
+	(void)url;
+	(void)method;
+	(void)version;
+	struct emu_hook_conn *hc = *con_cls;
+	if (!hc) {
+		hc = calloc(1, sizeof(*hc));
+		*con_cls = hc;
+		return hc ? MHD_YES : MHD_NO;
+	}
+	if (*upload_size) {
+		char *nb = realloc(hc->body, hc->len + *upload_size + 1);
+		if (!nb)
+			return MHD_NO;
+		hc->body = nb;
+		memcpy(hc->body + hc->len, upload, *upload_size);
+		hc->len += *upload_size;
+		hc->body[hc->len] = '\0';
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	pthread_mutex_lock(&emu_hooks.mu);
+	if (emu_hooks.n < EMU_HOOK_MAX) {
+		struct emu_hook_post *p = &emu_hooks.posts[emu_hooks.n++];
+		const char *v = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "x-ms-dynamics-request-name");
+		snprintf(p->request_name, sizeof(p->request_name), "%s", v ? v : "");
+		v = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "x-ms-dynamics-entity-name");
+		snprintf(p->entity, sizeof(p->entity), "%s", v ? v : "");
+		v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "code");
+		snprintf(p->code, sizeof(p->code), "%s", v ? v : "");
+		p->body = hc->body;
+		hc->body = NULL;
+	}
+	pthread_mutex_unlock(&emu_hooks.mu);
+	free(hc->body);
+	free(hc);
+	*con_cls = NULL;
+	struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret = MHD_queue_response(con, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Waits up to 10 s for a post whose x-ms-dynamics-request-name (ignored when NULL) and body match.
+ * Returns its index or -1. */
+static inline int emu_hooks_wait(const char *request_name, const char *needle)
+{
+	long long deadline = harness_now_ms() + 10000;
+	while (harness_now_ms() < deadline) {
+		pthread_mutex_lock(&emu_hooks.mu);
+		for (int i = 0; i < emu_hooks.n; i++) {
+			if ((!request_name || strcmp(emu_hooks.posts[i].request_name, request_name) == 0) && emu_hooks.posts[i].body &&
+			    strstr(emu_hooks.posts[i].body, needle)) {
+				pthread_mutex_unlock(&emu_hooks.mu);
+				return i;
+			}
+		}
+		pthread_mutex_unlock(&emu_hooks.mu);
+		usleep(50 * 1000);
+	}
+	return -1;
+}
+
+/* Starts the receiver on 127.0.0.1:port (fails the test when it cannot listen). */
+static inline struct MHD_Daemon *emu_hooks_start(int port)
+{
+	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, (uint16_t)port, NULL,
+						NULL, emu_hook_handler, NULL, MHD_OPTION_END);
+	assert_non_null(d);
+	return d;
+}
+
+/* Stops the receiver and forgets what it received. */
+static inline void emu_hooks_stop(struct MHD_Daemon *d)
+{
+	MHD_stop_daemon(d);
+	pthread_mutex_lock(&emu_hooks.mu);
+	for (int k = 0; k < emu_hooks.n; k++)
+		free(emu_hooks.posts[k].body);
+	emu_hooks.n = 0;
+	pthread_mutex_unlock(&emu_hooks.mu);
 }
 
 #endif

@@ -118,7 +118,14 @@ static void test_return_representation_gives_201_with_body(void **state)
 	assert_int_equal(r.status, 201);
 	cJSON *j = emu_json(&r);
 	assert_string_equal(cJSON_GetObjectItem(j, "cdm_companycode")->valuestring, code);
-	assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "@odata.etag")));
+	const cJSON *tag = cJSON_GetObjectItem(j, "@odata.etag");
+	assert_true(cJSON_IsString(tag));
+	/* defaults set on create, and the ETag is the versionnumber */
+	assert_int_equal((int)cJSON_GetObjectItem(j, "statecode")->valuedouble, 0);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "statuscode")->valuedouble, 1);
+	char expect[64];
+	snprintf(expect, sizeof(expect), "W/\"%.0f\"", cJSON_GetObjectItem(j, "versionnumber")->valuedouble);
+	assert_string_equal(tag->valuestring, expect);
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	free(code);
@@ -168,6 +175,9 @@ static void test_patch_upsert_and_conditional_headers(void **state)
 	/* If-Match: * prevents create: 404 when missing. */
 	call("PATCH", rel, body, "If-Match: *", NULL, &r);
 	assert_int_equal(r.status, 404);
+	char expect[128];
+	snprintf(expect, sizeof(expect), "cdm_company With Id = %s Does Not Exist", id);
+	assert_non_null(strstr(r.body, expect));
 	emu_resp_free(&r);
 	/* Plain PATCH upserts: creates the row with the URL's id. */
 	call("PATCH", rel, body, NULL, NULL, &r);
@@ -338,6 +348,20 @@ static void test_delta_after_creates_updates_and_deletes(void **state)
 	call("GET", "cdm_companies?$select=cdm_companycode", NULL, "Prefer: odata.track-changes", NULL, &r);
 	assert_int_equal(r.status, 200);
 	cJSON *j = emu_json(&r);
+	/* A large set comes in pages: follow nextLinks to the page that carries the deltaLink. */
+	for (;;) {
+		const cJSON *next = cJSON_GetObjectItem(j, "@odata.nextLink");
+		if (!cJSON_IsString(next))
+			break;
+		char url[2048];
+		snprintf(url, sizeof(url), "%s", next->valuestring);
+		cJSON_Delete(j);
+		emu_resp_free(&r);
+		const char *nh[] = {auth_header, NULL};
+		emu_http("GET", url, nh, NULL, &r);
+		assert_int_equal(r.status, 200);
+		j = emu_json(&r);
+	}
 	const cJSON *dl = cJSON_GetObjectItem(j, "@odata.deltaLink");
 	assert_true(cJSON_IsString(dl));
 	assert_non_null(strstr(dl->valuestring, "$deltatoken="));
@@ -487,6 +511,67 @@ static void test_batch_changeset_with_content_id_reference_commits(void **state)
 	free(acct);
 }
 
+/* Three top-level creates (no changeset): good, bad (too long), good. */
+static char *three_parts(const char *c1, const char *c3)
+{
+	char *b = malloc(4096);
+	assert_non_null(b);
+	const char *codes[] = {c1, "0123456789012345678901234567890123456789", c3};
+	size_t o = 0;
+	for (int i = 0; i < 3; i++)
+		o += (size_t)snprintf(b + o, 4096 - o,
+				      "--batch_T1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+				      "POST cdm_companies HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n"
+				      "{\"cdm_companycode\":\"%s\"}\r\n",
+				      codes[i]);
+	snprintf(b + o, 4096 - o, "--batch_T1--\r\n");
+	return b;
+}
+
+static int company_exists(const char *code)
+{
+	char rel[256];
+	struct emu_resp r;
+	snprintf(rel, sizeof(rel), "cdm_companies(cdm_companycode='%s')", code);
+	call("GET", rel, NULL, NULL, NULL, &r);
+	int found = r.status == 200;
+	emu_resp_free(&r);
+	return found;
+}
+
+static void test_batch_stops_at_first_failure_unless_continue_on_error(void **state)
+{
+	(void)state;
+	char *a = unique_code("E"), *b = unique_code("E");
+	char *body = three_parts(a, b);
+	struct emu_resp r;
+	batch(body, &r);
+	assert_int_equal(r.status, 400); /* the failing status, processing stopped */
+	emu_resp_free(&r);
+	assert_true(company_exists(a));
+	assert_false(company_exists(b));
+	free(body);
+	free(a);
+	free(b);
+
+	a = unique_code("F");
+	b = unique_code("F");
+	body = three_parts(a, b);
+	char url[512];
+	snprintf(url, sizeof(url), "%s" API "$batch", base);
+	const char *h[] = {auth_header, "OData-Version: 4.0", "Prefer: odata.continue-on-error",
+			   "Content-Type: multipart/mixed; boundary=batch_T1", NULL};
+	emu_http("POST", url, h, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "HTTP/1.1 400"));
+	emu_resp_free(&r);
+	assert_true(company_exists(a));
+	assert_true(company_exists(b));
+	free(body);
+	free(a);
+	free(b);
+}
+
 static long writes_of(const char *set, const char *op)
 {
 	struct emu_resp r;
@@ -531,6 +616,91 @@ static void test_stats_count_committed_writes_and_per_record_writes(void **state
 	free(code);
 }
 
+static void test_webhooks_post_remote_execution_context_after_commit(void **state)
+{
+	(void)state;
+	int port = 32083;
+	const char *p = getenv("DW_PORT_BASE");
+	if (p && *p)
+		port = (int)strtol(p, NULL, 10) + 83;
+	struct MHD_Daemon *d = emu_hooks_start(port);
+	char reg[512];
+	snprintf(reg, sizeof(reg),
+		 "{\"entity\":\"cdm_company\",\"messages\":[\"Create\",\"Delete\"],"
+		 "\"url\":\"http://127.0.0.1:%d/hook\",\"auth\":\"code\",\"auth_value\":\"k3y-value\"}",
+		 port);
+	struct emu_resp r;
+	emu_admin(base, "POST", "webhooks", reg, &r);
+	assert_int_equal(r.status, 201);
+	cJSON *j = emu_json(&r);
+	char reg_id[64], path[128];
+	snprintf(reg_id, sizeof(reg_id), "%s", cJSON_GetObjectItem(j, "id")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+
+	char *code = unique_code("W");
+	char id[37], rel[256];
+	create_company(code, id);
+	int i = emu_hooks_wait("Create", id);
+	assert_true(i >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	assert_string_equal(emu_hooks.posts[i].entity, "cdm_company");
+	assert_string_equal(emu_hooks.posts[i].code, "k3y-value");
+	cJSON *ctx = cJSON_Parse(emu_hooks.posts[i].body);
+	pthread_mutex_unlock(&emu_hooks.mu);
+	assert_non_null(ctx);
+	assert_string_equal(cJSON_GetObjectItem(ctx, "MessageName")->valuestring, "Create");
+	assert_string_equal(cJSON_GetObjectItem(ctx, "PrimaryEntityId")->valuestring, id);
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(ctx, "IsInTransaction")));
+	cJSON_Delete(ctx);
+
+	/* An update is not registered: no post; a delete is. */
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
+	call("PATCH", rel, "{\"cdm_name\":\"x\"}", NULL, NULL, &r);
+	emu_resp_free(&r);
+	call("DELETE", rel, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	assert_true(emu_hooks_wait("Delete", id) >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	for (int k = 0; k < emu_hooks.n; k++)
+		assert_string_not_equal(emu_hooks.posts[k].request_name, "Update");
+	pthread_mutex_unlock(&emu_hooks.mu);
+
+	/* A changeset: one CorrelationId for both creates, IsInTransaction true. */
+	char *c1 = unique_code("X"), *c2 = unique_code("X");
+	char op1[256], op2[256];
+	snprintf(op1, sizeof(op1), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", c1);
+	snprintf(op2, sizeof(op2), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", c2);
+	const char *ops[] = {op1, op2};
+	const char *cids[] = {"1", "2"};
+	char *body = changeset_body(ops, 2, cids);
+	batch(body, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	int i1 = emu_hooks_wait("Create", c1), i2 = emu_hooks_wait("Create", c2);
+	assert_true(i1 >= 0 && i2 >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	cJSON *b1 = cJSON_Parse(emu_hooks.posts[i1].body), *b2 = cJSON_Parse(emu_hooks.posts[i2].body);
+	pthread_mutex_unlock(&emu_hooks.mu);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(b1, "IsInTransaction")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(b2, "IsInTransaction")));
+	assert_string_equal(cJSON_GetObjectItem(b1, "CorrelationId")->valuestring,
+			    cJSON_GetObjectItem(b2, "CorrelationId")->valuestring);
+	cJSON_Delete(b1);
+	cJSON_Delete(b2);
+	free(body);
+	free(c1);
+	free(c2);
+
+	snprintf(path, sizeof(path), "webhooks/%s", reg_id);
+	emu_admin(base, "DELETE", path, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	emu_hooks_stop(d);
+	free(code);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -545,7 +715,9 @@ int main(void)
 		cmocka_unit_test(test_delta_after_creates_updates_and_deletes),
 		cmocka_unit_test(test_batch_changeset_with_failing_part_leaves_no_trace),
 		cmocka_unit_test(test_batch_changeset_with_content_id_reference_commits),
+		cmocka_unit_test(test_batch_stops_at_first_failure_unless_continue_on_error),
 		cmocka_unit_test(test_stats_count_committed_writes_and_per_record_writes),
+		cmocka_unit_test(test_webhooks_post_remote_execution_context_after_commit),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -73,6 +73,31 @@ static void test_token_endpoint_success_and_identity_platform_errors(void **stat
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 
+	/* Client credentials in HTTP Basic instead of the form. */
+	{
+		char cred[512], b64[1024], hdr[1100];
+		snprintf(cred, sizeof(cred), "%s:%s", harness_env("DW_CE_CLIENT_ID"), harness_env("DW_CE_CLIENT_SECRET"));
+		static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		size_t n = strlen(cred), o = 0;
+		for (size_t i = 0; i < n; i += 3) {
+			unsigned v = (unsigned)(unsigned char)cred[i] << 16;
+			if (i + 1 < n)
+				v |= (unsigned)(unsigned char)cred[i + 1] << 8;
+			if (i + 2 < n)
+				v |= (unsigned char)cred[i + 2];
+			b64[o++] = al[(v >> 18) & 63];
+			b64[o++] = al[(v >> 12) & 63];
+			b64[o++] = i + 1 < n ? al[(v >> 6) & 63] : '=';
+			b64[o++] = i + 2 < n ? al[v & 63] : '=';
+		}
+		b64[o] = '\0';
+		snprintf(hdr, sizeof(hdr), "Authorization: Basic %s", b64);
+		const char *h[] = {"Content-Type: application/x-www-form-urlencoded", hdr, NULL};
+		emu_http("POST", harness_env("DW_CE_TOKEN_URL"), h, "grant_type=client_credentials&scope=x%2F.default", &r);
+		assert_int_equal(r.status, 200);
+		emu_resp_free(&r);
+	}
+
 	token_request("grant_type=password&client_id=a&client_secret=b&scope=x%2F.default", &r);
 	assert_int_equal(r.status, 400);
 	j = emu_json(&r);
@@ -178,6 +203,112 @@ static void test_request_limit_gives_429_with_retry_after_and_code(void **state)
 	}
 }
 
+static void test_concurrency_limit_gives_429_with_0x80072326(void **state)
+{
+	(void)state;
+	const char *base = harness_env("DW_CE_URL");
+	char *tok = emu_token("CE");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/", base);
+	struct emu_resp r;
+	emu_admin(base, "POST", "limits", "{\"max_concurrent\":1}", &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	emu_admin(base, "POST", "faults", "{\"latency_ms\":500}", &r);
+	emu_resp_free(&r);
+	/* Three requests at once: one is served (slowly), the others exceed the concurrency limit. */
+	CURLM *m = curl_multi_init();
+	CURL *c[3];
+	struct emu_resp out[3];
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	for (int i = 0; i < 3; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		c[i] = curl_easy_init();
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, emu_body_cb);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, &out[i]);
+		curl_easy_setopt(c[i], CURLOPT_HEADERFUNCTION, emu_header_cb);
+		curl_easy_setopt(c[i], CURLOPT_HEADERDATA, &out[i]);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 10000L);
+		curl_multi_add_handle(m, c[i]);
+	}
+	int running = 1;
+	while (running) {
+		curl_multi_perform(m, &running);
+		if (running)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	int ok = 0, throttled = 0;
+	for (int i = 0; i < 3; i++) {
+		curl_easy_getinfo(c[i], CURLINFO_RESPONSE_CODE, &out[i].status);
+		if (out[i].status == 200)
+			ok++;
+		if (out[i].status == 429) {
+			char code[32], ra[16];
+			assert_string_equal(emu_error_code(&out[i], code, sizeof(code)), "0x80072326");
+			assert_non_null(emu_header(&out[i], "Retry-After", ra, sizeof(ra)));
+			throttled++;
+		}
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+		emu_resp_free(&out[i]);
+	}
+	curl_slist_free_all(h);
+	curl_multi_cleanup(m);
+	emu_admin(base, "POST", "limits", "{\"max_concurrent\":0}", &r);
+	emu_resp_free(&r);
+	emu_admin(base, "POST", "faults", "{\"latency_ms\":0}", &r);
+	emu_resp_free(&r);
+	assert_true(ok >= 1);
+	assert_true(throttled >= 1);
+	assert_int_equal(ok + throttled, 3);
+	free(tok);
+}
+
+static void test_many_parallel_reads_all_served(void **state)
+{
+	(void)state;
+	/* More parallel requests than the emulator has PostgreSQL connections (16): each must still
+	 * be answered (no request may wait for a second connection while holding one). */
+	enum { N = 40 };
+	char *tok = emu_token("CE");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies?$top=5&$count=true", harness_env("DW_CE_URL"));
+	CURLM *m = curl_multi_init();
+	CURL *c[N];
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	for (int i = 0; i < N; i++) {
+		c[i] = curl_easy_init();
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, emu_body_cb);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, NULL);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 20000L);
+		curl_multi_add_handle(m, c[i]);
+	}
+	int running = 1;
+	while (running) {
+		curl_multi_perform(m, &running);
+		if (running)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		long status = 0;
+		curl_easy_getinfo(c[i], CURLINFO_RESPONSE_CODE, &status);
+		ok += status == 200;
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+	}
+	curl_slist_free_all(h);
+	curl_multi_cleanup(m);
+	assert_int_equal(ok, N);
+	free(tok);
+}
+
 static void test_outage_and_error_rate_faults(void **state)
 {
 	(void)state;
@@ -237,6 +368,67 @@ static void test_stats_shape_and_request_count(void **state)
 	free(tok);
 }
 
+static void test_body_over_the_cap_gets_413(void **state)
+{
+	(void)state;
+	char url[512];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/accounts", harness_env("DW_CE_URL"));
+	/* Announces 70 MB (the cap is 64 MiB): refused from the headers, before any body is read. */
+	const char *h[] = {"Content-Type: application/json", "Content-Length: 70000000", NULL};
+	struct emu_resp r;
+	emu_http("POST", url, h, "", &r);
+	assert_int_equal(r.status, 413);
+	emu_resp_free(&r);
+}
+
+static void test_seed_is_deterministic_and_consistent_across_sides(void **state)
+{
+	(void)state;
+	char body[256], co[8];
+	snprintf(co, sizeof(co), "z%03x", (unsigned)getpid() & 0xfff);
+	snprintf(body, sizeof(body), "{\"n\":2,\"seed\":%d,\"side\":\"both\",\"companies\":[\"%s\"]}", (int)getpid(), co);
+	struct emu_resp r;
+	/* Reset empties the CE emulator and zeroes its counters. */
+	emu_admin(harness_env("DW_CE_URL"), "POST", "reset", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	emu_admin(harness_env("DW_CE_URL"), "GET", "stats", NULL, &r);
+	cJSON *st = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(st, "writes")), 0);
+	cJSON_Delete(st);
+	emu_resp_free(&r);
+	/* CE seeds by upsert: twice gives the same count and no failure. */
+	double created[2];
+	for (int i = 0; i < 2; i++) {
+		emu_admin(harness_env("DW_CE_URL"), "POST", "seed", body, &r);
+		assert_int_equal(r.status, 200);
+		cJSON *j = emu_json(&r);
+		created[i] = cJSON_GetObjectItem(j, "created")->valuedouble;
+		assert_int_equal((int)cJSON_GetObjectItem(j, "failed")->valuedouble, 0);
+		cJSON_Delete(j);
+		emu_resp_free(&r);
+	}
+	assert_true(created[0] > 0);
+	assert_true(created[0] == created[1]);
+	/* FO: the company's customers exist afterwards (2 per company). */
+	emu_admin(harness_env("DW_FO_URL"), "POST", "seed", body, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	char *tok = emu_token("FO");
+	char auth[256], url[512];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	snprintf(url, sizeof(url), "%s/data/CustomersV3?$filter=dataAreaId%%20eq%%20'%s'&cross-company=true&$select=CustomerAccount",
+		 harness_env("DW_FO_URL"), co);
+	const char *h[] = {auth, NULL};
+	emu_http("GET", url, h, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 2);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	free(tok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,8 +436,12 @@ int main(void)
 		cmocka_unit_test(test_missing_and_unknown_tokens_get_401_with_challenge),
 		cmocka_unit_test(test_expired_token_gets_401),
 		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
+		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
+		cmocka_unit_test(test_many_parallel_reads_all_served),
 		cmocka_unit_test(test_outage_and_error_rate_faults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
+		cmocka_unit_test(test_body_over_the_cap_gets_413),
+		cmocka_unit_test(test_seed_is_deterministic_and_consistent_across_sides),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

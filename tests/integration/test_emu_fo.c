@@ -99,13 +99,13 @@ static void test_key_literals_every_key_part_required(void **state)
 {
 	(void)state;
 	char acct[21], rel[512];
-	/* quote, space and slash inside the key: O'B /<pid> */
-	snprintf(acct, sizeof(acct), "O'B /%x", (unsigned)getpid() & 0xfffff);
+	/* quote, space, slash and a UTF-8 letter inside the key: O'B /é<pid> */
+	snprintf(acct, sizeof(acct), "O'B /\xc3\xa9%x", (unsigned)getpid() & 0xfffff);
 	struct emu_resp r;
 	create_customer("usmf", acct, &r);
 	assert_int_equal(r.status, 201);
 	emu_resp_free(&r);
-	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='O%%27%%27B%%20%%2F%x')",
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='O%%27%%27B%%20%%2F%%C3%%A9%x')",
 		 (unsigned)getpid() & 0xfffff);
 	call("GET", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
@@ -115,7 +115,8 @@ static void test_key_literals_every_key_part_required(void **state)
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	/* Without dataAreaId the key is incomplete: 400. */
-	snprintf(rel, sizeof(rel), "CustomersV3(CustomerAccount='O%%27%%27B%%20%%2F%x')", (unsigned)getpid() & 0xfffff);
+	snprintf(rel, sizeof(rel), "CustomersV3(CustomerAccount='O%%27%%27B%%20%%2F%%C3%%A9%x')",
+		 (unsigned)getpid() & 0xfffff);
 	call("GET", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 400);
 	emu_resp_free(&r);
@@ -152,6 +153,17 @@ static void test_patch_missing_is_404_and_if_match(void **state)
 	call("GET", rel, NULL, NULL, &r);
 	j = emu_json(&r);
 	assert_string_equal(cJSON_GetObjectItem(j, "OrganizationName")->valuestring, "Renamed");
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	/* PUT replaces: fields not given are cleared, keys stay. */
+	call("PUT", rel, "{\"CreditLimit\":5}", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	call("GET", rel, NULL, NULL, &r);
+	j = emu_json(&r);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "OrganizationName")));
+	assert_string_equal(cJSON_GetObjectItem(j, "CustomerAccount")->valuestring, acct);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "CreditLimit")->valuedouble, 5);
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	call("DELETE", rel, NULL, NULL, &r);
@@ -218,13 +230,14 @@ static void test_top_skip_and_next_link(void **state)
 		assert_int_equal(r.status, 201);
 		emu_resp_free(&r);
 	}
-	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$orderby=CustomerAccount%%20desc&$top=2&$skip=1&$select=CustomerAccount",
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$orderby=CustomerAccount%%20desc&$top=2&$skip=1&$select=CustomerAccount&$count=true",
 		 prefix);
 	call("GET", rel, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
 	cJSON *j = emu_json(&r);
 	const cJSON *v = cJSON_GetObjectItem(j, "value");
 	assert_int_equal(cJSON_GetArraySize(v), 2);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "@odata.count")->valuedouble, 4); /* all matches */
 	snprintf(acct, sizeof(acct), "%s-2", prefix);
 	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "CustomerAccount")->valuestring, acct);
 	assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "OrganizationName"));
@@ -243,6 +256,22 @@ static void test_top_skip_and_next_link(void **state)
 	cJSON_Delete(j);
 	emu_resp_free(&r);
 	const char *h[] = {auth_header, NULL};
+	emu_http("GET", url, h, NULL, &r);
+	j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 1);
+	assert_null(cJSON_GetObjectItem(j, "@odata.nextLink"));
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	/* $top caps the total across pages: 3 rows in pages of 2. */
+	snprintf(rel, sizeof(rel), "CustomersV3?$filter=CustomerAccount%%20eq%%20'%s-*'&$top=3", prefix);
+	call("GET", rel, NULL, "Prefer: odata.maxpagesize=2", &r);
+	j = emu_json(&r);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 2);
+	next = cJSON_GetObjectItem(j, "@odata.nextLink");
+	assert_true(cJSON_IsString(next));
+	snprintf(url, sizeof(url), "%s", next->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
 	emu_http("GET", url, h, NULL, &r);
 	j = emu_json(&r);
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 1);
@@ -339,6 +368,58 @@ static void test_record_write_counts(void **state)
 	emu_resp_free(&r);
 }
 
+static void test_data_events_posted_after_commit_with_keys(void **state)
+{
+	(void)state;
+	int port = 32084;
+	const char *pb = getenv("DW_PORT_BASE");
+	if (pb && *pb)
+		port = (int)strtol(pb, NULL, 10) + 84;
+	struct MHD_Daemon *d = emu_hooks_start(port);
+	char reg[512], acct[21], rel[256], path[128];
+	snprintf(reg, sizeof(reg),
+		 "{\"entity\":\"CustomersV3\",\"url\":\"http://127.0.0.1:%d/events\",\"auth\":\"header\","
+		 "\"auth_name\":\"x-events-key\",\"auth_value\":\"s3cret-events\"}",
+		 port);
+	struct emu_resp r;
+	emu_admin(base, "POST", "webhooks", reg, &r);
+	assert_int_equal(r.status, 201);
+	cJSON *j = emu_json(&r);
+	snprintf(path, sizeof(path), "webhooks/%s", cJSON_GetObjectItem(j, "id")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+
+	unique_account("E", acct);
+	create_customer("usmf", acct, &r);
+	assert_int_equal(r.status, 201);
+	emu_resp_free(&r);
+	int i = emu_hooks_wait(NULL, acct);
+	assert_true(i >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	cJSON *ev = cJSON_Parse(emu_hooks.posts[i].body);
+	pthread_mutex_unlock(&emu_hooks.mu);
+	assert_non_null(ev);
+	assert_string_equal(cJSON_GetObjectItem(ev, "MessageName")->valuestring, "Create");
+	assert_non_null(cJSON_GetObjectItem(ev, "InputParameters"));
+	cJSON_Delete(ev);
+
+	/* An update is announced too. */
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", acct);
+	call("PATCH", rel, "{\"OrganizationName\":\"after\"}", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	i = emu_hooks_wait(NULL, "\"MessageName\":\"Update\"");
+	assert_true(i >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	assert_non_null(strstr(emu_hooks.posts[i].body, acct));
+	pthread_mutex_unlock(&emu_hooks.mu);
+
+	emu_admin(base, "DELETE", path, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	emu_hooks_stop(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_batch_changeset_failure_rolls_back),
 		cmocka_unit_test(test_validation_error_has_fo_shape),
 		cmocka_unit_test(test_record_write_counts),
+		cmocka_unit_test(test_data_events_posted_after_commit_with_keys),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
