@@ -2,7 +2,9 @@
  * `ctl initial-sync` against the Dataverse emulator, the real broker and the real PostgreSQL:
  * 100,000 seeded accounts give exactly 100,000 distinct snapshot events; a run killed with SIGKILL
  * halfway and started again finishes with every row on the topic (the re-sent tail keeps its ids);
- * a finished table is not synced twice without --restart.
+ * a finished table is not synced twice without --restart, and --restart publishes every row again
+ * with the same ids; an F&O table is read across companies in 10,000-row pages, its versions
+ * follow the image (an unchanged row keeps its id, a changed one gets the next version).
  */
 #include <setjmp.h>
 #include <stdarg.h>
