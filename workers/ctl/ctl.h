@@ -19,5 +19,6 @@ struct ctl_command {
 extern const struct ctl_command ctl_migrate_command; /* migrate.c */
 extern const struct ctl_command ctl_topics_command;  /* topics.c */
 extern const struct ctl_command ctl_validate_maps_command; /* validate_maps.c */
+extern const struct ctl_command ctl_initial_sync_command; /* initial_sync.c */
 
 #endif

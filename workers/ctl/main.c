@@ -10,6 +10,7 @@ static const struct ctl_command *const commands[] = {
 	&ctl_migrate_command,
 	&ctl_topics_command,
 	&ctl_validate_maps_command,
+	&ctl_initial_sync_command,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
