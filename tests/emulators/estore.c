@@ -42,7 +42,19 @@ struct estore_tx {
 	struct pending *pend;
 	size_t npend;
 	size_t pend_alloc;
+	int fenced; /* holds the shared write fence (see tx_fence) */
 };
+
+/*
+ * Change tracking needs version order to equal commit visibility order, or a delta read could
+ * hand out a token above a version whose transaction commits later. The write fence: every
+ * transaction takes this advisory lock in shared mode before it allocates its first version (or
+ * locks a row it may write) and holds it to commit; a change-tracking read takes it exclusively
+ * for an instant, which waits out every writer already holding it, and reads the version sequence
+ * while it holds it: every version up to that value is then committed (or rolled back), so a read
+ * up to it can never be overtaken. Writers do not wait for each other.
+ */
+#define ESTORE_FENCE_KEY "727275"
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
 static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
@@ -328,6 +340,17 @@ void estore_rollback(struct estore_tx *tx)
 	tx_free(tx);
 }
 
+/* Takes the shared write fence once per transaction (see ESTORE_FENCE_KEY). */
+static int tx_fence(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	if (tx->fenced)
+		return 0;
+	if (exec_ok(tx->conn, "SELECT pg_advisory_xact_lock_shared(" ESTORE_FENCE_KEY ")", errbuf, errlen) < 0)
+		return ESTORE_EDB;
+	tx->fenced = 1;
+	return 0;
+}
+
 static void note_write(struct estore_tx *tx, const char *entity, enum estore_op op)
 {
 	if (tx->npend >= ESTORE_MAX_PENDING)
@@ -501,6 +524,10 @@ static int get_one(PGconn *c, const char *sql, const char *entity, const char *i
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
 	       size_t errlen)
 {
+	/* The row lock comes after the fence: a transaction waiting for the fence then holds no row
+	 * lock a fenced writer could be waiting for. */
+	if (tx_fence(tx, errbuf, errlen) < 0)
+		return ESTORE_EDB;
 	return get_one(tx->conn, SQL_GET, entity, id, out, errbuf, errlen);
 }
 
@@ -644,6 +671,8 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
+	if (tx_fence(tx, errbuf, errlen) < 0)
+		goto out;
 	const char *p[] = {entity, id, text, NULL};
 	if (op == ESTORE_OP_CREATE && keys) {
 		rc = create_with_keys(tx, entity, id, text, keys, version_out, errbuf, errlen);
@@ -689,6 +718,8 @@ int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
+	if (tx_fence(tx, errbuf, errlen) < 0)
+		goto out;
 	const char *p[] = {entity, id, text};
 	r = px(tx->conn, SQL_MERGE, 3, p);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -718,7 +749,10 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 {
 	int rc = ESTORE_EDB;
 	const char *p[] = {entity, id};
-	PGresult *r = px(tx->conn, SQL_DELETE, 2, p);
+	PGresult *r = NULL;
+	if (tx_fence(tx, errbuf, errlen) < 0)
+		goto out;
+	r = px(tx->conn, SQL_DELETE, 2, p);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "delete record", tx->conn, r);
 		goto out;
@@ -844,18 +878,35 @@ out:
 	return rc;
 }
 
+/*
+ * Highest version of `entity` that no later commit can undercut: waits out the writers holding
+ * the fence (see ESTORE_FENCE_KEY), reads the sequence while holding it exclusively, then the
+ * entity's highest version up to that value (with a snapshot taken after the wait).
+ */
 static int max_version_on(PGconn *c, const char *entity, long long *out, char *errbuf, size_t errlen)
 {
-	const char *p[] = {entity};
-	PGresult *r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p,
-				   NULL, NULL, 0);
-	int rc = 0;
+	int rc = ESTORE_EDB;
+	/* One statement, evaluated left to right: the session lock never outlives it. */
+	PGresult *r = PQexec(c, "SELECT pg_advisory_lock(" ESTORE_FENCE_KEY "),"
+				" coalesce(pg_sequence_last_value('emu_version'), 0),"
+				" pg_advisory_unlock(" ESTORE_FENCE_KEY ")");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		pg_err(errbuf, errlen, "version fence", c, r);
+		goto out;
+	}
+	char bound[32];
+	snprintf(bound, sizeof(bound), "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+	const char *p[] = {entity, bound};
+	r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1 AND version <= $2::bigint",
+			 2, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "max version", c, r);
-		rc = ESTORE_EDB;
-	} else {
-		*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		goto out;
 	}
+	*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rc = 0;
+out:
 	PQclear(r);
 	return rc;
 }

@@ -15,6 +15,10 @@
  *   emu_key(entity, keyname, keyvalue, id)  unique per (entity, keyname, keyvalue): primary (FO)
  *     and alternate (CE) keys. Values are compared case-insensitively (lower()), as SQL Server's
  *     default collation does on both services.
+ * Change tracking never loses a write: a writing transaction holds a shared advisory lock (the
+ * write fence) from before its first version to its commit, and the change-tracking reads
+ * (estore_changes, estore_max_version) only reach up to a version read while briefly holding it
+ * exclusively, so every version they hand out a token for is already committed or rolled back.
  * Every statement is parameterised. A transaction (estore_tx) holds one pooled connection; a
  * $batch changeset is one transaction. Write counters per entity and operation count committed
  * writes only. Thread-safe: any thread may open transactions concurrently (the pool blocks when
