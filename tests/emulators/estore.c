@@ -42,7 +42,8 @@ struct estore_tx {
 	struct pending *pend;
 	size_t npend;
 	size_t pend_alloc;
-	int fenced; /* holds the shared write fence (see tx_fence) */
+	int begun;  /* BEGIN sent (with the first statement, see tx_px) */
+	int fenced; /* holds the shared write fence (see ESTORE_FENCE_KEY) */
 };
 
 /*
@@ -57,6 +58,7 @@ struct estore_tx {
 #define ESTORE_FENCE_KEY "727275"
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
+static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write);
 static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
@@ -282,11 +284,7 @@ int estore_begin(struct estore *s, struct estore_tx **out, char *errbuf, size_t 
 	tx->s = s;
 	tx->idx = checkout(s);
 	tx->conn = s->conns[tx->idx];
-	if (exec_ok(tx->conn, "BEGIN", errbuf, errlen) < 0) {
-		checkin(s, tx->idx);
-		free(tx);
-		return ESTORE_EDB;
-	}
+	/* BEGIN goes out with the first statement (tx_px): one round trip fewer per transaction. */
 	*out = tx;
 	return 0;
 }
@@ -320,7 +318,8 @@ static void count_locked(struct estore *s, const char *entity, enum estore_op op
 
 int estore_commit(struct estore_tx *tx, char *errbuf, size_t errlen)
 {
-	int rc = exec_ok(tx->conn, "COMMIT", errbuf, errlen);
+	/* Nothing was sent in a transaction: nothing to commit. */
+	int rc = tx->begun ? exec_ok(tx->conn, "COMMIT", errbuf, errlen) : 0;
 	if (rc == 0 && tx->npend > 0) {
 		pthread_mutex_lock(&tx->s->stat_mu);
 		for (size_t i = 0; i < tx->npend; i++)
@@ -336,19 +335,9 @@ void estore_rollback(struct estore_tx *tx)
 	if (!tx)
 		return;
 	char ignore[256];
-	(void)exec_ok(tx->conn, "ROLLBACK", ignore, sizeof(ignore));
+	if (tx->begun)
+		(void)exec_ok(tx->conn, "ROLLBACK", ignore, sizeof(ignore));
 	tx_free(tx);
-}
-
-/* Takes the shared write fence once per transaction (see ESTORE_FENCE_KEY). */
-static int tx_fence(struct estore_tx *tx, char *errbuf, size_t errlen)
-{
-	if (tx->fenced)
-		return 0;
-	if (exec_ok(tx->conn, "SELECT pg_advisory_xact_lock_shared(" ESTORE_FENCE_KEY ")", errbuf, errlen) < 0)
-		return ESTORE_EDB;
-	tx->fenced = 1;
-	return 0;
 }
 
 static void note_write(struct estore_tx *tx, const char *entity, enum estore_op op)
@@ -458,6 +447,84 @@ static PGresult *px(PGconn *c, const char *sql, int n, const char *const *p)
 	return PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
 }
 
+/* Sends sql (prepared when it is one of PREPARED) without waiting for its result. */
+static int send_px(PGconn *c, const char *sql, int n, const char *const *p)
+{
+	for (size_t i = 0; i < NPREPARED; i++) {
+		if (sql == PREPARED[i] || strcmp(sql, PREPARED[i]) == 0) {
+			char name[16];
+			snprintf(name, sizeof(name), "emu%zu", i);
+			return PQsendQueryPrepared(c, name, n, p, NULL, NULL, 0);
+		}
+	}
+	return PQsendQueryParams(c, sql, n, NULL, p, NULL, NULL, 0);
+}
+
+/*
+ * Runs sql in the transaction. The first statement carries the transaction's BEGIN, and the first
+ * writing statement (`write`: it allocates a version or locks a row) the shared write fence, in
+ * one pipelined round trip. Returns the statement's result, or the first failing one of
+ * BEGIN / fence (the caller's error path reports it).
+ */
+static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write)
+{
+	PGconn *c = tx->conn;
+	int need_begin = !tx->begun, need_fence = write && !tx->fenced;
+	if (!need_begin && !need_fence)
+		return px(c, sql, n, p);
+	if (PQenterPipelineMode(c) != 1)
+		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	int nq = 0, sent = 1;
+	if (need_begin) {
+		sent = sent && PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+		nq++;
+	}
+	if (need_fence) {
+		sent = sent && PQsendQueryParams(c, "SELECT pg_advisory_xact_lock_shared(" ESTORE_FENCE_KEY ")", 0, NULL,
+						 NULL, NULL, NULL, 0);
+		nq++;
+	}
+	sent = sent && send_px(c, sql, n, p);
+	nq++;
+	if (!sent || !PQpipelineSync(c)) {
+		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
+		PGresult *e = PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+		PQreset(c);
+		return e;
+	}
+	PGresult *first_bad = NULL, *last = NULL;
+	for (int q = 0; q < nq; q++) {
+		PGresult *r = PQgetResult(c);
+		PGresult *extra;
+		while ((extra = PQgetResult(c)) != NULL) /* the NULL that ends each query's results */
+			PQclear(extra);
+		if (q == nq - 1) {
+			last = r;
+		} else if (!first_bad && PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+			first_bad = r;
+		} else {
+			PQclear(r);
+		}
+	}
+	PGresult *sync = PQgetResult(c);
+	PQclear(sync);
+	if (PQexitPipelineMode(c) != 1) {
+		PQclear(first_bad);
+		PQclear(last);
+		PGresult *e = PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+		PQreset(c);
+		return e;
+	}
+	if (first_bad) {
+		PQclear(last);
+		return first_bad;
+	}
+	tx->begun = 1;
+	if (need_fence)
+		tx->fenced = 1;
+	return last;
+}
+
 static int row_to_record(PGresult *r, int row, struct estore_record *out, char *errbuf, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
@@ -498,11 +565,14 @@ static int rows_to_records(PGresult *r, struct estore_record **out, size_t *n, c
 	return 0;
 }
 
-static int get_one(PGconn *c, const char *sql, const char *entity, const char *id, struct estore_record *out,
-		   char *errbuf, size_t errlen)
+/* Reads one record: in tx (a locking read) when not NULL, else on connection c. */
+static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *entity, const char *id,
+		   struct estore_record *out, char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, id};
-	PGresult *r = px(c, sql, 2, p);
+	if (tx)
+		c = tx->conn;
+	PGresult *r = tx ? tx_px(tx, sql, 2, p, 1) : px(c, sql, 2, p);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -524,18 +594,16 @@ static int get_one(PGconn *c, const char *sql, const char *entity, const char *i
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
 	       size_t errlen)
 {
-	/* The row lock comes after the fence: a transaction waiting for the fence then holds no row
-	 * lock a fenced writer could be waiting for. */
-	if (tx_fence(tx, errbuf, errlen) < 0)
-		return ESTORE_EDB;
-	return get_one(tx->conn, SQL_GET, entity, id, out, errbuf, errlen);
+	/* A locking read: the fence comes first (tx_px), so a transaction waiting for the fence holds
+	 * no row lock a fenced writer could be waiting for. */
+	return get_one(tx, NULL, SQL_GET, entity, id, out, errbuf, errlen);
 }
 
 int estore_peek(struct estore *s, const char *entity, const char *id, struct estore_record *out, char *errbuf,
 		size_t errlen)
 {
 	int idx = checkout(s);
-	int rc = get_one(s->conns[idx], "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid",
+	int rc = get_one(NULL, s->conns[idx], "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid",
 			 entity, id, out, errbuf, errlen);
 	checkin(s, idx);
 	return rc;
@@ -545,7 +613,7 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 		char id_out[37], char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, keyname, keyvalue};
-	PGresult *r = px(tx->conn, SQL_FIND, 3, p);
+	PGresult *r = tx_px(tx, SQL_FIND, 3, p, 0);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "find key", tx->conn, r);
@@ -571,13 +639,13 @@ static int write_keys(struct estore_tx *tx, const char *entity, const char *id, 
 		goto out;
 	}
 	const char *p[] = {entity, id, keys_text};
-	r = px(tx->conn, SQL_KEYS_DEL, 3, p);
+	r = tx_px(tx, SQL_KEYS_DEL, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
 		goto out;
 	}
 	PQclear(r);
-	r = px(tx->conn, SQL_KEYS_INS, 3, p);
+	r = tx_px(tx, SQL_KEYS_INS, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "write keys", tx->conn, r);
 		goto out;
@@ -620,7 +688,7 @@ static int create_with_keys(struct estore_tx *tx, const char *entity, const char
 		goto out;
 	}
 	const char *p[] = {entity, id, text, keys_text};
-	r = px(tx->conn, SQL_CREATE_KEYS, 4, p);
+	r = tx_px(tx, SQL_CREATE_KEYS, 4, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		pg_err(errbuf, errlen, "create record", tx->conn, r);
 		goto out;
@@ -671,8 +739,6 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
-	if (tx_fence(tx, errbuf, errlen) < 0)
-		goto out;
 	const char *p[] = {entity, id, text, NULL};
 	if (op == ESTORE_OP_CREATE && keys) {
 		rc = create_with_keys(tx, entity, id, text, keys, version_out, errbuf, errlen);
@@ -680,7 +746,7 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 			note_write(tx, entity, op);
 		goto out;
 	}
-	r = px(tx->conn, op == ESTORE_OP_CREATE ? SQL_CREATE : SQL_UPDATE, 3, p);
+	r = tx_px(tx, op == ESTORE_OP_CREATE ? SQL_CREATE : SQL_UPDATE, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "write record", tx->conn, r);
 		goto out;
@@ -718,10 +784,8 @@ int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
-	if (tx_fence(tx, errbuf, errlen) < 0)
-		goto out;
 	const char *p[] = {entity, id, text};
-	r = px(tx->conn, SQL_MERGE, 3, p);
+	r = tx_px(tx, SQL_MERGE, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 		if (state && strcmp(state, "22P02") == 0) { /* not a uuid: cannot exist */
@@ -749,10 +813,7 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 {
 	int rc = ESTORE_EDB;
 	const char *p[] = {entity, id};
-	PGresult *r = NULL;
-	if (tx_fence(tx, errbuf, errlen) < 0)
-		goto out;
-	r = px(tx->conn, SQL_DELETE, 2, p);
+	PGresult *r = tx_px(tx, SQL_DELETE, 2, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "delete record", tx->conn, r);
 		goto out;
@@ -763,7 +824,7 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 	}
 	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
-	r = px(tx->conn, SQL_DELETE_KEYS, 2, p);
+	r = tx_px(tx, SQL_DELETE_KEYS, 2, p, 1);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
 		goto out;
