@@ -13,18 +13,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <libpq-fe.h>
 
 #include "harness.h"
 
@@ -430,124 +423,19 @@ static void test_delta_links_never_lose_a_committed_write(void **state)
 
 /* ---- restart persistence: a private emulator ---- */
 
-static pid_t emu_pid;
-static int emu_port;
-static char emu_db[64];
-static char emu_base[128];
-static char emu_auth[512];
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	socklen_t al = sizeof(a);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-/* Starts the private emulator and waits until it hands out a token (into emu_auth). */
-static void private_start(void)
-{
-	char port[16];
-	snprintf(port, sizeof(port), "%d", emu_port);
-	char logpath[512];
-	snprintf(logpath, sizeof(logpath), "%s/emu-restart-%d.log", harness_env("DW_STATE_DIR"), (int)getpid());
-	const char *bin = harness_bin("dw-emulator");
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		FILE *lf = freopen(logpath, "a", stdout);
-		if (lf)
-			dup2(fileno(stdout), 2);
-		setenv("DW_EMU_CLIENT_SECRET", "restart-test-secret", 1);
-		unsetenv("DW_EMU_CLIENT_SECRET_FILE");
-		execl(bin, bin, "--flavour", "ce", "--port", port, "--schema", "tests/emulators/schemas/ce.json", "--db",
-		      emu_db, "--pool", "4", (char *)NULL);
-		_exit(127);
-	}
-	emu_pid = pid;
-	char token_url[256];
-	snprintf(token_url, sizeof(token_url), "%s/dualwrite/oauth2/v2.0/token", emu_base);
-	const char *form = "grant_type=client_credentials&client_id=dw-emulator&client_secret=restart-test-secret"
-			   "&scope=x%2F.default";
-	CURL *c = curl_easy_init();
-	struct xbuf b = {0};
-	long long deadline = harness_now_ms() + 30000;
-	for (;;) {
-		long st = xreq(c, "X-No-Auth: 1", "POST", token_url, "Content-Type: application/x-www-form-urlencoded", NULL,
-			       form, &b);
-		if (st == 200)
-			break;
-		int status;
-		if (waitpid(emu_pid, &status, WNOHANG) == emu_pid) {
-			emu_pid = 0;
-			fail_msg("private emulator exited (log %s)", logpath);
-		}
-		if (harness_now_ms() > deadline)
-			fail_msg("private emulator not answering on %s (log %s)", emu_base, logpath);
-		usleep(100 * 1000);
-	}
-	cJSON *j = cJSON_ParseWithLength(b.p, b.n);
-	assert_non_null(j);
-	const cJSON *tok = cJSON_GetObjectItem(j, "access_token");
-	assert_true(cJSON_IsString(tok));
-	snprintf(emu_auth, sizeof(emu_auth), "Authorization: Bearer %s", tok->valuestring);
-	cJSON_Delete(j);
-	free(b.p);
-	curl_easy_cleanup(c);
-}
-
-/* SIGTERM and wait (10 s, then SIGKILL); returns the exit status word. */
-static int private_stop(void)
-{
-	int status = 0;
-	if (emu_pid <= 0)
-		return 0;
-	kill(emu_pid, SIGTERM);
-	for (int i = 0; i < 100; i++) {
-		if (waitpid(emu_pid, &status, WNOHANG) == emu_pid) {
-			emu_pid = 0;
-			return status;
-		}
-		usleep(100 * 1000);
-	}
-	kill(emu_pid, SIGKILL);
-	waitpid(emu_pid, &status, 0);
-	emu_pid = 0;
-	return status;
-}
+static struct emu_private emu;
 
 static int restart_setup(void **state)
 {
 	(void)state;
-	emu_port = 0;
-	emu_pid = 0;
-	snprintf(emu_db, sizeof(emu_db), "dw_emu_restart_%d", (int)getpid());
+	emu_private_init(&emu, "ce", "restart");
 	return 0;
 }
 
 static int restart_teardown(void **state)
 {
 	(void)state;
-	(void)private_stop();
-	const char *dsn = getenv("DW_PG_DSN");
-	if (!dsn)
-		return 0;
-	const char *const kw[] = {"dbname", NULL};
-	const char *const val[] = {dsn, NULL};
-	PGconn *pg = PQconnectdbParams(kw, val, 1);
-	if (PQstatus(pg) == CONNECTION_OK) {
-		char sql[128];
-		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", emu_db);
-		PQclear(PQexec(pg, sql));
-	}
-	PQfinish(pg);
+	emu_private_destroy(&emu);
 	return 0;
 }
 
@@ -561,8 +449,8 @@ struct rec_state {
 static long private_get(CURL *c, struct xbuf *b, const char *id, char *etag, size_t elen, char *name, size_t nlen)
 {
 	char url[512];
-	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)?$select=cdm_name,cdm_companycode", emu_base, id);
-	long st = xreq(c, emu_auth, "GET", url, NULL, NULL, NULL, b);
+	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)?$select=cdm_name,cdm_companycode", emu.base, id);
+	long st = xreq(c, emu.auth, "GET", url, NULL, NULL, NULL, b);
 	if (st != 200)
 		return st;
 	cJSON *j = cJSON_ParseWithLength(b->p, b->n);
@@ -579,9 +467,7 @@ static long private_get(CURL *c, struct xbuf *b, const char *id, char *etag, siz
 static void test_records_etags_versions_and_delta_tokens_survive_a_restart(void **state)
 {
 	(void)state;
-	emu_port = free_port();
-	snprintf(emu_base, sizeof(emu_base), "http://127.0.0.1:%d", emu_port);
-	private_start();
+	emu_private_start(&emu);
 	CURL *c = curl_easy_init();
 	struct xbuf b = {0};
 	char url[1024], body[512];
@@ -592,9 +478,9 @@ static void test_records_etags_versions_and_delta_tokens_survive_a_restart(void 
 		snprintf(recs[i].name, sizeof(recs[i].name), "name %d", i);
 	}
 	for (int i = 0; i < 2; i++) {
-		snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu_base, recs[i].id);
+		snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu.base, recs[i].id);
 		snprintf(body, sizeof(body), "{\"cdm_companycode\":\"R%d\",\"cdm_name\":\"%s\"}", i, recs[i].name);
-		assert_int_equal(xreq(c, emu_auth, "PATCH", url, "Content-Type: application/json", NULL, body, &b), 204);
+		assert_int_equal(xreq(c, emu.auth, "PATCH", url, "Content-Type: application/json", NULL, body, &b), 204);
 	}
 	char batch[4096];
 	size_t o = (size_t)snprintf(batch, sizeof(batch), "--batch_R\r\nContent-Type: multipart/mixed; boundary=cs_R\r\n\r\n");
@@ -606,20 +492,20 @@ static void test_records_etags_versions_and_delta_tokens_survive_a_restart(void 
 				      "{\"cdm_companycode\":\"R%d\",\"cdm_name\":\"%s\"}\r\n",
 				      i, recs[i].id, i, recs[i].name);
 	snprintf(batch + o, sizeof(batch) - o, "--cs_R--\r\n--batch_R--\r\n");
-	snprintf(url, sizeof(url), "%s" API "$batch", emu_base);
-	assert_int_equal(xreq(c, emu_auth, "POST", url, "Content-Type: multipart/mixed; boundary=batch_R", NULL, batch, &b),
+	snprintf(url, sizeof(url), "%s" API "$batch", emu.base);
+	assert_int_equal(xreq(c, emu.auth, "POST", url, "Content-Type: multipart/mixed; boundary=batch_R", NULL, batch, &b),
 			 200);
 	assert_null(strstr(b.p, "HTTP/1.1 4"));
 	/* A delta token now; then changes after it: an update of 0 and a delete of 3. */
 	char delta[2048];
-	start_tracking(emu_base, emu_auth, delta, sizeof(delta));
+	start_tracking(emu.base, emu.auth, delta, sizeof(delta));
 	snprintf(recs[0].name, sizeof(recs[0].name), "renamed");
-	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu_base, recs[0].id);
-	assert_int_equal(xreq(c, emu_auth, "PATCH", url, "Content-Type: application/json", NULL,
+	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu.base, recs[0].id);
+	assert_int_equal(xreq(c, emu.auth, "PATCH", url, "Content-Type: application/json", NULL,
 			      "{\"cdm_name\":\"renamed\"}", &b),
 			 204);
-	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu_base, recs[3].id);
-	assert_int_equal(xreq(c, emu_auth, "DELETE", url, NULL, NULL, NULL, &b), 204);
+	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu.base, recs[3].id);
+	assert_int_equal(xreq(c, emu.auth, "DELETE", url, NULL, NULL, NULL, &b), 204);
 	long long max_before = 0;
 	for (int i = 0; i < 3; i++) {
 		char name[64];
@@ -633,10 +519,10 @@ static void test_records_etags_versions_and_delta_tokens_survive_a_restart(void 
 
 	/* Restart: a clean stop (exit 0), a new process on the same port and database. */
 	curl_easy_cleanup(c);
-	int status = private_stop();
+	int status = emu_private_stop(&emu);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	private_start();
+	emu_private_start(&emu);
 	c = curl_easy_init();
 
 	/* Same records, same ETags (hence versions), the deleted one still gone. */
@@ -652,7 +538,7 @@ static void test_records_etags_versions_and_delta_tokens_survive_a_restart(void 
 	/* The delta token issued before the restart gives exactly the changes made after it. */
 	char dl[2048];
 	snprintf(dl, sizeof(dl), "%s", delta);
-	assert_int_equal(xreq(c, emu_auth, "GET", dl, NULL, NULL, NULL, &b), 200);
+	assert_int_equal(xreq(c, emu.auth, "GET", dl, NULL, NULL, NULL, &b), 200);
 	cJSON *j = cJSON_ParseWithLength(b.p, b.n);
 	assert_non_null(j);
 	int live = 0, deleted = 0, rows = 0;
@@ -678,13 +564,13 @@ static void test_records_etags_versions_and_delta_tokens_survive_a_restart(void 
 	cJSON_Delete(j);
 
 	/* Versions go on increasing after the restart, and the new delta link carries the new write. */
-	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu_base, recs[1].id);
-	assert_int_equal(xreq(c, emu_auth, "PATCH", url, "Content-Type: application/json", NULL,
+	snprintf(url, sizeof(url), "%s" API "cdm_companies(%s)", emu.base, recs[1].id);
+	assert_int_equal(xreq(c, emu.auth, "PATCH", url, "Content-Type: application/json", NULL,
 			      "{\"cdm_name\":\"after restart\"}", &b),
 			 204);
 	assert_int_equal(private_get(c, &b, recs[1].id, etag, sizeof(etag), name, sizeof(name)), 200);
 	assert_true(etag_version(etag) > max_before);
-	assert_int_equal(xreq(c, emu_auth, "GET", dl, NULL, NULL, NULL, &b), 200);
+	assert_int_equal(xreq(c, emu.auth, "GET", dl, NULL, NULL, NULL, &b), 200);
 	j = cJSON_ParseWithLength(b.p, b.n);
 	assert_non_null(j);
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 1);
