@@ -17,6 +17,16 @@
 
 #include "emu_client.h"
 
+/* A number unique to this run, for keys: the process id mixed with the start time, so a later run
+ * with a recycled pid on a reused database does not meet this run's records. */
+static unsigned run_token(void)
+{
+	static unsigned tok;
+	if (!tok)
+		tok = ((unsigned)getpid() * 2654435761u) ^ (unsigned)harness_now_ms() ^ 1u;
+	return tok;
+}
+
 static char *token;
 static char auth_header[256];
 static const char *base;
@@ -62,7 +72,7 @@ static char *unique_code(const char *tag)
 	static unsigned n;
 	char *s = malloc(31);
 	assert_non_null(s);
-	snprintf(s, 31, "%s%x%04x", tag, (unsigned)getpid() & 0xffffff, n++ & 0xffff);
+	snprintf(s, 31, "%s%x%04x", tag, run_token() & 0xffffff, n++ & 0xffff);
 	return s;
 }
 
@@ -136,7 +146,7 @@ static void test_alternate_key_literals_with_quotes_spaces_unicode_slashes(void 
 	(void)state;
 	char code[31], id[37], body[256], rel[512];
 	/* O'Br n/é<pid>: a quote, a space, a slash and a two-byte UTF-8 letter */
-	snprintf(code, sizeof(code), "O'Br n/\xc3\xa9%x", (unsigned)getpid() & 0xfffff);
+	snprintf(code, sizeof(code), "O'Br n/\xc3\xa9%x", run_token() & 0xfffff);
 	snprintf(body, sizeof(body), "{\"cdm_companycode\":\"%s\"}", code);
 	struct emu_resp r;
 	call("POST", "cdm_companies", body, NULL, NULL, &r);
@@ -147,7 +157,7 @@ static void test_alternate_key_literals_with_quotes_spaces_unicode_slashes(void 
 	emu_resp_free(&r);
 	/* The literal: quotes doubled, then percent-encoded (quote, space, slash, UTF-8 bytes). */
 	snprintf(rel, sizeof(rel), "cdm_companies(cdm_companycode='O%%27%%27Br%%20n%%2F%%C3%%A9%x')",
-		 (unsigned)getpid() & 0xfffff);
+		 run_token() & 0xfffff);
 	call("GET", rel, NULL, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
 	cJSON *j = emu_json(&r);
@@ -167,7 +177,7 @@ static void test_patch_upsert_and_conditional_headers(void **state)
 	(void)state;
 	char id[37] = "6d81597f-0f9f-e711-8122-000d3a";
 	char rel[256], body[256], etag[64], etag2[64];
-	snprintf(id + strlen(id), sizeof(id) - strlen(id), "%06x", (unsigned)getpid() & 0xffffff);
+	snprintf(id + strlen(id), sizeof(id) - strlen(id), "%06x", run_token() & 0xffffff);
 	char *code = unique_code("U");
 	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
 	snprintf(body, sizeof(body), "{\"cdm_companycode\":\"%s\",\"cdm_name\":\"one\"}", code);
@@ -299,7 +309,7 @@ static void test_filter_select_and_paging_with_next_link(void **state)
 {
 	(void)state;
 	char prefix[16], code[31], id[37], rel[512];
-	snprintf(prefix, sizeof(prefix), "P%x", (unsigned)getpid() & 0xfffff);
+	snprintf(prefix, sizeof(prefix), "P%x", run_token() & 0xfffff);
 	for (int i = 0; i < 5; i++) {
 		snprintf(code, sizeof(code), "%s-%d", prefix, i);
 		create_company(code, id);

@@ -36,6 +36,25 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* After a test that changes the stack emulators' limits, faults or token lifetime: back to the
+ * defaults even when the test failed half-way, so later tests and suites see a plain emulator. */
+static int restore_defaults(void **state)
+{
+	(void)state;
+	const char *const bases[] = {getenv("DW_CE_URL"), getenv("DW_FO_URL")};
+	for (size_t i = 0; i < 2; i++) {
+		struct emu_resp r;
+		emu_admin(bases[i], "POST", "limits", "{\"max_requests\":0,\"max_concurrent\":0}", &r);
+		emu_resp_free(&r);
+		emu_admin(bases[i], "POST", "faults",
+			  "{\"latency_ms\":0,\"error_status\":0,\"error_rate\":0,\"outage\":false}", &r);
+		emu_resp_free(&r);
+		emu_admin(bases[i], "POST", "auth", "{\"token_ttl_s\":3600}", &r);
+		emu_resp_free(&r);
+	}
+	return 0;
+}
+
 /* GET of the flavour's service root with the given Authorization header (may be NULL). */
 static void get_root(const char *flavour, const char *auth, struct emu_resp *r)
 {
@@ -521,11 +540,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_token_endpoint_success_and_identity_platform_errors),
 		cmocka_unit_test(test_missing_and_unknown_tokens_get_401_with_challenge),
-		cmocka_unit_test(test_expired_token_gets_401),
-		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
-		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
+		cmocka_unit_test_teardown(test_expired_token_gets_401, restore_defaults),
+		cmocka_unit_test_teardown(test_request_limit_gives_429_with_retry_after_and_code, restore_defaults),
+		cmocka_unit_test_teardown(test_concurrency_limit_gives_429_with_0x80072326, restore_defaults),
 		cmocka_unit_test(test_many_parallel_reads_all_served),
-		cmocka_unit_test(test_outage_and_error_rate_faults),
+		cmocka_unit_test_teardown(test_outage_and_error_rate_faults, restore_defaults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
 		cmocka_unit_test(test_body_over_the_cap_gets_413),
 		cmocka_unit_test_setup_teardown(test_reset_empties_the_emulator_and_zeroes_counters, private_setup,
