@@ -43,6 +43,12 @@ struct estore_tx {
 	size_t npend;
 	size_t pend_alloc;
 	int begun;  /* BEGIN sent (with the first statement, see tx_px) */
+	/* Deferred creates (estore_put_deferred): JSON objects joined by commas, written as one
+	 * multi-row statement before the transaction's next statement or at commit. */
+	char *dbuf;
+	size_t dlen, dcap;
+	size_t dn, dkeys;
+	int defer_failed;
 	int fenced; /* holds the shared write fence (see ESTORE_FENCE_KEY) */
 };
 
@@ -59,6 +65,7 @@ struct estore_tx {
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
 static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write);
+static int flush_deferred(struct estore_tx *tx, char *errbuf, size_t errlen);
 static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
@@ -292,6 +299,7 @@ int estore_begin(struct estore *s, struct estore_tx **out, char *errbuf, size_t 
 static void tx_free(struct estore_tx *tx)
 {
 	checkin(tx->s, tx->idx);
+	free(tx->dbuf);
 	free(tx->pend);
 	free(tx);
 }
@@ -318,6 +326,10 @@ static void count_locked(struct estore *s, const char *entity, enum estore_op op
 
 int estore_commit(struct estore_tx *tx, char *errbuf, size_t errlen)
 {
+	if (flush_deferred(tx, errbuf, errlen) < 0) {
+		estore_rollback(tx);
+		return ESTORE_EDB;
+	}
 	/* Nothing was sent in a transaction: nothing to commit. */
 	int rc = tx->begun ? exec_ok(tx->conn, "COMMIT", errbuf, errlen) : 0;
 	if (rc == 0 && tx->npend > 0) {
@@ -414,8 +426,26 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
 #define SQL_DELETE_KEYS "DELETE FROM emu_key WHERE entity = $1 AND id = $2::uuid"
 
+/* Every deferred create in one statement: how many records and key rows were written. A live id
+ * or a taken key writes fewer rows than asked (checked by the caller); the same id or key twice
+ * in one statement is an error. */
+#define SQL_CREATE_MANY                                                                                           \
+	"WITH src AS (SELECT r.entity, r.id::uuid AS id, r.data, r.keys FROM jsonb_to_recordset($1::jsonb)"     \
+	" AS r(entity text, id text, data jsonb, keys jsonb)), rec AS ("                                          \
+	"INSERT INTO emu_record (entity, id, data, version, writes)"                                             \
+	" SELECT entity, id, data, nextval('emu_version'), 1 FROM src"                                            \
+	" ON CONFLICT (entity, id) DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version,"               \
+	" created_at = now(), modified_at = now(), deleted = false, writes = emu_record.writes + 1"                \
+	" WHERE emu_record.deleted RETURNING entity, id), k AS ("                                                 \
+	"INSERT INTO emu_key (entity, keyname, keyvalue, id)"                                                     \
+	" SELECT s.entity, e.key, lower(e.value), s.id FROM src s JOIN rec USING (entity, id),"                   \
+	" jsonb_each_text(s.keys) e ON CONFLICT (entity, keyname, keyvalue) DO UPDATE SET id = EXCLUDED.id"      \
+	" WHERE emu_key.id = EXCLUDED.id RETURNING 1)"                                                            \
+	" SELECT (SELECT count(*) FROM rec), (SELECT count(*) FROM k)"
+
 static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
-				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS};
+				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
+				       SQL_CREATE_MANY};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -469,6 +499,11 @@ static int send_px(PGconn *c, const char *sql, int n, const char *const *p)
 static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write)
 {
 	PGconn *c = tx->conn;
+	if (tx->dn) {
+		char ignore[256];
+		if (flush_deferred(tx, ignore, sizeof(ignore)) < 0)
+			return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	}
 	int need_begin = !tx->begun, need_fence = write && !tx->fenced;
 	if (!need_begin && !need_fence)
 		return px(c, sql, n, p);
@@ -774,6 +809,128 @@ out:
 	return rc;
 }
 
+#define ESTORE_DEFER_MAX_ROWS 1000
+#define ESTORE_DEFER_MAX_BYTES (16u * 1024 * 1024)
+
+/* Whether s is safe inside a JSON string without escaping (entity names, GUIDs). */
+static int json_plain(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+			return 0;
+	return 1;
+}
+
+static int dbuf_add(struct estore_tx *tx, const char *a, size_t n)
+{
+	if (tx->dlen + n + 1 > tx->dcap) {
+		size_t nc = tx->dcap ? tx->dcap * 2 : 64 * 1024;
+		while (nc < tx->dlen + n + 1)
+			nc *= 2;
+		char *nb = realloc(tx->dbuf, nc);
+		if (!nb)
+			return -1;
+		tx->dbuf = nb;
+		tx->dcap = nc;
+	}
+	memcpy(tx->dbuf + tx->dlen, a, n);
+	tx->dlen += n;
+	tx->dbuf[tx->dlen] = '\0';
+	return 0;
+}
+
+/* Writes the deferred creates (see SQL_CREATE_MANY). 0, or ESTORE_EDEFER with defer_failed set. */
+static int flush_deferred(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	if (tx->dn == 0)
+		return 0;
+	size_t n = tx->dn, nkeys = tx->dkeys;
+	tx->dn = 0; /* tx_px below must not flush again */
+	tx->dkeys = 0;
+	int rc = ESTORE_EDEFER;
+	PGresult *r = NULL;
+	if (dbuf_add(tx, "]", 1) < 0) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	tx->dbuf[0] = '[';
+	const char *p[] = {tx->dbuf};
+	r = tx_px(tx, SQL_CREATE_MANY, 1, p, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		pg_err(errbuf, errlen, "deferred creates", tx->conn, r);
+		goto out;
+	}
+	if ((size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10) != n ||
+	    (size_t)strtoull(PQgetvalue(r, 0, 1), NULL, 10) != nkeys) {
+		snprintf(errbuf, errlen, "deferred creates: an id or key is taken");
+		goto out;
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	tx->dlen = 0;
+	if (rc < 0)
+		tx->defer_failed = 1;
+	return rc;
+}
+
+int estore_put_deferred(struct estore_tx *tx, const char *entity, const char *id, const cJSON *data,
+			const cJSON *keys, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *dtext = NULL, *ktext = NULL;
+	if (tx->defer_failed) {
+		snprintf(errbuf, errlen, "deferred creates failed earlier in this transaction");
+		return ESTORE_EDEFER;
+	}
+	if (!json_plain(entity) || !json_plain(id)) {
+		snprintf(errbuf, errlen, "entity or id cannot be deferred");
+		goto out;
+	}
+	dtext = cJSON_PrintUnformatted(data);
+	ktext = keys ? cJSON_PrintUnformatted(keys) : strdup("{}");
+	if (!dtext || !ktext) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	/* The first byte is a placeholder for '[' (or a ',' between rows). */
+	char head[256];
+	int hl = snprintf(head, sizeof(head), ",{\"entity\":\"%s\",\"id\":\"%s\",\"data\":", entity, id);
+	if (hl < 0 || (size_t)hl >= sizeof(head)) {
+		snprintf(errbuf, errlen, "entity name too long");
+		goto out;
+	}
+	if (dbuf_add(tx, head, (size_t)hl) < 0 || dbuf_add(tx, dtext, strlen(dtext)) < 0 ||
+	    dbuf_add(tx, ",\"keys\":", 8) < 0 || dbuf_add(tx, ktext, strlen(ktext)) < 0 || dbuf_add(tx, "}", 1) < 0) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	tx->dn++;
+	tx->dkeys += keys ? (size_t)cJSON_GetArraySize(keys) : 0;
+	note_write(tx, entity, ESTORE_OP_CREATE);
+	rc = 0;
+	if (tx->dn >= ESTORE_DEFER_MAX_ROWS || tx->dlen >= ESTORE_DEFER_MAX_BYTES)
+		rc = flush_deferred(tx, errbuf, errlen);
+out:
+	free(dtext);
+	free(ktext);
+	return rc;
+}
+
+int estore_flush(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	if (tx->defer_failed) {
+		snprintf(errbuf, errlen, "deferred creates failed");
+		return ESTORE_EDEFER;
+	}
+	return flush_deferred(tx, errbuf, errlen);
+}
+
+int estore_deferred_failed(const struct estore_tx *tx)
+{
+	return tx && tx->defer_failed;
+}
+
 int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
 		 char *errbuf, size_t errlen)
 {
@@ -890,6 +1047,10 @@ static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx)
 {
 	if (tx) {
 		*idx = -1;
+		if (tx->dn) {
+			char ignore[256];
+			(void)flush_deferred(tx, ignore, sizeof(ignore)); /* on failure the read fails too */
+		}
 		return tx->conn;
 	}
 	*idx = checkout(s);

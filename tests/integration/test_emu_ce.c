@@ -626,6 +626,139 @@ static void test_stats_count_committed_writes_and_per_record_writes(void **state
 	free(code);
 }
 
+/* ---- changesets of creates: written as one multi-row statement, redone one by one on a clash ---- */
+
+/* GET cdm_companies(id): status, and cdm_name when 200. */
+static long company_name(const char *id, char *name, size_t len)
+{
+	char rel[128];
+	struct emu_resp r;
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
+	call("GET", rel, NULL, NULL, NULL, &r);
+	long st = r.status;
+	if (st == 200) {
+		cJSON *j = emu_json(&r);
+		const cJSON *n = cJSON_GetObjectItem(j, "cdm_name");
+		snprintf(name, len, "%s", cJSON_IsString(n) ? n->valuestring : "");
+		cJSON_Delete(j);
+	}
+	emu_resp_free(&r);
+	return st;
+}
+
+/* A GUID unique to this run: n in the last part. */
+static void run_guid(unsigned n, char out[37])
+{
+	snprintf(out, 37, "%08x-0d0d-4000-8000-%012x", run_token(), n);
+}
+
+static void test_changeset_of_many_creates_commits_every_record(void **state)
+{
+	(void)state;
+	enum { N = 60 };
+	char ops[N][256], ids[N][37], cids[N][8];
+	const char *op[N], *cid[N];
+	long before = writes_of("cdm_companies", "create");
+	for (int i = 0; i < N; i++) {
+		run_guid(0x100 + (unsigned)i, ids[i]);
+		snprintf(ops[i], sizeof(ops[i]), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"M%x-%d\",\"cdm_name\":\"m%d\"}",
+			 ids[i], run_token(), i, i);
+		snprintf(cids[i], sizeof(cids[i]), "%d", i + 1);
+		op[i] = ops[i];
+		cid[i] = cids[i];
+	}
+	char *body = changeset_body(op, N, cid);
+	struct emu_resp r;
+	batch(body, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "HTTP/1.1 4"));
+	emu_resp_free(&r);
+	free(body);
+	for (int i = 0; i < N; i++) {
+		char name[64], want[16];
+		assert_int_equal(company_name(ids[i], name, sizeof(name)), 200);
+		snprintf(want, sizeof(want), "m%d", i);
+		assert_string_equal(name, want);
+	}
+	assert_int_equal(writes_of("cdm_companies", "create"), before + N);
+}
+
+static void test_changeset_upserting_an_existing_record_updates_it(void **state)
+{
+	(void)state;
+	char a[37], b[37], c[37], code_b[40];
+	run_guid(0x200, a);
+	run_guid(0x201, b);
+	run_guid(0x202, c);
+	snprintf(code_b, sizeof(code_b), "U%x-b", run_token());
+	/* b exists before the changeset. */
+	char rel[128], body1[256];
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", b);
+	snprintf(body1, sizeof(body1), "{\"cdm_companycode\":\"%s\",\"cdm_name\":\"old\"}", code_b);
+	struct emu_resp r;
+	call("PATCH", rel, body1, NULL, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	long creates = writes_of("cdm_companies", "create"), updates = writes_of("cdm_companies", "update");
+	/* a new, b existing (an update), c new and then patched again in the same changeset. */
+	char o1[256], o2[256], o3[256], o4[256];
+	snprintf(o1, sizeof(o1), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"U%x-a\",\"cdm_name\":\"a1\"}", a,
+		 run_token());
+	snprintf(o2, sizeof(o2), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"%s\",\"cdm_name\":\"new\"}", b,
+		 code_b);
+	snprintf(o3, sizeof(o3), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"U%x-c\",\"cdm_name\":\"c1\"}", c,
+		 run_token());
+	snprintf(o4, sizeof(o4), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"U%x-c\",\"cdm_name\":\"c2\"}", c,
+		 run_token());
+	const char *ops[] = {o1, o2, o3, o4};
+	const char *cids[] = {"1", "2", "3", "4"};
+	char *body = changeset_body(ops, 4, cids);
+	batch(body, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "HTTP/1.1 4"));
+	emu_resp_free(&r);
+	free(body);
+	char name[64];
+	assert_int_equal(company_name(a, name, sizeof(name)), 200);
+	assert_string_equal(name, "a1");
+	assert_int_equal(company_name(b, name, sizeof(name)), 200);
+	assert_string_equal(name, "new");
+	assert_int_equal(company_name(c, name, sizeof(name)), 200);
+	assert_string_equal(name, "c2");
+	assert_int_equal(writes_of("cdm_companies", "create"), creates + 2);
+	assert_int_equal(writes_of("cdm_companies", "update"), updates + 2);
+}
+
+static void test_changeset_create_with_a_taken_key_fails_whole_with_duplicate_key(void **state)
+{
+	(void)state;
+	char *taken = unique_code("D");
+	char id[37];
+	create_company(taken, id);
+	char *fresh = unique_code("D");
+	char o1[256], o2[256], rel[256];
+	snprintf(o1, sizeof(o1), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", fresh);
+	snprintf(o2, sizeof(o2), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", taken);
+	const char *ops[] = {o1, o2};
+	const char *cids[] = {"1", "2"};
+	char *body = changeset_body(ops, 2, cids);
+	struct emu_resp r;
+	batch(body, &r);
+	/* The same answer as when each create is written at once: the second part's duplicate key. */
+	assert_int_equal(r.status, 412);
+	assert_non_null(strstr(r.body, "HTTP/1.1 412"));
+	assert_non_null(strstr(r.body, "0x80060892"));
+	emu_resp_free(&r);
+	free(body);
+	assert_false(company_exists(fresh)); /* the first create left no trace */
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
+	call("GET", rel, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	free(taken);
+	free(fresh);
+}
+
 static void test_webhooks_post_remote_execution_context_after_commit(void **state)
 {
 	(void)state;
@@ -727,6 +860,9 @@ int main(void)
 		cmocka_unit_test(test_batch_changeset_with_content_id_reference_commits),
 		cmocka_unit_test(test_batch_stops_at_first_failure_unless_continue_on_error),
 		cmocka_unit_test(test_stats_count_committed_writes_and_per_record_writes),
+		cmocka_unit_test(test_changeset_of_many_creates_commits_every_record),
+		cmocka_unit_test(test_changeset_upserting_an_existing_record_updates_it),
+		cmocka_unit_test(test_changeset_create_with_a_taken_key_fails_whole_with_duplicate_key),
 		cmocka_unit_test(test_webhooks_post_remote_execution_context_after_commit),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
