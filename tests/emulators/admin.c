@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fo.h"
 #include "log.h"
 #include "notify.h"
 #include "odata.h"
@@ -129,6 +130,21 @@ struct seed_ctx {
 	char first_error[512];
 };
 
+/* Whether a record with the FO primary key of `rec` exists (a failed look-up counts as no: the
+ * POST that follows then reports the problem). */
+static int fo_key_exists(struct api *a, const struct schema_entity *e, const cJSON *rec)
+{
+	char err[256], id[37];
+	struct estore_tx *tx = NULL;
+	char *text = api_key_text(e, &e->primary_key, rec);
+	int found = 0;
+	if (text && estore_begin(a->store, &tx, err, sizeof(err)) == 0)
+		found = estore_find(tx, e->set_names[0], "primary", text, id, err, sizeof(err)) == 0;
+	estore_rollback(tx);
+	free(text);
+	return found;
+}
+
 static int seed_emit(void *ctx, const char *entity_set, cJSON *rec)
 {
 	struct seed_ctx *sc = ctx;
@@ -142,13 +158,20 @@ static int seed_emit(void *ctx, const char *entity_set, cJSON *rec)
 	char path[512];
 	const char *method = "POST";
 	const cJSON *id = e->id_field ? cJSON_GetObjectItemCaseSensitive(rec, e->id_field) : NULL;
+	char *pred = NULL;
 	if (cJSON_IsString(id)) {
 		/* CE records carry their GUID: upsert, so seeding twice is harmless. */
 		snprintf(path, sizeof(path), "%s%s(%s)", a->prefix, entity_set, id->valuestring);
 		method = "PATCH";
+	} else if (a->flavour == SCHEMA_FO && fo_key_exists(a, e, rec) && (pred = fo_key_predicate(a, e, rec)) &&
+		   strlen(pred) < sizeof(path) - strlen(a->prefix) - strlen(entity_set)) {
+		/* FO: POST on an existing key is an error, so an existing record is updated instead. */
+		snprintf(path, sizeof(path), "%s%s%s", a->prefix, entity_set, pred);
+		method = "PATCH";
 	} else {
 		snprintf(path, sizeof(path), "%s%s", a->prefix, entity_set);
 	}
+	free(pred);
 	cJSON_Delete(rec);
 	if (!body)
 		return -1;

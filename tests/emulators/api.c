@@ -47,9 +47,11 @@ int api_txn_begin(struct api *a, struct api_txn *t, struct server_response *resp
 	char err[256];
 	struct api_ref *refs = t->refs;
 	size_t *nrefs = t->nrefs;
+	int defer = t->defer;
 	memset(t, 0, sizeof(*t));
 	t->refs = refs;
 	t->nrefs = nrefs;
+	t->defer = defer;
 	estore_new_guid(t->correlation_id);
 	if (estore_begin(a->store, &t->tx, err, sizeof(err)) < 0) {
 		log_error("store: begin failed", "error", err);
@@ -831,12 +833,18 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 		goto out;
 	}
 	int failed_status = 0;
+	/* A changeset of several requests first runs with creates deferred (one multi-row statement
+	 * at the end); when the deferred write fails (an id or key turned out to be taken), it is
+	 * rolled back and run again without deferring, which gives each request its exact outcome. */
+	int defer = 1;
 	for (size_t p = 0; p < b.nparts && !failed_status; p++) {
 		const struct odata_batch_part *part = &b.parts[p];
 		struct api_txn t;
 		memset(&t, 0, sizeof(t));
 		t.refs = st.refs;
 		t.nrefs = &st.nrefs;
+		t.defer = defer && part->changeset && part->nrequests > 1;
+		defer = 1;
 		size_t first = st.nresp;
 		struct odata_batch_response_part *rp = &st.rparts[st.nrparts++];
 		if (api_txn_begin(a, &t, &st.resps[st.nresp]) < 0) {
@@ -859,6 +867,23 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 				failed = status;
 				break;
 			}
+		}
+		if (t.defer && (estore_deferred_failed(t.tx) || (!failed && estore_flush(t.tx, err, sizeof(err)) == ESTORE_EDEFER))) {
+			/* Redo this changeset without deferring: forget its responses and Content-IDs. */
+			api_txn_rollback(&t);
+			for (size_t i = first; i < st.nresp; i++)
+				server_response_clear(&st.resps[i]);
+			memset(&st.bresp[first], 0, (st.nresp - first) * sizeof(*st.bresp));
+			st.nresp = first;
+			for (size_t r = refs_before; r < st.nrefs; r++) {
+				free(st.refs[r].content_id);
+				free(st.refs[r].path);
+			}
+			st.nrefs = refs_before;
+			st.nrparts--;
+			defer = 0;
+			p--;
+			continue;
 		}
 		if (failed) {
 			api_txn_rollback(&t);

@@ -60,6 +60,7 @@ struct api_txn {
 	size_t nchanges;
 	size_t changes_alloc;
 	int in_changeset;
+	int defer; /* creates may be queued (estore_put_deferred): a changeset's first attempt */
 	char correlation_id[37];
 	struct api_ref *refs; /* Content-ID -> entity path, shared across a batch (borrowed) */
 	size_t *nrefs;

@@ -342,6 +342,21 @@ static int do_create(struct api *a, struct api_txn *t, const struct schema_entit
 	if (!keys)
 		goto oom;
 	long long version = 0;
+	if (t->defer && mode != CREATE_UPSERT && !api_notify_wanted(a) && !api_prefer(req, "return=representation")) {
+		/* Inside a changeset nobody needs the version before the end: queue the row (the batch
+		 * redoes the changeset without deferring if its id or a key turns out to be taken). */
+		if (estore_put_deferred(t->tx, e->set_names[0], id, data, keys, err, sizeof(err)) < 0) {
+			store_error(a, resp, "create", err);
+			goto out;
+		}
+		server_response_empty(resp, 204);
+		char url[512];
+		entity_url(a, set, id, url, sizeof(url));
+		server_response_header(resp, "OData-EntityId", url);
+		if (!upsert)
+			server_response_header(resp, "Location", url);
+		goto out;
+	}
 	int rc = estore_put(t->tx, ESTORE_OP_CREATE, e->set_names[0], id, data, keys, &version, err, sizeof(err));
 	if (rc == ESTORE_EDUP && mode == CREATE_OPTIMISTIC && strcmp(err, "id") == 0) {
 		ret = 1; /* live already: nothing was written, the transaction is intact */

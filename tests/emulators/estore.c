@@ -42,9 +42,30 @@ struct estore_tx {
 	struct pending *pend;
 	size_t npend;
 	size_t pend_alloc;
+	int begun;  /* BEGIN sent (with the first statement, see tx_px) */
+	/* Deferred creates (estore_put_deferred): JSON objects joined by commas, written as one
+	 * multi-row statement before the transaction's next statement or at commit. */
+	char *dbuf;
+	size_t dlen, dcap;
+	size_t dn, dkeys;
+	int defer_failed;
+	int fenced; /* holds the shared write fence (see ESTORE_FENCE_KEY) */
 };
 
+/*
+ * Change tracking needs version order to equal commit visibility order, or a delta read could
+ * hand out a token above a version whose transaction commits later. The write fence: every
+ * transaction takes this advisory lock in shared mode before it allocates its first version (or
+ * locks a row it may write) and holds it to commit; a change-tracking read takes it exclusively
+ * for an instant, which waits out every writer already holding it, and reads the version sequence
+ * while it holds it: every version up to that value is then committed (or rolled back), so a read
+ * up to it can never be overtaken. Writers do not wait for each other.
+ */
+#define ESTORE_FENCE_KEY "727275"
+
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
+static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write);
+static int flush_deferred(struct estore_tx *tx, char *errbuf, size_t errlen);
 static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
@@ -270,11 +291,7 @@ int estore_begin(struct estore *s, struct estore_tx **out, char *errbuf, size_t 
 	tx->s = s;
 	tx->idx = checkout(s);
 	tx->conn = s->conns[tx->idx];
-	if (exec_ok(tx->conn, "BEGIN", errbuf, errlen) < 0) {
-		checkin(s, tx->idx);
-		free(tx);
-		return ESTORE_EDB;
-	}
+	/* BEGIN goes out with the first statement (tx_px): one round trip fewer per transaction. */
 	*out = tx;
 	return 0;
 }
@@ -282,6 +299,7 @@ int estore_begin(struct estore *s, struct estore_tx **out, char *errbuf, size_t 
 static void tx_free(struct estore_tx *tx)
 {
 	checkin(tx->s, tx->idx);
+	free(tx->dbuf);
 	free(tx->pend);
 	free(tx);
 }
@@ -308,7 +326,12 @@ static void count_locked(struct estore *s, const char *entity, enum estore_op op
 
 int estore_commit(struct estore_tx *tx, char *errbuf, size_t errlen)
 {
-	int rc = exec_ok(tx->conn, "COMMIT", errbuf, errlen);
+	if (flush_deferred(tx, errbuf, errlen) < 0) {
+		estore_rollback(tx);
+		return ESTORE_EDB;
+	}
+	/* Nothing was sent in a transaction: nothing to commit. */
+	int rc = tx->begun ? exec_ok(tx->conn, "COMMIT", errbuf, errlen) : 0;
 	if (rc == 0 && tx->npend > 0) {
 		pthread_mutex_lock(&tx->s->stat_mu);
 		for (size_t i = 0; i < tx->npend; i++)
@@ -324,7 +347,8 @@ void estore_rollback(struct estore_tx *tx)
 	if (!tx)
 		return;
 	char ignore[256];
-	(void)exec_ok(tx->conn, "ROLLBACK", ignore, sizeof(ignore));
+	if (tx->begun)
+		(void)exec_ok(tx->conn, "ROLLBACK", ignore, sizeof(ignore));
 	tx_free(tx);
 }
 
@@ -402,8 +426,26 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING version"
 #define SQL_DELETE_KEYS "DELETE FROM emu_key WHERE entity = $1 AND id = $2::uuid"
 
+/* Every deferred create in one statement: how many records and key rows were written. A live id
+ * or a taken key writes fewer rows than asked (checked by the caller); the same id or key twice
+ * in one statement is an error. */
+#define SQL_CREATE_MANY                                                                                           \
+	"WITH src AS (SELECT r.entity, r.id::uuid AS id, r.data, r.keys FROM jsonb_to_recordset($1::jsonb)"     \
+	" AS r(entity text, id text, data jsonb, keys jsonb)), rec AS ("                                          \
+	"INSERT INTO emu_record (entity, id, data, version, writes)"                                             \
+	" SELECT entity, id, data, nextval('emu_version'), 1 FROM src"                                            \
+	" ON CONFLICT (entity, id) DO UPDATE SET data = EXCLUDED.data, version = EXCLUDED.version,"               \
+	" created_at = now(), modified_at = now(), deleted = false, writes = emu_record.writes + 1"                \
+	" WHERE emu_record.deleted RETURNING entity, id), k AS ("                                                 \
+	"INSERT INTO emu_key (entity, keyname, keyvalue, id)"                                                     \
+	" SELECT s.entity, e.key, lower(e.value), s.id FROM src s JOIN rec USING (entity, id),"                   \
+	" jsonb_each_text(s.keys) e ON CONFLICT (entity, keyname, keyvalue) DO UPDATE SET id = EXCLUDED.id"      \
+	" WHERE emu_key.id = EXCLUDED.id RETURNING 1)"                                                            \
+	" SELECT (SELECT count(*) FROM rec), (SELECT count(*) FROM k)"
+
 static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
-				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS};
+				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
+				       SQL_CREATE_MANY};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -433,6 +475,89 @@ static PGresult *px(PGconn *c, const char *sql, int n, const char *const *p)
 		}
 	}
 	return PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+}
+
+/* Sends sql (prepared when it is one of PREPARED) without waiting for its result. */
+static int send_px(PGconn *c, const char *sql, int n, const char *const *p)
+{
+	for (size_t i = 0; i < NPREPARED; i++) {
+		if (sql == PREPARED[i] || strcmp(sql, PREPARED[i]) == 0) {
+			char name[16];
+			snprintf(name, sizeof(name), "emu%zu", i);
+			return PQsendQueryPrepared(c, name, n, p, NULL, NULL, 0);
+		}
+	}
+	return PQsendQueryParams(c, sql, n, NULL, p, NULL, NULL, 0);
+}
+
+/*
+ * Runs sql in the transaction. The first statement carries the transaction's BEGIN, and the first
+ * writing statement (`write`: it allocates a version or locks a row) the shared write fence, in
+ * one pipelined round trip. Returns the statement's result, or the first failing one of
+ * BEGIN / fence (the caller's error path reports it).
+ */
+static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write)
+{
+	PGconn *c = tx->conn;
+	if (tx->dn) {
+		char ignore[256];
+		if (flush_deferred(tx, ignore, sizeof(ignore)) < 0)
+			return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	}
+	int need_begin = !tx->begun, need_fence = write && !tx->fenced;
+	if (!need_begin && !need_fence)
+		return px(c, sql, n, p);
+	if (PQenterPipelineMode(c) != 1)
+		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	int nq = 0, sent = 1;
+	if (need_begin) {
+		sent = sent && PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+		nq++;
+	}
+	if (need_fence) {
+		sent = sent && PQsendQueryParams(c, "SELECT pg_advisory_xact_lock_shared(" ESTORE_FENCE_KEY ")", 0, NULL,
+						 NULL, NULL, NULL, 0);
+		nq++;
+	}
+	sent = sent && send_px(c, sql, n, p);
+	nq++;
+	if (!sent || !PQpipelineSync(c)) {
+		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
+		PGresult *e = PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+		PQreset(c);
+		return e;
+	}
+	PGresult *first_bad = NULL, *last = NULL;
+	for (int q = 0; q < nq; q++) {
+		PGresult *r = PQgetResult(c);
+		PGresult *extra;
+		while ((extra = PQgetResult(c)) != NULL) /* the NULL that ends each query's results */
+			PQclear(extra);
+		if (q == nq - 1) {
+			last = r;
+		} else if (!first_bad && PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+			first_bad = r;
+		} else {
+			PQclear(r);
+		}
+	}
+	PGresult *sync = PQgetResult(c);
+	PQclear(sync);
+	if (PQexitPipelineMode(c) != 1) {
+		PQclear(first_bad);
+		PQclear(last);
+		PGresult *e = PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+		PQreset(c);
+		return e;
+	}
+	if (first_bad) {
+		PQclear(last);
+		return first_bad;
+	}
+	tx->begun = 1;
+	if (need_fence)
+		tx->fenced = 1;
+	return last;
 }
 
 static int row_to_record(PGresult *r, int row, struct estore_record *out, char *errbuf, size_t errlen)
@@ -475,11 +600,14 @@ static int rows_to_records(PGresult *r, struct estore_record **out, size_t *n, c
 	return 0;
 }
 
-static int get_one(PGconn *c, const char *sql, const char *entity, const char *id, struct estore_record *out,
-		   char *errbuf, size_t errlen)
+/* Reads one record: in tx (a locking read) when not NULL, else on connection c. */
+static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *entity, const char *id,
+		   struct estore_record *out, char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, id};
-	PGresult *r = px(c, sql, 2, p);
+	if (tx)
+		c = tx->conn;
+	PGresult *r = tx ? tx_px(tx, sql, 2, p, 1) : px(c, sql, 2, p);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -501,14 +629,16 @@ static int get_one(PGconn *c, const char *sql, const char *entity, const char *i
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
 	       size_t errlen)
 {
-	return get_one(tx->conn, SQL_GET, entity, id, out, errbuf, errlen);
+	/* A locking read: the fence comes first (tx_px), so a transaction waiting for the fence holds
+	 * no row lock a fenced writer could be waiting for. */
+	return get_one(tx, NULL, SQL_GET, entity, id, out, errbuf, errlen);
 }
 
 int estore_peek(struct estore *s, const char *entity, const char *id, struct estore_record *out, char *errbuf,
 		size_t errlen)
 {
 	int idx = checkout(s);
-	int rc = get_one(s->conns[idx], "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid",
+	int rc = get_one(NULL, s->conns[idx], "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid",
 			 entity, id, out, errbuf, errlen);
 	checkin(s, idx);
 	return rc;
@@ -518,7 +648,7 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 		char id_out[37], char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, keyname, keyvalue};
-	PGresult *r = px(tx->conn, SQL_FIND, 3, p);
+	PGresult *r = tx_px(tx, SQL_FIND, 3, p, 0);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "find key", tx->conn, r);
@@ -544,13 +674,13 @@ static int write_keys(struct estore_tx *tx, const char *entity, const char *id, 
 		goto out;
 	}
 	const char *p[] = {entity, id, keys_text};
-	r = px(tx->conn, SQL_KEYS_DEL, 3, p);
+	r = tx_px(tx, SQL_KEYS_DEL, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
 		goto out;
 	}
 	PQclear(r);
-	r = px(tx->conn, SQL_KEYS_INS, 3, p);
+	r = tx_px(tx, SQL_KEYS_INS, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "write keys", tx->conn, r);
 		goto out;
@@ -593,7 +723,7 @@ static int create_with_keys(struct estore_tx *tx, const char *entity, const char
 		goto out;
 	}
 	const char *p[] = {entity, id, text, keys_text};
-	r = px(tx->conn, SQL_CREATE_KEYS, 4, p);
+	r = tx_px(tx, SQL_CREATE_KEYS, 4, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		pg_err(errbuf, errlen, "create record", tx->conn, r);
 		goto out;
@@ -651,7 +781,7 @@ int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, cons
 			note_write(tx, entity, op);
 		goto out;
 	}
-	r = px(tx->conn, op == ESTORE_OP_CREATE ? SQL_CREATE : SQL_UPDATE, 3, p);
+	r = tx_px(tx, op == ESTORE_OP_CREATE ? SQL_CREATE : SQL_UPDATE, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "write record", tx->conn, r);
 		goto out;
@@ -679,6 +809,128 @@ out:
 	return rc;
 }
 
+#define ESTORE_DEFER_MAX_ROWS 1000
+#define ESTORE_DEFER_MAX_BYTES (16u * 1024 * 1024)
+
+/* Whether s is safe inside a JSON string without escaping (entity names, GUIDs). */
+static int json_plain(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+			return 0;
+	return 1;
+}
+
+static int dbuf_add(struct estore_tx *tx, const char *a, size_t n)
+{
+	if (tx->dlen + n + 1 > tx->dcap) {
+		size_t nc = tx->dcap ? tx->dcap * 2 : 64 * 1024;
+		while (nc < tx->dlen + n + 1)
+			nc *= 2;
+		char *nb = realloc(tx->dbuf, nc);
+		if (!nb)
+			return -1;
+		tx->dbuf = nb;
+		tx->dcap = nc;
+	}
+	memcpy(tx->dbuf + tx->dlen, a, n);
+	tx->dlen += n;
+	tx->dbuf[tx->dlen] = '\0';
+	return 0;
+}
+
+/* Writes the deferred creates (see SQL_CREATE_MANY). 0, or ESTORE_EDEFER with defer_failed set. */
+static int flush_deferred(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	if (tx->dn == 0)
+		return 0;
+	size_t n = tx->dn, nkeys = tx->dkeys;
+	tx->dn = 0; /* tx_px below must not flush again */
+	tx->dkeys = 0;
+	int rc = ESTORE_EDEFER;
+	PGresult *r = NULL;
+	if (dbuf_add(tx, "]", 1) < 0) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	tx->dbuf[0] = '[';
+	const char *p[] = {tx->dbuf};
+	r = tx_px(tx, SQL_CREATE_MANY, 1, p, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		pg_err(errbuf, errlen, "deferred creates", tx->conn, r);
+		goto out;
+	}
+	if ((size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10) != n ||
+	    (size_t)strtoull(PQgetvalue(r, 0, 1), NULL, 10) != nkeys) {
+		snprintf(errbuf, errlen, "deferred creates: an id or key is taken");
+		goto out;
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	tx->dlen = 0;
+	if (rc < 0)
+		tx->defer_failed = 1;
+	return rc;
+}
+
+int estore_put_deferred(struct estore_tx *tx, const char *entity, const char *id, const cJSON *data,
+			const cJSON *keys, char *errbuf, size_t errlen)
+{
+	int rc = ESTORE_EDB;
+	char *dtext = NULL, *ktext = NULL;
+	if (tx->defer_failed) {
+		snprintf(errbuf, errlen, "deferred creates failed earlier in this transaction");
+		return ESTORE_EDEFER;
+	}
+	if (!json_plain(entity) || !json_plain(id)) {
+		snprintf(errbuf, errlen, "entity or id cannot be deferred");
+		goto out;
+	}
+	dtext = cJSON_PrintUnformatted(data);
+	ktext = keys ? cJSON_PrintUnformatted(keys) : strdup("{}");
+	if (!dtext || !ktext) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	/* The first byte is a placeholder for '[' (or a ',' between rows). */
+	char head[256];
+	int hl = snprintf(head, sizeof(head), ",{\"entity\":\"%s\",\"id\":\"%s\",\"data\":", entity, id);
+	if (hl < 0 || (size_t)hl >= sizeof(head)) {
+		snprintf(errbuf, errlen, "entity name too long");
+		goto out;
+	}
+	if (dbuf_add(tx, head, (size_t)hl) < 0 || dbuf_add(tx, dtext, strlen(dtext)) < 0 ||
+	    dbuf_add(tx, ",\"keys\":", 8) < 0 || dbuf_add(tx, ktext, strlen(ktext)) < 0 || dbuf_add(tx, "}", 1) < 0) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	tx->dn++;
+	tx->dkeys += keys ? (size_t)cJSON_GetArraySize(keys) : 0;
+	note_write(tx, entity, ESTORE_OP_CREATE);
+	rc = 0;
+	if (tx->dn >= ESTORE_DEFER_MAX_ROWS || tx->dlen >= ESTORE_DEFER_MAX_BYTES)
+		rc = flush_deferred(tx, errbuf, errlen);
+out:
+	free(dtext);
+	free(ktext);
+	return rc;
+}
+
+int estore_flush(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	if (tx->defer_failed) {
+		snprintf(errbuf, errlen, "deferred creates failed");
+		return ESTORE_EDEFER;
+	}
+	return flush_deferred(tx, errbuf, errlen);
+}
+
+int estore_deferred_failed(const struct estore_tx *tx)
+{
+	return tx && tx->defer_failed;
+}
+
 int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
 		 char *errbuf, size_t errlen)
 {
@@ -690,7 +942,7 @@ int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const
 		goto out;
 	}
 	const char *p[] = {entity, id, text};
-	r = px(tx->conn, SQL_MERGE, 3, p);
+	r = tx_px(tx, SQL_MERGE, 3, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 		if (state && strcmp(state, "22P02") == 0) { /* not a uuid: cannot exist */
@@ -718,7 +970,7 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 {
 	int rc = ESTORE_EDB;
 	const char *p[] = {entity, id};
-	PGresult *r = px(tx->conn, SQL_DELETE, 2, p);
+	PGresult *r = tx_px(tx, SQL_DELETE, 2, p, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "delete record", tx->conn, r);
 		goto out;
@@ -729,7 +981,7 @@ int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long
 	}
 	*version_out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
-	r = px(tx->conn, SQL_DELETE_KEYS, 2, p);
+	r = tx_px(tx, SQL_DELETE_KEYS, 2, p, 1);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err(errbuf, errlen, "delete keys", tx->conn, r);
 		goto out;
@@ -795,6 +1047,10 @@ static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx)
 {
 	if (tx) {
 		*idx = -1;
+		if (tx->dn) {
+			char ignore[256];
+			(void)flush_deferred(tx, ignore, sizeof(ignore)); /* on failure the read fails too */
+		}
 		return tx->conn;
 	}
 	*idx = checkout(s);
@@ -844,18 +1100,35 @@ out:
 	return rc;
 }
 
+/*
+ * Highest version of `entity` that no later commit can undercut: waits out the writers holding
+ * the fence (see ESTORE_FENCE_KEY), reads the sequence while holding it exclusively, then the
+ * entity's highest version up to that value (with a snapshot taken after the wait).
+ */
 static int max_version_on(PGconn *c, const char *entity, long long *out, char *errbuf, size_t errlen)
 {
-	const char *p[] = {entity};
-	PGresult *r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1", 1, NULL, p,
-				   NULL, NULL, 0);
-	int rc = 0;
+	int rc = ESTORE_EDB;
+	/* One statement, evaluated left to right: the session lock never outlives it. */
+	PGresult *r = PQexec(c, "SELECT pg_advisory_lock(" ESTORE_FENCE_KEY "),"
+				" coalesce(pg_sequence_last_value('emu_version'), 0),"
+				" pg_advisory_unlock(" ESTORE_FENCE_KEY ")");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		pg_err(errbuf, errlen, "version fence", c, r);
+		goto out;
+	}
+	char bound[32];
+	snprintf(bound, sizeof(bound), "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+	const char *p[] = {entity, bound};
+	r = PQexecParams(c, "SELECT coalesce(max(version), 0) FROM emu_record WHERE entity = $1 AND version <= $2::bigint",
+			 2, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err(errbuf, errlen, "max version", c, r);
-		rc = ESTORE_EDB;
-	} else {
-		*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		goto out;
 	}
+	*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rc = 0;
+out:
 	PQclear(r);
 	return rc;
 }

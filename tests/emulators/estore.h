@@ -15,19 +15,24 @@
  *   emu_key(entity, keyname, keyvalue, id)  unique per (entity, keyname, keyvalue): primary (FO)
  *     and alternate (CE) keys. Values are compared case-insensitively (lower()), as SQL Server's
  *     default collation does on both services.
+ * Change tracking never loses a write: a writing transaction holds a shared advisory lock (the
+ * write fence) from before its first version to its commit, and the change-tracking reads
+ * (estore_changes, estore_max_version) only reach up to a version read while briefly holding it
+ * exclusively, so every version they hand out a token for is already committed or rolled back.
  * Every statement is parameterised. A transaction (estore_tx) holds one pooled connection; a
  * $batch changeset is one transaction. Write counters per entity and operation count committed
  * writes only. Thread-safe: any thread may open transactions concurrently (the pool blocks when
  * every connection is in use).
  *
  * Return codes: 0 success, ESTORE_NOTFOUND (1) "no such record", ESTORE_EDUP (-2) unique key
- * violation (the transaction must then be rolled back), ESTORE_EDB (-1) any other failure, with
- * errbuf filled.
+ * violation (the transaction must then be rolled back), ESTORE_EDEFER (-3) deferred creates could
+ * not be written (estore_put_deferred), ESTORE_EDB (-1) any other failure, with errbuf filled.
  */
 
 #define ESTORE_NOTFOUND 1
 #define ESTORE_EDB (-1)
 #define ESTORE_EDUP (-2)
+#define ESTORE_EDEFER (-3)
 
 enum estore_op { ESTORE_OP_CREATE = 0, ESTORE_OP_UPDATE = 1, ESTORE_OP_DELETE = 2 };
 
@@ -89,6 +94,27 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 int estore_put(struct estore_tx *tx, enum estore_op op, const char *entity, const char *id, const cJSON *data,
 	       const cJSON *keys, long long *version_out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/*
+ * Queues the create of record `id` (with `keys`, may be NULL) in tx instead of writing it now: the
+ * queued creates go to PostgreSQL as one multi-row statement before the transaction's next
+ * statement, at estore_flush, or at commit (a $batch changeset of creates then costs one statement
+ * instead of one per record). For callers that need neither the version nor an answer to "is the
+ * id or a key taken" before the transaction ends: when any queued record turns out to clash with
+ * a live id or key (or another queued one), the write fails as a whole, the transaction is marked
+ * (estore_deferred_failed) and must be rolled back; the caller then redoes the work without
+ * deferring to get the precise outcome. 0 queued (or flushed), ESTORE_EDEFER, ESTORE_EDB.
+ * Counts as a create in the write counters once committed. Borrows data and keys.
+ */
+int estore_put_deferred(struct estore_tx *tx, const char *entity, const char *id, const cJSON *data,
+			const cJSON *keys, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Writes the queued creates now. 0, ESTORE_EDEFER (roll back and redo without deferring) or
+ * ESTORE_EDB. */
+int estore_flush(struct estore_tx *tx, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Whether writing this transaction's deferred creates failed (it must be rolled back). NULL-safe. */
+int estore_deferred_failed(const struct estore_tx *tx);
 
 /* Merges `patch` (top-level members replace the stored ones) into live record `id` in one
  * statement, without reading it first; for updates that touch no key. 0 with *version_out,

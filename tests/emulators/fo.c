@@ -64,6 +64,11 @@ static char *key_predicate(const struct api *a, const struct schema_entity *e, c
 	return out;
 }
 
+char *fo_key_predicate(const struct api *a, const struct schema_entity *e, const cJSON *data)
+{
+	return key_predicate(a, e, data);
+}
+
 /* "CustomerAccount: US-001, dataAreaId: usmf" for infolog-style messages. */
 static void key_text_human(const struct schema_entity *e, const cJSON *data, char *buf, size_t len)
 {

@@ -21,4 +21,8 @@ void fo_handle(void *ctx, const struct server_request *req, struct server_respon
 void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req, const char *rel,
 	     struct server_response *resp);
 
+/* The key predicate of a record for a URL, e.g. "(dataAreaId='usmf',CustomerAccount='US-001')";
+ * NULL when a key field is missing. New string, caller frees. */
+char *fo_key_predicate(const struct api *a, const struct schema_entity *e, const cJSON *data);
+
 #endif

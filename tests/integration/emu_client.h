@@ -5,7 +5,8 @@
  * Raw-HTTP helpers for the emulator conformance suites (test_emu_*.c): every request is written
  * in the documented wire format with libcurl, so the suites test the protocol, not the emulator's
  * internals. Include after <cmocka.h> and harness.h. Functions are static inline so that each
- * suite uses what it needs without unused-function warnings.
+ * suite uses what it needs without unused-function warnings. A suite that needs an emulator to
+ * itself (restart, reset) starts a private one (emu_private_*): own port, own database.
  */
 
 #include <stdio.h>
@@ -13,8 +14,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -293,6 +301,157 @@ static inline void emu_hooks_stop(struct MHD_Daemon *d)
 		free(emu_hooks.posts[k].body);
 	emu_hooks.n = 0;
 	pthread_mutex_unlock(&emu_hooks.mu);
+}
+
+/* ---- a private emulator: own port and database, started and stopped by a test ---- */
+
+struct emu_private {
+	const char *flavour; /* "ce" or "fo" */
+	pid_t pid;
+	int port;
+	char db[64];
+	char base[128];
+	char auth[512]; /* "Authorization: Bearer <token>" once started */
+	char log[512];
+};
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+static inline int emu_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t al = sizeof(a);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Prepares p for flavour with a database name unique to this process and `tag`; nothing runs yet. */
+static inline void emu_private_init(struct emu_private *p, const char *flavour, const char *tag)
+{
+	memset(p, 0, sizeof(*p));
+	p->flavour = flavour;
+	snprintf(p->db, sizeof(p->db), "dw_emu_%s_%s_%d", tag, flavour, (int)getpid());
+}
+
+/*
+ * Starts (or restarts, on the same port and database) the emulator binary of the build under
+ * test (DW_BUILD) with the stack's DW_PG_DSN, waits until its token endpoint answers and puts a
+ * bearer token in p->auth. Fails the test when it does not come up within 30 s.
+ */
+static inline void emu_private_start(struct emu_private *p)
+{
+	if (p->port == 0) {
+		p->port = emu_free_port();
+		snprintf(p->base, sizeof(p->base), "http://127.0.0.1:%d", p->port);
+	}
+	snprintf(p->log, sizeof(p->log), "%s/emu-private-%s.log", harness_env("DW_STATE_DIR"), p->db);
+	char port[16], schema[128];
+	snprintf(port, sizeof(port), "%d", p->port);
+	snprintf(schema, sizeof(schema), "tests/emulators/schemas/%s.json", p->flavour);
+	const char *bin = harness_bin("dw-emulator");
+	(void)harness_env("DW_PG_DSN");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (freopen(p->log, "a", stdout))
+			dup2(fileno(stdout), 2);
+		setenv("DW_EMU_CLIENT_SECRET", "private-emulator-secret", 1);
+		unsetenv("DW_EMU_CLIENT_SECRET_FILE");
+		execl(bin, bin, "--flavour", p->flavour, "--port", port, "--schema", schema, "--db", p->db, "--pool", "4",
+		      (char *)NULL);
+		_exit(127);
+	}
+	p->pid = pid;
+	char url[256];
+	snprintf(url, sizeof(url), "%s/dualwrite/oauth2/v2.0/token", p->base);
+	const char *form = "grant_type=client_credentials&client_id=dw-emulator&client_secret=private-emulator-secret"
+			   "&scope=x%2F.default";
+	long long deadline = harness_now_ms() + 30000;
+	for (;;) {
+		CURL *c = curl_easy_init();
+		assert_non_null(c);
+		struct emu_resp r;
+		memset(&r, 0, sizeof(r));
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, emu_body_cb);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		CURLcode rc = curl_easy_perform(c);
+		if (rc == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+		curl_easy_cleanup(c);
+		if (rc == CURLE_OK && r.status == 200) {
+			cJSON *j = emu_json(&r);
+			const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "access_token");
+			assert_true(cJSON_IsString(tok));
+			snprintf(p->auth, sizeof(p->auth), "Authorization: Bearer %s", tok->valuestring);
+			cJSON_Delete(j);
+			emu_resp_free(&r);
+			return;
+		}
+		emu_resp_free(&r);
+		int status;
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			fail_msg("private emulator exited (log %s)", p->log);
+		}
+		if (harness_now_ms() > deadline)
+			fail_msg("private emulator not answering on %s (log %s)", p->base, p->log);
+		usleep(100 * 1000);
+	}
+}
+
+/* SIGTERM, then waits (10 s, then SIGKILL). Returns the wait status; 0 when nothing ran. */
+static inline int emu_private_stop(struct emu_private *p)
+{
+	int status = 0;
+	if (p->pid <= 0)
+		return 0;
+	kill(p->pid, SIGTERM);
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return status;
+		}
+		usleep(100 * 1000);
+	}
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, &status, 0);
+	p->pid = 0;
+	return status;
+}
+
+static inline void emu_quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+/* Stops the emulator and drops its database (for teardowns: never fails the test). */
+static inline void emu_private_destroy(struct emu_private *p)
+{
+	(void)emu_private_stop(p);
+	const char *dsn = getenv("DW_PG_DSN");
+	if (!dsn || !p->db[0])
+		return;
+	const char *const kw[] = {"dbname", NULL};
+	const char *const val[] = {dsn, NULL};
+	PGconn *pg = PQconnectdbParams(kw, val, 1);
+	if (PQstatus(pg) == CONNECTION_OK) {
+		PQsetNoticeProcessor(pg, emu_quiet_notice, NULL);
+		char sql[128];
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", p->db);
+		PQclear(PQexec(pg, sql));
+	}
+	PQfinish(pg);
 }
 
 #endif

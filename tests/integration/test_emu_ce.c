@@ -17,6 +17,16 @@
 
 #include "emu_client.h"
 
+/* A number unique to this run, for keys: the process id mixed with the start time, so a later run
+ * with a recycled pid on a reused database does not meet this run's records. */
+static unsigned run_token(void)
+{
+	static unsigned tok;
+	if (!tok)
+		tok = ((unsigned)getpid() * 2654435761u) ^ (unsigned)harness_now_ms() ^ 1u;
+	return tok;
+}
+
 static char *token;
 static char auth_header[256];
 static const char *base;
@@ -62,7 +72,7 @@ static char *unique_code(const char *tag)
 	static unsigned n;
 	char *s = malloc(31);
 	assert_non_null(s);
-	snprintf(s, 31, "%s%x%04x", tag, (unsigned)getpid() & 0xffffff, n++ & 0xffff);
+	snprintf(s, 31, "%s%x%04x", tag, run_token() & 0xffffff, n++ & 0xffff);
 	return s;
 }
 
@@ -136,7 +146,7 @@ static void test_alternate_key_literals_with_quotes_spaces_unicode_slashes(void 
 	(void)state;
 	char code[31], id[37], body[256], rel[512];
 	/* O'Br n/é<pid>: a quote, a space, a slash and a two-byte UTF-8 letter */
-	snprintf(code, sizeof(code), "O'Br n/\xc3\xa9%x", (unsigned)getpid() & 0xfffff);
+	snprintf(code, sizeof(code), "O'Br n/\xc3\xa9%x", run_token() & 0xfffff);
 	snprintf(body, sizeof(body), "{\"cdm_companycode\":\"%s\"}", code);
 	struct emu_resp r;
 	call("POST", "cdm_companies", body, NULL, NULL, &r);
@@ -147,7 +157,7 @@ static void test_alternate_key_literals_with_quotes_spaces_unicode_slashes(void 
 	emu_resp_free(&r);
 	/* The literal: quotes doubled, then percent-encoded (quote, space, slash, UTF-8 bytes). */
 	snprintf(rel, sizeof(rel), "cdm_companies(cdm_companycode='O%%27%%27Br%%20n%%2F%%C3%%A9%x')",
-		 (unsigned)getpid() & 0xfffff);
+		 run_token() & 0xfffff);
 	call("GET", rel, NULL, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
 	cJSON *j = emu_json(&r);
@@ -167,7 +177,7 @@ static void test_patch_upsert_and_conditional_headers(void **state)
 	(void)state;
 	char id[37] = "6d81597f-0f9f-e711-8122-000d3a";
 	char rel[256], body[256], etag[64], etag2[64];
-	snprintf(id + strlen(id), sizeof(id) - strlen(id), "%06x", (unsigned)getpid() & 0xffffff);
+	snprintf(id + strlen(id), sizeof(id) - strlen(id), "%06x", run_token() & 0xffffff);
 	char *code = unique_code("U");
 	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
 	snprintf(body, sizeof(body), "{\"cdm_companycode\":\"%s\",\"cdm_name\":\"one\"}", code);
@@ -299,7 +309,7 @@ static void test_filter_select_and_paging_with_next_link(void **state)
 {
 	(void)state;
 	char prefix[16], code[31], id[37], rel[512];
-	snprintf(prefix, sizeof(prefix), "P%x", (unsigned)getpid() & 0xfffff);
+	snprintf(prefix, sizeof(prefix), "P%x", run_token() & 0xfffff);
 	for (int i = 0; i < 5; i++) {
 		snprintf(code, sizeof(code), "%s-%d", prefix, i);
 		create_company(code, id);
@@ -616,6 +626,139 @@ static void test_stats_count_committed_writes_and_per_record_writes(void **state
 	free(code);
 }
 
+/* ---- changesets of creates: written as one multi-row statement, redone one by one on a clash ---- */
+
+/* GET cdm_companies(id): status, and cdm_name when 200. */
+static long company_name(const char *id, char *name, size_t len)
+{
+	char rel[128];
+	struct emu_resp r;
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
+	call("GET", rel, NULL, NULL, NULL, &r);
+	long st = r.status;
+	if (st == 200) {
+		cJSON *j = emu_json(&r);
+		const cJSON *n = cJSON_GetObjectItem(j, "cdm_name");
+		snprintf(name, len, "%s", cJSON_IsString(n) ? n->valuestring : "");
+		cJSON_Delete(j);
+	}
+	emu_resp_free(&r);
+	return st;
+}
+
+/* A GUID unique to this run: n in the last part. */
+static void run_guid(unsigned n, char out[37])
+{
+	snprintf(out, 37, "%08x-0d0d-4000-8000-%012x", run_token(), n);
+}
+
+static void test_changeset_of_many_creates_commits_every_record(void **state)
+{
+	(void)state;
+	enum { N = 60 };
+	char ops[N][256], ids[N][37], cids[N][8];
+	const char *op[N], *cid[N];
+	long before = writes_of("cdm_companies", "create");
+	for (int i = 0; i < N; i++) {
+		run_guid(0x100 + (unsigned)i, ids[i]);
+		snprintf(ops[i], sizeof(ops[i]), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"M%x-%d\",\"cdm_name\":\"m%d\"}",
+			 ids[i], run_token(), i, i);
+		snprintf(cids[i], sizeof(cids[i]), "%d", i + 1);
+		op[i] = ops[i];
+		cid[i] = cids[i];
+	}
+	char *body = changeset_body(op, N, cid);
+	struct emu_resp r;
+	batch(body, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "HTTP/1.1 4"));
+	emu_resp_free(&r);
+	free(body);
+	for (int i = 0; i < N; i++) {
+		char name[64], want[16];
+		assert_int_equal(company_name(ids[i], name, sizeof(name)), 200);
+		snprintf(want, sizeof(want), "m%d", i);
+		assert_string_equal(name, want);
+	}
+	assert_int_equal(writes_of("cdm_companies", "create"), before + N);
+}
+
+static void test_changeset_upserting_an_existing_record_updates_it(void **state)
+{
+	(void)state;
+	char a[37], b[37], c[37], code_b[40];
+	run_guid(0x200, a);
+	run_guid(0x201, b);
+	run_guid(0x202, c);
+	snprintf(code_b, sizeof(code_b), "U%x-b", run_token());
+	/* b exists before the changeset. */
+	char rel[128], body1[256];
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", b);
+	snprintf(body1, sizeof(body1), "{\"cdm_companycode\":\"%s\",\"cdm_name\":\"old\"}", code_b);
+	struct emu_resp r;
+	call("PATCH", rel, body1, NULL, NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	long creates = writes_of("cdm_companies", "create"), updates = writes_of("cdm_companies", "update");
+	/* a new, b existing (an update), c new and then patched again in the same changeset. */
+	char o1[256], o2[256], o3[256], o4[256];
+	snprintf(o1, sizeof(o1), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"U%x-a\",\"cdm_name\":\"a1\"}", a,
+		 run_token());
+	snprintf(o2, sizeof(o2), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"%s\",\"cdm_name\":\"new\"}", b,
+		 code_b);
+	snprintf(o3, sizeof(o3), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"U%x-c\",\"cdm_name\":\"c1\"}", c,
+		 run_token());
+	snprintf(o4, sizeof(o4), "PATCH " API "cdm_companies(%s)\n{\"cdm_companycode\":\"U%x-c\",\"cdm_name\":\"c2\"}", c,
+		 run_token());
+	const char *ops[] = {o1, o2, o3, o4};
+	const char *cids[] = {"1", "2", "3", "4"};
+	char *body = changeset_body(ops, 4, cids);
+	batch(body, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "HTTP/1.1 4"));
+	emu_resp_free(&r);
+	free(body);
+	char name[64];
+	assert_int_equal(company_name(a, name, sizeof(name)), 200);
+	assert_string_equal(name, "a1");
+	assert_int_equal(company_name(b, name, sizeof(name)), 200);
+	assert_string_equal(name, "new");
+	assert_int_equal(company_name(c, name, sizeof(name)), 200);
+	assert_string_equal(name, "c2");
+	assert_int_equal(writes_of("cdm_companies", "create"), creates + 2);
+	assert_int_equal(writes_of("cdm_companies", "update"), updates + 2);
+}
+
+static void test_changeset_create_with_a_taken_key_fails_whole_with_duplicate_key(void **state)
+{
+	(void)state;
+	char *taken = unique_code("D");
+	char id[37];
+	create_company(taken, id);
+	char *fresh = unique_code("D");
+	char o1[256], o2[256], rel[256];
+	snprintf(o1, sizeof(o1), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", fresh);
+	snprintf(o2, sizeof(o2), "POST " API "cdm_companies\n{\"cdm_companycode\":\"%s\"}", taken);
+	const char *ops[] = {o1, o2};
+	const char *cids[] = {"1", "2"};
+	char *body = changeset_body(ops, 2, cids);
+	struct emu_resp r;
+	batch(body, &r);
+	/* The same answer as when each create is written at once: the second part's duplicate key. */
+	assert_int_equal(r.status, 412);
+	assert_non_null(strstr(r.body, "HTTP/1.1 412"));
+	assert_non_null(strstr(r.body, "0x80060892"));
+	emu_resp_free(&r);
+	free(body);
+	assert_false(company_exists(fresh)); /* the first create left no trace */
+	snprintf(rel, sizeof(rel), "cdm_companies(%s)", id);
+	call("GET", rel, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+	free(taken);
+	free(fresh);
+}
+
 static void test_webhooks_post_remote_execution_context_after_commit(void **state)
 {
 	(void)state;
@@ -717,6 +860,9 @@ int main(void)
 		cmocka_unit_test(test_batch_changeset_with_content_id_reference_commits),
 		cmocka_unit_test(test_batch_stops_at_first_failure_unless_continue_on_error),
 		cmocka_unit_test(test_stats_count_committed_writes_and_per_record_writes),
+		cmocka_unit_test(test_changeset_of_many_creates_commits_every_record),
+		cmocka_unit_test(test_changeset_upserting_an_existing_record_updates_it),
+		cmocka_unit_test(test_changeset_create_with_a_taken_key_fails_whole_with_duplicate_key),
 		cmocka_unit_test(test_webhooks_post_remote_execution_context_after_commit),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -36,6 +36,25 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* After a test that changes the stack emulators' limits, faults or token lifetime: back to the
+ * defaults even when the test failed half-way, so later tests and suites see a plain emulator. */
+static int restore_defaults(void **state)
+{
+	(void)state;
+	const char *const bases[] = {getenv("DW_CE_URL"), getenv("DW_FO_URL")};
+	for (size_t i = 0; i < 2; i++) {
+		struct emu_resp r;
+		emu_admin(bases[i], "POST", "limits", "{\"max_requests\":0,\"max_concurrent\":0}", &r);
+		emu_resp_free(&r);
+		emu_admin(bases[i], "POST", "faults",
+			  "{\"latency_ms\":0,\"error_status\":0,\"error_rate\":0,\"outage\":false}", &r);
+		emu_resp_free(&r);
+		emu_admin(bases[i], "POST", "auth", "{\"token_ttl_s\":3600}", &r);
+		emu_resp_free(&r);
+	}
+	return 0;
+}
+
 /* GET of the flavour's service root with the given Authorization header (may be NULL). */
 static void get_root(const char *flavour, const char *auth, struct emu_resp *r)
 {
@@ -381,52 +400,139 @@ static void test_body_over_the_cap_gets_413(void **state)
 	emu_resp_free(&r);
 }
 
-static void test_seed_is_deterministic_and_consistent_across_sides(void **state)
+/* ---- reset and seed: on private emulators, so the stack's emulators keep their data ---- */
+
+static struct emu_private pce, pfo;
+
+static int private_setup(void **state)
 {
 	(void)state;
-	char body[256], co[8];
-	snprintf(co, sizeof(co), "z%03x", (unsigned)getpid() & 0xfff);
-	snprintf(body, sizeof(body), "{\"n\":2,\"seed\":%d,\"side\":\"both\",\"companies\":[\"%s\"]}", (int)getpid(), co);
+	emu_private_init(&pce, "ce", "seed");
+	emu_private_init(&pfo, "fo", "seed");
+	return 0;
+}
+
+static int private_teardown(void **state)
+{
+	(void)state;
+	emu_private_destroy(&pce);
+	emu_private_destroy(&pfo);
+	return 0;
+}
+
+/* POST /_emulator/seed on p; returns "created", fills *failed. */
+static double seed_once(const struct emu_private *p, const char *body, double *failed)
+{
 	struct emu_resp r;
-	/* Reset empties the CE emulator and zeroes its counters. */
-	emu_admin(harness_env("DW_CE_URL"), "POST", "reset", NULL, &r);
+	emu_admin(p->base, "POST", "seed", body, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	double created = cJSON_GetObjectItem(j, "created")->valuedouble;
+	*failed = cJSON_GetObjectItem(j, "failed")->valuedouble;
+	if (*failed != 0)
+		print_message("# %s seed: %s\n", p->flavour, r.body);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return created;
+}
+
+/* stats.writes.<set>.<op> on p (0 when absent). */
+static double stat_writes(const struct emu_private *p, const char *set, const char *op)
+{
+	struct emu_resp r;
+	emu_admin(p->base, "GET", "stats", NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "writes"), set), op);
+	double n = cJSON_IsNumber(v) ? v->valuedouble : 0;
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return n;
+}
+
+/* The sorted, comma-joined values of `field` in a GET on p (a collection URL relative to its base). */
+static void collect_field(const struct emu_private *p, const char *rel, const char *field, char *out, size_t len)
+{
+	char url[1024];
+	snprintf(url, sizeof(url), "%s%s", p->base, rel);
+	const char *h[] = {p->auth, "Accept: application/json", NULL};
+	struct emu_resp r;
+	emu_http("GET", url, h, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	char vals[64][64];
+	int n = 0;
+	const cJSON *row;
+	cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "value"))
+	{
+		const cJSON *v = cJSON_GetObjectItem(row, field);
+		assert_true(cJSON_IsString(v));
+		assert_true(n < 64);
+		snprintf(vals[n++], sizeof(vals[0]), "%s", v->valuestring);
+	}
+	qsort(vals, (size_t)n, sizeof(vals[0]), (int (*)(const void *, const void *))strcmp);
+	size_t o = 0;
+	out[0] = '\0';
+	for (int i = 0; i < n && o < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%s%s", i ? "," : "", vals[i]);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+}
+
+static void test_reset_empties_the_emulator_and_zeroes_counters(void **state)
+{
+	(void)state;
+	emu_private_start(&pce);
+	char url[512];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies(cdm_companycode='RST')", pce.base);
+	const char *h[] = {pce.auth, "Content-Type: application/json", NULL};
+	struct emu_resp r;
+	emu_http("PATCH", url, h, "{\"cdm_name\":\"to be reset\"}", &r);
 	assert_int_equal(r.status, 204);
 	emu_resp_free(&r);
-	emu_admin(harness_env("DW_CE_URL"), "GET", "stats", NULL, &r);
+	assert_true(stat_writes(&pce, "cdm_companies", "create") == 1);
+	emu_admin(pce.base, "POST", "reset", NULL, &r);
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	emu_admin(pce.base, "GET", "stats", NULL, &r);
 	cJSON *st = emu_json(&r);
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(st, "writes")), 0);
 	cJSON_Delete(st);
 	emu_resp_free(&r);
-	/* CE seeds by upsert: twice gives the same count and no failure. */
-	double created[2];
-	for (int i = 0; i < 2; i++) {
-		emu_admin(harness_env("DW_CE_URL"), "POST", "seed", body, &r);
-		assert_int_equal(r.status, 200);
-		cJSON *j = emu_json(&r);
-		created[i] = cJSON_GetObjectItem(j, "created")->valuedouble;
-		assert_int_equal((int)cJSON_GetObjectItem(j, "failed")->valuedouble, 0);
-		cJSON_Delete(j);
-		emu_resp_free(&r);
-	}
-	assert_true(created[0] > 0);
-	assert_true(created[0] == created[1]);
-	/* FO: the company's customers exist afterwards (2 per company). */
-	emu_admin(harness_env("DW_FO_URL"), "POST", "seed", body, &r);
-	assert_int_equal(r.status, 200);
-	emu_resp_free(&r);
-	char *tok = emu_token("FO");
-	char auth[256], url[512];
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-	snprintf(url, sizeof(url), "%s/data/CustomersV3?$filter=dataAreaId%%20eq%%20'%s'&cross-company=true&$select=CustomerAccount",
-		 harness_env("DW_FO_URL"), co);
-	const char *h[] = {auth, NULL};
 	emu_http("GET", url, h, NULL, &r);
-	assert_int_equal(r.status, 200);
-	cJSON *j = emu_json(&r);
-	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "value")), 2);
-	cJSON_Delete(j);
+	assert_int_equal(r.status, 404);
 	emu_resp_free(&r);
-	free(tok);
+}
+
+static void test_seed_twice_is_idempotent_on_both_sides_and_consistent(void **state)
+{
+	(void)state;
+	emu_private_start(&pce);
+	emu_private_start(&pfo);
+	const char *body = "{\"n\":2,\"seed\":7,\"side\":\"both\",\"companies\":[\"usmf\",\"demf\"]}";
+	double failed = 0, created[2][2];
+	const struct emu_private *ps[2] = {&pce, &pfo};
+	for (int f = 0; f < 2; f++) {
+		for (int i = 0; i < 2; i++) {
+			created[f][i] = seed_once(ps[f], body, &failed);
+			assert_true(failed == 0);
+		}
+		assert_true(created[f][0] > 0);
+		assert_true(created[f][0] == created[f][1]);
+	}
+	/* The second seeding updated what the first created: 2 customers per company, created once. */
+	assert_true(stat_writes(&pfo, "CustomersV3", "create") == 4);
+	assert_true(stat_writes(&pfo, "CustomersV3", "update") == 4);
+	assert_true(stat_writes(&pce, "accounts", "create") > 0);
+	/* Both sides hold the same customers. */
+	char fo_accounts[1024], ce_accounts[1024];
+	collect_field(&pfo, "/data/CustomersV3?cross-company=true&$select=CustomerAccount", "CustomerAccount", fo_accounts,
+		      sizeof(fo_accounts));
+	collect_field(&pce,
+		      "/api/data/v9.2/accounts?$select=accountnumber&$filter=customertypecode%20eq%203", "accountnumber",
+		      ce_accounts, sizeof(ce_accounts));
+	assert_true(strlen(fo_accounts) > 0);
+	assert_string_equal(fo_accounts, ce_accounts);
 }
 
 int main(void)
@@ -434,14 +540,17 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_token_endpoint_success_and_identity_platform_errors),
 		cmocka_unit_test(test_missing_and_unknown_tokens_get_401_with_challenge),
-		cmocka_unit_test(test_expired_token_gets_401),
-		cmocka_unit_test(test_request_limit_gives_429_with_retry_after_and_code),
-		cmocka_unit_test(test_concurrency_limit_gives_429_with_0x80072326),
+		cmocka_unit_test_teardown(test_expired_token_gets_401, restore_defaults),
+		cmocka_unit_test_teardown(test_request_limit_gives_429_with_retry_after_and_code, restore_defaults),
+		cmocka_unit_test_teardown(test_concurrency_limit_gives_429_with_0x80072326, restore_defaults),
 		cmocka_unit_test(test_many_parallel_reads_all_served),
-		cmocka_unit_test(test_outage_and_error_rate_faults),
+		cmocka_unit_test_teardown(test_outage_and_error_rate_faults, restore_defaults),
 		cmocka_unit_test(test_stats_shape_and_request_count),
 		cmocka_unit_test(test_body_over_the_cap_gets_413),
-		cmocka_unit_test(test_seed_is_deterministic_and_consistent_across_sides),
+		cmocka_unit_test_setup_teardown(test_reset_empties_the_emulator_and_zeroes_counters, private_setup,
+						private_teardown),
+		cmocka_unit_test_setup_teardown(test_seed_twice_is_idempotent_on_both_sides_and_consistent, private_setup,
+						private_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
