@@ -204,7 +204,7 @@ static void test_accounts_map_loads(void **state)
 		{ 0, "CustomerAccount", "=", "accountnumber" },
 		{ 1, "OrganizationName", "=", "name" },
 		{ 3, "CustomerGroupId", "=", "msdyn_customergroupid" },
-		{ 5, "CreditLimit", "=", "creditlimit" },
+		{ 5, "CreditLimit", "><", "creditlimit" },
 		{ 7, "OnHoldStatus", "><", "msdyn_onholdstatus" },
 		{ 9, "PrimaryContactPhone", "=", "telephone1" },
 		{ 14, "AddressCountryRegionISOCode", "=", "address1_country" },
@@ -506,6 +506,29 @@ static void test_ce_to_fo_update(void **state)
 		    "`AddressZipCode`:`98052`,`AddressCountryRegionISOCode`:`US`,"
 		    "`PartyType`:`Organization`,`LanguageId`:`en-us`}");
 	assert_int_equal(fk.calls, 3); /* company, customer group, currency */
+	map_write_clear(&w);
+	event_clear(&ev);
+	map_free(m);
+}
+
+/* F&O's CreditLimit is not nullable: a CE account without a credit limit must not be dead-lettered. */
+static void test_ce_null_credit_limit_becomes_zero(void **state)
+{
+	(void)state;
+	struct map *m = load(ACCOUNTS);
+	struct fake fk = { 0 };
+	struct map_resolver r = { fake_resolve, &fk };
+	struct event ev;
+	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
+	cJSON_ReplaceItemInObjectCaseSensitive(ev.data, "creditlimit", cJSON_CreateNull());
+	struct map_write w;
+	char err[512];
+	int rc = map_transform(m, &ev, &r, &w, err, sizeof(err));
+	if (rc != MAP_OK)
+		fail_msg("rc %d: %s", rc, err);
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(w.payload, "CreditLimit");
+	assert_true(cJSON_IsNumber(cl));
+	assert_true(cl->valuedouble == 0);
 	map_write_clear(&w);
 	event_clear(&ev);
 	map_free(m);
@@ -1135,6 +1158,7 @@ int main(void)
 		cmocka_unit_test(test_set_dependencies_checked),
 		cmocka_unit_test(test_fo_to_ce_update),
 		cmocka_unit_test(test_ce_to_fo_update),
+		cmocka_unit_test(test_ce_null_credit_limit_becomes_zero),
 		cmocka_unit_test(test_delete_events_delete_the_target_key),
 		cmocka_unit_test(test_lookup_not_found_and_resolver_failure),
 		cmocka_unit_test(test_events_that_do_not_fit_the_map),
