@@ -1,20 +1,13 @@
 #include "odata.h"
 
+#include "errbuf.h"
+
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	if (!errbuf || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int is_unreserved(unsigned char c)
 {
@@ -57,13 +50,13 @@ int odata_pct_encode(const char *in, size_t len, char **out, char *errbuf, size_
 {
 	*out = NULL;
 	if (len > ODATA_TEXT_MAX) {
-		seterr(errbuf, errlen, "text to percent-encode is %zu bytes, over the %d-byte limit", len,
+		errbuf_set(errbuf, errlen, "text to percent-encode is %zu bytes, over the %d-byte limit", len,
 		       ODATA_TEXT_MAX);
 		return -1;
 	}
 	char *buf = malloc(3 * len + 1);
 	if (!buf) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	size_t n = encode_into(buf, in, len, 0);
@@ -80,20 +73,20 @@ int odata_pct_decode(const char *in, size_t len, char **out, size_t *outlen, cha
 	if (outlen)
 		*outlen = 0;
 	if (len > ODATA_TEXT_MAX) {
-		seterr(errbuf, errlen, "text to percent-decode is %zu bytes, over the %d-byte limit", len,
+		errbuf_set(errbuf, errlen, "text to percent-decode is %zu bytes, over the %d-byte limit", len,
 		       ODATA_TEXT_MAX);
 		goto out;
 	}
 	buf = malloc(len + 1);
 	if (!buf) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
 		if (c == '\0') {
-			seterr(errbuf, errlen, "NUL byte at offset %zu", i);
+			errbuf_set(errbuf, errlen, "NUL byte at offset %zu", i);
 			goto out;
 		}
 		if (c != '%') {
@@ -103,11 +96,11 @@ int odata_pct_decode(const char *in, size_t len, char **out, size_t *outlen, cha
 		int hi = i + 1 < len ? hexval((unsigned char)in[i + 1]) : -1;
 		int lo = i + 2 < len ? hexval((unsigned char)in[i + 2]) : -1;
 		if (hi < 0 || lo < 0) {
-			seterr(errbuf, errlen, "bad percent-escape at offset %zu: expected two hex digits after '%%'", i);
+			errbuf_set(errbuf, errlen, "bad percent-escape at offset %zu: expected two hex digits after '%%'", i);
 			goto out;
 		}
 		if (hi == 0 && lo == 0) {
-			seterr(errbuf, errlen, "percent-escape %%00 at offset %zu is not allowed", i);
+			errbuf_set(errbuf, errlen, "percent-escape %%00 at offset %zu is not allowed", i);
 			goto out;
 		}
 		buf[o++] = (char)(hi * 16 + lo);
@@ -143,12 +136,12 @@ int odata_quote_literal(const char *value, char **out, char *errbuf, size_t errl
 	*out = NULL;
 	size_t len = strlen(value);
 	if (len > ODATA_TEXT_MAX) {
-		seterr(errbuf, errlen, "literal is %zu bytes, over the %d-byte limit", len, ODATA_TEXT_MAX);
+		errbuf_set(errbuf, errlen, "literal is %zu bytes, over the %d-byte limit", len, ODATA_TEXT_MAX);
 		return -1;
 	}
 	char *buf = malloc(2 * len + 3);
 	if (!buf) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	size_t n = quote_into(buf, value, len);
@@ -242,53 +235,53 @@ int odata_key_build(const struct odata_key_part *parts, size_t nparts, char **ou
 	char *buf = NULL;
 	*out = NULL;
 	if (nparts == 0 || nparts > ODATA_KEY_MAX_PARTS) {
-		seterr(errbuf, errlen, "a key needs 1 to %d parts, got %zu", ODATA_KEY_MAX_PARTS, nparts);
+		errbuf_set(errbuf, errlen, "a key needs 1 to %d parts, got %zu", ODATA_KEY_MAX_PARTS, nparts);
 		goto out;
 	}
 	size_t cap = 3;
 	for (size_t i = 0; i < nparts; i++) {
 		const struct odata_key_part *p = &parts[i];
 		if (!p->name && nparts > 1) {
-			seterr(errbuf, errlen, "key part %zu has no name; a key with several parts must name each",
+			errbuf_set(errbuf, errlen, "key part %zu has no name; a key with several parts must name each",
 			       i);
 			goto out;
 		}
 		if (p->name && !valid_ident(p->name, strlen(p->name))) {
-			seterr(errbuf, errlen, "key part %zu: name is not an identifier", i);
+			errbuf_set(errbuf, errlen, "key part %zu: name is not an identifier", i);
 			goto out;
 		}
 		for (size_t j = 0; p->name && j < i; j++) {
 			if (strcmp(parts[j].name, p->name) == 0) {
-				seterr(errbuf, errlen, "key part %zu: duplicate name '%s'", i, p->name);
+				errbuf_set(errbuf, errlen, "key part %zu: duplicate name '%s'", i, p->name);
 				goto out;
 			}
 		}
 		if (!p->value) {
-			seterr(errbuf, errlen, "key part %zu has no value", i);
+			errbuf_set(errbuf, errlen, "key part %zu has no value", i);
 			goto out;
 		}
 		size_t vlen = strlen(p->value);
 		if (vlen > ODATA_TEXT_MAX) {
-			seterr(errbuf, errlen, "key part %zu: value over the %d-byte limit", i, ODATA_TEXT_MAX);
+			errbuf_set(errbuf, errlen, "key part %zu: value over the %d-byte limit", i, ODATA_TEXT_MAX);
 			goto out;
 		}
 		switch (p->kind) {
 		case ODATA_KIND_INT:
 			if (!valid_int(p->value, vlen)) {
-				seterr(errbuf, errlen, "key part %zu: '%s' is not an integer", i, p->value);
+				errbuf_set(errbuf, errlen, "key part %zu: '%s' is not an integer", i, p->value);
 				goto out;
 			}
 			break;
 		case ODATA_KIND_GUID:
 			if (!valid_guid(p->value, vlen)) {
-				seterr(errbuf, errlen, "key part %zu: value is not a GUID (8-4-4-4-12 hex)", i);
+				errbuf_set(errbuf, errlen, "key part %zu: value is not a GUID (8-4-4-4-12 hex)", i);
 				goto out;
 			}
 			break;
 		case ODATA_KIND_ENUM:
 			if (!p->enum_type || !valid_qualified(p->enum_type, strlen(p->enum_type)) ||
 			    !strchr(p->enum_type, '.')) {
-				seterr(errbuf, errlen, "key part %zu: enum needs a qualified enum type name", i);
+				errbuf_set(errbuf, errlen, "key part %zu: enum needs a qualified enum type name", i);
 				goto out;
 			}
 			cap += strlen(p->enum_type);
@@ -296,7 +289,7 @@ int odata_key_build(const struct odata_key_part *parts, size_t nparts, char **ou
 		case ODATA_KIND_STRING:
 			break;
 		default:
-			seterr(errbuf, errlen, "key part %zu: unknown kind %d", i, (int)p->kind);
+			errbuf_set(errbuf, errlen, "key part %zu: unknown kind %d", i, (int)p->kind);
 			goto out;
 		}
 		/* name '=' quote (value doubled then encoded: <= 6 bytes per byte) quote ',' */
@@ -304,7 +297,7 @@ int odata_key_build(const struct odata_key_part *parts, size_t nparts, char **ou
 	}
 	buf = malloc(cap);
 	if (!buf) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	size_t o = 0;
@@ -332,7 +325,7 @@ int odata_key_build(const struct odata_key_part *parts, size_t nparts, char **ou
 		}
 		char *q = malloc(2 * vlen + 3);
 		if (!q) {
-			seterr(errbuf, errlen, "out of memory");
+			errbuf_set(errbuf, errlen, "out of memory");
 			goto out;
 		}
 		size_t ql = quote_into(q, p->value, vlen);
@@ -366,7 +359,7 @@ static int kr_peek(struct kreader *r, size_t *next)
 		return -1;
 	unsigned char c = (unsigned char)r->s[r->pos];
 	if (c == '\0') {
-		seterr(r->errbuf, r->errlen, "Invalid key predicate at offset %zu: NUL byte", r->pos);
+		errbuf_set(r->errbuf, r->errlen, "Invalid key predicate at offset %zu: NUL byte", r->pos);
 		return -2;
 	}
 	if (c != '%') {
@@ -376,7 +369,7 @@ static int kr_peek(struct kreader *r, size_t *next)
 	int hi = r->pos + 1 < r->len ? hexval((unsigned char)r->s[r->pos + 1]) : -1;
 	int lo = r->pos + 2 < r->len ? hexval((unsigned char)r->s[r->pos + 2]) : -1;
 	if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-		seterr(r->errbuf, r->errlen,
+		errbuf_set(r->errbuf, r->errlen,
 		       "Invalid key predicate at offset %zu: bad percent-escape (expected %%XX, not %%00)", r->pos);
 		return -2;
 	}
@@ -417,7 +410,7 @@ static size_t kr_quoted(struct kreader *r, char *dst)
 		if (c == -2)
 			return (size_t)-1;
 		if (c == -1) {
-			seterr(r->errbuf, r->errlen,
+			errbuf_set(r->errbuf, r->errlen,
 			       "Invalid key predicate at offset %zu: unbalanced quote (string starting here never ends)",
 			       start);
 			return (size_t)-1;
@@ -448,12 +441,12 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 	if (consumed)
 		*consumed = 0;
 	if (len > ODATA_TEXT_MAX) {
-		seterr(errbuf, errlen, "Invalid key predicate: %zu bytes, over the %d-byte limit", len, ODATA_TEXT_MAX);
+		errbuf_set(errbuf, errlen, "Invalid key predicate: %zu bytes, over the %d-byte limit", len, ODATA_TEXT_MAX);
 		return -1;
 	}
 	char *buf = malloc(len + 3 * ODATA_KEY_MAX_PARTS + 1);
 	if (!buf) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	size_t bo = 0;
@@ -462,7 +455,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 	int c = kr_peek(&r, &next);
 	if (c != '(') {
 		if (c != -2)
-			seterr(errbuf, errlen, "Invalid key predicate at offset 0: expected '('");
+			errbuf_set(errbuf, errlen, "Invalid key predicate at offset 0: expected '('");
 		goto out;
 	}
 	r.pos = next;
@@ -470,7 +463,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 	int named = -1;
 	for (;;) {
 		if (n == ODATA_KEY_MAX_PARTS) {
-			seterr(errbuf, errlen, "Invalid key predicate at offset %zu: more than %d key parts", r.pos,
+			errbuf_set(errbuf, errlen, "Invalid key predicate at offset %zu: more than %d key parts", r.pos,
 			       ODATA_KEY_MAX_PARTS);
 			goto out;
 		}
@@ -486,7 +479,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 		int is_named = 0;
 		if (c == '=') {
 			if (!valid_ident(buf + tstart, tl)) {
-				seterr(errbuf, errlen,
+				errbuf_set(errbuf, errlen,
 				       "Invalid key predicate at offset %zu: expected a property name before '='",
 				       item_start);
 				goto out;
@@ -494,7 +487,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 			buf[tstart + tl] = '\0';
 			for (size_t j = 0; j < n; j++) {
 				if (off[j][0] != (size_t)-1 && strcmp(buf + off[j][0], buf + tstart) == 0) {
-					seterr(errbuf, errlen,
+					errbuf_set(errbuf, errlen,
 					       "Invalid key predicate at offset %zu: duplicate key property '%s'",
 					       item_start, buf + tstart);
 					goto out;
@@ -514,7 +507,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 				goto out;
 		}
 		if (named >= 0 && named != is_named) {
-			seterr(errbuf, errlen,
+			errbuf_set(errbuf, errlen,
 			       "Invalid key predicate at offset %zu: named and unnamed key values cannot be mixed",
 			       part_start);
 			goto out;
@@ -531,7 +524,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 				bo = tstart + tl + 1;
 				tstart = bo;
 			} else {
-				seterr(errbuf, errlen,
+				errbuf_set(errbuf, errlen,
 				       "Invalid key predicate at offset %zu: expected a quoted string or an enum literal "
 				       "(Namespace.EnumType'Member')",
 				       item_start);
@@ -545,7 +538,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 			bo = tstart + vl + 1;
 		} else {
 			if (tl == 0) {
-				seterr(errbuf, errlen,
+				errbuf_set(errbuf, errlen,
 				       "Invalid key predicate at offset %zu: expected a key value (GUID, integer, "
 				       "'string' or enum literal)",
 				       item_start);
@@ -559,7 +552,7 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 			} else if (valid_int(buf + tstart, tl)) {
 				kind = ODATA_KIND_INT;
 			} else {
-				seterr(errbuf, errlen,
+				errbuf_set(errbuf, errlen,
 				       "Invalid key predicate at offset %zu: expected a GUID, an integer, a quoted "
 				       "string or an enum literal",
 				       item_start);
@@ -582,18 +575,18 @@ int odata_key_parse(const char *text, size_t len, size_t *consumed, struct odata
 			r.pos = next;
 			break;
 		}
-		seterr(errbuf, errlen, "Invalid key predicate at offset %zu: expected ',' or ')'%s", r.pos,
+		errbuf_set(errbuf, errlen, "Invalid key predicate at offset %zu: expected ',' or ')'%s", r.pos,
 		       c == -1 ? " but the text ended" : "");
 		goto out;
 	}
 	if (!named && n > 1) {
-		seterr(errbuf, errlen, "Invalid key predicate: a key with several values must name each one");
+		errbuf_set(errbuf, errlen, "Invalid key predicate: a key with several values must name each one");
 		goto out;
 	}
 	if (consumed) {
 		*consumed = r.pos;
 	} else if (r.pos != len) {
-		seterr(errbuf, errlen, "Invalid key predicate at offset %zu: unexpected text after ')'", r.pos);
+		errbuf_set(errbuf, errlen, "Invalid key predicate at offset %zu: unexpected text after ')'", r.pos);
 		goto out;
 	}
 	key->nparts = n;
@@ -621,32 +614,32 @@ int odata_entity_ref_parse(const char *text, size_t len, char **entity_set, stru
 	*entity_set = NULL;
 	memset(key, 0, sizeof(*key));
 	if (len > ODATA_TEXT_MAX) {
-		seterr(errbuf, errlen, "Invalid entity reference: %zu bytes, over the %d-byte limit", len,
+		errbuf_set(errbuf, errlen, "Invalid entity reference: %zu bytes, over the %d-byte limit", len,
 		       ODATA_TEXT_MAX);
 		return -1;
 	}
 	const char *paren = memchr(text, '(', len);
 	if (!paren) {
-		seterr(errbuf, errlen, "Invalid entity reference: expected EntitySet(key)");
+		errbuf_set(errbuf, errlen, "Invalid entity reference: expected EntitySet(key)");
 		return -1;
 	}
 	size_t p = (size_t)(paren - text), start = p;
 	while (start > 0 && text[start - 1] != '/')
 		start--;
 	if (!valid_ident(text + start, p - start)) {
-		seterr(errbuf, errlen, "Invalid entity reference at offset %zu: expected an entity set name before '('",
+		errbuf_set(errbuf, errlen, "Invalid entity reference at offset %zu: expected an entity set name before '('",
 		       start);
 		return -1;
 	}
 	char kerr[256];
 	if (odata_key_parse(paren, len - p, NULL, key, kerr, sizeof(kerr)) < 0) {
-		seterr(errbuf, errlen, "Invalid entity reference (key starts at offset %zu): %s", p, kerr);
+		errbuf_set(errbuf, errlen, "Invalid entity reference (key starts at offset %zu): %s", p, kerr);
 		return -1;
 	}
 	*entity_set = strndup(text + start, p - start);
 	if (!*entity_set) {
 		odata_key_clear(key);
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -746,7 +739,7 @@ int odata_error_build(const char *code, const char *message, const char *inner_m
 	if (ok)
 		*out = cJSON_PrintUnformatted(root);
 	if (!*out) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	rc = 0;

@@ -1,5 +1,7 @@
 #include "odata_batch.h"
 
+#include "errbuf.h"
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,15 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	if (!errbuf || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- arena: parsed trees own one list of chunks ---- */
 
@@ -235,13 +228,13 @@ static int check_headers(const struct odata_batch_header *h, size_t n, const cha
 			 size_t errlen)
 {
 	if (n > ODATA_BATCH_MAX_HEADERS) {
-		seterr(errbuf, errlen, "%s %zu has %zu headers, more than %d", what, idx, n, ODATA_BATCH_MAX_HEADERS);
+		errbuf_set(errbuf, errlen, "%s %zu has %zu headers, more than %d", what, idx, n, ODATA_BATCH_MAX_HEADERS);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* a name starting with '-' could begin a line that looks like a delimiter */
 		if (!valid_token(h[i].name) || h[i].name[0] == '-' || has_crlf(h[i].value)) {
-			seterr(errbuf, errlen, "%s %zu: header %zu has an invalid name or a CR/LF in its value", what,
+			errbuf_set(errbuf, errlen, "%s %zu: header %zu has an invalid name or a CR/LF in its value", what,
 			       idx, i);
 			return -1;
 		}
@@ -266,26 +259,26 @@ static int check_request(const struct odata_batch_request *r, size_t idx, const 
 			 int in_changeset, char *errbuf, size_t errlen)
 {
 	if (!r->method || !r->url || !*r->url || !valid_token(r->method)) {
-		seterr(errbuf, errlen, "request %zu needs a method and a URL", idx);
+		errbuf_set(errbuf, errlen, "request %zu needs a method and a URL", idx);
 		return -1;
 	}
 	if (has_crlf(r->url) || strchr(r->url, ' ') || has_crlf(r->content_id) ||
 	    (r->content_id && (!*r->content_id || strchr(r->content_id, ' ')))) {
-		seterr(errbuf, errlen, "request %zu: URL or Content-ID holds spaces or CR/LF", idx);
+		errbuf_set(errbuf, errlen, "request %zu: URL or Content-ID holds spaces or CR/LF", idx);
 		return -1;
 	}
 	if (in_changeset && strcmp(r->method, "GET") == 0) {
-		seterr(errbuf, errlen, "request %zu: GET is not allowed inside a changeset", idx);
+		errbuf_set(errbuf, errlen, "request %zu: GET is not allowed inside a changeset", idx);
 		return -1;
 	}
 	for (size_t i = 0; r->content_id && i < nids; i++) {
 		if (strcmp(ids[i], r->content_id) == 0) {
-			seterr(errbuf, errlen, "request %zu: duplicate Content-ID '%s'", idx, r->content_id);
+			errbuf_set(errbuf, errlen, "request %zu: duplicate Content-ID '%s'", idx, r->content_id);
 			return -1;
 		}
 	}
 	if (r->body_len && !r->body) {
-		seterr(errbuf, errlen, "request %zu: body_len without a body", idx);
+		errbuf_set(errbuf, errlen, "request %zu: body_len without a body", idx);
 		return -1;
 	}
 	return check_headers(r->headers, r->nheaders, "request", idx, errbuf, errlen);
@@ -326,7 +319,7 @@ static int finish_build(struct sbuf *b, const char *boundary, char **body, size_
 	char *ctdup = b->oom ? NULL : strdup(ct);
 	if (!ctdup) {
 		free(b->p);
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	*body = b->p;
@@ -346,23 +339,23 @@ int odata_batch_request_build(const struct odata_batch_part *parts, size_t npart
 	*body_len = 0;
 	*content_type = NULL;
 	if (!valid_batch_id(batch_id)) {
-		seterr(errbuf, errlen, "batch id must be 1 to %d characters of [A-Za-z0-9_.-]", ODATA_BATCH_ID_MAX);
+		errbuf_set(errbuf, errlen, "batch id must be 1 to %d characters of [A-Za-z0-9_.-]", ODATA_BATCH_ID_MAX);
 		goto out;
 	}
 	for (size_t p = 0; p < nparts; p++)
 		total += parts[p].nrequests;
 	if (nparts == 0 || total == 0) {
-		seterr(errbuf, errlen, "a batch needs at least one request");
+		errbuf_set(errbuf, errlen, "a batch needs at least one request");
 		goto out;
 	}
 	if (total > ODATA_BATCH_MAX_REQUESTS) {
-		seterr(errbuf, errlen, "The batch contains %zu requests, more than the limit of %d", total,
+		errbuf_set(errbuf, errlen, "The batch contains %zu requests, more than the limit of %d", total,
 		       ODATA_BATCH_MAX_REQUESTS);
 		goto out;
 	}
 	ids = calloc(total, sizeof(*ids));
 	if (!ids) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	char boundary[96], cs_boundary[96];
@@ -372,11 +365,11 @@ int odata_batch_request_build(const struct odata_batch_part *parts, size_t npart
 	for (size_t p = 0; p < nparts; p++) {
 		const struct odata_batch_part *part = &parts[p];
 		if (part->nrequests == 0) {
-			seterr(errbuf, errlen, "part %zu: a changeset must hold at least one request", p);
+			errbuf_set(errbuf, errlen, "part %zu: a changeset must hold at least one request", p);
 			goto out;
 		}
 		if (!part->changeset && part->nrequests != 1) {
-			seterr(errbuf, errlen, "part %zu: a part outside a changeset holds exactly one request", p);
+			errbuf_set(errbuf, errlen, "part %zu: a part outside a changeset holds exactly one request", p);
 			goto out;
 		}
 		if (part->changeset)
@@ -397,7 +390,7 @@ int odata_batch_request_build(const struct odata_batch_part *parts, size_t npart
 				goto out;
 			if (body_has_boundary(r->body, r->body_len, boundary) ||
 			    (part->changeset && body_has_boundary(r->body, r->body_len, cs_boundary))) {
-				seterr(errbuf, errlen, "request %zu: its body contains the boundary; use another batch id",
+				errbuf_set(errbuf, errlen, "request %zu: its body contains the boundary; use another batch id",
 				       idx);
 				goto out;
 			}
@@ -439,11 +432,11 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 	*body_len = 0;
 	*content_type = NULL;
 	if (!valid_batch_id(batch_id)) {
-		seterr(errbuf, errlen, "batch id must be 1 to %d characters of [A-Za-z0-9_.-]", ODATA_BATCH_ID_MAX);
+		errbuf_set(errbuf, errlen, "batch id must be 1 to %d characters of [A-Za-z0-9_.-]", ODATA_BATCH_ID_MAX);
 		goto out;
 	}
 	if (nparts == 0) {
-		seterr(errbuf, errlen, "a batch response needs at least one part");
+		errbuf_set(errbuf, errlen, "a batch response needs at least one part");
 		goto out;
 	}
 	char boundary[96], cs_boundary[96];
@@ -453,7 +446,7 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 	for (size_t p = 0; p < nparts; p++) {
 		const struct odata_batch_response_part *part = &parts[p];
 		if (part->nresponses == 0 || (!part->changeset && part->nresponses != 1)) {
-			seterr(errbuf, errlen, "response part %zu: a changeset needs responses, a plain part exactly one",
+			errbuf_set(errbuf, errlen, "response part %zu: a changeset needs responses, a plain part exactly one",
 			       p);
 			goto out;
 		}
@@ -472,11 +465,11 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 		for (size_t i = 0; i < part->nresponses; i++, idx++) {
 			const struct odata_batch_response *r = &part->responses[i];
 			if (r->status < 100 || r->status > 599) {
-				seterr(errbuf, errlen, "response %zu: status %d is outside 100..599", idx, r->status);
+				errbuf_set(errbuf, errlen, "response %zu: status %d is outside 100..599", idx, r->status);
 				goto out;
 			}
 			if (has_crlf(r->content_id) || (r->body_len && !r->body)) {
-				seterr(errbuf, errlen, "response %zu: CR/LF in Content-ID or body_len without body",
+				errbuf_set(errbuf, errlen, "response %zu: CR/LF in Content-ID or body_len without body",
 				       idx);
 				goto out;
 			}
@@ -484,7 +477,7 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 				goto out;
 			if (body_has_boundary(r->body, r->body_len, boundary) ||
 			    (part->changeset && body_has_boundary(r->body, r->body_len, cs_boundary))) {
-				seterr(errbuf, errlen, "response %zu: its body contains the boundary; use another batch id",
+				errbuf_set(errbuf, errlen, "response %zu: its body contains the boundary; use another batch id",
 				       idx);
 				goto out;
 			}
@@ -570,7 +563,7 @@ static int content_type_boundary(const char *ct, size_t ctlen, char *out, size_t
 	while (ct < end && (*ct == ' ' || *ct == '\t'))
 		ct++;
 	if (!ieq_prefix(ct, (size_t)(end - ct), "multipart/mixed")) {
-		seterr(errbuf, errlen, "Content-Type must be multipart/mixed with a boundary");
+		errbuf_set(errbuf, errlen, "Content-Type must be multipart/mixed with a boundary");
 		return -1;
 	}
 	const char *p = ct + strlen("multipart/mixed");
@@ -593,7 +586,7 @@ static int content_type_boundary(const char *ct, size_t ctlen, char *out, size_t
 			while (p < end && *p != '"')
 				p++;
 			if (p >= end) {
-				seterr(errbuf, errlen, "Content-Type: unterminated quoted parameter");
+				errbuf_set(errbuf, errlen, "Content-Type: unterminated quoted parameter");
 				return -1;
 			}
 			vlen = (size_t)(p - val);
@@ -606,13 +599,13 @@ static int content_type_boundary(const char *ct, size_t ctlen, char *out, size_t
 		}
 		if (nlen == 8 && strncasecmp(name, "boundary", 8) == 0) {
 			if (vlen == 0 || vlen > 70 || vlen >= outlen) {
-				seterr(errbuf, errlen, "Content-Type: boundary must be 1 to 70 characters");
+				errbuf_set(errbuf, errlen, "Content-Type: boundary must be 1 to 70 characters");
 				return -1;
 			}
 			for (size_t i = 0; i < vlen; i++) {
 				unsigned char c = (unsigned char)val[i];
 				if (c < 0x20 || c == 0x7f) {
-					seterr(errbuf, errlen, "Content-Type: control character in boundary");
+					errbuf_set(errbuf, errlen, "Content-Type: control character in boundary");
 					return -1;
 				}
 			}
@@ -621,7 +614,7 @@ static int content_type_boundary(const char *ct, size_t ctlen, char *out, size_t
 			return 0;
 		}
 	}
-	seterr(errbuf, errlen, "Content-Type multipart/mixed has no boundary parameter");
+	errbuf_set(errbuf, errlen, "Content-Type multipart/mixed has no boundary parameter");
 	return -1;
 }
 
@@ -656,7 +649,7 @@ static int split_multipart(struct pctx *c, const char *p, const char *end, const
 			break;
 		const char *nl = memchr(d, '\n', (size_t)(end - d));
 		if (!nl) {
-			seterr(c->errbuf, c->errlen, "no delimiter line '--%s' found in the %s", boundary,
+			errbuf_set(c->errbuf, c->errlen, "no delimiter line '--%s' found in the %s", boundary,
 			       changeset ? "changeset" : "batch body");
 			return -1;
 		}
@@ -682,7 +675,7 @@ static int split_multipart(struct pctx *c, const char *p, const char *end, const
 			q = nl + 1;
 		}
 		if (!next) {
-			seterr(c->errbuf, c->errlen, "offset %zu: the %s has no closing delimiter '--%s--'", OFF(c, d),
+			errbuf_set(c->errbuf, c->errlen, "offset %zu: the %s has no closing delimiter '--%s--'", OFF(c, d),
 			       changeset ? "changeset" : "batch", boundary);
 			return -1;
 		}
@@ -699,7 +692,7 @@ static int split_multipart(struct pctx *c, const char *p, const char *end, const
 		d = next;
 	}
 	if (nparts == 0) {
-		seterr(c->errbuf, c->errlen, "offset %zu: the %s holds no parts", OFF(c, d),
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: the %s holds no parts", OFF(c, d),
 		       changeset ? "changeset" : "batch");
 		return -1;
 	}
@@ -717,7 +710,7 @@ static int parse_headers(struct pctx *c, const char **pp, const char *end, struc
 		size_t llen;
 		const char *after = next_line(p, end, &line, &llen);
 		if (llen > ODATA_BATCH_LINE_MAX) {
-			seterr(c->errbuf, c->errlen, "offset %zu: header line longer than %d bytes", OFF(c, p),
+			errbuf_set(c->errbuf, c->errlen, "offset %zu: header line longer than %d bytes", OFF(c, p),
 			       ODATA_BATCH_LINE_MAX);
 			return -1;
 		}
@@ -726,7 +719,7 @@ static int parse_headers(struct pctx *c, const char **pp, const char *end, struc
 			break;
 		}
 		if (line[0] == ' ' || line[0] == '\t') {
-			seterr(c->errbuf, c->errlen, "offset %zu: folded header lines are not supported", OFF(c, p));
+			errbuf_set(c->errbuf, c->errlen, "offset %zu: folded header lines are not supported", OFF(c, p));
 			return -1;
 		}
 		const char *colon = memchr(line, ':', llen);
@@ -735,11 +728,11 @@ static int parse_headers(struct pctx *c, const char **pp, const char *end, struc
 		for (size_t i = 0; ok && i < nlen; i++)
 			ok = is_tchar((unsigned char)line[i]);
 		if (!ok) {
-			seterr(c->errbuf, c->errlen, "offset %zu: expected a header line 'Name: value'", OFF(c, p));
+			errbuf_set(c->errbuf, c->errlen, "offset %zu: expected a header line 'Name: value'", OFF(c, p));
 			return -1;
 		}
 		if (*n == ODATA_BATCH_MAX_HEADERS) {
-			seterr(c->errbuf, c->errlen, "offset %zu: more than %d headers in one part", OFF(c, p),
+			errbuf_set(c->errbuf, c->errlen, "offset %zu: more than %d headers in one part", OFF(c, p),
 			       ODATA_BATCH_MAX_HEADERS);
 			return -1;
 		}
@@ -751,7 +744,7 @@ static int parse_headers(struct pctx *c, const char **pp, const char *end, struc
 		out[*n].name = arena_strndup(c->a, line, nlen);
 		out[*n].value = arena_strndup(c->a, v, (size_t)(vend - v));
 		if (!out[*n].name || !out[*n].value) {
-			seterr(c->errbuf, c->errlen, "out of memory");
+			errbuf_set(c->errbuf, c->errlen, "out of memory");
 			return -1;
 		}
 		(*n)++;
@@ -764,7 +757,7 @@ static int parse_headers(struct pctx *c, const char **pp, const char *end, struc
 static struct op *new_op(struct pctx *c, const char *at)
 {
 	if (c->nops == ODATA_BATCH_MAX_REQUESTS) {
-		seterr(c->errbuf, c->errlen, "offset %zu: The batch contains more than %d requests", OFF(c, at),
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: The batch contains more than %d requests", OFF(c, at),
 		       ODATA_BATCH_MAX_REQUESTS);
 		return NULL;
 	}
@@ -774,7 +767,7 @@ static struct op *new_op(struct pctx *c, const char *at)
 			cap = ODATA_BATCH_MAX_REQUESTS;
 		struct op *n = realloc(c->ops, cap * sizeof(*n));
 		if (!n) {
-			seterr(c->errbuf, c->errlen, "out of memory");
+			errbuf_set(c->errbuf, c->errlen, "out of memory");
 			return NULL;
 		}
 		c->ops = n;
@@ -789,7 +782,7 @@ static int parse_status_line(struct pctx *c, const char *at, const char *line, s
 {
 	if (llen < 12 || strncmp(line, "HTTP/1.", 7) != 0 || line[8] != ' ' || line[9] < '1' || line[9] > '5' ||
 	    line[10] < '0' || line[10] > '9' || line[11] < '0' || line[11] > '9' || (llen > 12 && line[12] != ' ')) {
-		seterr(c->errbuf, c->errlen, "offset %zu: expected a status line 'HTTP/1.1 <code> <reason>'",
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: expected a status line 'HTTP/1.1 <code> <reason>'",
 		       OFF(c, at));
 		return -1;
 	}
@@ -807,7 +800,7 @@ static int parse_request_line(struct pctx *c, const char *at, const char *line, 
 	size_t vlen = ver ? llen - (size_t)(ver - line) : 0;
 	if (!sp2 || sp2 == sp1 + 1 || vlen < 8 || strncmp(ver, "HTTP/1.", 7) != 0 ||
 	    memchr(ver, ' ', vlen) != NULL) {
-		seterr(c->errbuf, c->errlen, "offset %zu: expected a request line '<METHOD> <URL> HTTP/1.1'",
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: expected a request line '<METHOD> <URL> HTTP/1.1'",
 		       OFF(c, at));
 		return -1;
 	}
@@ -817,18 +810,18 @@ static int parse_request_line(struct pctx *c, const char *at, const char *line, 
 		if (strlen(methods[i]) == mlen && memcmp(methods[i], line, mlen) == 0)
 			method = methods[i];
 	if (!method) {
-		seterr(c->errbuf, c->errlen, "offset %zu: unsupported method in a batch request (GET, POST, PATCH, "
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: unsupported method in a batch request (GET, POST, PATCH, "
 		       "PUT or DELETE)", OFF(c, at));
 		return -1;
 	}
 	if (changeset && strcmp(method, "GET") == 0) {
-		seterr(c->errbuf, c->errlen, "offset %zu: GET is not allowed inside a changeset", OFF(c, at));
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: GET is not allowed inside a changeset", OFF(c, at));
 		return -1;
 	}
 	o->method = method;
 	o->url = arena_strndup(c->a, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 	if (!o->url) {
-		seterr(c->errbuf, c->errlen, "out of memory");
+		errbuf_set(c->errbuf, c->errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -848,7 +841,7 @@ static int parse_op(struct pctx *c, const char *p, const char *end, const char *
 	const char *at = p;
 	p = next_line(p, end, &line, &llen);
 	if (llen > ODATA_BATCH_LINE_MAX) {
-		seterr(c->errbuf, c->errlen, "offset %zu: request line longer than %d bytes", OFF(c, at),
+		errbuf_set(c->errbuf, c->errlen, "offset %zu: request line longer than %d bytes", OFF(c, at),
 		       ODATA_BATCH_LINE_MAX);
 		return -1;
 	}
@@ -862,7 +855,7 @@ static int parse_op(struct pctx *c, const char *p, const char *end, const char *
 	if (nh) {
 		o->headers = arena_alloc(c->a, nh * sizeof(*hdr));
 		if (!o->headers) {
-			seterr(c->errbuf, c->errlen, "out of memory");
+			errbuf_set(c->errbuf, c->errlen, "out of memory");
 			return -1;
 		}
 		memcpy(o->headers, hdr, nh * sizeof(*hdr));
@@ -874,7 +867,7 @@ static int parse_op(struct pctx *c, const char *p, const char *end, const char *
 	if (end > p) {
 		o->body = arena_strndup(c->a, p, (size_t)(end - p));
 		if (!o->body) {
-			seterr(c->errbuf, c->errlen, "out of memory");
+			errbuf_set(c->errbuf, c->errlen, "out of memory");
 			return -1;
 		}
 		o->body_len = (size_t)(end - p);
@@ -900,7 +893,7 @@ static int parse_part(struct pctx *c, const char *p, const char *end, int change
 	const char *ct = odata_batch_header_get(hdr, nh, "Content-Type");
 	if (ct && ieq_prefix(ct, strlen(ct), "multipart/mixed")) {
 		if (changeset) {
-			seterr(c->errbuf, c->errlen, "offset %zu: changesets cannot be nested", OFF(c, at));
+			errbuf_set(c->errbuf, c->errlen, "offset %zu: changesets cannot be nested", OFF(c, at));
 			return -1;
 		}
 		char boundary[80];
@@ -911,7 +904,7 @@ static int parse_part(struct pctx *c, const char *p, const char *end, int change
 		return split_multipart(c, p, end, boundary, num, parse_changeset_part);
 	}
 	if (!ct || !ieq_prefix(ct, strlen(ct), "application/http")) {
-		seterr(c->errbuf, c->errlen,
+		errbuf_set(c->errbuf, c->errlen,
 		       "offset %zu: a batch part must have Content-Type application/http or multipart/mixed",
 		       OFF(c, at));
 		return -1;
@@ -920,7 +913,7 @@ static int parse_part(struct pctx *c, const char *p, const char *end, int change
 	if (cid && !c->response) {
 		for (size_t i = 0; i < c->nops; i++) {
 			if (c->ops[i].content_id && strcmp(c->ops[i].content_id, cid) == 0) {
-				seterr(c->errbuf, c->errlen, "offset %zu: duplicate Content-ID in the batch", OFF(c, at));
+				errbuf_set(c->errbuf, c->errlen, "offset %zu: duplicate Content-ID in the batch", OFF(c, at));
 				return -1;
 			}
 		}
@@ -939,11 +932,11 @@ static int parse_body(struct pctx *c, const char *content_type, const char *body
 {
 	char boundary[80];
 	if (!content_type || !body) {
-		seterr(c->errbuf, c->errlen, "missing Content-Type or body");
+		errbuf_set(c->errbuf, c->errlen, "missing Content-Type or body");
 		return -1;
 	}
 	if (len > max_body) {
-		seterr(c->errbuf, c->errlen, "the batch body is %zu bytes, over the limit of %zu", len, max_body);
+		errbuf_set(c->errbuf, c->errlen, "the batch body is %zu bytes, over the limit of %zu", len, max_body);
 		return -1;
 	}
 	if (content_type_boundary(content_type, strlen(content_type), boundary, sizeof(boundary), c->errbuf,
@@ -971,7 +964,7 @@ int odata_batch_request_parse(const char *content_type, const char *body, size_t
 	struct pctx c = { .response = 0, .errbuf = errbuf, .errlen = errlen };
 	c.a = calloc(1, sizeof(*c.a));
 	if (!c.a) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	if (parse_body(&c, content_type, body, len, max_body) < 0)
@@ -980,7 +973,7 @@ int odata_batch_request_parse(const char *content_type, const char *body, size_t
 	struct odata_batch_part *parts = arena_alloc(c.a, ng * sizeof(*parts));
 	struct odata_batch_request *reqs = arena_alloc(c.a, c.nops * sizeof(*reqs));
 	if (!parts || !reqs) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	size_t g = 0;
@@ -1025,7 +1018,7 @@ int odata_batch_response_parse(const char *content_type, const char *body, size_
 	struct pctx c = { .response = 1, .errbuf = errbuf, .errlen = errlen };
 	c.a = calloc(1, sizeof(*c.a));
 	if (!c.a) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	if (parse_body(&c, content_type, body, len, max_body) < 0)
@@ -1034,7 +1027,7 @@ int odata_batch_response_parse(const char *content_type, const char *body, size_
 	struct odata_batch_response_part *parts = arena_alloc(c.a, ng * sizeof(*parts));
 	struct odata_batch_response *resps = arena_alloc(c.a, c.nops * sizeof(*resps));
 	if (!parts || !resps) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	size_t g = 0;

@@ -1,5 +1,7 @@
 #include "query.h"
 
+#include "errbuf.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -10,15 +12,6 @@
 
 #include "odata.h"
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	if (!errbuf || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- the $filter tree ---- */
 
@@ -99,7 +92,7 @@ __attribute__((format(printf, 3, 4))) static int perr(struct parser *p, size_t o
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	seterr(p->errbuf, p->errlen, "Syntax error at position %zu in $filter: %s", off, what);
+	errbuf_set(p->errbuf, p->errlen, "Syntax error at position %zu in $filter: %s", off, what);
 	return -1;
 }
 
@@ -232,7 +225,7 @@ static void tok_release(struct tok *t)
 
 static int oom(struct parser *p)
 {
-	seterr(p->errbuf, p->errlen, "out of memory");
+	errbuf_set(p->errbuf, p->errlen, "out of memory");
 	return -1;
 }
 
@@ -654,13 +647,13 @@ static int parse_filter(const char *s, size_t len, enum query_flavour flavour, s
 	int rc = -1;
 	*out = NULL;
 	if (len > QUERY_FILTER_MAX) {
-		seterr(errbuf, errlen, "$filter is %zu characters, over the limit of %d", len, QUERY_FILTER_MAX);
+		errbuf_set(errbuf, errlen, "$filter is %zu characters, over the limit of %d", len, QUERY_FILTER_MAX);
 		goto out;
 	}
 	if (next_tok(&p) < 0)
 		goto out;
 	if (p.t.kind == T_END) {
-		seterr(errbuf, errlen, "$filter is empty");
+		errbuf_set(errbuf, errlen, "$filter is empty");
 		goto out;
 	}
 	if (parse_or(&p, &e) < 0)
@@ -743,11 +736,11 @@ static int split_list(const char *v, const char *what, item_fn fn, void *ctx, ch
 		while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
 			b--;
 		if (a == b) {
-			seterr(errbuf, errlen, "%s: empty item at position %zu", what, a);
+			errbuf_set(errbuf, errlen, "%s: empty item at position %zu", what, a);
 			return -1;
 		}
 		if (++count > QUERY_SELECT_MAX) {
-			seterr(errbuf, errlen, "%s: more than %d items", what, QUERY_SELECT_MAX);
+			errbuf_set(errbuf, errlen, "%s: more than %d items", what, QUERY_SELECT_MAX);
 			return -1;
 		}
 		if (fn(ctx, v + a, b - a, a, errbuf, errlen) < 0)
@@ -761,18 +754,18 @@ static int add_select(void *ctx, const char *item, size_t n, size_t off, char *e
 {
 	struct query *q = ctx;
 	if (!valid_ident(item, n)) {
-		seterr(errbuf, errlen, "$select: '%.*s' at position %zu is not a property name", (int)n, item, off);
+		errbuf_set(errbuf, errlen, "$select: '%.*s' at position %zu is not a property name", (int)n, item, off);
 		return -1;
 	}
 	char **ns = realloc(q->select, (q->nselect + 1) * sizeof(*ns));
 	if (!ns) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	q->select = ns;
 	q->select[q->nselect] = dupn(item, n);
 	if (!q->select[q->nselect]) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	q->nselect++;
@@ -786,7 +779,7 @@ static int add_order(void *ctx, const char *item, size_t n, size_t off, char *er
 	while (f < n && item[f] != ' ' && item[f] != '\t')
 		f++;
 	if (!valid_ident(item, f)) {
-		seterr(errbuf, errlen, "$orderby: '%.*s' at position %zu is not a property name", (int)f, item, off);
+		errbuf_set(errbuf, errlen, "$orderby: '%.*s' at position %zu is not a property name", (int)f, item, off);
 		return -1;
 	}
 	size_t d = f;
@@ -797,20 +790,20 @@ static int add_order(void *ctx, const char *item, size_t n, size_t off, char *er
 		if (n - d == 4 && strncmp(item + d, "desc", 4) == 0)
 			desc = 1;
 		else if (!(n - d == 3 && strncmp(item + d, "asc", 3) == 0)) {
-			seterr(errbuf, errlen, "$orderby: expected 'asc' or 'desc' at position %zu", off + d);
+			errbuf_set(errbuf, errlen, "$orderby: expected 'asc' or 'desc' at position %zu", off + d);
 			return -1;
 		}
 	}
 	struct query_order *no = realloc(q->orderby, (q->norderby + 1) * sizeof(*no));
 	if (!no) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	q->orderby = no;
 	q->orderby[q->norderby].field = dupn(item, f);
 	q->orderby[q->norderby].desc = desc;
 	if (!q->orderby[q->norderby].field) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	q->norderby++;
@@ -821,19 +814,19 @@ static int parse_nonneg(const char *name, const char *v, long long *out, char *e
 {
 	size_t n = strlen(v);
 	if (n == 0 || n > 10) {
-		seterr(errbuf, errlen, "%s must be a non-negative integer up to 2147483647", name);
+		errbuf_set(errbuf, errlen, "%s must be a non-negative integer up to 2147483647", name);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!is_digit(v[i])) {
-			seterr(errbuf, errlen, "%s must be a non-negative integer up to 2147483647", name);
+			errbuf_set(errbuf, errlen, "%s must be a non-negative integer up to 2147483647", name);
 			return -1;
 		}
 	}
 	errno = 0;
 	long long x = strtoll(v, NULL, 10);
 	if (errno || x > 2147483647LL) {
-		seterr(errbuf, errlen, "%s must be a non-negative integer up to 2147483647", name);
+		errbuf_set(errbuf, errlen, "%s must be a non-negative integer up to 2147483647", name);
 		return -1;
 	}
 	*out = x;
@@ -848,7 +841,7 @@ int query_parse(const char *qs, size_t len, enum query_flavour flavour, struct q
 	unsigned seen = 0;
 	query_init(q);
 	if (len > QUERY_STRING_MAX) {
-		seterr(errbuf, errlen, "the query string is %zu bytes, over the limit of %d", len, QUERY_STRING_MAX);
+		errbuf_set(errbuf, errlen, "the query string is %zu bytes, over the limit of %d", len, QUERY_STRING_MAX);
 		goto out;
 	}
 	size_t start = 0;
@@ -864,18 +857,18 @@ int query_parse(const char *qs, size_t len, enum query_flavour flavour, struct q
 		size_t nlen = eq ? (size_t)(eq - param) : plen;
 		char derr[200];
 		if (odata_pct_decode(param, nlen, &name, NULL, derr, sizeof(derr)) < 0) {
-			seterr(errbuf, errlen, "query parameter name: %s", derr);
+			errbuf_set(errbuf, errlen, "query parameter name: %s", derr);
 			goto out;
 		}
 		if (eq) {
 			if (odata_pct_decode(eq + 1, plen - nlen - 1, &value, NULL, derr, sizeof(derr)) < 0) {
-				seterr(errbuf, errlen, "query parameter %s: %s", name, derr);
+				errbuf_set(errbuf, errlen, "query parameter %s: %s", name, derr);
 				goto out;
 			}
 		} else {
 			value = strdup("");
 			if (!value) {
-				seterr(errbuf, errlen, "out of memory");
+				errbuf_set(errbuf, errlen, "out of memory");
 				goto out;
 			}
 		}
@@ -889,18 +882,18 @@ int query_parse(const char *qs, size_t len, enum query_flavour flavour, struct q
 			k = -1; /* an ordinary parameter on Dataverse */
 		if (k < 0 && name[0] == '$') {
 			if (strcmp(name, "$expand") == 0)
-				seterr(errbuf, errlen, "The query parameter $expand is not supported by the emulator");
+				errbuf_set(errbuf, errlen, "The query parameter $expand is not supported by the emulator");
 			else
-				seterr(errbuf, errlen, "The query parameter %s is not supported", printable(name));
+				errbuf_set(errbuf, errlen, "The query parameter %s is not supported", printable(name));
 			goto out;
 		}
 		if (k == 4 && flavour == QUERY_CE) {
-			seterr(errbuf, errlen, "The query parameter $skip is not supported");
+			errbuf_set(errbuf, errlen, "The query parameter $skip is not supported");
 			goto out;
 		}
 		if (k >= 0) {
 			if (seen & (1u << k)) {
-				seterr(errbuf, errlen, "The query parameter %s is specified more than once", name);
+				errbuf_set(errbuf, errlen, "The query parameter %s is specified more than once", name);
 				goto out;
 			}
 			seen |= 1u << k;
@@ -932,7 +925,7 @@ int query_parse(const char *qs, size_t len, enum query_flavour flavour, struct q
 			} else if (strcmp(value, "false") == 0) {
 				q->count = 0;
 			} else {
-				seterr(errbuf, errlen, "$count must be true or false");
+				errbuf_set(errbuf, errlen, "$count must be true or false");
 				goto out;
 			}
 			break;
@@ -950,18 +943,18 @@ int query_parse(const char *qs, size_t len, enum query_flavour flavour, struct q
 			} else if (strcasecmp(value, "false") == 0) {
 				q->cross_company = 0;
 			} else {
-				seterr(errbuf, errlen, "cross-company must be true or false");
+				errbuf_set(errbuf, errlen, "cross-company must be true or false");
 				goto out;
 			}
 			break;
 		default: {
 			if (q->nextra >= QUERY_SELECT_MAX) {
-				seterr(errbuf, errlen, "more than %d query parameters", QUERY_SELECT_MAX);
+				errbuf_set(errbuf, errlen, "more than %d query parameters", QUERY_SELECT_MAX);
 				goto out;
 			}
 			struct query_param *np = realloc(q->extra, (q->nextra + 1) * sizeof(*np));
 			if (!np) {
-				seterr(errbuf, errlen, "out of memory");
+				errbuf_set(errbuf, errlen, "out of memory");
 				goto out;
 			}
 			q->extra = np;
@@ -1114,7 +1107,7 @@ int query_filter_format(const struct query *q, char **out, char *errbuf, size_t 
 		fmt_expr(&b, q->filter);
 	if (b.oom) {
 		free(b.p);
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
 	}
 	*out = b.p;
@@ -1175,10 +1168,10 @@ static int field_type(struct sqlctx *c, const char *field, enum query_type *t)
 	*t = c->type_of(c->ctx, field);
 	if (*t == QUERY_T_UNKNOWN || *t > QUERY_T_ENUM) {
 		if (c->type_name)
-			seterr(c->errbuf, c->errlen, "Could not find a property named '%s' on type '%s'.", field,
+			errbuf_set(c->errbuf, c->errlen, "Could not find a property named '%s' on type '%s'.", field,
 			       c->type_name);
 		else
-			seterr(c->errbuf, c->errlen, "Could not find a property named '%s'.", field);
+			errbuf_set(c->errbuf, c->errlen, "Could not find a property named '%s'.", field);
 		return -1;
 	}
 	return 0;
@@ -1188,13 +1181,13 @@ static int field_type(struct sqlctx *c, const char *field, enum query_type *t)
 static int add_param(struct sqlctx *c, char *v)
 {
 	if (!v) {
-		seterr(c->errbuf, c->errlen, "out of memory");
+		errbuf_set(c->errbuf, c->errlen, "out of memory");
 		return -1;
 	}
 	char **np = realloc(c->params, (c->nparams + 1) * sizeof(*np));
 	if (!np) {
 		free(v);
-		seterr(c->errbuf, c->errlen, "out of memory");
+		errbuf_set(c->errbuf, c->errlen, "out of memory");
 		return -1;
 	}
 	c->params = np;
@@ -1253,7 +1246,7 @@ static const char *param_cast(enum query_type t)
 
 static int type_mismatch(struct sqlctx *c, enum query_type t, const struct lit *l, enum cmp_op op)
 {
-	seterr(c->errbuf, c->errlen,
+	errbuf_set(c->errbuf, c->errlen,
 	       "A binary operator with incompatible types was detected. Found operand types '%s' and '%s' for "
 	       "operator kind '%s'.",
 	       query_type_edm(t), lit_edm(l), OP_KINDS[op]);
@@ -1293,7 +1286,7 @@ static int sql_cmp(struct sqlctx *c, const struct query_expr *e)
 	const struct lit *l = &e->lit;
 	if (l->kind == L_NULL) {
 		if (e->op != OP_EQ && e->op != OP_NE) {
-			seterr(c->errbuf, c->errlen, "null can only be compared with eq or ne (property '%s')", e->field);
+			errbuf_set(c->errbuf, c->errlen, "null can only be compared with eq or ne (property '%s')", e->field);
 			return -1;
 		}
 		sb_fmt(&c->b, "((%s->>'%s') IS %sNULL)", c->col, e->field, e->op == OP_NE ? "NOT " : "");
@@ -1315,7 +1308,7 @@ static int sql_cmp(struct sqlctx *c, const struct query_expr *e)
 	if (!ok)
 		return type_mismatch(c, t, l, e->op);
 	if ((t == QUERY_T_BOOL || t == QUERY_T_GUID || t == QUERY_T_ENUM) && e->op != OP_EQ && e->op != OP_NE) {
-		seterr(c->errbuf, c->errlen, "The operator '%s' cannot be used on the %s property '%s'; use eq or ne.",
+		errbuf_set(c->errbuf, c->errlen, "The operator '%s' cannot be used on the %s property '%s'; use eq or ne.",
 		       OP_NAMES[e->op], query_type_edm(t), e->field);
 		return -1;
 	}
@@ -1362,7 +1355,7 @@ static int sql_func(struct sqlctx *c, const struct query_expr *e)
 	if (field_type(c, e->field, &t) < 0)
 		return -1;
 	if (t != QUERY_T_STRING) {
-		seterr(c->errbuf, c->errlen, "The function %s needs a string property; '%s' is %s.", FUNC_NAMES[e->func],
+		errbuf_set(c->errbuf, c->errlen, "The function %s needs a string property; '%s' is %s.", FUNC_NAMES[e->func],
 		       e->field, query_type_edm(t));
 		return -1;
 	}
@@ -1426,7 +1419,7 @@ int query_to_sql(const struct query *q, enum query_flavour flavour, const char *
 	struct sbuf ob = { 0 };
 	memset(out, 0, sizeof(*out));
 	if (!column || !*column || first_param < 1 || !type_of) {
-		seterr(errbuf, errlen, "query_to_sql: column, first_param >= 1 and type_of are required");
+		errbuf_set(errbuf, errlen, "query_to_sql: column, first_param >= 1 and type_of are required");
 		goto out;
 	}
 	for (size_t i = 0; i < q->nselect; i++) {
@@ -1455,7 +1448,7 @@ int query_to_sql(const struct query *q, enum query_flavour flavour, const char *
 		sb_str(&ob, q->orderby[i].desc ? " DESC NULLS LAST" : " ASC NULLS FIRST");
 	}
 	if (c.b.oom || ob.oom) {
-		seterr(errbuf, errlen, "out of memory");
+		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}
 	out->where = c.b.p;
