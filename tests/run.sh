@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the test suites and ends with one summary line, "N passed, N failed".
 #   tests/run.sh          unit suites, then a private Kafka + PostgreSQL stack (.state/test,
-#                         port base DW_TEST_PORT_BASE, default 29000;
-#                         ports 29xxx) for the integration suites, stopped again at the end
+#                         port base DW_TEST_PORT_BASE, default 29000: keep it below 32768, the
+#                         start of Linux's ephemeral port range, or a client socket may hold a port
+#                         the stack needs) for the integration suites, stopped again at the end
 #   tests/run.sh unit     unit suites only (no services)
 # Suites are the cmocka binaries under $DW_BUILD/tests/{unit,integration} and the scripts
 # tests/{unit,integration}/test_*.sh; each reports TAP lines ("ok N - name" / "not ok N - name").
@@ -65,12 +66,13 @@ run_layer unit
 
 if [ "$mode" = all ]; then
 	export DW_PORT_BASE=${DW_TEST_PORT_BASE:-29000}
+	# Stop whatever did start, also when the stack fails half-way.
+	trap 'deploy/local/stack.sh down >"$logs/stack-down.log" 2>&1' EXIT
 	if ! deploy/local/stack.sh up >"$logs/stack-up.log" 2>&1; then
 		cat "$logs/stack-up.log"
 		echo "stack failed to start"
 		failed=$((failed + 1))
 	else
-		trap 'deploy/local/stack.sh down >"$logs/stack-down.log" 2>&1' EXIT
 		# shellcheck disable=SC1091
 		. "$DW_STATE_DIR/stack.env"
 		run_layer integration
