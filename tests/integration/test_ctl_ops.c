@@ -143,6 +143,24 @@ static double status_num(const char *name)
 	return v;
 }
 
+/* GET url: the HTTP status, 0 when nothing answers. */
+static long http_status(const char *url)
+{
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	FILE *devnull = fopen("/dev/null", "w");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
+	long st = 0;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+	curl_easy_cleanup(c);
+	if (devnull)
+		fclose(devnull);
+	return st;
+}
+
 static void worker_start(void)
 {
 	char log_path[1024];
@@ -167,6 +185,17 @@ static void worker_start(void)
 		_exit(127);
 	}
 	worker = pid;
+	/* ready: its signal handlers are in place and it consumes */
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", (int)strtol(harness_env("DW_PORT_BASE"), NULL, 10) + 70);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	for (;;) {
+		if (http_status(url) == 200)
+			break;
+		if (harness_now_ms() > deadline || waitpid(pid, NULL, WNOHANG) == pid)
+			fail_msg("the apply worker did not become ready (see logs/ctl-ops-apply.log)");
+		usleep(100000);
+	}
 }
 
 /* SIGTERM and wait; the exit status (-1 when killed after 30 s). */
@@ -445,6 +474,8 @@ static void test_usage_errors(void **state)
 	assert_non_null(strstr(eout, "exactly one of --since"));
 	assert_int_equal(2, ctl("replay --map accounts --to fo --since yesterday"));
 	assert_non_null(strstr(eout, "'yesterday'"));
+	assert_int_equal(2, ctl("replay --map accounts --to fo --since 2026-02-31T00:00:00Z"));
+	assert_int_equal(2, ctl("replay --map accounts --to fo --since 2026-11-30T00:00:00"));
 	assert_int_equal(2, ctl("pause"));
 	assert_int_equal(2, ctl("dlq retry --map accounts --to fo"));
 	assert_int_equal(1, ctl("pause --map nosuchmap"));
@@ -554,6 +585,37 @@ static void test_replay_since_rfc3339_and_relative(void **state)
 	assert_int_equal(before, fo_total_writes());
 }
 
+static void exec_sql(const char *sql, int n, const char *const *params)
+{
+	PGconn *c = connect_db(dbname);
+	if (store_exec(c, sql, n, params, NULL, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", sql, err);
+	store_close(c);
+}
+
+static void test_status_counts_parked_and_open_transactions(void **state)
+{
+	(void)state;
+	assert_int_equal(0, worker_stop()); /* it would re-drive the parked event */
+	ctl_ok("status");
+	assert_non_null(strstr(out, "MAP"));
+	assert_non_null(strstr(out, "OPEN_TXNS"));
+	assert_int_equal(0, (long)status_num("parked"));
+	assert_int_equal(0, (long)status_num("open_transactions"));
+	exec_sql("INSERT INTO dw_parked_event (map_name, target_side, record_key, event_id, event, reason) "
+		 "VALUES ('accounts', 'fo', 'k1', 'e1', '{}', 'test'), ('accounts', 'ce', 'k2', 'e2', '{}', 'test')",
+		 0, NULL);
+	exec_sql("INSERT INTO dw_txn_part (source_side, txn_id, part_order, total, map_name, event_id, event) VALUES "
+		 "('ce', 't1', 1, 3, 'accounts', 'e1', '{}'), ('ce', 't1', 2, 3, 'accounts', 'e2', '{}'), "
+		 "('ce', 't2', 1, 2, 'accounts', 'e3', '{}'), ('fo', 't3', 1, 2, 'accounts', 'e4', '{}')",
+		 0, NULL);
+	assert_int_equal(1, (long)status_num("parked"));            /* only the fo direction's */
+	assert_int_equal(2, (long)status_num("open_transactions")); /* t1 and t2 come from ce */
+	exec_sql("DELETE FROM dw_parked_event", 0, NULL);
+	exec_sql("DELETE FROM dw_txn_part", 0, NULL);
+	worker_start();
+}
+
 static void test_kafka_own_reset_tool_writes_nothing(void **state)
 {
 	(void)state;
@@ -636,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_replay_refused_while_worker_runs),
 		cmocka_unit_test(test_replay_whole_topic_twice_writes_nothing),
 		cmocka_unit_test(test_replay_since_rfc3339_and_relative),
+		cmocka_unit_test(test_status_counts_parked_and_open_transactions),
 		cmocka_unit_test(test_kafka_own_reset_tool_writes_nothing),
 		cmocka_unit_test_teardown(test_dlq_list_show_retry, faults_off),
 	};

@@ -239,6 +239,9 @@ int ops_parse_time(const char *text, int64_t now_ms, int64_t *out_ms)
 	tm.tm_min = mi;
 	tm.tm_sec = s;
 	time_t t = timegm(&tm);
+	struct tm back;
+	if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_mday != d || back.tm_mon != mo - 1)
+		return -1; /* 2026-02-31 and the like */
 	*out_ms = ((int64_t)t - (int64_t)off_min * 60) * 1000 + frac_ms;
 	return 0;
 }

@@ -110,7 +110,7 @@ static int set_state(int argc, char **argv, const struct config_common *cfg, int
 		goto out;
 	}
 	log_info(pause ? "map paused" : "map resumed", "map", map, "reason", reason ? reason : "");
-	printf("map %s: %s (both directions)\n", map, pause ? "paused" : "running");
+	printf("map %s: %s (every direction of the map)\n", map, pause ? "paused" : "running");
 	rc = 0;
 out:
 	applystate_free(st);

@@ -25,7 +25,8 @@ static const char usage[] =
 	"             committed offset counts from its low watermark)\n"
 	"  PARKED     events parked behind a conflict or missing dependency (dw_parked_event)\n"
 	"  DLQ        messages in the dead-letter topic <prefix>.dlq.<map>.<to> (end - start offsets)\n"
-	"  OPEN_TXNS  source transactions with some but not all parts staged (dw_txn_part)\n"
+	"  OPEN_TXNS  source transactions with parts staged, waiting for the rest (dw_txn_part; a unit\n"
+	"             is cleared once applied or dead-lettered)\n"
 	"as an aligned table, or as a JSON array with --json.\n"
 	"\n"
 	"options:\n"
@@ -122,8 +123,7 @@ static int row_fill(const struct config_common *cfg, PGconn *pg, struct row *r, 
 	snprintf(r->state, sizeof(r->state), "%s", applystate_map_state_name(s));
 	const char *p[] = { r->t->map, r->t->from };
 	if (store_exec(pg,
-		       "SELECT count(*) FROM (SELECT txn_id FROM dw_txn_part WHERE map_name = $1 AND source_side = $2 "
-		       "GROUP BY txn_id HAVING count(*) < max(total)) u",
+		       "SELECT count(DISTINCT txn_id) FROM dw_txn_part WHERE map_name = $1 AND source_side = $2",
 		       2, p, &res, err, errlen) != 0)
 		goto out;
 	r->open_txns = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
