@@ -224,6 +224,8 @@ static int scan(struct dlq_ctx *c, int32_t only, int64_t from, int one, long *fo
 		fprintf(stderr, "ctl dlq: cannot read %s\n", c->t->dlq_topic);
 		goto out;
 	}
+	if (c->action == DLQ_LIST)
+		printf("%9s  %10s  %-24s  %-16s  %s\n", "PARTITION", "OFFSET", "TIME", "REASON", "KEY");
 	int64_t deadline = ops_now_ms() + 60000;
 	while (open > 0) {
 		if (ops_now_ms() > deadline) {
@@ -378,8 +380,6 @@ static int run(int argc, char **argv, const struct config_common *cfg)
 			goto out;
 		}
 	}
-	if (c.action == DLQ_LIST)
-		printf("%9s  %10s  %-24s  %-16s  %s\n", "PARTITION", "OFFSET", "TIME", "REASON", "KEY");
 	long found = 0;
 	int32_t only = offset >= 0 ? (int32_t)(partition < 0 ? 0 : partition) : (int32_t)partition;
 	if (scan(&c, only, offset, offset >= 0, &found) != 0)

@@ -234,7 +234,8 @@ static int run(int argc, char **argv, const struct config_common *cfg)
 	for (size_t i = 0; i < n; i++) {
 		rows[i].t = &t[i];
 		if (row_fill(cfg, pg, &rows[i], err, sizeof(err)) != 0) {
-			fprintf(stderr, "ctl status: map %s to %s: %s\n", t[i].map, t[i].to, err);
+			fprintf(stderr, "ctl status: map %s to %s: %s%s\n", t[i].map, t[i].to, err,
+				strstr(err, "SQLSTATE 42P01") ? " (is the schema there? run `ctl migrate`)" : "");
 			goto out;
 		}
 	}
