@@ -20,5 +20,10 @@ extern const struct ctl_command ctl_migrate_command; /* migrate.c */
 extern const struct ctl_command ctl_topics_command;  /* topics.c */
 extern const struct ctl_command ctl_validate_maps_command; /* validate_maps.c */
 extern const struct ctl_command ctl_initial_sync_command; /* initial_sync.c */
+extern const struct ctl_command ctl_status_command; /* status.c */
+extern const struct ctl_command ctl_pause_command;  /* pause.c */
+extern const struct ctl_command ctl_resume_command; /* pause.c */
+extern const struct ctl_command ctl_replay_command; /* replay.c */
+extern const struct ctl_command ctl_dlq_command;    /* dlq.c */
 
 #endif

@@ -11,6 +11,11 @@ static const struct ctl_command *const commands[] = {
 	&ctl_topics_command,
 	&ctl_validate_maps_command,
 	&ctl_initial_sync_command,
+	&ctl_status_command,
+	&ctl_pause_command,
+	&ctl_resume_command,
+	&ctl_replay_command,
+	&ctl_dlq_command,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
