@@ -72,6 +72,11 @@ struct applystate_item {
 	int is_delete;
 	const char *source_key;   /* optional: the record's key on the event's source side ... */
 	const char *source_hash;  /* ... and the hash of the event's image there (see SKIP_ECHO) */
+	const char *park_key;     /* optional: the key parked events of this record are filed under
+				   * (the worker uses the event's source key, known even when mapping
+				   * failed); NULL: record_key */
+	int redrive;              /* the item is a parked event being re-driven: the duplicate and
+				   * parked checks are skipped (its id is recorded, its row is the head) */
 	/* outputs */
 	enum applystate_decision decision;
 	int has_prev; /* a state row exists for the record; then prev holds it */
@@ -80,7 +85,8 @@ struct applystate_item {
 
 /*
  * Decides each of n items with three or four reads in all (not per item), in this order: event id
- * already recorded -> SKIP_DUPLICATE; the record has parked events -> QUEUE_PARKED; version <=
+ * already recorded -> SKIP_DUPLICATE; the record (park_key, else record_key) has parked events ->
+ * QUEUE_PARKED (both checks skipped for a redrive item); version <=
  * recorded version -> SKIP_STALE; source_hash equal to the seen_hash recorded for source_key on
  * the source side (the event is the echo of an image already known there, typically our own
  * write) -> SKIP_ECHO; not a delete and content_hash equal to the content_hash of a target

@@ -47,6 +47,10 @@ struct item {
 	char *body;
 	char *if_match;
 	char *event_json;
+	/* re-drive of a parked event (rule 6) */
+	int redrive;
+	int64_t park_id;
+	int park_attempts;
 };
 
 long long apply_now_ms(void)
@@ -161,6 +165,22 @@ static char *value_text(const struct kafka_message *m)
 	return s;
 }
 
+/* Parks the event (or queues it behind the record's parked events). Parked events are filed under
+ * the event's canonical source key (the Kafka message key), which is known even when mapping
+ * failed, so that every later event of the record finds them (applystate_item.park_key). */
+static void park(struct item *it, const char *reason)
+{
+	it->event_json = value_text(it->msg);
+	set_text(&it->reason_owned, reason);
+	set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
+	it->out.event_json = it->event_json;
+	it->out.reason = it->reason_owned ? it->reason_owned : "parked";
+	if (!it->event_json) {
+		it->has_out = 0;
+		it->st = ST_RETRY;
+	}
+}
+
 /* The record's key on the source side in the map's terms: the side's key fields from the event
  * (data, then key), the company column carrying the code the transform resolved. */
 static char *source_key(const struct apply *a, const struct item *it)
@@ -260,11 +280,7 @@ static void prepare(struct apply *a, struct item *it)
 		set_outcome(it, APPLYSTATE_FILTERED, it->skey_fallback);
 		return;
 	case MAP_NOT_FOUND:
-		it->event_json = value_text(it->msg);
-		it->reason_owned = strdup(err);
-		set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
-		it->out.event_json = it->event_json;
-		it->out.reason = it->reason_owned ? it->reason_owned : "lookup target not found";
+		park(it, err);
 		return;
 	case MAP_ERR_RESOLVE:
 		log_warn("lookup failed; will retry", "map", a->map->name, "error", err);
@@ -397,11 +413,7 @@ static int settle(struct apply *a, struct item *it, int second)
 		to_retry(a, it, "target", w->retry_after_ms);
 		return 0;
 	case TARGET_MISSING_DEP:
-		it->event_json = value_text(it->msg);
-		it->reason_owned = strdup(w->error ? w->error : "lookup target missing");
-		set_outcome(it, APPLYSTATE_PARKED, it->tkey);
-		it->out.event_json = it->event_json;
-		it->out.reason = it->reason_owned ? it->reason_owned : "lookup target missing";
+		park(it, w->error ? w->error : "lookup target missing");
 		return 0;
 	case TARGET_INVALID:
 		to_dlq(it, "target_rejected", w->status, w->error, w->error_body);
@@ -710,7 +722,27 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	return 0;
 }
 
-int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
+/* Parking back-off: backoff_min doubled per failed attempt, capped at backoff_max, at least what
+ * the target asked for. */
+static long long park_delay_ms(const struct apply *a, int attempts, long asked)
+{
+	long long d = a->backoff_min_ms;
+	for (int i = 0; i < attempts && d < a->backoff_max_ms; i++)
+		d *= 2;
+	if (d > a->backoff_max_ms)
+		d = a->backoff_max_ms;
+	return asked > d ? asked : d;
+}
+
+/*
+ * The pipeline for n events: Kafka messages (pk NULL) or the parked events pk[0..n) re-driven
+ * (msgs then hold synthetic messages carrying their documents). In re-drive mode no offsets are
+ * touched: an event that ends recorded is unparked, one that fails again (parked again or
+ * retryable) stays the head of its record with its next attempt backed off; *unparked counts
+ * the former.
+ */
+static int run(struct apply *a, struct kafka_message **msgs, const struct applystate_parked *pk, size_t n,
+	       size_t *unparked, char *errbuf, size_t errlen)
 {
 	int rc = APPLY_OK;
 	long long t0 = apply_now_ms();
@@ -729,7 +761,27 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 	for (size_t i = 0; i < n; i++) {
 		items[i].msg = msgs[i];
 		items[i].rep = (int)i;
+		if (pk) {
+			items[i].redrive = 1;
+			items[i].park_id = pk[i].id;
+			items[i].park_attempts = pk[i].attempts;
+		}
 		prepare(a, &items[i]);
+	}
+	/* per-record order (rule 6): an event whose record had an event parked earlier in this batch
+	 * queues behind it */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->decoded || it->st != ST_PENDING || !it->skey_fallback)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			const struct item *o = &items[j];
+			if (o->has_out && o->out.result == APPLYSTATE_PARKED && o->skey_fallback &&
+			    strcmp(o->skey_fallback, it->skey_fallback) == 0) {
+				park(it, "queued behind a parked event of the same record");
+				break;
+			}
+		}
 	}
 	/* collapse: per target record the newest version stands for all */
 	for (size_t i = 0; i < n; i++) {
@@ -761,7 +813,8 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 						   .version = it->ev.source.version,
 						   .content_hash = it->w.op == MAP_WRITE_DELETE ? NULL : it->thash,
 						   .is_delete = it->w.op == MAP_WRITE_DELETE,
-						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL };
+						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL,
+						   .park_key = it->skey_fallback, .redrive = it->redrive };
 		aidx[na++] = i;
 	}
 	int src = applystate_decide(a->state, ai, na, err, sizeof(err));
@@ -786,21 +839,14 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 			set_outcome(it, APPLYSTATE_ECHO, it->tkey);
 			continue;
 		case APPLYSTATE_QUEUE_PARKED:
-			it->event_json = value_text(it->msg);
-			set_outcome(it, APPLYSTATE_PARKED, it->tkey);
-			it->out.event_json = it->event_json;
-			it->out.reason = "queued behind a parked event of the same record";
+			park(it, "queued behind a parked event of the same record");
 			continue;
 		case APPLYSTATE_WRITE:
 			break;
 		}
 		int krc = key_parts(a, it, err, sizeof(err));
 		if (krc == MAP_NOT_FOUND) {
-			it->event_json = value_text(it->msg);
-			it->reason_owned = strdup(err);
-			set_outcome(it, APPLYSTATE_PARKED, it->tkey);
-			it->out.event_json = it->event_json;
-			it->out.reason = it->reason_owned ? it->reason_owned : "key lookup not found";
+			park(it, err);
 			continue;
 		}
 		if (krc == MAP_ERR_RESOLVE) {
@@ -876,7 +922,7 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 	size_t no = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
-		if (it->st != ST_DONE || !it->has_out)
+		if (it->st != ST_DONE || !it->has_out || (it->redrive && it->out.result == APPLYSTATE_PARKED))
 			continue;
 		outs[no++] = it->out;
 		if (it->out.result == APPLYSTATE_APPLIED && it->skey && (it->shash[0] || it->out.deleted))
@@ -894,10 +940,31 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 finish:
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
-		if (it->st == ST_RETRY)
+		if (it->st == ST_RETRY || (it->redrive && it->has_out && it->out.result == APPLYSTATE_PARKED))
 			continue;
 		const char *name = it->dlq ? "dead_letter" : it->has_out ? applystate_result_name(it->out.result) : "none";
 		count(a->m.events, name);
+	}
+	if (pk) {
+		/* re-drive: unpark what is recorded; back off what failed again */
+		for (size_t i = 0; i < n; i++) {
+			struct item *it = &items[i];
+			int again = it->st == ST_RETRY || !it->has_out || it->out.result == APPLYSTATE_PARKED;
+			int src2 = again ? applystate_park_retry_later(a->state, it->park_id,
+								      park_delay_ms(a, it->park_attempts, it->retry_after_ms),
+								      err, sizeof(err))
+					 : applystate_unpark(a->state, it->park_id, err, sizeof(err));
+			if (src2 != 0)
+				log_warn("parked event bookkeeping failed (re-driven again later; harmless)", "map",
+					 a->map->name, "error", err);
+			else if (!again)
+				(*unparked)++;
+			if (!again)
+				log_info("parked event re-driven", "map", a->map->name, "record", it->skey_fallback ? it->skey_fallback : "",
+					 "outcome", it->dlq ? "dead_letter" : applystate_result_name(it->out.result));
+		}
+		rc = APPLY_OK;
+		goto gauges;
 	}
 	/* store offsets up to the first retry per partition, then commit */
 	int any_retry = 0;
@@ -976,6 +1043,7 @@ finish:
 		const char *lv[] = { ps };
 		metrics_gauge_set(a->m.lag, lv, hi > items[i].msg->offset ? (double)(hi - items[i].msg->offset - 1) : 0);
 	}
+gauges:
 	{
 		int64_t parked = 0;
 		if (applystate_parked_count(a->state, &parked, err, sizeof(err)) == 0)
@@ -995,5 +1063,62 @@ out:
 	free(ai);
 	free(aidx);
 	free(outs);
+	return rc;
+}
+
+int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
+{
+	size_t ignored = 0;
+	return run(a, msgs, NULL, n, &ignored, errbuf, errlen);
+}
+
+int apply_redrive(struct apply *a, char *errbuf, size_t errlen)
+{
+	long long now = apply_now_ms();
+	if (a->map_paused || now < a->next_redrive_ms)
+		return 0;
+	a->next_redrive_ms = now + a->redrive_ms;
+	int rc = 0;
+	/* each pass re-drives the due head of every parked record; a record's next event becomes its
+	 * head once the previous one is unparked, so passes go on while they make progress */
+	for (int pass = 0; pass < 64; pass++) {
+		struct applystate_parked *pk = NULL;
+		size_t np = 0, unparked = 0;
+		char err[1024];
+		if (applystate_parked_due(a->state, a->batch_max, &pk, &np, err, sizeof(err)) != 0) {
+			log_warn("parked events not read; re-drive later", "map", a->map->name, "error", err);
+			break;
+		}
+		if (np == 0) {
+			applystate_parked_free(pk, np);
+			break;
+		}
+		struct kafka_message *m = calloc(np, sizeof(*m));
+		struct kafka_message **mp = calloc(np, sizeof(*mp));
+		if (!m || !mp) {
+			free(m);
+			free(mp);
+			applystate_parked_free(pk, np);
+			log_warn("out of memory; re-drive later", "map", a->map->name);
+			break;
+		}
+		for (size_t i = 0; i < np; i++) {
+			m[i] = (struct kafka_message){ .topic = a->source_topic, .partition = -1, .offset = pk[i].id,
+						       .timestamp_ms = -1, .key = pk[i].record_key,
+						       .key_len = strlen(pk[i].record_key), .value = pk[i].event_json,
+						       .value_len = strlen(pk[i].event_json) };
+			mp[i] = &m[i];
+		}
+		int brc = run(a, mp, pk, np, &unparked, errbuf, errlen);
+		free(m);
+		free(mp);
+		applystate_parked_free(pk, np);
+		if (brc == APPLY_FATAL) {
+			rc = -1;
+			break;
+		}
+		if (unparked == 0)
+			break;
+	}
 	return rc;
 }
