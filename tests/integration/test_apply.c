@@ -153,6 +153,7 @@ static void worker_start(const char *to, const char *batch_max)
 		setenv("DW_APPLY_BACKOFF_MIN_MS", "200", 1);
 		setenv("DW_APPLY_BACKOFF_MAX_MS", "2000", 1);
 		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
+		setenv("DW_APPLY_REDRIVE_MS", "300", 1);
 		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", to, (char *)NULL);
 		_exit(127);
 	}
@@ -1056,6 +1057,118 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 		      w1 - w0, KILL_RECORDS * KILL_VERSIONS);
 }
 
+/* ---- rule 6: parking and re-drive ---------------------------------------------------------- */
+
+/* Creates (or updates) company `code` on CE; its GUID into guid[40]. */
+static void ce_company(const char *code, char guid[40])
+{
+	char url[1024], auth[8192];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies(cdm_companycode='%s')", harness_env("DW_CE_URL"),
+		 code);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ce_token);
+	const char *h[] = { auth, "Content-Type: application/json", "Prefer: return=representation", NULL };
+	struct emu_resp r;
+	emu_http("PATCH", url, h, "{\"cdm_name\":\"Parking test\"}", &r);
+	assert_true(r.status == 200 || r.status == 201);
+	cJSON *j = emu_json(&r);
+	snprintf(guid, 40, "%s", cJSON_GetObjectItem(j, "cdm_companyid")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+}
+
+/* An FO customer event of company `company`. */
+static void produce_customer_in(const char *company, const char *acct, int64_t v, const char *name)
+{
+	cJSON *k = cJSON_CreateObject(), *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "CustomerAccount", acct);
+	cJSON_AddStringToObject(k, "dataAreaId", company);
+	cJSON_AddStringToObject(d, "dataAreaId", company);
+	cJSON_AddStringToObject(d, "CustomerAccount", acct);
+	cJSON_AddStringToObject(d, "OrganizationName", name);
+	cJSON_AddStringToObject(d, "PartyType", "Organization");
+	cJSON_AddNumberToObject(d, "CreditLimit", 0);
+	produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, v == 1 ? "create" : "update", v, k, d);
+	cJSON_Delete(k);
+	cJSON_Delete(d);
+}
+
+static long long parked_ce(const char *extra)
+{
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM dw_parked_event WHERE map_name = 'accounts' AND target_side = 'ce'%s", extra);
+	return query_ll(sql, 0, NULL);
+}
+
+/* Sets the next attempt of every parked event far ahead, and checks it stays there (an attempt in
+ * flight when the update ran would have moved it back: then once more). */
+static void hold_redrive(void)
+{
+	for (int i = 0; i < 20; i++) {
+		exec_sql("UPDATE dw_parked_event SET next_attempt_at = now() + interval '1 hour'", 0, NULL);
+		usleep(700000);
+		if (parked_ce(" AND next_attempt_at < now() + interval '30 minutes'") == 0)
+			return;
+	}
+	fail_msg("parked events kept being re-driven");
+}
+
+static void test_missing_lookup_parks_then_redrives_in_order(void **state)
+{
+	(void)state;
+	/* a customer of a company CE does not have yet: the company lookup finds nothing -> parked */
+	char company[16], acct[32], guid[40];
+	snprintf(company, sizeof(company), "pk%u", run_id % 100000);
+	account_no(acct, sizeof(acct), 200);
+	long w0 = ce_writes();
+	produce_customer_in(company, acct, 1, "Parked one");
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(1, parked_ce(""));
+	assert_int_equal(w0, ce_writes());
+	/* periodic re-drive: it is tried again (and fails again, backed off) */
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (parked_ce(" AND attempts >= 2") < 1) {
+		if (harness_now_ms() > deadline)
+			fail_msg("the parked event was not retried");
+		usleep(100000);
+	}
+	assert_int_equal(w0, ce_writes());
+	/* hold the re-drive, let the company arrive, then a later update of the same record: it maps
+	 * fine now, yet must queue behind the parked create */
+	hold_redrive();
+	ce_company(company, guid);
+	produce_customer_in(company, acct, 2, "Parked two");
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(2, parked_ce(""));
+	assert_int_equal(1, parked_ce(" AND reason LIKE 'queued behind%'"));
+	assert_int_equal(w0, ce_writes());
+	/* release: the create is re-driven, then the update behind it */
+	exec_sql("UPDATE dw_parked_event SET next_attempt_at = now()", 0, NULL);
+	deadline = harness_now_ms() + WAIT_MS;
+	while (parked_ce("") > 0) {
+		if (harness_now_ms() > deadline)
+			fail_msg("the parked events were not re-driven");
+		usleep(100000);
+	}
+	char url[1024];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/accounts(accountnumber='%s',msdyn_company=%s)",
+		 harness_env("DW_CE_URL"), acct, guid);
+	cJSON *a = get_record(url, ce_token);
+	assert_non_null(a);
+	assert_string_equal("Parked two", str_of(a, "name"));
+	assert_string_equal(guid, str_of(a, "_msdyn_company_value"));
+	cJSON_Delete(a);
+	/* two writes, in order: the create, then the update (the other order would have skipped the
+	 * create as stale and written once) */
+	assert_int_equal(w0 + 2, ce_writes());
+	const char *p[] = { acct };
+	assert_int_equal(2, query_ll("SELECT source_version FROM dw_record_state WHERE map_name = 'accounts' "
+				     "AND target_side = 'ce' AND record_key LIKE '%' || $1 || '%'",
+				     1, p));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1072,6 +1185,7 @@ int main(void)
 		cmocka_unit_test(test_conflict_on_target_change_is_resolved_by_policy),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
+		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -171,7 +171,7 @@ static char *value_text(const struct kafka_message *m)
 static void park(struct item *it, const char *reason)
 {
 	it->event_json = value_text(it->msg);
-	set_text(&it->reason_owned, reason);
+	set_text(&it->reason_owned, reason && reason[0] ? reason : "lookup target not found");
 	set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
 	it->out.event_json = it->event_json;
 	it->out.reason = it->reason_owned ? it->reason_owned : "parked";
@@ -351,7 +351,11 @@ static int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
 				snprintf(err, errlen, "key field %s needs a CE lookup and no resolver is set", k->string);
 				return MAP_ERR_EVENT;
 			}
+			err[0] = '\0';
 			int rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			if (rc == MAP_NOT_FOUND && !err[0])
+				snprintf(err, errlen, "key field %s: no %s row with %s = '%s' on CE", k->string, set, field,
+					 value);
 			if (rc != MAP_OK)
 				return rc;
 			p->value = it->keybuf[n];

@@ -382,8 +382,11 @@ drain:
 	nbatch = 0;
 	log_info("apply stopping", "map", a.map->name, "to", a.to_name);
 out:
-	if (a.paused)
+	if (a.paused) {
+		/* NULL it: closing the consumer below revokes, and the rebalance callback frees it too */
 		rd_kafka_topic_partition_list_destroy(a.paused);
+		a.paused = NULL;
+	}
 	free(batch);
 	free(a.err_times);
 	if (consumer) {
