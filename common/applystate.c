@@ -690,6 +690,55 @@ int applystate_park_retry_later(struct applystate *s, int64_t id, long long dela
 			  4, p, NULL, errbuf, errlen);
 }
 
+int applystate_txn_expired(struct applystate *s, long long older_than_ms, size_t max, char ***sides, char ***ids,
+			   int **staged, int **total, size_t *n, char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	*sides = NULL;
+	*ids = NULL;
+	*staged = NULL;
+	*total = NULL;
+	*n = 0;
+	char ms[32], lim[32];
+	snprintf(ms, sizeof(ms), "%lld", older_than_ms < 0 ? 0 : older_than_ms);
+	snprintf(lim, sizeof(lim), "%zu", max > APPLYSTATE_BATCH_MAX ? (size_t)APPLYSTATE_BATCH_MAX : max);
+	const char *p[] = { s->map, s->other, ms, lim };
+	int rc = store_exec(s->conn,
+			    "SELECT source_side, txn_id, count(*), max(total) FROM dw_txn_part "
+			    "WHERE map_name = $1 AND source_side = $2 GROUP BY source_side, txn_id "
+			    "HAVING min(first_seen_at) < now() - $3::bigint * interval '1 millisecond' "
+			    "ORDER BY min(first_seen_at) LIMIT $4::bigint",
+			    4, p, &r, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	size_t rows = (size_t)PQntuples(r);
+	char **sv = calloc(rows ? rows : 1, sizeof(*sv)), **iv = calloc(rows ? rows : 1, sizeof(*iv));
+	int *st = calloc(rows ? rows : 1, sizeof(*st)), *tt = calloc(rows ? rows : 1, sizeof(*tt));
+	int oom = !sv || !iv || !st || !tt;
+	for (size_t i = 0; i < rows && !oom; i++) {
+		sv[i] = strdup(PQgetvalue(r, (int)i, 0));
+		iv[i] = strdup(PQgetvalue(r, (int)i, 1));
+		st[i] = (int)parse_i64(PQgetvalue(r, (int)i, 2));
+		tt[i] = (int)parse_i64(PQgetvalue(r, (int)i, 3));
+		oom = !sv[i] || !iv[i];
+	}
+	PQclear(r);
+	if (oom) {
+		applystate_strings_free(sv, rows);
+		applystate_strings_free(iv, rows);
+		free(st);
+		free(tt);
+		snprintf(errbuf, errlen, "applystate_txn_expired: out of memory");
+		return STORE_ERR;
+	}
+	*sides = sv;
+	*ids = iv;
+	*staged = st;
+	*total = tt;
+	*n = rows;
+	return 0;
+}
+
 void applystate_strings_free(char **v, size_t n)
 {
 	if (!v)

@@ -212,6 +212,16 @@ int applystate_txn_parts(struct applystate *s, const char *source_side, const ch
 int applystate_txn_clear(struct applystate *s, const char *source_side, const char *txn_id, char *errbuf,
 			 size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * Up to max units with parts staged by this map from the other side than the target, whose first
+ * part was staged more than older_than_ms ago, oldest first: *sides and *ids become new arrays of
+ * *n new strings (free with applystate_strings_free), *staged and *total new arrays of *n ints
+ * (parts staged, parts expected; free()).
+ */
+int applystate_txn_expired(struct applystate *s, long long older_than_ms, size_t max, char ***sides, char ***ids,
+			   int **staged, int **total, size_t *n, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* Frees an array of strings; NULL-safe. */
 void applystate_strings_free(char **v, size_t n);
 

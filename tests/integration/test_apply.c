@@ -154,6 +154,7 @@ static void worker_start(const char *to, const char *batch_max)
 		setenv("DW_APPLY_BACKOFF_MAX_MS", "2000", 1);
 		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
 		setenv("DW_APPLY_REDRIVE_MS", "300", 1);
+		setenv("DW_APPLY_TXN_TIMEOUT", "8s", 1);
 		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", to, (char *)NULL);
 		_exit(127);
 	}
@@ -1298,6 +1299,42 @@ static void test_unit_with_invalid_part_is_dead_lettered_whole(void **state)
 			     0, NULL) >= 4);
 }
 
+static void test_incomplete_unit_times_out_to_dlq(void **state)
+{
+	(void)state;
+	char txn[64], acct[2][32], dlq[128];
+	snprintf(txn, sizeof(txn), "po-late-%u-%lld", run_id, harness_now_ms());
+	snprintf(dlq, sizeof(dlq), "%s.dlq.accounts.ce", prefix);
+	account_no(acct[0], sizeof(acct[0]), 500);
+	account_no(acct[1], sizeof(acct[1]), 501);
+	long w0 = ce_writes();
+	produce_unit_part(txn, 1, acct[0], "Header");
+	produce_unit_part(txn, 2, acct[1], "Line 1");
+	flush_producer();
+	wait_caught_up_to("ce");
+	long long t0 = harness_now_ms();
+	assert_int_equal(2, staged_parts(txn));
+	/* parts 3 and 4 never come: after the worker's 8 s timeout both staged parts are dead letters */
+	while (staged_parts(txn) > 0) {
+		if (harness_now_ms() - t0 > WAIT_MS)
+			fail_msg("the incomplete unit was not expired");
+		usleep(200000);
+	}
+	assert_int_equal(w0, ce_writes());
+	for (int i = 0; i < 2; i++) {
+		char key[128];
+		snprintf(key, sizeof(key), "CustomerAccount=%s,dataAreaId=usmf", acct[i]);
+		char *reason = dlq_header_in(dlq, key, "dw.reason", NULL);
+		int ok = strcmp(reason, "txn_timeout") == 0;
+		free(reason);
+		assert_true(ok);
+		char *e = dlq_header_in(dlq, key, "dw.error", NULL);
+		int says = strstr(e, "2 of 4 parts") != NULL;
+		free(e);
+		assert_true(says);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1317,6 +1354,7 @@ int main(void)
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
 		cmocka_unit_test(test_unit_of_four_parts_appears_all_at_once),
 		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
+		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -91,6 +91,10 @@ struct apply {
 	/* parked events (rule 6) */
 	long redrive_ms;             /* how often due parked events are re-driven */
 	long long next_redrive_ms;
+	/* atomic units (rule 5) */
+	long txn_timeout_ms;         /* a unit still incomplete this long after its first part is
+				      * dead-lettered */
+	long long next_txn_check_ms;
 };
 
 /* The batch result. */
@@ -117,6 +121,14 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
  * of the dead-letter producer (stop, as for apply_batch).
  */
 int apply_redrive(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Dead-letters units staged for this map whose first part is older than txn_timeout_ms and that
+ * are still incomplete (checked every few seconds, not while the map is paused): every staged
+ * part goes to the dead-letter topic with reason txn_timeout, its outcome is recorded and the
+ * parts are cleared. Returns 0, or -1 with errbuf on a fatal dead-letter producer error.
+ */
+int apply_expire_units(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Resumes the partitions paused for a back-off once it has passed. */
 void apply_resume_due(struct apply *a);

@@ -735,19 +735,30 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	return 0;
 }
 
-/* Applies the complete unit whose last part `it` just staged, as ONE changeset: every part is
- * decoded and mapped again from its staged document; a part the map or the target rejects sends
- * the whole unit to the dead-letter topic with that part's reason; anything retryable (a lookup
- * not resolved yet included) retries the completing message, the parts staying staged. Outcomes
- * of all parts are recorded in one transaction, then the parts are cleared. Returns APPLY_OK or
- * APPLY_FATAL (dead-letter producer). */
-static int apply_unit(struct apply *a, struct item *it)
+/* A unit that must be tried again: the completing message is retried (none for an expired unit:
+ * the next expiry check takes it again). */
+static void unit_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
+{
+	if (it)
+		to_retry(a, it, reason, retry_after_ms);
+	else
+		count(a->m.retries, reason);
+}
+
+/* Applies the complete unit txn_id (from `side`, `total` parts) whose last part `it` just staged,
+ * as ONE changeset: every part is decoded and mapped again from its staged document; a part the
+ * map or the target rejects sends the whole unit to the dead-letter topic with the reason;
+ * anything retryable (a lookup not resolved yet included) retries the completing message, the
+ * parts staying staged. Outcomes of all parts are recorded in one transaction, then the parts are
+ * cleared. With `expired` (it is then NULL) the unit timed out incomplete: its staged parts are
+ * dead-lettered with that reason. Returns APPLY_OK or APPLY_FATAL (dead-letter producer). */
+static int apply_unit(struct apply *a, struct item *it, const char *side, const char *txn_id, int total,
+		      const char *expired)
 {
 	char err[1024];
 	char **parts = NULL;
 	size_t np = 0, nw = 0;
 	int rc = APPLY_OK;
-	const char *side = event_side_name(it->ev.source.side);
 	struct item *u = NULL;
 	struct kafka_message *um = NULL;
 	struct target_write *tw = NULL;
@@ -756,9 +767,9 @@ static int apply_unit(struct apply *a, struct item *it)
 	char *bad_error = NULL, *bad_body = NULL;
 	long bad_status = 0;
 	int bad = -1, retry = 0;
-	if (applystate_txn_parts(a->state, side, it->ev.txn.id, &parts, &np, err, sizeof(err)) != 0) {
-		log_warn("unit parts not read; will retry", "map", a->map->name, "txn", it->ev.txn.id, "error", err);
-		to_retry(a, it, "state", 0);
+	if (applystate_txn_parts(a->state, side, txn_id, &parts, &np, err, sizeof(err)) != 0) {
+		log_warn("unit parts not read; will retry", "map", a->map->name, "txn", txn_id, "error", err);
+		unit_retry(a, it, "state", 0);
 		goto out;
 	}
 	u = calloc(np ? np : 1, sizeof(*u));
@@ -767,13 +778,13 @@ static int apply_unit(struct apply *a, struct item *it)
 	widx = calloc(np ? np : 1, sizeof(*widx));
 	outs = calloc(np ? np : 1, sizeof(*outs));
 	if (!u || !um || !tw || !widx || !outs) {
-		to_retry(a, it, "memory", 0);
+		unit_retry(a, it, "memory", 0);
 		goto out;
 	}
 	for (size_t k = 0; k < np; k++) {
-		um[k] = (struct kafka_message){ .topic = it->msg->topic, .partition = it->msg->partition,
-						.offset = it->msg->offset, .timestamp_ms = -1, .value = parts[k],
-						.value_len = strlen(parts[k]) };
+		um[k] = (struct kafka_message){ .topic = it ? it->msg->topic : a->source_topic,
+						.partition = it ? it->msg->partition : -1, .offset = it ? it->msg->offset : -1,
+						.timestamp_ms = -1, .value = parts[k], .value_len = strlen(parts[k]) };
 		u[k].msg = &um[k];
 		u[k].rep = (int)k;
 		u[k].in_unit = 1;
@@ -782,6 +793,10 @@ static int apply_unit(struct apply *a, struct item *it)
 			um[k].key = u[k].skey_fallback;
 			um[k].key_len = strlen(u[k].skey_fallback);
 		}
+	}
+	if (expired) {
+		bad = 0;
+		bad_error = strdup(expired);
 	}
 	for (size_t k = 0; k < np && bad < 0; k++) {
 		struct item *p = &u[k];
@@ -822,8 +837,8 @@ static int apply_unit(struct apply *a, struct item *it)
 		widx[nw++] = k;
 	}
 	if (bad < 0 && retry) {
-		log_warn("unit not applicable yet; will retry", "map", a->map->name, "txn", it->ev.txn.id);
-		to_retry(a, it, "txn", 0);
+		log_warn("unit not applicable yet; will retry", "map", a->map->name, "txn", txn_id);
+		unit_retry(a, it, "txn", 0);
 		goto out;
 	}
 	if (bad < 0 && nw > 0) {
@@ -835,8 +850,8 @@ static int apply_unit(struct apply *a, struct item *it)
 			memset(&tw[j], 0, sizeof(tw[j]));
 		}
 		if (arc != 0) {
-			log_error("unit write failed; will retry", "map", a->map->name, "txn", it->ev.txn.id, "error", err);
-			to_retry(a, it, "target", 0);
+			log_error("unit write failed; will retry", "map", a->map->name, "txn", txn_id, "error", err);
+			unit_retry(a, it, "target", 0);
 			goto out;
 		}
 		long after = 0;
@@ -859,8 +874,8 @@ static int apply_unit(struct apply *a, struct item *it)
 			bad_error = u[bad].tw.error ? strdup(u[bad].tw.error) : NULL;
 			bad_body = u[bad].tw.error_body ? strdup(u[bad].tw.error_body) : NULL;
 		} else if (retry) {
-			log_warn("unit write will be retried", "map", a->map->name, "txn", it->ev.txn.id);
-			to_retry(a, it, "target", after);
+			log_warn("unit write will be retried", "map", a->map->name, "txn", txn_id);
+			unit_retry(a, it, "target", after);
 			goto out;
 		} else {
 			for (size_t j = 0; j < nw; j++)
@@ -869,16 +884,18 @@ static int apply_unit(struct apply *a, struct item *it)
 	}
 	if (bad >= 0) {
 		char why[1024];
-		if (u[bad].writing)
-			snprintf(why, sizeof(why), "unit %s (%d parts) rejected by the target: %s", it->ev.txn.id,
-				 it->ev.txn.total, bad_error ? bad_error : "invalid");
+		if (expired)
+			snprintf(why, sizeof(why), "unit %s incomplete: %s", txn_id, expired);
+		else if (u[bad].writing)
+			snprintf(why, sizeof(why), "unit %s (%d parts) rejected by the target: %s", txn_id,
+				 total, bad_error ? bad_error : "invalid");
 		else
-			snprintf(why, sizeof(why), "unit %s: part %d of %d rejected: %s", it->ev.txn.id,
-				 u[bad].decoded ? u[bad].ev.txn.order : 0, it->ev.txn.total,
+			snprintf(why, sizeof(why), "unit %s: part %d of %d rejected: %s", txn_id,
+				 u[bad].decoded ? u[bad].ev.txn.order : 0, total,
 				 bad_error ? bad_error : "invalid");
 		for (size_t k = 0; k < np; k++) {
 			u[k].has_out = 0;
-			to_dlq(&u[k], "txn_rejected", bad_status, why, bad_body);
+			to_dlq(&u[k], expired ? "txn_timeout" : "txn_rejected", bad_status, why, bad_body);
 			if (u[k].decoded && (u[k].tkey || u[k].skey_fallback))
 				set_outcome(&u[k], APPLYSTATE_DEAD_LETTER, u[k].tkey ? u[k].tkey : u[k].skey_fallback);
 		}
@@ -887,7 +904,7 @@ static int apply_unit(struct apply *a, struct item *it)
 			goto out;
 		for (size_t k = 0; k < np; k++)
 			if (u[k].st == ST_RETRY) {
-				to_retry(a, it, "dead_letter", 0);
+				unit_retry(a, it, "dead_letter", 0);
 				goto out;
 			}
 	}
@@ -896,18 +913,20 @@ static int apply_unit(struct apply *a, struct item *it)
 		if (u[k].has_out && u[k].st == ST_DONE)
 			outs[no++] = u[k].out;
 	if (applystate_record(a->state, outs, no, err, sizeof(err)) != 0) {
-		log_error("recording the unit failed; will retry", "map", a->map->name, "txn", it->ev.txn.id, "error", err);
-		to_retry(a, it, "state", 0);
+		log_error("recording the unit failed; will retry", "map", a->map->name, "txn", txn_id, "error", err);
+		unit_retry(a, it, "state", 0);
 		goto out;
 	}
-	if (applystate_txn_clear(a->state, side, it->ev.txn.id, err, sizeof(err)) != 0)
+	if (applystate_txn_clear(a->state, side, txn_id, err, sizeof(err)) != 0)
 		log_warn("unit parts not cleared (recorded; re-delivered parts are skipped)", "map", a->map->name, "txn",
-			 it->ev.txn.id, "error", err);
+			 txn_id, "error", err);
 	for (size_t k = 0; k < np; k++)
 		count(a->m.events, u[k].dlq ? "dead_letter" : u[k].has_out ? applystate_result_name(u[k].out.result) : "none");
-	log_info(bad >= 0 ? "unit dead-lettered whole" : "unit applied", "map", a->map->name, "txn", it->ev.txn.id);
-	it->st = ST_DONE;
-	it->label = bad >= 0 ? "unit_dead_letter" : "unit_applied";
+	log_info(bad >= 0 ? "unit dead-lettered whole" : "unit applied", "map", a->map->name, "txn", txn_id);
+	if (it) {
+		it->st = ST_DONE;
+		it->label = bad >= 0 ? "unit_dead_letter" : "unit_applied";
+	}
 out:
 	if (u)
 		for (size_t k = 0; k < np; k++)
@@ -966,7 +985,7 @@ static int stage_part(struct apply *a, struct item *it)
 		it->label = "staged";
 		return APPLY_OK;
 	}
-	return apply_unit(a, it);
+	return apply_unit(a, it, event_side_name(it->ev.source.side), it->ev.txn.id, it->ev.txn.total, NULL);
 }
 
 /* Parking back-off: backoff_min doubled per failed attempt, capped at backoff_max, at least what
@@ -1377,5 +1396,36 @@ int apply_redrive(struct apply *a, char *errbuf, size_t errlen)
 		if (unparked == 0)
 			break;
 	}
+	return rc;
+}
+
+int apply_expire_units(struct apply *a, char *errbuf, size_t errlen)
+{
+	long long now = apply_now_ms();
+	if (a->map_paused || now < a->next_txn_check_ms)
+		return 0;
+	a->next_txn_check_ms = now + (a->txn_timeout_ms < 10000 ? a->txn_timeout_ms / 2 + 1 : 5000);
+	char **sides = NULL, **ids = NULL, err[1024];
+	int *staged = NULL, *total = NULL;
+	size_t n = 0;
+	if (applystate_txn_expired(a->state, a->txn_timeout_ms, 100, &sides, &ids, &staged, &total, &n, err,
+				   sizeof(err)) != 0) {
+		log_warn("expired units not read; checked again later", "map", a->map->name, "error", err);
+		return 0;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char why[256];
+		snprintf(why, sizeof(why), "%d of %d parts staged after the %ld ms timeout", staged[i], total[i],
+			 a->txn_timeout_ms);
+		if (apply_unit(a, NULL, sides[i], ids[i], total[i], why) == APPLY_FATAL) {
+			snprintf(errbuf, errlen, "dead-letter producer: fatal error");
+			rc = -1;
+		}
+	}
+	applystate_strings_free(sides, n);
+	applystate_strings_free(ids, n);
+	free(staged);
+	free(total);
 	return rc;
 }

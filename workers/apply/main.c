@@ -175,6 +175,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
+	long long txn_timeout = 300000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_MAX", 500, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
@@ -183,6 +184,7 @@ int main(int argc, char **argv)
 	    config_long("DW_APPLY_BACKOFF_MAX_MS", 60000, 1, 3600000, &bmax, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_REDRIVE_MS", 5000, 100, 3600000, &redrive, err, sizeof(err)) != 0 ||
+	    config_duration_ms("DW_APPLY_TXN_TIMEOUT", 300000, 1000, 86400000LL, &txn_timeout, err, sizeof(err)) != 0 ||
 	    httpd_config_load(&hc, err, sizeof(err)) != 0) {
 		log_error("configuration", "error", err);
 		goto out;
@@ -219,6 +221,7 @@ int main(int argc, char **argv)
 	a.stop = &stop_requested;
 	a.state_check_ms = state_check;
 	a.redrive_ms = redrive;
+	a.txn_timeout_ms = (long)txn_timeout;
 	if (a.map->threshold.count > 0 && !(a.err_times = calloc((size_t)a.map->threshold.count, sizeof(long long)))) {
 		log_error("out of memory", "where", "error threshold");
 		goto out;
@@ -321,7 +324,7 @@ int main(int argc, char **argv)
 		if (apply_check_map_state(&a, err, sizeof(err)) != 0)
 			log_warn("map state not read; keeping the last known", "error", err);
 		apply_resume_due(&a);
-		if (apply_redrive(&a, err, sizeof(err)) != 0) {
+		if (apply_redrive(&a, err, sizeof(err)) != 0 || apply_expire_units(&a, err, sizeof(err)) != 0) {
 			log_error("kafka fatal error", "error", err);
 			exit_code = 1;
 			goto drain;
