@@ -780,6 +780,13 @@ int applystate_txn_stage(struct applystate *s, const char *source_side, const ch
 	if (rc != 0)
 		goto out;
 	in_txn = 1;
+	/* parts of one unit staged at once by several workers: serialise them, so that the count
+	 * below sees every committed part and the last one in always finds the unit complete */
+	const char *lk[] = { source_side, txn_id };
+	rc = store_exec(s->conn, "SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))", 2, lk,
+			NULL, errbuf, errlen);
+	if (rc != 0)
+		goto out;
 	const char *p[] = { source_side, txn_id, ord, tot, s->map, event_id, event_json };
 	rc = store_exec(s->conn,
 			"INSERT INTO dw_txn_part (source_side, txn_id, part_order, total, map_name, event_id, event) "

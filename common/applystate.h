@@ -197,6 +197,8 @@ int applystate_park_retry_later(struct applystate *s, int64_t id, long long dela
  * Stages one part of source transaction (source_side, txn_id): order 1..total, the event id and
  * document. A part already staged (same order) is kept as it was (re-delivery). Then counts the
  * parts staged: *staged receives the count and *complete 1 when all `total` parts are there.
+ * Stagings of one unit are serialised (a transaction-scoped advisory lock), so when several
+ * workers stage its last parts at once, the last to commit sees it complete.
  * Fails when a part with a different total was staged before (the unit is inconsistent).
  */
 int applystate_txn_stage(struct applystate *s, const char *source_side, const char *txn_id, int order,

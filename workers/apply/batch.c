@@ -772,6 +772,16 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 		unit_retry(a, it, "state", 0);
 		goto out;
 	}
+	if (!expired && np != (size_t)total) {
+		if (np == 0) {
+			/* applied (or dead-lettered) and cleared meanwhile by another worker */
+			it->st = ST_DONE;
+			it->label = "duplicate";
+		} else {
+			unit_retry(a, it, "txn", 0);
+		}
+		goto out;
+	}
 	u = calloc(np ? np : 1, sizeof(*u));
 	um = calloc(np ? np : 1, sizeof(*um));
 	tw = calloc(np ? np : 1, sizeof(*tw));
