@@ -222,6 +222,10 @@ int main(int argc, char **argv)
 	a.state_check_ms = state_check;
 	a.redrive_ms = redrive;
 	a.txn_timeout_ms = (long)txn_timeout;
+	if (batch_max <= 1)
+		log_warn("DW_APPLY_BATCH_MAX=1 sends one request per write: atomic units (txn) are then written "
+			 "part by part, not all or nothing",
+			 "map", map_name);
 	if (a.map->threshold.count > 0 && !(a.err_times = calloc((size_t)a.map->threshold.count, sizeof(long long)))) {
 		log_error("out of memory", "where", "error threshold");
 		goto out;
