@@ -226,7 +226,7 @@ static int result_row(const PGresult *r, int col, const char *v)
 int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf, size_t errlen)
 {
 	int rc = STORE_ERR;
-	struct sbuf ids = { 0 }, keys = { 0 }, skeys = { 0 };
+	struct sbuf ids = { 0 }, keys = { 0 }, skeys = { 0 }, pkeys = { 0 };
 	PGresult *r_ids = NULL, *r_parked = NULL, *r_state = NULL, *r_src = NULL;
 	size_t nsrc = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -243,6 +243,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	sb_putn(&ids, "{", 1);
 	sb_putn(&keys, "{", 1);
 	sb_putn(&skeys, "{", 1);
+	sb_putn(&pkeys, "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		char what[64];
 		snprintf(what, sizeof(what), "item %zu: record_key", i);
@@ -254,6 +255,10 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		snprintf(what, sizeof(what), "item %zu: source_key", i);
 		if (check_text(what, items[i].source_key, 0, errbuf, errlen) != 0)
 			goto out;
+		snprintf(what, sizeof(what), "item %zu: park_key", i);
+		if (check_text(what, items[i].park_key, 0, errbuf, errlen) != 0)
+			goto out;
+		sb_array_elem(&pkeys, items[i].park_key ? items[i].park_key : items[i].record_key, i == 0);
 		sb_array_elem(&ids, items[i].event_id, i == 0);
 		sb_array_elem(&keys, items[i].record_key, i == 0);
 		if (items[i].source_key && items[i].source_hash)
@@ -262,7 +267,8 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	sb_putn(&ids, "}", 1);
 	sb_putn(&keys, "}", 1);
 	sb_putn(&skeys, "}", 1);
-	if (ids.oom || keys.oom || skeys.oom) {
+	sb_putn(&pkeys, "}", 1);
+	if (ids.oom || keys.oom || skeys.oom || pkeys.oom) {
 		snprintf(errbuf, errlen, "applystate_decide: out of memory");
 		goto out;
 	}
@@ -274,10 +280,11 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	if (rc != 0)
 		goto out;
 	const char *p_keys[] = { s->map, s->side, keys.p };
+	const char *p_pkeys[] = { s->map, s->side, pkeys.p };
 	rc = store_exec(s->conn,
 			"SELECT DISTINCT record_key FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 "
 			"AND record_key = ANY($3::text[])",
-			3, p_keys, &r_parked, errbuf, errlen);
+			3, p_pkeys, &r_parked, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	rc = store_exec(s->conn,
@@ -316,9 +323,9 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 				goto out;
 			}
 		}
-		if (result_has(r_ids, 0, it->event_id))
+		if (!it->redrive && result_has(r_ids, 0, it->event_id))
 			it->decision = APPLYSTATE_SKIP_DUPLICATE;
-		else if (result_has(r_parked, 0, it->record_key))
+		else if (!it->redrive && result_has(r_parked, 0, it->park_key ? it->park_key : it->record_key))
 			it->decision = APPLYSTATE_QUEUE_PARKED;
 		else if (it->has_prev && it->version <= it->prev.source_version)
 			it->decision = APPLYSTATE_SKIP_STALE;
@@ -343,6 +350,7 @@ out:
 	sb_free(&ids);
 	sb_free(&keys);
 	sb_free(&skeys);
+	sb_free(&pkeys);
 	return rc;
 }
 
@@ -682,6 +690,55 @@ int applystate_park_retry_later(struct applystate *s, int64_t id, long long dela
 			  4, p, NULL, errbuf, errlen);
 }
 
+int applystate_txn_expired(struct applystate *s, long long older_than_ms, size_t max, char ***sides, char ***ids,
+			   int **staged, int **total, size_t *n, char *errbuf, size_t errlen)
+{
+	PGresult *r = NULL;
+	*sides = NULL;
+	*ids = NULL;
+	*staged = NULL;
+	*total = NULL;
+	*n = 0;
+	char ms[32], lim[32];
+	snprintf(ms, sizeof(ms), "%lld", older_than_ms < 0 ? 0 : older_than_ms);
+	snprintf(lim, sizeof(lim), "%zu", max > APPLYSTATE_BATCH_MAX ? (size_t)APPLYSTATE_BATCH_MAX : max);
+	const char *p[] = { s->map, s->other, ms, lim };
+	int rc = store_exec(s->conn,
+			    "SELECT source_side, txn_id, count(*), max(total) FROM dw_txn_part "
+			    "WHERE map_name = $1 AND source_side = $2 GROUP BY source_side, txn_id "
+			    "HAVING min(first_seen_at) < now() - $3::bigint * interval '1 millisecond' "
+			    "ORDER BY min(first_seen_at) LIMIT $4::bigint",
+			    4, p, &r, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	size_t rows = (size_t)PQntuples(r);
+	char **sv = calloc(rows ? rows : 1, sizeof(*sv)), **iv = calloc(rows ? rows : 1, sizeof(*iv));
+	int *st = calloc(rows ? rows : 1, sizeof(*st)), *tt = calloc(rows ? rows : 1, sizeof(*tt));
+	int oom = !sv || !iv || !st || !tt;
+	for (size_t i = 0; i < rows && !oom; i++) {
+		sv[i] = strdup(PQgetvalue(r, (int)i, 0));
+		iv[i] = strdup(PQgetvalue(r, (int)i, 1));
+		st[i] = (int)parse_i64(PQgetvalue(r, (int)i, 2));
+		tt[i] = (int)parse_i64(PQgetvalue(r, (int)i, 3));
+		oom = !sv[i] || !iv[i];
+	}
+	PQclear(r);
+	if (oom) {
+		applystate_strings_free(sv, rows);
+		applystate_strings_free(iv, rows);
+		free(st);
+		free(tt);
+		snprintf(errbuf, errlen, "applystate_txn_expired: out of memory");
+		return STORE_ERR;
+	}
+	*sides = sv;
+	*ids = iv;
+	*staged = st;
+	*total = tt;
+	*n = rows;
+	return 0;
+}
+
 void applystate_strings_free(char **v, size_t n)
 {
 	if (!v)
@@ -723,6 +780,13 @@ int applystate_txn_stage(struct applystate *s, const char *source_side, const ch
 	if (rc != 0)
 		goto out;
 	in_txn = 1;
+	/* parts of one unit staged at once by several workers: serialise them, so that the count
+	 * below sees every committed part and the last one in always finds the unit complete */
+	const char *lk[] = { source_side, txn_id };
+	rc = store_exec(s->conn, "SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))", 2, lk,
+			NULL, errbuf, errlen);
+	if (rc != 0)
+		goto out;
 	const char *p[] = { source_side, txn_id, ord, tot, s->map, event_id, event_json };
 	rc = store_exec(s->conn,
 			"INSERT INTO dw_txn_part (source_side, txn_id, part_order, total, map_name, event_id, event) "

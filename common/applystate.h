@@ -72,6 +72,11 @@ struct applystate_item {
 	int is_delete;
 	const char *source_key;   /* optional: the record's key on the event's source side ... */
 	const char *source_hash;  /* ... and the hash of the event's image there (see SKIP_ECHO) */
+	const char *park_key;     /* optional: the key parked events of this record are filed under
+				   * (the worker uses the event's source key, known even when mapping
+				   * failed); NULL: record_key */
+	int redrive;              /* the item is a parked event being re-driven: the duplicate and
+				   * parked checks are skipped (its id is recorded, its row is the head) */
 	/* outputs */
 	enum applystate_decision decision;
 	int has_prev; /* a state row exists for the record; then prev holds it */
@@ -80,7 +85,8 @@ struct applystate_item {
 
 /*
  * Decides each of n items with three or four reads in all (not per item), in this order: event id
- * already recorded -> SKIP_DUPLICATE; the record has parked events -> QUEUE_PARKED; version <=
+ * already recorded -> SKIP_DUPLICATE; the record (park_key, else record_key) has parked events ->
+ * QUEUE_PARKED (both checks skipped for a redrive item); version <=
  * recorded version -> SKIP_STALE; source_hash equal to the seen_hash recorded for source_key on
  * the source side (the event is the echo of an image already known there, typically our own
  * write) -> SKIP_ECHO; not a delete and content_hash equal to the content_hash of a target
@@ -191,6 +197,8 @@ int applystate_park_retry_later(struct applystate *s, int64_t id, long long dela
  * Stages one part of source transaction (source_side, txn_id): order 1..total, the event id and
  * document. A part already staged (same order) is kept as it was (re-delivery). Then counts the
  * parts staged: *staged receives the count and *complete 1 when all `total` parts are there.
+ * Stagings of one unit are serialised (a transaction-scoped advisory lock), so when several
+ * workers stage its last parts at once, the last to commit sees it complete.
  * Fails when a part with a different total was staged before (the unit is inconsistent).
  */
 int applystate_txn_stage(struct applystate *s, const char *source_side, const char *txn_id, int order,
@@ -205,6 +213,16 @@ int applystate_txn_parts(struct applystate *s, const char *source_side, const ch
 /* Removes the staged parts of a unit (after it was applied or dead-lettered). */
 int applystate_txn_clear(struct applystate *s, const char *source_side, const char *txn_id, char *errbuf,
 			 size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Up to max units with parts staged by this map from the other side than the target, whose first
+ * part was staged more than older_than_ms ago, oldest first: *sides and *ids become new arrays of
+ * *n new strings (free with applystate_strings_free), *staged and *total new arrays of *n ints
+ * (parts staged, parts expected; free()).
+ */
+int applystate_txn_expired(struct applystate *s, long long older_than_ms, size_t max, char ***sides, char ***ids,
+			   int **staged, int **total, size_t *n, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /* Frees an array of strings; NULL-safe. */
 void applystate_strings_free(char **v, size_t n);

@@ -153,6 +153,8 @@ static void worker_start(const char *to, const char *batch_max)
 		setenv("DW_APPLY_BACKOFF_MIN_MS", "200", 1);
 		setenv("DW_APPLY_BACKOFF_MAX_MS", "2000", 1);
 		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
+		setenv("DW_APPLY_REDRIVE_MS", "300", 1);
+		setenv("DW_APPLY_TXN_TIMEOUT", "8s", 1);
 		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", to, (char *)NULL);
 		_exit(127);
 	}
@@ -368,14 +370,14 @@ static void assert_name(const char *acct, const char *want)
 
 /* Reads the dead-letter topic from the start until a message with `key` arrives. Returns its
  * header `name` value (new string) or fails. */
-static char *dlq_header(const char *key, const char *name, char **body_out)
+static char *dlq_header_in(const char *dlq, const char *key, const char *name, char **body_out)
 {
 	char *group = harness_unique("dlq-reader");
 	struct kafka_consumer_opts o = { .group_id = group };
 	struct kafka_consumer *c = NULL;
 	if (kafka_consumer_new(&kcfg, &o, &c, err, sizeof(err)) != 0)
 		fail_msg("consumer: %s", err);
-	const char *topics[] = { dlq_topic };
+	const char *topics[] = { dlq };
 	if (kafka_consumer_subscribe(c, topics, 1, err, sizeof(err)) != 0)
 		fail_msg("subscribe: %s", err);
 	char *val = NULL;
@@ -402,14 +404,20 @@ static char *dlq_header(const char *key, const char *name, char **body_out)
 	return val;
 }
 
+static char *dlq_header(const char *key, const char *name, char **body_out)
+{
+	return dlq_header_in(dlq_topic, key, name, body_out);
+}
+
 
 /* ---- the other direction and round trips ------------------------------------------------- */
 
 static char *ce_token;
 
-/* An event from `side` with the given key and data (both borrowed, copied; data NULL for delete). */
-static void produce_event(const char *side, const char *entity, const char *set, const char *t, const char *op,
-			  int64_t v, const cJSON *key, const cJSON *data)
+/* An event from `side` with the given key and data (both borrowed, copied; data NULL for delete),
+ * part `order` of `total` of unit txn_id when txn_id is not NULL. */
+static void produce_event_txn(const char *side, const char *entity, const char *set, const char *t, const char *op,
+			      int64_t v, const cJSON *key, const cJSON *data, const char *txn_id, int total, int order)
 {
 	struct event ev;
 	memset(&ev, 0, sizeof(ev));
@@ -423,6 +431,12 @@ static void produce_event(const char *side, const char *entity, const char *set,
 	ev.op = event_op_parse(op);
 	ev.key = cJSON_Duplicate(key, 1);
 	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;
+	if (txn_id) {
+		ev.has_txn = 1;
+		ev.txn.id = strdup(txn_id);
+		ev.txn.total = total;
+		ev.txn.order = order;
+	}
 	char *out = NULL, *k = NULL;
 	size_t len = 0;
 	if (event_compute_id(&ev, err, sizeof(err)) != 0 || event_encode(&ev, &out, &len, err, sizeof(err)) != 0 ||
@@ -432,6 +446,12 @@ static void produce_event(const char *side, const char *entity, const char *set,
 	free(out);
 	free(k);
 	event_clear(&ev);
+}
+
+static void produce_event(const char *side, const char *entity, const char *set, const char *t, const char *op,
+			  int64_t v, const cJSON *key, const cJSON *data)
+{
+	produce_event_txn(side, entity, set, t, op, v, key, data, NULL, 0, 0);
 }
 
 static cJSON *fo_key(const char *acct)
@@ -1056,6 +1076,265 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 		      w1 - w0, KILL_RECORDS * KILL_VERSIONS);
 }
 
+/* ---- rule 6: parking and re-drive ---------------------------------------------------------- */
+
+/* Creates (or updates) company `code` on CE; its GUID into guid[40]. */
+static void ce_company(const char *code, char guid[40])
+{
+	char url[1024], auth[8192];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/cdm_companies(cdm_companycode='%s')", harness_env("DW_CE_URL"),
+		 code);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ce_token);
+	const char *h[] = { auth, "Content-Type: application/json", "Prefer: return=representation", NULL };
+	struct emu_resp r;
+	emu_http("PATCH", url, h, "{\"cdm_name\":\"Parking test\"}", &r);
+	assert_true(r.status == 200 || r.status == 201);
+	cJSON *j = emu_json(&r);
+	snprintf(guid, 40, "%s", cJSON_GetObjectItem(j, "cdm_companyid")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+}
+
+/* An FO customer event of company `company`. */
+static void produce_customer_in(const char *company, const char *acct, int64_t v, const char *name)
+{
+	cJSON *k = cJSON_CreateObject(), *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "CustomerAccount", acct);
+	cJSON_AddStringToObject(k, "dataAreaId", company);
+	cJSON_AddStringToObject(d, "dataAreaId", company);
+	cJSON_AddStringToObject(d, "CustomerAccount", acct);
+	cJSON_AddStringToObject(d, "OrganizationName", name);
+	cJSON_AddStringToObject(d, "PartyType", "Organization");
+	cJSON_AddNumberToObject(d, "CreditLimit", 0);
+	produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, v == 1 ? "create" : "update", v, k, d);
+	cJSON_Delete(k);
+	cJSON_Delete(d);
+}
+
+static long long parked_ce(const char *extra)
+{
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM dw_parked_event WHERE map_name = 'accounts' AND target_side = 'ce'%s", extra);
+	return query_ll(sql, 0, NULL);
+}
+
+/* Sets the next attempt of every parked event far ahead, and checks it stays there (an attempt in
+ * flight when the update ran would have moved it back: then once more). */
+static void hold_redrive(void)
+{
+	for (int i = 0; i < 20; i++) {
+		exec_sql("UPDATE dw_parked_event SET next_attempt_at = now() + interval '1 hour'", 0, NULL);
+		usleep(700000);
+		if (parked_ce(" AND next_attempt_at < now() + interval '30 minutes'") == 0)
+			return;
+	}
+	fail_msg("parked events kept being re-driven");
+}
+
+static void test_missing_lookup_parks_then_redrives_in_order(void **state)
+{
+	(void)state;
+	/* a customer of a company CE does not have yet: the company lookup finds nothing -> parked */
+	char company[16], acct[32], guid[40];
+	snprintf(company, sizeof(company), "pk%u", run_id % 100000);
+	account_no(acct, sizeof(acct), 200);
+	long w0 = ce_writes();
+	produce_customer_in(company, acct, 1, "Parked one");
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(1, parked_ce(""));
+	assert_int_equal(w0, ce_writes());
+	/* periodic re-drive: it is tried again (and fails again, backed off) */
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (parked_ce(" AND attempts >= 2") < 1) {
+		if (harness_now_ms() > deadline)
+			fail_msg("the parked event was not retried");
+		usleep(100000);
+	}
+	assert_int_equal(w0, ce_writes());
+	/* hold the re-drive, let the company arrive, then a later update of the same record: it maps
+	 * fine now, yet must queue behind the parked create */
+	hold_redrive();
+	ce_company(company, guid);
+	produce_customer_in(company, acct, 2, "Parked two");
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(2, parked_ce(""));
+	assert_int_equal(1, parked_ce(" AND reason LIKE 'queued behind%'"));
+	assert_int_equal(w0, ce_writes());
+	/* release: the create is re-driven, then the update behind it */
+	exec_sql("UPDATE dw_parked_event SET next_attempt_at = now()", 0, NULL);
+	deadline = harness_now_ms() + WAIT_MS;
+	while (parked_ce("") > 0) {
+		if (harness_now_ms() > deadline)
+			fail_msg("the parked events were not re-driven");
+		usleep(100000);
+	}
+	char url[1024];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/accounts(accountnumber='%s',msdyn_company=%s)",
+		 harness_env("DW_CE_URL"), acct, guid);
+	cJSON *a = get_record(url, ce_token);
+	assert_non_null(a);
+	assert_string_equal("Parked two", str_of(a, "name"));
+	assert_string_equal(guid, str_of(a, "_msdyn_company_value"));
+	cJSON_Delete(a);
+	/* two writes, in order: the create, then the update (the other order would have skipped the
+	 * create as stale and written once) */
+	assert_int_equal(w0 + 2, ce_writes());
+	const char *p[] = { acct };
+	assert_int_equal(2, query_ll("SELECT source_version FROM dw_record_state WHERE map_name = 'accounts' "
+				     "AND target_side = 'ce' AND record_key LIKE '%' || $1 || '%'",
+				     1, p));
+}
+
+/* ---- rule 5: atomic units ------------------------------------------------------------------- */
+
+/* Part `order` of 4 of unit txn_id: an FO customer (company usmf) created with `name`. */
+static void produce_unit_part(const char *txn_id, int order, const char *acct, const char *name)
+{
+	cJSON *k = fo_key(acct), *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "dataAreaId", "usmf");
+	cJSON_AddStringToObject(d, "CustomerAccount", acct);
+	cJSON_AddStringToObject(d, "OrganizationName", name);
+	cJSON_AddStringToObject(d, "PartyType", "Organization");
+	cJSON_AddNumberToObject(d, "CreditLimit", 0);
+	produce_event_txn("fo", "CustomersV3", "CustomersV3", fo_topic, "create", 1, k, d, txn_id, 4, order);
+	cJSON_Delete(k);
+	cJSON_Delete(d);
+}
+
+static long long staged_parts(const char *txn_id)
+{
+	const char *p[] = { txn_id };
+	return query_ll("SELECT count(*) FROM dw_txn_part WHERE source_side = 'fo' AND txn_id = $1", 1, p);
+}
+
+static void test_unit_of_four_parts_appears_all_at_once(void **state)
+{
+	(void)state;
+	char txn[64], acct[4][32], name[4][32];
+	snprintf(txn, sizeof(txn), "po-%u-%lld", run_id, harness_now_ms());
+	for (int i = 0; i < 4; i++) {
+		account_no(acct[i], sizeof(acct[i]), 300 + (unsigned)i);
+		snprintf(name[i], sizeof(name[i]), i == 0 ? "Header" : "Line %d", i);
+	}
+	long w0 = ce_writes();
+	/* the header and two lines: staged, nothing written */
+	for (int i = 0; i < 3; i++)
+		produce_unit_part(txn, i + 1, acct[i], name[i]);
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(3, staged_parts(txn));
+	assert_int_equal(w0, ce_writes());
+	for (int i = 0; i < 4; i++) {
+		cJSON *a = ce_account(acct[i]);
+		assert_null(a);
+	}
+	/* the last line completes the unit: all four at once */
+	produce_unit_part(txn, 4, acct[3], name[3]);
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(w0 + 4, ce_writes());
+	for (int i = 0; i < 4; i++) {
+		cJSON *a = ce_account(acct[i]);
+		assert_non_null(a);
+		assert_string_equal(name[i], str_of(a, "name"));
+		cJSON_Delete(a);
+	}
+	assert_int_equal(0, staged_parts(txn));
+	/* re-delivery of a part of an applied unit is a duplicate: nothing staged, nothing written */
+	produce_unit_part(txn, 2, acct[1], name[1]);
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(0, staged_parts(txn));
+	assert_int_equal(w0 + 4, ce_writes());
+}
+
+static void test_unit_with_invalid_part_is_dead_lettered_whole(void **state)
+{
+	(void)state;
+	char txn[64], acct[4][32], longname[200], dlq[128];
+	snprintf(txn, sizeof(txn), "po-bad-%u-%lld", run_id, harness_now_ms());
+	snprintf(dlq, sizeof(dlq), "%s.dlq.accounts.ce", prefix);
+	memset(longname, 'x', 190); /* CE's account name holds 160 */
+	longname[190] = '\0';
+	for (int i = 0; i < 4; i++)
+		account_no(acct[i], sizeof(acct[i]), 400 + (unsigned)i);
+	long w0 = ce_writes();
+	produce_unit_part(txn, 1, acct[0], "Header");
+	produce_unit_part(txn, 2, acct[1], "Line 1");
+	produce_unit_part(txn, 3, acct[2], longname);
+	produce_unit_part(txn, 4, acct[3], "Line 3");
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_int_equal(w0, ce_writes());
+	for (int i = 0; i < 4; i++) {
+		cJSON *a = ce_account(acct[i]);
+		assert_null(a);
+	}
+	assert_int_equal(0, staged_parts(txn));
+	/* every part is dead-lettered, each with the rejected part's reason and the target's body */
+	for (int i = 0; i < 4; i++) {
+		char key[128];
+		snprintf(key, sizeof(key), "CustomerAccount=%s,dataAreaId=usmf", acct[i]);
+		char *reason = dlq_header_in(dlq, key, "dw.reason", NULL);
+		assert_string_equal("txn_rejected", reason);
+		free(reason);
+		char *e = dlq_header_in(dlq, key, "dw.error", NULL);
+		int names_unit = strstr(e, txn) != NULL, names_field = strstr(e, "'name'") != NULL;
+		free(e);
+		assert_true(names_unit);
+		assert_true(names_field);
+		char *body = dlq_header_in(dlq, key, "dw.target.error.body", NULL);
+		int has_limit = strstr(body, "160") != NULL;
+		free(body);
+		assert_true(has_limit);
+		char *status = dlq_header_in(dlq, key, "dw.http.status", NULL);
+		assert_string_equal("400", status);
+		free(status);
+	}
+	assert_true(query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = 'accounts' AND target_side = 'ce' "
+			     "AND outcome = 'dead_letter'",
+			     0, NULL) >= 4);
+}
+
+static void test_incomplete_unit_times_out_to_dlq(void **state)
+{
+	(void)state;
+	char txn[64], acct[2][32], dlq[128];
+	snprintf(txn, sizeof(txn), "po-late-%u-%lld", run_id, harness_now_ms());
+	snprintf(dlq, sizeof(dlq), "%s.dlq.accounts.ce", prefix);
+	account_no(acct[0], sizeof(acct[0]), 500);
+	account_no(acct[1], sizeof(acct[1]), 501);
+	long w0 = ce_writes();
+	produce_unit_part(txn, 1, acct[0], "Header");
+	produce_unit_part(txn, 2, acct[1], "Line 1");
+	flush_producer();
+	wait_caught_up_to("ce");
+	long long t0 = harness_now_ms();
+	assert_int_equal(2, staged_parts(txn));
+	/* parts 3 and 4 never come: after the worker's 8 s timeout both staged parts are dead letters */
+	while (staged_parts(txn) > 0) {
+		if (harness_now_ms() - t0 > WAIT_MS)
+			fail_msg("the incomplete unit was not expired");
+		usleep(200000);
+	}
+	assert_int_equal(w0, ce_writes());
+	for (int i = 0; i < 2; i++) {
+		char key[128];
+		snprintf(key, sizeof(key), "CustomerAccount=%s,dataAreaId=usmf", acct[i]);
+		char *reason = dlq_header_in(dlq, key, "dw.reason", NULL);
+		int ok = strcmp(reason, "txn_timeout") == 0;
+		free(reason);
+		assert_true(ok);
+		char *e = dlq_header_in(dlq, key, "dw.error", NULL);
+		int says = strstr(e, "2 of 4 parts") != NULL;
+		free(e);
+		assert_true(says);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1072,6 +1351,10 @@ int main(void)
 		cmocka_unit_test(test_conflict_on_target_change_is_resolved_by_policy),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
+		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
+		cmocka_unit_test(test_unit_of_four_parts_appears_all_at_once),
+		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
+		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

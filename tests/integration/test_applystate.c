@@ -426,6 +426,76 @@ static void test_parked_record_queues_later_events(void **state)
 	applystate_free(s);
 }
 
+/* Parked events filed under another key than the record's (the worker files them under the
+ * event's source key): park_key finds them; a redrive item passes both the duplicate and the
+ * parked checks. */
+static void test_park_key_and_redrive(void **state)
+{
+	(void)state;
+	struct applystate *s = new_state("ce");
+	struct applystate_outcome pk = { .result = APPLYSTATE_PARKED, .record_key = "src=1", .event_id = "q1",
+					 .event_json = "{}", .reason = "lookup" };
+	if (applystate_record(s, &pk, 1, err, sizeof(err)) != 0)
+		fail_msg("record: %s", err);
+	struct applystate_item it[3] = {
+		{ .record_key = "tgt=1", .event_id = "q2", .version = 2, .content_hash = "h" },
+		{ .record_key = "tgt=1", .event_id = "q2", .version = 2, .content_hash = "h", .park_key = "src=1" },
+		{ .record_key = "tgt=1", .event_id = "q1", .version = 1, .content_hash = "h", .park_key = "src=1",
+		  .redrive = 1 },
+	};
+	if (applystate_decide(s, it, 3, err, sizeof(err)) != 0)
+		fail_msg("decide: %s", err);
+	assert_int_equal(APPLYSTATE_WRITE, it[0].decision);        /* the target key knows nothing parked */
+	assert_int_equal(APPLYSTATE_QUEUE_PARKED, it[1].decision); /* the source key does */
+	assert_int_equal(APPLYSTATE_WRITE, it[2].decision);        /* the head itself, re-driven */
+	for (int i = 0; i < 3; i++)
+		applystate_item_clear(&it[i]);
+	applystate_free(s);
+}
+
+/* Units staged long enough ago are listed by applystate_txn_expired; fresh ones are not. */
+static void test_txn_expired_lists_old_units(void **state)
+{
+	(void)state;
+	struct applystate *s = new_state("ce"); /* units come from fo */
+	char *old_id = harness_unique("old"), *new_id = harness_unique("new");
+	int staged = 0, complete = 0;
+	if (applystate_txn_stage(s, "fo", old_id, 1, 3, "eo1", "{}", &staged, &complete, err, sizeof(err)) != 0 ||
+	    applystate_txn_stage(s, "fo", new_id, 1, 2, "en1", "{}", &staged, &complete, err, sizeof(err)) != 0)
+		fail_msg("stage: %s", err);
+	const char *p[] = { old_id };
+	if (store_exec(conn, "UPDATE dw_txn_part SET first_seen_at = now() - interval '10 minutes' WHERE txn_id = $1",
+		       1, p, NULL, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	char **sides = NULL, **ids = NULL;
+	int *st = NULL, *tot = NULL;
+	size_t n = 0;
+	if (applystate_txn_expired(s, 5 * 60 * 1000, 100, &sides, &ids, &st, &tot, &n, err, sizeof(err)) != 0)
+		fail_msg("expired: %s", err);
+	int found_old = 0, found_new = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ids[i], old_id) == 0) {
+			found_old = 1;
+			assert_string_equal("fo", sides[i]);
+			assert_int_equal(1, st[i]);
+			assert_int_equal(3, tot[i]);
+		}
+		found_new |= strcmp(ids[i], new_id) == 0;
+	}
+	applystate_strings_free(sides, n);
+	applystate_strings_free(ids, n);
+	free(st);
+	free(tot);
+	assert_true(found_old);
+	assert_false(found_new);
+	if (applystate_txn_clear(s, "fo", old_id, err, sizeof(err)) != 0 ||
+	    applystate_txn_clear(s, "fo", new_id, err, sizeof(err)) != 0)
+		fail_msg("clear: %s", err);
+	free(old_id);
+	free(new_id);
+	applystate_free(s);
+}
+
 static void test_txn_parts_staged_until_complete(void **state)
 {
 	(void)state;
@@ -560,6 +630,8 @@ int main(void)
 		cmocka_unit_test(test_failed_record_leaves_nothing),
 		cmocka_unit_test(test_dead_letter_is_recorded_without_state),
 		cmocka_unit_test(test_parked_record_queues_later_events),
+		cmocka_unit_test(test_park_key_and_redrive),
+		cmocka_unit_test(test_txn_expired_lists_old_units),
 		cmocka_unit_test(test_txn_parts_staged_until_complete),
 		cmocka_unit_test(test_map_state),
 		cmocka_unit_test(test_keys_with_array_syntax_round_trip),

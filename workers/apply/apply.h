@@ -88,6 +88,13 @@ struct apply {
 	long long next_state_check_ms;
 	long long *err_times;        /* ring of the last threshold.count error times (ms) */
 	size_t err_next, err_count;
+	/* parked events (rule 6) */
+	long redrive_ms;             /* how often due parked events are re-driven */
+	long long next_redrive_ms;
+	/* atomic units (rule 5) */
+	long txn_timeout_ms;         /* a unit still incomplete this long after its first part is
+				      * dead-lettered */
+	long long next_txn_check_ms;
 };
 
 /* The batch result. */
@@ -103,6 +110,25 @@ enum { APPLY_OK = 0, APPLY_RETRY = 1, APPLY_FATAL = -1 };
  */
 int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/*
+ * Re-drives parked events when due (every redrive_ms; not while the map is paused): the oldest
+ * parked event of each record whose next attempt is due goes through the same pipeline as a
+ * polled message (the duplicate and parked checks excepted). Recorded -> unparked, so the
+ * record's next queued event becomes due; parked again or retryable -> its attempt count grows
+ * and its next attempt is backed off (backoff_min doubled per attempt, capped at backoff_max).
+ * Passes repeat while they unpark something. Returns 0, or -1 with errbuf on a fatal Kafka error
+ * of the dead-letter producer (stop, as for apply_batch).
+ */
+int apply_redrive(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Dead-letters units staged for this map whose first part is older than txn_timeout_ms and that
+ * are still incomplete (checked every few seconds, not while the map is paused): every staged
+ * part goes to the dead-letter topic with reason txn_timeout, its outcome is recorded and the
+ * parts are cleared. Returns 0, or -1 with errbuf on a fatal dead-letter producer error.
+ */
+int apply_expire_units(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Resumes the partitions paused for a back-off once it has passed. */
 void apply_resume_due(struct apply *a);

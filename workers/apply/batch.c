@@ -47,6 +47,14 @@ struct item {
 	char *body;
 	char *if_match;
 	char *event_json;
+	/* re-drive of a parked event (rule 6) */
+	int redrive;
+	int64_t park_id;
+	int park_attempts;
+	/* atomic units (rule 5) */
+	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
+	int in_unit;         /* a part being applied with its unit */
+	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
 };
 
 long long apply_now_ms(void)
@@ -161,6 +169,22 @@ static char *value_text(const struct kafka_message *m)
 	return s;
 }
 
+/* Parks the event (or queues it behind the record's parked events). Parked events are filed under
+ * the event's canonical source key (the Kafka message key), which is known even when mapping
+ * failed, so that every later event of the record finds them (applystate_item.park_key). */
+static void park(struct item *it, const char *reason)
+{
+	it->event_json = value_text(it->msg);
+	set_text(&it->reason_owned, reason && reason[0] ? reason : "lookup target not found");
+	set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
+	it->out.event_json = it->event_json;
+	it->out.reason = it->reason_owned ? it->reason_owned : "parked";
+	if (!it->event_json) {
+		it->has_out = 0;
+		it->st = ST_RETRY;
+	}
+}
+
 /* The record's key on the source side in the map's terms: the side's key fields from the event
  * (data, then key), the company column carrying the code the transform resolved. */
 static char *source_key(const struct apply *a, const struct item *it)
@@ -251,6 +275,10 @@ static void prepare(struct apply *a, struct item *it)
 		to_dlq(it, "decode", 0, err, NULL);
 		return;
 	}
+	if (it->ev.has_txn && !it->in_unit) {
+		it->txn = 1;
+		return;
+	}
 	struct map_resolver r = { resolver_map_cb, a->resolver };
 	int rc = map_transform(a->map, &it->ev, a->resolver ? &r : NULL, &it->w, err, sizeof(err));
 	switch (rc) {
@@ -260,11 +288,7 @@ static void prepare(struct apply *a, struct item *it)
 		set_outcome(it, APPLYSTATE_FILTERED, it->skey_fallback);
 		return;
 	case MAP_NOT_FOUND:
-		it->event_json = value_text(it->msg);
-		it->reason_owned = strdup(err);
-		set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
-		it->out.event_json = it->event_json;
-		it->out.reason = it->reason_owned ? it->reason_owned : "lookup target not found";
+		park(it, err);
 		return;
 	case MAP_ERR_RESOLVE:
 		log_warn("lookup failed; will retry", "map", a->map->name, "error", err);
@@ -335,7 +359,11 @@ static int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
 				snprintf(err, errlen, "key field %s needs a CE lookup and no resolver is set", k->string);
 				return MAP_ERR_EVENT;
 			}
+			err[0] = '\0';
 			int rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			if (rc == MAP_NOT_FOUND && !err[0])
+				snprintf(err, errlen, "key field %s: no %s row with %s = '%s' on CE", k->string, set, field,
+					 value);
 			if (rc != MAP_OK)
 				return rc;
 			p->value = it->keybuf[n];
@@ -397,11 +425,7 @@ static int settle(struct apply *a, struct item *it, int second)
 		to_retry(a, it, "target", w->retry_after_ms);
 		return 0;
 	case TARGET_MISSING_DEP:
-		it->event_json = value_text(it->msg);
-		it->reason_owned = strdup(w->error ? w->error : "lookup target missing");
-		set_outcome(it, APPLYSTATE_PARKED, it->tkey);
-		it->out.event_json = it->event_json;
-		it->out.reason = it->reason_owned ? it->reason_owned : "lookup target missing";
+		park(it, w->error ? w->error : "lookup target missing");
 		return 0;
 	case TARGET_INVALID:
 		to_dlq(it, "target_rejected", w->status, w->error, w->error_body);
@@ -477,6 +501,7 @@ done:
 }
 
 static void note_error(struct apply *a, const char *what);
+static int produce_dlq(struct apply *a, struct item *items, size_t n);
 
 /* Produces every dead letter of the batch and waits for delivery. Items whose dead letter was not
  * delivered turn into retries. */
@@ -710,7 +735,290 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	return 0;
 }
 
-int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
+/* A unit that must be tried again: the completing message is retried (none for an expired unit:
+ * the next expiry check takes it again). */
+static void unit_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
+{
+	if (it)
+		to_retry(a, it, reason, retry_after_ms);
+	else
+		count(a->m.retries, reason);
+}
+
+/* Applies the complete unit txn_id (from `side`, `total` parts) whose last part `it` just staged,
+ * as ONE changeset: every part is decoded and mapped again from its staged document; a part the
+ * map or the target rejects sends the whole unit to the dead-letter topic with the reason;
+ * anything retryable (a lookup not resolved yet included) retries the completing message, the
+ * parts staying staged. Outcomes of all parts are recorded in one transaction, then the parts are
+ * cleared. With `expired` (it is then NULL) the unit timed out incomplete: its staged parts are
+ * dead-lettered with that reason. Returns APPLY_OK or APPLY_FATAL (dead-letter producer). */
+static int apply_unit(struct apply *a, struct item *it, const char *side, const char *txn_id, int total,
+		      const char *expired)
+{
+	char err[1024];
+	char **parts = NULL;
+	size_t np = 0, nw = 0;
+	int rc = APPLY_OK;
+	struct item *u = NULL;
+	struct kafka_message *um = NULL;
+	struct target_write *tw = NULL;
+	size_t *widx = NULL;
+	struct applystate_outcome *outs = NULL;
+	char *bad_error = NULL, *bad_body = NULL;
+	long bad_status = 0;
+	int bad = -1, retry = 0;
+	if (applystate_txn_parts(a->state, side, txn_id, &parts, &np, err, sizeof(err)) != 0) {
+		log_warn("unit parts not read; will retry", "map", a->map->name, "txn", txn_id, "error", err);
+		unit_retry(a, it, "state", 0);
+		goto out;
+	}
+	if (!expired && np != (size_t)total) {
+		if (np == 0) {
+			/* applied (or dead-lettered) and cleared meanwhile by another worker */
+			it->st = ST_DONE;
+			it->label = "duplicate";
+		} else {
+			unit_retry(a, it, "txn", 0);
+		}
+		goto out;
+	}
+	u = calloc(np ? np : 1, sizeof(*u));
+	um = calloc(np ? np : 1, sizeof(*um));
+	tw = calloc(np ? np : 1, sizeof(*tw));
+	widx = calloc(np ? np : 1, sizeof(*widx));
+	outs = calloc(np ? np : 1, sizeof(*outs));
+	if (!u || !um || !tw || !widx || !outs) {
+		unit_retry(a, it, "memory", 0);
+		goto out;
+	}
+	for (size_t k = 0; k < np; k++) {
+		um[k] = (struct kafka_message){ .topic = it ? it->msg->topic : a->source_topic,
+						.partition = it ? it->msg->partition : -1, .offset = it ? it->msg->offset : -1,
+						.timestamp_ms = -1, .value = parts[k], .value_len = strlen(parts[k]) };
+		u[k].msg = &um[k];
+		u[k].rep = (int)k;
+		u[k].in_unit = 1;
+		prepare(a, &u[k]);
+		if (u[k].skey_fallback) {
+			um[k].key = u[k].skey_fallback;
+			um[k].key_len = strlen(u[k].skey_fallback);
+		}
+	}
+	if (expired) {
+		bad = 0;
+		bad_error = strdup(expired);
+	}
+	for (size_t k = 0; k < np && bad < 0; k++) {
+		struct item *p = &u[k];
+		if (p->st == ST_RETRY || (p->has_out && p->out.result == APPLYSTATE_PARKED)) {
+			retry = 1;
+			continue;
+		}
+		if (p->dlq) {
+			bad = (int)k;
+			bad_status = p->http_status;
+			bad_error = p->error ? strdup(p->error) : NULL;
+			continue;
+		}
+		if (p->has_out || !p->mapped)
+			continue; /* filtered, or our own change: nothing to write */
+		int krc = key_parts(a, p, err, sizeof(err));
+		if (krc == MAP_NOT_FOUND || krc == MAP_ERR_RESOLVE) {
+			retry = 1;
+			continue;
+		}
+		if (krc != MAP_OK) {
+			bad = (int)k;
+			bad_error = strdup(err);
+			continue;
+		}
+		p->tw.op = p->w.op == MAP_WRITE_DELETE ? TARGET_DELETE : TARGET_UPSERT;
+		p->tw.entity_set = p->w.entity_set;
+		p->tw.unit = 1;
+		if (p->tw.op == TARGET_UPSERT) {
+			p->body = cJSON_PrintUnformatted(p->w.payload);
+			if (!p->body) {
+				retry = 1;
+				continue;
+			}
+			p->tw.body = p->body;
+		}
+		p->writing = 1;
+		widx[nw++] = k;
+	}
+	if (bad < 0 && retry) {
+		log_warn("unit not applicable yet; will retry", "map", a->map->name, "txn", txn_id);
+		unit_retry(a, it, "txn", 0);
+		goto out;
+	}
+	if (bad < 0 && nw > 0) {
+		for (size_t j = 0; j < nw; j++)
+			tw[j] = u[widx[j]].tw;
+		int arc = target_apply(a->target, tw, nw, err, sizeof(err));
+		for (size_t j = 0; j < nw; j++) {
+			u[widx[j]].tw = tw[j];
+			memset(&tw[j], 0, sizeof(tw[j]));
+		}
+		if (arc != 0) {
+			log_error("unit write failed; will retry", "map", a->map->name, "txn", txn_id, "error", err);
+			unit_retry(a, it, "target", 0);
+			goto out;
+		}
+		long after = 0;
+		for (size_t j = 0; j < nw; j++) {
+			const struct target_write *w = &u[widx[j]].tw;
+			/* a changeset fails with one answer for all its writes: prefer a write that failed by
+			 * itself over one rolled back with it, when the target told them apart */
+			if (w->outcome == TARGET_INVALID &&
+			    (bad < 0 || (w->error && strncmp(w->error, "unit rolled back", 16) != 0 &&
+					 u[bad].tw.error && strncmp(u[bad].tw.error, "unit rolled back", 16) == 0)))
+				bad = (int)widx[j];
+			else if (w->outcome != TARGET_OK && w->outcome != TARGET_INVALID) {
+				retry = 1;
+				if (w->retry_after_ms > after)
+					after = w->retry_after_ms;
+			}
+		}
+		if (bad >= 0) {
+			bad_status = u[bad].tw.status;
+			bad_error = u[bad].tw.error ? strdup(u[bad].tw.error) : NULL;
+			bad_body = u[bad].tw.error_body ? strdup(u[bad].tw.error_body) : NULL;
+		} else if (retry) {
+			log_warn("unit write will be retried", "map", a->map->name, "txn", txn_id);
+			unit_retry(a, it, "target", after);
+			goto out;
+		} else {
+			for (size_t j = 0; j < nw; j++)
+				(void)settle(a, &u[widx[j]], 1);
+		}
+	}
+	if (bad >= 0) {
+		char why[1024];
+		if (expired)
+			snprintf(why, sizeof(why), "unit %s incomplete: %s", txn_id, expired);
+		else if (u[bad].writing)
+			snprintf(why, sizeof(why), "unit %s (%d parts) rejected by the target: %s", txn_id,
+				 total, bad_error ? bad_error : "invalid");
+		else
+			snprintf(why, sizeof(why), "unit %s: part %d of %d rejected: %s", txn_id,
+				 u[bad].decoded ? u[bad].ev.txn.order : 0, total,
+				 bad_error ? bad_error : "invalid");
+		for (size_t k = 0; k < np; k++) {
+			u[k].has_out = 0;
+			to_dlq(&u[k], expired ? "txn_timeout" : "txn_rejected", bad_status, why, bad_body);
+			if (u[k].decoded && (u[k].tkey || u[k].skey_fallback))
+				set_outcome(&u[k], APPLYSTATE_DEAD_LETTER, u[k].tkey ? u[k].tkey : u[k].skey_fallback);
+		}
+		rc = produce_dlq(a, u, np);
+		if (rc == APPLY_FATAL)
+			goto out;
+		for (size_t k = 0; k < np; k++)
+			if (u[k].st == ST_RETRY) {
+				unit_retry(a, it, "dead_letter", 0);
+				goto out;
+			}
+	}
+	size_t no = 0;
+	for (size_t k = 0; k < np; k++)
+		if (u[k].has_out && u[k].st == ST_DONE)
+			outs[no++] = u[k].out;
+	if (applystate_record(a->state, outs, no, err, sizeof(err)) != 0) {
+		log_error("recording the unit failed; will retry", "map", a->map->name, "txn", txn_id, "error", err);
+		unit_retry(a, it, "state", 0);
+		goto out;
+	}
+	if (applystate_txn_clear(a->state, side, txn_id, err, sizeof(err)) != 0)
+		log_warn("unit parts not cleared (recorded; re-delivered parts are skipped)", "map", a->map->name, "txn",
+			 txn_id, "error", err);
+	for (size_t k = 0; k < np; k++)
+		count(a->m.events, u[k].dlq ? "dead_letter" : u[k].has_out ? applystate_result_name(u[k].out.result) : "none");
+	log_info(bad >= 0 ? "unit dead-lettered whole" : "unit applied", "map", a->map->name, "txn", txn_id);
+	if (it) {
+		it->st = ST_DONE;
+		it->label = bad >= 0 ? "unit_dead_letter" : "unit_applied";
+	}
+out:
+	if (u)
+		for (size_t k = 0; k < np; k++)
+			item_clear(&u[k]);
+	for (size_t j = 0; tw && j < np; j++)
+		target_write_clear(&tw[j]);
+	free(u);
+	free(um);
+	free(tw);
+	free(widx);
+	free(outs);
+	free(bad_error);
+	free(bad_body);
+	applystate_strings_free(parts, np);
+	return rc;
+}
+
+/* Rule 5: stages a part of a unit (its offset may then be stored: the staging is the recorded
+ * outcome) and applies the unit when this part completes it. A part whose event id is recorded
+ * (its unit was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
+static int stage_part(struct apply *a, struct item *it)
+{
+	char err[1024];
+	struct applystate_item d = { .record_key = it->skey_fallback, .event_id = it->ev.id,
+				     .version = it->ev.source.version };
+	int src = applystate_decide(a->state, &d, 1, err, sizeof(err));
+	int dup = d.decision == APPLYSTATE_SKIP_DUPLICATE;
+	applystate_item_clear(&d);
+	if (src != 0) {
+		to_retry(a, it, "state", 0);
+		return APPLY_OK;
+	}
+	if (dup) {
+		it->st = ST_DONE;
+		it->label = "duplicate";
+		return APPLY_OK;
+	}
+	char *json = value_text(it->msg);
+	int staged = 0, complete = 0;
+	if (!json) {
+		to_retry(a, it, "memory", 0);
+		return APPLY_OK;
+	}
+	src = applystate_txn_stage(a->state, event_side_name(it->ev.source.side), it->ev.txn.id, it->ev.txn.order,
+				   it->ev.txn.total, it->ev.id, json, &staged, &complete, err, sizeof(err));
+	free(json);
+	if (src != 0) {
+		if (strstr(err, "disagree") || strstr(err, "out of range"))
+			to_dlq(it, "txn_inconsistent", 0, err, NULL);
+		else
+			to_retry(a, it, "state", 0);
+		return APPLY_OK;
+	}
+	if (!complete) {
+		it->st = ST_DONE;
+		it->label = "staged";
+		return APPLY_OK;
+	}
+	return apply_unit(a, it, event_side_name(it->ev.source.side), it->ev.txn.id, it->ev.txn.total, NULL);
+}
+
+/* Parking back-off: backoff_min doubled per failed attempt, capped at backoff_max, at least what
+ * the target asked for. */
+static long long park_delay_ms(const struct apply *a, int attempts, long asked)
+{
+	long long d = a->backoff_min_ms;
+	for (int i = 0; i < attempts && d < a->backoff_max_ms; i++)
+		d *= 2;
+	if (d > a->backoff_max_ms)
+		d = a->backoff_max_ms;
+	return asked > d ? asked : d;
+}
+
+/*
+ * The pipeline for n events: Kafka messages (pk NULL) or the parked events pk[0..n) re-driven
+ * (msgs then hold synthetic messages carrying their documents). In re-drive mode no offsets are
+ * touched: an event that ends recorded is unparked, one that fails again (parked again or
+ * retryable) stays the head of its record with its next attempt backed off; *unparked counts
+ * the former.
+ */
+static int run(struct apply *a, struct kafka_message **msgs, const struct applystate_parked *pk, size_t n,
+	       size_t *unparked, char *errbuf, size_t errlen)
 {
 	int rc = APPLY_OK;
 	long long t0 = apply_now_ms();
@@ -729,7 +1037,34 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 	for (size_t i = 0; i < n; i++) {
 		items[i].msg = msgs[i];
 		items[i].rep = (int)i;
+		if (pk) {
+			items[i].redrive = 1;
+			items[i].park_id = pk[i].id;
+			items[i].park_attempts = pk[i].attempts;
+		}
 		prepare(a, &items[i]);
+	}
+	/* atomic units (rule 5): parts are staged, complete units applied */
+	for (size_t i = 0; i < n; i++)
+		if (items[i].txn && items[i].st == ST_PENDING && stage_part(a, &items[i]) == APPLY_FATAL) {
+			snprintf(errbuf, errlen, "dead-letter producer: fatal error");
+			rc = APPLY_FATAL;
+			goto out;
+		}
+	/* per-record order (rule 6): an event whose record had an event parked earlier in this batch
+	 * queues behind it */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (!it->decoded || it->st != ST_PENDING || !it->skey_fallback)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			const struct item *o = &items[j];
+			if (o->has_out && o->out.result == APPLYSTATE_PARKED && o->skey_fallback &&
+			    strcmp(o->skey_fallback, it->skey_fallback) == 0) {
+				park(it, "queued behind a parked event of the same record");
+				break;
+			}
+		}
 	}
 	/* collapse: per target record the newest version stands for all */
 	for (size_t i = 0; i < n; i++) {
@@ -761,7 +1096,8 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 						   .version = it->ev.source.version,
 						   .content_hash = it->w.op == MAP_WRITE_DELETE ? NULL : it->thash,
 						   .is_delete = it->w.op == MAP_WRITE_DELETE,
-						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL };
+						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL,
+						   .park_key = it->skey_fallback, .redrive = it->redrive };
 		aidx[na++] = i;
 	}
 	int src = applystate_decide(a->state, ai, na, err, sizeof(err));
@@ -786,21 +1122,14 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 			set_outcome(it, APPLYSTATE_ECHO, it->tkey);
 			continue;
 		case APPLYSTATE_QUEUE_PARKED:
-			it->event_json = value_text(it->msg);
-			set_outcome(it, APPLYSTATE_PARKED, it->tkey);
-			it->out.event_json = it->event_json;
-			it->out.reason = "queued behind a parked event of the same record";
+			park(it, "queued behind a parked event of the same record");
 			continue;
 		case APPLYSTATE_WRITE:
 			break;
 		}
 		int krc = key_parts(a, it, err, sizeof(err));
 		if (krc == MAP_NOT_FOUND) {
-			it->event_json = value_text(it->msg);
-			it->reason_owned = strdup(err);
-			set_outcome(it, APPLYSTATE_PARKED, it->tkey);
-			it->out.event_json = it->event_json;
-			it->out.reason = it->reason_owned ? it->reason_owned : "key lookup not found";
+			park(it, err);
 			continue;
 		}
 		if (krc == MAP_ERR_RESOLVE) {
@@ -876,7 +1205,7 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 	size_t no = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
-		if (it->st != ST_DONE || !it->has_out)
+		if (it->st != ST_DONE || !it->has_out || (it->redrive && it->out.result == APPLYSTATE_PARKED))
 			continue;
 		outs[no++] = it->out;
 		if (it->out.result == APPLYSTATE_APPLIED && it->skey && (it->shash[0] || it->out.deleted))
@@ -894,10 +1223,34 @@ int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *er
 finish:
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
-		if (it->st == ST_RETRY)
+		if (it->st == ST_RETRY || (it->redrive && it->has_out && it->out.result == APPLYSTATE_PARKED))
 			continue;
-		const char *name = it->dlq ? "dead_letter" : it->has_out ? applystate_result_name(it->out.result) : "none";
+		const char *name = it->dlq       ? "dead_letter"
+				   : it->has_out ? applystate_result_name(it->out.result)
+				   : it->label   ? it->label
+						 : "none";
 		count(a->m.events, name);
+	}
+	if (pk) {
+		/* re-drive: unpark what is recorded; back off what failed again */
+		for (size_t i = 0; i < n; i++) {
+			struct item *it = &items[i];
+			int again = it->st == ST_RETRY || !it->has_out || it->out.result == APPLYSTATE_PARKED;
+			int src2 = again ? applystate_park_retry_later(a->state, it->park_id,
+								      park_delay_ms(a, it->park_attempts, it->retry_after_ms),
+								      err, sizeof(err))
+					 : applystate_unpark(a->state, it->park_id, err, sizeof(err));
+			if (src2 != 0)
+				log_warn("parked event bookkeeping failed (re-driven again later; harmless)", "map",
+					 a->map->name, "error", err);
+			else if (!again)
+				(*unparked)++;
+			if (!again)
+				log_info("parked event re-driven", "map", a->map->name, "record", it->skey_fallback ? it->skey_fallback : "",
+					 "outcome", it->dlq ? "dead_letter" : applystate_result_name(it->out.result));
+		}
+		rc = APPLY_OK;
+		goto gauges;
 	}
 	/* store offsets up to the first retry per partition, then commit */
 	int any_retry = 0;
@@ -976,6 +1329,7 @@ finish:
 		const char *lv[] = { ps };
 		metrics_gauge_set(a->m.lag, lv, hi > items[i].msg->offset ? (double)(hi - items[i].msg->offset - 1) : 0);
 	}
+gauges:
 	{
 		int64_t parked = 0;
 		if (applystate_parked_count(a->state, &parked, err, sizeof(err)) == 0)
@@ -995,5 +1349,93 @@ out:
 	free(ai);
 	free(aidx);
 	free(outs);
+	return rc;
+}
+
+int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
+{
+	size_t ignored = 0;
+	return run(a, msgs, NULL, n, &ignored, errbuf, errlen);
+}
+
+int apply_redrive(struct apply *a, char *errbuf, size_t errlen)
+{
+	long long now = apply_now_ms();
+	if (a->map_paused || now < a->next_redrive_ms)
+		return 0;
+	a->next_redrive_ms = now + a->redrive_ms;
+	int rc = 0;
+	/* each pass re-drives the due head of every parked record; a record's next event becomes its
+	 * head once the previous one is unparked, so passes go on while they make progress */
+	for (int pass = 0; pass < 64; pass++) {
+		struct applystate_parked *pk = NULL;
+		size_t np = 0, unparked = 0;
+		char err[1024];
+		if (applystate_parked_due(a->state, a->batch_max, &pk, &np, err, sizeof(err)) != 0) {
+			log_warn("parked events not read; re-drive later", "map", a->map->name, "error", err);
+			break;
+		}
+		if (np == 0) {
+			applystate_parked_free(pk, np);
+			break;
+		}
+		struct kafka_message *m = calloc(np, sizeof(*m));
+		struct kafka_message **mp = calloc(np, sizeof(*mp));
+		if (!m || !mp) {
+			free(m);
+			free(mp);
+			applystate_parked_free(pk, np);
+			log_warn("out of memory; re-drive later", "map", a->map->name);
+			break;
+		}
+		for (size_t i = 0; i < np; i++) {
+			m[i] = (struct kafka_message){ .topic = a->source_topic, .partition = -1, .offset = pk[i].id,
+						       .timestamp_ms = -1, .key = pk[i].record_key,
+						       .key_len = strlen(pk[i].record_key), .value = pk[i].event_json,
+						       .value_len = strlen(pk[i].event_json) };
+			mp[i] = &m[i];
+		}
+		int brc = run(a, mp, pk, np, &unparked, errbuf, errlen);
+		free(m);
+		free(mp);
+		applystate_parked_free(pk, np);
+		if (brc == APPLY_FATAL) {
+			rc = -1;
+			break;
+		}
+		if (unparked == 0)
+			break;
+	}
+	return rc;
+}
+
+int apply_expire_units(struct apply *a, char *errbuf, size_t errlen)
+{
+	long long now = apply_now_ms();
+	if (a->map_paused || now < a->next_txn_check_ms)
+		return 0;
+	a->next_txn_check_ms = now + (a->txn_timeout_ms < 10000 ? a->txn_timeout_ms / 2 + 1 : 5000);
+	char **sides = NULL, **ids = NULL, err[1024];
+	int *staged = NULL, *total = NULL;
+	size_t n = 0;
+	if (applystate_txn_expired(a->state, a->txn_timeout_ms, 100, &sides, &ids, &staged, &total, &n, err,
+				   sizeof(err)) != 0) {
+		log_warn("expired units not read; checked again later", "map", a->map->name, "error", err);
+		return 0;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char why[256];
+		snprintf(why, sizeof(why), "%d of %d parts staged after the %ld ms timeout", staged[i], total[i],
+			 a->txn_timeout_ms);
+		if (apply_unit(a, NULL, sides[i], ids[i], total[i], why) == APPLY_FATAL) {
+			snprintf(errbuf, errlen, "dead-letter producer: fatal error");
+			rc = -1;
+		}
+	}
+	applystate_strings_free(sides, n);
+	applystate_strings_free(ids, n);
+	free(staged);
+	free(total);
 	return rc;
 }

@@ -174,7 +174,8 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000;
+	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
+	long long txn_timeout = 300000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_MAX", 500, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
@@ -182,6 +183,8 @@ int main(int argc, char **argv)
 	    config_long("DW_APPLY_BACKOFF_MIN_MS", 500, 1, 600000, &bmin, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MAX_MS", 60000, 1, 3600000, &bmax, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
+	    config_long("DW_APPLY_REDRIVE_MS", 5000, 100, 3600000, &redrive, err, sizeof(err)) != 0 ||
+	    config_duration_ms("DW_APPLY_TXN_TIMEOUT", 300000, 1000, 86400000LL, &txn_timeout, err, sizeof(err)) != 0 ||
 	    httpd_config_load(&hc, err, sizeof(err)) != 0) {
 		log_error("configuration", "error", err);
 		goto out;
@@ -217,6 +220,12 @@ int main(int argc, char **argv)
 	a.backoff_max_ms = bmax < bmin ? bmin : bmax;
 	a.stop = &stop_requested;
 	a.state_check_ms = state_check;
+	a.redrive_ms = redrive;
+	a.txn_timeout_ms = (long)txn_timeout;
+	if (batch_max <= 1)
+		log_warn("DW_APPLY_BATCH_MAX=1 sends one request per write: atomic units (txn) are then written "
+			 "part by part, not all or nothing",
+			 "map", map_name);
 	if (a.map->threshold.count > 0 && !(a.err_times = calloc((size_t)a.map->threshold.count, sizeof(long long)))) {
 		log_error("out of memory", "where", "error threshold");
 		goto out;
@@ -319,6 +328,11 @@ int main(int argc, char **argv)
 		if (apply_check_map_state(&a, err, sizeof(err)) != 0)
 			log_warn("map state not read; keeping the last known", "error", err);
 		apply_resume_due(&a);
+		if (apply_redrive(&a, err, sizeof(err)) != 0 || apply_expire_units(&a, err, sizeof(err)) != 0) {
+			log_error("kafka fatal error", "error", err);
+			exit_code = 1;
+			goto drain;
+		}
 		/* fill a batch: wait for the first message, then up to batch_wait_ms for more */
 		long long deadline = 0;
 		while (nbatch < a.batch_max && !stop_requested) {
@@ -375,8 +389,11 @@ drain:
 	nbatch = 0;
 	log_info("apply stopping", "map", a.map->name, "to", a.to_name);
 out:
-	if (a.paused)
+	if (a.paused) {
+		/* NULL it: closing the consumer below revokes, and the rebalance callback frees it too */
 		rd_kafka_topic_partition_list_destroy(a.paused);
+		a.paused = NULL;
+	}
 	free(batch);
 	free(a.err_times);
 	if (consumer) {
