@@ -79,7 +79,9 @@ struct rec {
 	int edits;       /* changes made by the test after the baseline */
 	long base_ce, base_fo;
 	int ce_direct, fo_direct; /* edits made on each side */
-	char trail[128];          /* the edits, e.g. "ce:name fo:AddressCity", for failure messages */
+	char trail[256];          /* the edits, e.g. "ce:name fo:AddressCity", for failure messages */
+	char last[NFIELDS][32];   /* per field: the value of its last edit ("" when never edited) */
+	int sides[NFIELDS];       /* per field: 1 edited in ce, 2 in fo, 3 both */
 };
 
 static void acct_no(char *out, size_t len, unsigned i)
@@ -585,6 +587,8 @@ static void test_random_edits_settle_without_ping_pong(void **state)
 		snprintf(value, sizeof(value), "v%ld", k);
 		edit(side == 0 ? "ce" : "fo", r, field, value);
 		r->edits++;
+		snprintf(r->last[field], sizeof(r->last[field]), "%s", value);
+		r->sides[field] |= side == 0 ? 1 : 2;
 		size_t tl = strlen(r->trail);
 		snprintf(r->trail + tl, sizeof(r->trail) - tl, " %s:%s", side == 0 ? "ce" : "fo",
 			 side == 0 ? ce_fields[field] : fo_fields[field]);
@@ -595,6 +599,23 @@ static void test_random_edits_settle_without_ping_pong(void **state)
 	}
 	long long t0 = harness_now_ms();
 	wait_settled(recs, n, 0);
+	/* no lost update: a field edited on one side only ends with that side's last value (a field edited
+	 * on both sides ends with one of its edits: latest_wins orders them by source time) */
+	for (size_t i = 0; i < n; i++) {
+		cJSON *c = ce_row(&recs[i]);
+		for (int f = 0; f < NFIELDS; f++) {
+			const char *have = sval(c, ce_fields[f]);
+			if (recs[i].sides[f] == 1 || recs[i].sides[f] == 2) {
+				if (strcmp(have, recs[i].last[f]) != 0)
+					fail_msg("%s: %s is '%s' after edits (%s), want '%s'", recs[i].acct, ce_fields[f], have,
+						 recs[i].trail, recs[i].last[f]);
+			} else if (recs[i].sides[f] == 3 && have[0] != 'v') {
+				fail_msg("%s: %s is '%s', not one of its edits (%s)", recs[i].acct, ce_fields[f], have,
+					 recs[i].trail);
+			}
+		}
+		cJSON_Delete(c);
+	}
 	long total_ce = 0, total_fo = 0;
 	for (size_t i = 0; i < n; i++) {
 		long wc = writes_of("ce", &recs[i]) - recs[i].base_ce, wf = writes_of("fo", &recs[i]) - recs[i].base_fo;
