@@ -601,21 +601,22 @@ static void test_random_edits_settle_without_ping_pong(void **state)
 	wait_settled(recs, n, 0);
 	/* no lost update: a field edited on one side only ends with that side's last value (a field edited
 	 * on both sides ends with one of its edits: latest_wins orders them by source time) */
-	for (size_t i = 0; i < n; i++) {
+	char lost[1024] = "";
+	for (size_t i = 0; i < n && !lost[0]; i++) {
 		cJSON *c = ce_row(&recs[i]);
-		for (int f = 0; f < NFIELDS; f++) {
+		for (int f = 0; f < NFIELDS && !lost[0]; f++) {
 			const char *have = sval(c, ce_fields[f]);
-			if (recs[i].sides[f] == 1 || recs[i].sides[f] == 2) {
-				if (strcmp(have, recs[i].last[f]) != 0)
-					fail_msg("%s: %s is '%s' after edits (%s), want '%s'", recs[i].acct, ce_fields[f], have,
-						 recs[i].trail, recs[i].last[f]);
-			} else if (recs[i].sides[f] == 3 && have[0] != 'v') {
-				fail_msg("%s: %s is '%s', not one of its edits (%s)", recs[i].acct, ce_fields[f], have,
-					 recs[i].trail);
-			}
+			if ((recs[i].sides[f] == 1 || recs[i].sides[f] == 2) && strcmp(have, recs[i].last[f]) != 0)
+				snprintf(lost, sizeof(lost), "%s: %s is '%s' after edits (%s), want '%s'", recs[i].acct,
+					 ce_fields[f], have, recs[i].trail, recs[i].last[f]);
+			else if (recs[i].sides[f] == 3 && have[0] != 'v')
+				snprintf(lost, sizeof(lost), "%s: %s is '%s', not one of its edits (%s)", recs[i].acct,
+					 ce_fields[f], have, recs[i].trail);
 		}
 		cJSON_Delete(c);
 	}
+	if (lost[0])
+		fail_msg("lost update: %s", lost);
 	long total_ce = 0, total_fo = 0;
 	for (size_t i = 0; i < n; i++) {
 		long wc = writes_of("ce", &recs[i]) - recs[i].base_ce, wf = writes_of("fo", &recs[i]) - recs[i].base_fo;
