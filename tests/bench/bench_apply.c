@@ -8,7 +8,8 @@
  *      committed the end of every partition;
  *   2. one request per event with a commit after each (DW_APPLY_BATCH_MAX=1), the same build and the
  *      same shape of data (its own topic and accounts), BENCH_APPLY_SINGLE_EVENTS (default: as many
- *      as phase 1): events/s and the ratio batched / single;
+ *      as phase 1; the account count scales with it, so creates and updates mix alike): events/s
+ *      and the ratio batched / single;
  *   3. latency: a running worker (default batching) is offered BENCH_APPLY_RATE (1000) events/s for
  *      BENCH_APPLY_LAT_S (30) s over 1000 accounts; each event's source ts is its send time, and it
  *      counts as acknowledged when the worker's committed offset passes it (offsets are committed only
@@ -17,7 +18,9 @@
  *   4. the peak RSS (VmHWM from /proc/<pid>/status) of every worker, read just before it is stopped.
  * Every phase checks that the worker caught up and that the FO emulator holds the last version of a
  * sample account. Exits non-zero when a step fails. BENCH_APPLY_PHASES (default
- * "batched,single,latency") picks the phases.
+ * "batched,single,latency") picks the phases. The workers inherit the environment, so DW_KAFKA_<PROP>
+ * settings (e.g. DW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES) reach them. The workers use the fixed group
+ * dw-apply.accounts.fo: run no other apply --to fo on the same broker meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
