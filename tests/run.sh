@@ -5,6 +5,7 @@
 #                         start of Linux's ephemeral port range, or a client socket may hold a port
 #                         the stack needs) for the integration suites, stopped again at the end
 #   tests/run.sh unit     unit suites only (no services)
+#   tests/run.sh e2e      the end-to-end suites under tests/e2e on the same private stack (`make e2e`)
 # Suites are the cmocka binaries under $DW_BUILD/tests/{unit,integration} and the scripts
 # tests/{unit,integration}/test_*.sh; each reports TAP lines ("ok N - name" / "not ok N - name").
 # A suite that exits non-zero without reporting a failure (a crash, a sanitizer abort) counts as
@@ -62,9 +63,9 @@ run_layer() {
 	done
 }
 
-run_layer unit
+[ "$mode" = e2e ] || run_layer unit
 
-if [ "$mode" = all ]; then
+if [ "$mode" = all ] || [ "$mode" = e2e ]; then
 	export DW_PORT_BASE=${DW_TEST_PORT_BASE:-29000}
 	# Stop whatever did start, also when the stack fails half-way.
 	trap 'deploy/local/stack.sh down >"$logs/stack-down.log" 2>&1' EXIT
@@ -75,7 +76,11 @@ if [ "$mode" = all ]; then
 	else
 		# shellcheck disable=SC1091
 		. "$DW_STATE_DIR/stack.env"
-		run_layer integration
+		if [ "$mode" = e2e ]; then
+			run_layer e2e
+		else
+			run_layer integration
+		fi
 	fi
 fi
 
