@@ -115,9 +115,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBTEST) $(LIBEMU) $(LIBCOMMON)
 deps:
 	@deploy/local/deps.sh
 
-# Runs every suite against a private stack (.state/test, ports 29xxx) so a running `make up`
+# Builds the release tree too (its -O2 warnings differ from the sanitizer build's), then runs every
+# suite against a private stack (.state/test, ports 29xxx) so a running `make up`
 # stack is left alone. Ends with one summary line: "N passed, N failed".
 test: deps lint
+	@$(MAKE) --no-print-directory SAN=0 build
 	@$(MAKE) --no-print-directory SAN=$(TEST_SAN) build
 	@DW_BUILD=build/$(if $(filter 1,$(TEST_SAN)),san,release) tests/run.sh
 

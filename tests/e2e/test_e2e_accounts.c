@@ -245,7 +245,7 @@ static void fo_create(struct rec *r, const char *name)
 {
 	char body[1024];
 	snprintf(body, sizeof(body),
-		 "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"%s\",\"OrganizationName\":\"%s\","
+		 "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"%.32s\",\"OrganizationName\":\"%.200s\","
 		 "\"PartyType\":\"Organization\",\"CreditLimit\":0,\"PrimaryContactPhone\":\"t0\",\"AddressCity\":\"c0\"}",
 		 r->acct, name);
 	api_ok("fo", "POST", "CustomersV3", body, 201);

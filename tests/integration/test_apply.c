@@ -1276,7 +1276,7 @@ static void test_unit_with_invalid_part_is_dead_lettered_whole(void **state)
 	assert_int_equal(0, staged_parts(txn));
 	/* every part is dead-lettered, each with the rejected part's reason and the target's body */
 	for (int i = 0; i < 4; i++) {
-		char key[128];
+		char key[192];
 		snprintf(key, sizeof(key), "CustomerAccount=%s,dataAreaId=usmf", acct[i]);
 		char *reason = dlq_header_in(dlq, key, "dw.reason", NULL);
 		assert_string_equal("txn_rejected", reason);

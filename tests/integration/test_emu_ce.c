@@ -656,7 +656,7 @@ static void test_changeset_of_many_creates_commits_every_record(void **state)
 {
 	(void)state;
 	enum { N = 60 };
-	char ops[N][256], ids[N][37], cids[N][8];
+	char ops[N][2560], ids[N][37], cids[N][8];
 	const char *op[N], *cid[N];
 	long before = writes_of("cdm_companies", "create");
 	for (int i = 0; i < N; i++) {
