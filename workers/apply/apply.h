@@ -43,6 +43,16 @@ int resolver_map_cb(void *ctx, enum event_side side, const char *entity_set, con
 int resolver_guid(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
 		  char out[37], char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* resolver_guid as the map engine's struct map_resolver.guid callback (ctx = struct resolver). */
+int resolver_guid_cb(void *ctx, const char *entity_set, const char *key_field, const char *value, char out[37],
+		     char *err, size_t errlen);
+
+/* As resolver_guid, for a row whose alternate key is key_field + the company lookup column
+ * company_field (its value the company's GUID company_guid). */
+int resolver_guid_company(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+			  const char *company_field, const char *company_guid, char out[37], char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* ---- batch.c: one poll batch ---------------------------------------------------------------- */
 
 struct apply_metrics {

@@ -279,7 +279,7 @@ static void prepare(struct apply *a, struct item *it)
 		it->txn = 1;
 		return;
 	}
-	struct map_resolver r = { resolver_map_cb, a->resolver };
+	struct map_resolver r = { resolver_map_cb, a->resolver, resolver_guid_cb };
 	int rc = map_transform(a->map, &it->ev, a->resolver ? &r : NULL, &it->w, err, sizeof(err));
 	switch (rc) {
 	case MAP_OK:
@@ -360,7 +360,17 @@ static int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
 				return MAP_ERR_EVENT;
 			}
 			err[0] = '\0';
-			int rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			int rc;
+			if (lk && lk->company_key && c && it->w.company) {
+				/* the related row's alternate key includes the company */
+				char cguid[37];
+				rc = resolver_guid(a->resolver, c->ce_set, c->ce_key, it->w.company, cguid, err, errlen);
+				if (rc == MAP_OK)
+					rc = resolver_guid_company(a->resolver, set, field, value, lk->company_key, cguid,
+								   it->keybuf[n], err, errlen);
+			} else {
+				rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			}
 			if (rc == MAP_NOT_FOUND && !err[0])
 				snprintf(err, errlen, "key field %s: no %s row with %s = '%s' on CE", k->string, set, field,
 					 value);
