@@ -161,4 +161,82 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 /* Monotonic milliseconds. */
 long long apply_now_ms(void);
 
+/* ---- batch.c internals shared with unit.c: one event through the pipeline ------------------- */
+
+enum st { ST_PENDING = 0, ST_DONE, ST_RETRY };
+
+struct item {
+	struct kafka_message *msg;
+	struct event ev;
+	int decoded;
+	struct map_write w;
+	int mapped;
+	char *tkey; /* canonical key of the target record */
+	char *skey; /* the record's key on the source side, in the map's terms (for echoes) */
+	char *skey_fallback;
+	char shash[SHA256_HEX_LEN + 1]; /* image hash of the event on its source side; "" if none */
+	char thash[SHA256_HEX_LEN + 1]; /* image hash of the write in target terms; "" for deletes */
+	char rhash[SHA256_HEX_LEN + 1]; /* image hash of the target's answer; "" when none */
+	int rep;                        /* index of the item that stands for this record; self if none */
+	enum st st;
+	long retry_after_ms;
+	/* outcome to record */
+	int has_out;
+	struct applystate_outcome out;
+	char *reason_owned;
+	/* dead letter */
+	int dlq;
+	const char *dlq_reason;
+	long http_status;
+	char *error;
+	char *error_body;
+	/* decision and write */
+	struct applystate_item ai;
+	int writing;
+	struct target_write tw;
+	struct odata_key_part keys[EVENT_KEY_FIELDS_MAX];
+	char keybuf[EVENT_KEY_FIELDS_MAX][64];
+	char *body;
+	char *if_match;
+	char *event_json;
+	/* re-drive of a parked event (rule 6) */
+	int redrive;
+	int64_t park_id;
+	int park_attempts;
+	/* atomic units (rule 5) */
+	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
+	int in_unit;         /* a part being applied with its unit */
+	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
+};
+
+/* Counts one event of a metric family under label. */
+void count(struct metrics_family *f, const char *label);
+/* Frees what an item owns. */
+void item_clear(struct item *it);
+/* Marks the item for the dead-letter topic (produced later by produce_dlq). */
+void to_dlq(struct item *it, const char *reason, long status, const char *error, const char *body);
+/* Marks the item for a retry (its partition is sought back and paused). */
+void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms);
+/* Records outcome r for a decoded event, keyed by `key` (borrowed). */
+void set_outcome(struct item *it, enum applystate_result r, const char *key);
+/* A copy of the message value as a new NUL-terminated string; NULL when out of memory. */
+char *value_text(const struct kafka_message *m);
+/* Step 1: decodes and maps one message with a's map (a part of a unit only when it->in_unit). */
+void prepare(struct apply *a, struct item *it);
+/* The target key parts of the item's write into it->tw. Returns MAP_OK, MAP_NOT_FOUND,
+ * MAP_ERR_RESOLVE or MAP_ERR_EVENT with err. */
+int key_parts(struct apply *a, struct item *it, char *err, size_t errlen);
+/* Turns a write's result into the item's outcome; 1 when a second write is needed. */
+int settle(struct apply *a, struct item *it, int second);
+/* Produces the dead letters of items[0..n) and waits for delivery; undelivered ones become
+ * retries. Returns APPLY_OK or APPLY_FATAL. */
+int produce_dlq(struct apply *a, struct item *items, size_t n);
+
+/* ---- unit.c: atomic units (rule 5) ----------------------------------------------------------- */
+
+/* Stages a part of a unit (its offset may then be stored: the staging is the recorded outcome)
+ * and applies the unit when this part completes it. A part whose event id is recorded (its unit
+ * was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
+int stage_part(struct apply *a, struct item *it);
+
 #endif
