@@ -370,6 +370,12 @@ static int check_write(const struct target_write *w, size_t i, char *errbuf, siz
 	return 0;
 }
 
+/* An FO upsert the caller marked as a create (target_write.create): POST at once. */
+static int creates_fo(const struct target *t, const struct target_write *w)
+{
+	return !t->ce && w->create && w->op == TARGET_UPSERT;
+}
+
 /* One write as single requests (PATCH, then POST for FO on 404; or DELETE). */
 static int apply_single(struct target *t, struct target_write *w, char *errbuf, size_t errlen)
 {
@@ -388,15 +394,20 @@ static int apply_single(struct target *t, struct target_write *w, char *errbuf, 
 	if (w->op == TARGET_UPSERT)
 		extra[ne++] = (struct http_header){ "Prefer", "return=representation" };
 	const char *method = w->op == TARGET_DELETE ? "DELETE" : "PATCH";
-	int rc = send_req(t, method, url, extra, ne, w->body, w->body ? strlen(w->body) : 0, &resp, err, sizeof(err));
-	if (rc != 0) {
-		classify_failure(w, rc, err);
+	if (creates_fo(t, w)) {
+		w->outcome = NEEDS_POST; /* the caller knows the record is not there: no PATCH first */
 	} else {
-		classify(t, w, method, resp.status, http_response_header(&resp, "ETag"),
-			 http_response_header(&resp, "OData-EntityId"), http_response_header(&resp, "Retry-After"),
-			 resp.body, resp.body_len);
+		int rc = send_req(t, method, url, extra, ne, w->body, w->body ? strlen(w->body) : 0, &resp, err,
+				  sizeof(err));
+		if (rc != 0) {
+			classify_failure(w, rc, err);
+		} else {
+			classify(t, w, method, resp.status, http_response_header(&resp, "ETag"),
+				 http_response_header(&resp, "OData-EntityId"), http_response_header(&resp, "Retry-After"),
+				 resp.body, resp.body_len);
+		}
+		http_response_free(&resp);
 	}
-	http_response_free(&resp);
 	free(url);
 	if (w->outcome != NEEDS_POST)
 		return 0;
@@ -410,7 +421,7 @@ static int apply_single(struct target *t, struct target_write *w, char *errbuf, 
 		snprintf(errbuf, errlen, "%s", err);
 		return -1;
 	}
-	rc = send_req(t, "POST", url, NULL, 0, body, strlen(body), &resp, err, sizeof(err));
+	int rc = send_req(t, "POST", url, NULL, 0, body, strlen(body), &resp, err, sizeof(err));
 	if (rc != 0)
 		classify_failure(w, rc, err);
 	else
@@ -482,7 +493,7 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 		o->write = idx[i];
 		snprintf(o->cid, sizeof(o->cid), "%zu", q + 1);
 		size_t nh = 0;
-		if (post) {
+		if (post || creates_fo(t, x)) {
 			o->method = "POST";
 			o->url = record_url(t, x->entity_set, NULL, 0, err, sizeof(err));
 			o->body = o->url ? post_body(x, err, sizeof(err)) : NULL;

@@ -83,6 +83,8 @@ struct target_write {
 	const char *body;     /* UPSERT: a JSON object (the fields to write); NULL for DELETE */
 	const char *if_match; /* the ETag last seen, or NULL */
 	int unit;             /* 0: its own changeset; equal non-zero values: one changeset */
+	int create;           /* FO upsert known not to exist: POST at once instead of PATCH first
+			       * (inside a changeset a PATCH that 404s fails the whole changeset) */
 	/* outputs */
 	enum target_outcome outcome;
 	long status;         /* final HTTP status; 0 when no response arrived */

@@ -43,6 +43,12 @@ int resolver_map_cb(void *ctx, enum event_side side, const char *entity_set, con
 int resolver_guid(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
 		  char out[37], char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* Tells the resolver that the row of entity_set with key_field = value (and, when company_field
+ * is not NULL, that company GUID) has GUID guid: for a row about to be created with that id in
+ * the same changeset. Later look-ups answer guid without reading CE. */
+void resolver_assume(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+		     const char *company_field, const char *company_guid, const char *guid);
+
 /* resolver_guid as the map engine's struct map_resolver.guid callback (ctx = struct resolver). */
 int resolver_guid_cb(void *ctx, const char *entity_set, const char *key_field, const char *value, char out[37],
 		     char *err, size_t errlen);
@@ -86,6 +92,8 @@ struct apply {
 	struct target *target;
 	struct resolver *resolver; /* NULL when CE is not reachable (no lookups needed) */
 	struct httpd *httpd;       /* may be NULL */
+	const struct map_set *maps; /* the maps directory (siblings of a unit); may be NULL */
+	PGconn *pg;                 /* the state connection (a sibling map's state); may be NULL */
 	struct apply_metrics m;
 	/* loop state */
 	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
@@ -206,6 +214,7 @@ struct item {
 	/* atomic units (rule 5) */
 	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
 	int in_unit;         /* a part being applied with its unit */
+	const char *dlq_topic; /* its dead-letter topic when not the worker's (a sibling map's part) */
 	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
 };
 
@@ -228,6 +237,8 @@ void prepare(struct apply *a, struct item *it);
 int key_parts(struct apply *a, struct item *it, char *err, size_t errlen);
 /* Turns a write's result into the item's outcome; 1 when a second write is needed. */
 int settle(struct apply *a, struct item *it, int second);
+/* Parks the event (or queues it behind the record's parked events) under its source key. */
+void park(struct item *it, const char *reason);
 /* Produces the dead letters of items[0..n) and waits for delivery; undelivered ones become
  * retries. Returns APPLY_OK or APPLY_FATAL. */
 int produce_dlq(struct apply *a, struct item *items, size_t n);
@@ -238,5 +249,16 @@ int produce_dlq(struct apply *a, struct item *items, size_t n);
  * and applies the unit when this part completes it. A part whose event id is recorded (its unit
  * was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
 int stage_part(struct apply *a, struct item *it);
+
+/* The source topic (<prefix>.<from>.<entity, lower case>) and dead-letter topic
+ * (<prefix>.dlq.<map>.<to>) of map m. Returns 0, or -1 with err. */
+int apply_topics(const char *prefix, const struct map *m, enum event_side from, const char *to_name, char *source,
+		 size_t source_len, char *dlq, size_t dlq_len, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* The map a part of one of the worker's units belongs to, by the part's source entity: the
+ * worker's own map, or a map of the worker's map set with the same atomic_unit that syncs the
+ * same direction and reads that entity; NULL when none. Borrowed from the worker. */
+const struct map *apply_unit_sibling(const struct apply *a, const char *entity);
 
 #endif

@@ -126,7 +126,7 @@ char *value_text(const struct kafka_message *m)
 /* Parks the event (or queues it behind the record's parked events). Parked events are filed under
  * the event's canonical source key (the Kafka message key), which is known even when mapping
  * failed, so that every later event of the record finds them (applystate_item.park_key). */
-static void park(struct item *it, const char *reason)
+void park(struct item *it, const char *reason)
 {
 	it->event_json = value_text(it->msg);
 	set_text(&it->reason_owned, reason && reason[0] ? reason : "lookup target not found");
@@ -496,13 +496,14 @@ int produce_dlq(struct apply *a, struct item *items, size_t n)
 			{ "dw.source.partition", part, strlen(part) },
 			{ "dw.source.offset", off, strlen(off) },
 		};
-		int rc = kafka_produce(a->dlq, a->dlq_topic, it->msg->key, it->msg->key ? it->msg->key_len : 0,
+		const char *topic = it->dlq_topic ? it->dlq_topic : a->dlq_topic;
+		int rc = kafka_produce(a->dlq, topic, it->msg->key, it->msg->key ? it->msg->key_len : 0,
 				       it->msg->value, it->msg->value ? it->msg->value_len : 0, h,
 				       sizeof(h) / sizeof(h[0]), NULL, err, sizeof(err));
 		if (rc == KAFKA_ERR_FATAL)
 			return APPLY_FATAL;
 		if (rc != 0) {
-			log_error("dead letter not queued; will retry", "topic", a->dlq_topic, "error", err);
+			log_error("dead letter not queued; will retry", "topic", topic, "error", err);
 			it->dlq = 0;
 			to_retry(a, it, "dead_letter", 0);
 			continue;
@@ -935,7 +936,9 @@ finish:
 		/* re-drive: unpark what is recorded; back off what failed again */
 		for (size_t i = 0; i < n; i++) {
 			struct item *it = &items[i];
-			int again = it->st == ST_RETRY || !it->has_out || it->out.result == APPLYSTATE_PARKED;
+			/* a unit's part ends done without an outcome of its own (staged, unit applied) */
+			int again = it->st == ST_RETRY || (it->has_out ? it->out.result == APPLYSTATE_PARKED
+								       : !it->dlq && !it->label);
 			int src2 = again ? applystate_park_retry_later(a->state, it->park_id,
 								      park_delay_ms(a, it->park_attempts, it->retry_after_ms),
 								      err, sizeof(err))
@@ -947,7 +950,7 @@ finish:
 				(*unparked)++;
 			if (!again)
 				log_info("parked event re-driven", "map", a->map->name, "record", it->skey_fallback ? it->skey_fallback : "",
-					 "outcome", it->dlq ? "dead_letter" : applystate_result_name(it->out.result));
+					 "outcome", it->dlq ? "dead_letter" : it->has_out ? applystate_result_name(it->out.result) : it->label);
 		}
 		rc = APPLY_OK;
 		goto gauges;

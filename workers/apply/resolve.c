@@ -185,11 +185,29 @@ int resolver_guid_cb(void *ctx, const char *entity_set, const char *key_field, c
 	return resolver_guid(ctx, entity_set, key_field, value, out, err, errlen);
 }
 
+/* The cache key of a company-keyed look-up. */
+static void company_query(char *q, size_t qlen, const char *entity_set, const char *key_field, const char *value,
+			  const char *company_field, const char *company_guid)
+{
+	snprintf(q, qlen, "c|%s|%s|%s|%s|%s", entity_set, key_field, value, company_field, company_guid);
+}
+
+void resolver_assume(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+		     const char *company_field, const char *company_guid, const char *guid)
+{
+	char q[2048];
+	if (company_field)
+		company_query(q, sizeof(q), entity_set, key_field, value, company_field, company_guid);
+	else
+		snprintf(q, sizeof(q), "k|%s|%s|%s", entity_set, key_field, value);
+	cache_put(r, q, guid);
+}
+
 int resolver_guid_company(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
 			  const char *company_field, const char *company_guid, char out[37], char *err, size_t errlen)
 {
 	char q[2048];
-	snprintf(q, sizeof(q), "c|%s|%s|%s|%s|%s", entity_set, key_field, value, company_field, company_guid);
+	company_query(q, sizeof(q), entity_set, key_field, value, company_field, company_guid);
 	struct odata_key_part k[2] = { { key_field, value, ODATA_KIND_STRING, NULL },
 				       { company_field, company_guid, ODATA_KIND_GUID, NULL } };
 	return guid_by_key(r, entity_set, k, 2, q, out, err, errlen);
