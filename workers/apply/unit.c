@@ -173,18 +173,19 @@ static int preassign_ids(struct apply *a, struct item *u, const int *ci, const s
 								      lk->company_key, cguid, guid, err, errlen)
 					      : resolver_guid(a->resolver, lk->set, lk->key, kv->valuestring, guid, err,
 							      errlen);
-			if (rc == MAP_OK)
-				continue; /* the row exists: its key part resolves as usual */
-			if (rc != MAP_NOT_FOUND)
+			if (rc != MAP_OK && rc != MAP_NOT_FOUND)
 				return MAP_ERR_RESOLVE;
+			char derived[37];
+			derived_guid(lk->set, lk->key, kv->valuestring, q->w.company, derived);
+			if (rc == MAP_OK && strcmp(guid, derived) != 0)
+				continue; /* the row exists with an id of its own: its key part resolves as usual */
+			/* not there yet, or known under the id this unit gives it (an earlier attempt that
+			 * may not have been written): the unit writes it with that id */
+			snprintf(guid, sizeof(guid), "%s", derived);
 			const struct map *qm = um[ci[q - u]].a.map;
 			char idf[MAP_IDENT_MAX + 8];
 			snprintf(idf, sizeof(idf), "%sid", qm->ce.entity);
 			const cJSON *have = cJSON_GetObjectItemCaseSensitive(q->w.payload, idf);
-			if (cJSON_IsString(have) && strlen(have->valuestring) == 36)
-				snprintf(guid, sizeof(guid), "%s", have->valuestring);
-			else
-				derived_guid(lk->set, lk->key, kv->valuestring, q->w.company, guid);
 			if (!have && !cJSON_AddStringToObject(q->w.payload, idf, guid)) {
 				snprintf(err, errlen, "out of memory");
 				return MAP_ERR_RESOLVE;
@@ -422,7 +423,10 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 			    (bad < 0 || (w->error && strncmp(w->error, "unit rolled back", 16) != 0 &&
 					 u[bad].tw.error && strncmp(u[bad].tw.error, "unit rolled back", 16) == 0)))
 				bad = (int)widx[j];
-			else if (w->outcome != TARGET_OK && w->outcome != TARGET_INVALID) {
+			else if (w->outcome == TARGET_MISSING_DEP && !park_reason)
+				park_reason = strdup(w->error ? w->error : "lookup target missing");
+			else if (w->outcome != TARGET_OK && w->outcome != TARGET_INVALID &&
+				 w->outcome != TARGET_MISSING_DEP) {
 				retry = 1;
 				if (w->retry_after_ms > after)
 					after = w->retry_after_ms;
@@ -432,9 +436,14 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 			bad_status = u[bad].tw.status;
 			bad_error = u[bad].tw.error ? strdup(u[bad].tw.error) : NULL;
 			bad_body = u[bad].tw.error_body ? strdup(u[bad].tw.error_body) : NULL;
-		} else if (retry) {
+		} else if (retry || (park_reason && !it)) {
 			log_warn("unit write will be retried", "map", a->map->name, "txn", txn_id);
 			unit_retry(a, it, "target", after);
+			goto out;
+		} else if (park_reason) {
+			log_info("unit waits for a missing lookup target: the completing part is parked", "map",
+				 a->map->name, "txn", txn_id, "reason", park_reason);
+			park(it, park_reason);
 			goto out;
 		} else {
 			for (size_t j = 0; j < nw; j++)

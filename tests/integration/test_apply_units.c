@@ -1,0 +1,871 @@
+/* Purchase orders as atomic units across two maps (purchase_order_headers + purchase_order_lines,
+ * DESIGN 5 rule 5) and inventory aggregation (product_inventory), with the real apply binaries
+ * against the real broker, PostgreSQL and both emulators. Events are produced straight onto the
+ * source topics; writes are counted on the emulators. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "event.h"
+#include "harness.h"
+#include "emu_client.h"
+#include "kafka.h"
+#include "migrate.h"
+#include "store.h"
+
+#define WAIT_MS 90000
+#define PARTITIONS 2
+
+enum { W_HDR_FO, W_LINE_FO, W_HDR_CE, W_LINE_CE, W_INV_CE, W_N };
+static const char *const w_map[W_N] = { "purchase_order_headers", "purchase_order_lines", "purchase_order_headers",
+					"purchase_order_lines", "product_inventory" };
+static const char *const w_to[W_N] = { "fo", "fo", "ce", "ce", "ce" };
+
+/* source topics by table */
+enum { T_CE_HDR, T_CE_LINE, T_FO_HDR, T_FO_LINE, T_FO_INV, T_N };
+static const char *const t_table[T_N] = { "ce.msdyn_purchaseorder", "ce.msdyn_purchaseorderproduct",
+					  "fo.purchaseorderheadersv2", "fo.purchaseorderlinesv2",
+					  "fo.warehousesonhandv2" };
+
+static char err[1024];
+static char prefix[32];
+static char topics[T_N][96];
+static char dbname[64];
+static char dsn[1024];
+static char maps_dir[1024];      /* the worker's maps: a copy of schemas/maps (one test breaks it) */
+static char good_maps[1024];     /* schemas/maps */
+static pid_t workers[W_N];
+static struct kafka_producer *producer;
+static struct config_common kcfg;
+static const char *ce_base, *fo_base;
+static char *ce_token, *fo_token;
+static unsigned run_id;
+static char company_guid[40], usd_guid[40], ea_guid[40], vendor_guid[40], vendor_no[32];
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static PGconn *connect_db(const char *db)
+{
+	const struct store_opts opts = { .application_name = "dw-test-apply-units", .dbname = db };
+	PGconn *c = NULL;
+	if (store_connect(harness_env("DW_PG_DSN"), &opts, &c, err, sizeof(err)) != 0)
+		fail_msg("connect: %s", err);
+	return c;
+}
+
+static void admin_db(const char *verb, const char *suffix)
+{
+	PGconn *admin = connect_db(NULL);
+	char *ident = PQescapeIdentifier(admin, dbname, strlen(dbname));
+	char sql[256];
+	snprintf(sql, sizeof(sql), "%s %s%s", verb, ident, suffix);
+	PQfreemem(ident);
+	if (store_exec(admin, sql, 0, NULL, NULL, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", sql, err);
+	store_close(admin);
+}
+
+static long long query_ll(const char *sql, int n, const char *const *params)
+{
+	PGconn *c = connect_db(dbname);
+	PGresult *r = NULL;
+	if (store_exec(c, sql, n, params, &r, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", sql, err);
+	long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	store_close(c);
+	return v;
+}
+
+static long long staged_parts(const char *side, const char *txn_id)
+{
+	const char *p[] = { side, txn_id };
+	return query_ll("SELECT count(*) FROM dw_txn_part WHERE source_side = $1 AND txn_id = $2", 2, p);
+}
+
+static void copy_file(const char *from, const char *to, const char *find, const char *repl)
+{
+	FILE *in = fopen(from, "rb");
+	assert_non_null(in);
+	char *buf = calloc(1, 1 << 20);
+	assert_non_null(buf);
+	size_t n = fread(buf, 1, (1 << 20) - 1, in);
+	fclose(in);
+	buf[n] = '\0';
+	FILE *out = fopen(to, "wb");
+	assert_non_null(out);
+	char *at = find ? strstr(buf, find) : NULL;
+	if (find && !at)
+		fail_msg("%s: '%s' not found", from, find);
+	if (at) {
+		fwrite(buf, 1, (size_t)(at - buf), out);
+		fputs(repl, out);
+		fputs(at + strlen(find), out);
+	} else {
+		fwrite(buf, 1, n, out);
+	}
+	fclose(out);
+	free(buf);
+}
+
+/* Writes the worker maps: schemas/maps, with the purchase order lines' description sent to the
+ * CE line's name (100 characters) instead of its description when `broken`. */
+static void write_maps(int broken)
+{
+	static const char *const names[] = { "accounts", "customer_assets", "products", "purchase_order_headers",
+					     "purchase_order_lines", "product_inventory" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char from[1200], to[1200];
+		snprintf(from, sizeof(from), "%s/%s.json", good_maps, names[i]);
+		snprintf(to, sizeof(to), "%s/%s.json", maps_dir, names[i]);
+		int lines = strcmp(names[i], "purchase_order_lines") == 0;
+		copy_file(from, to, broken && lines ? "\"ce\": \"msdyn_description\"" : NULL, "\"ce\": \"msdyn_name\"");
+	}
+}
+
+static int metrics_port(int w)
+{
+	return (int)strtol(harness_env("DW_PORT_BASE"), NULL, 10) + 62 + w;
+}
+
+static void worker_start(int w)
+{
+	char log_path[1024];
+	snprintf(log_path, sizeof(log_path), "%s/logs/apply-units-%s-to-%s.log", harness_env("DW_STATE_DIR"), w_map[w],
+		 w_to[w]);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		setenv("DW_PG_DSN", dsn, 1);
+		setenv("DW_TOPIC_PREFIX", prefix, 1);
+		setenv("DW_MAPS_DIR", maps_dir, 1);
+		char port[16];
+		snprintf(port, sizeof(port), "%d", metrics_port(w));
+		setenv("DW_HTTP_PORT", port, 1);
+		setenv("DW_HTTP_ADDR", "127.0.0.1", 1);
+		setenv("DW_APPLY_STATE_CHECK_MS", "300", 1);
+		setenv("DW_APPLY_BACKOFF_MIN_MS", "200", 1);
+		setenv("DW_APPLY_BACKOFF_MAX_MS", "1000", 1);
+		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
+		setenv("DW_APPLY_REDRIVE_MS", "300", 1);
+		setenv("DW_APPLY_TXN_TIMEOUT", "5m", 1);
+		execl(harness_bin("apply"), "apply", "--map", w_map[w], "--to", w_to[w], (char *)NULL);
+		_exit(127);
+	}
+	workers[w] = pid;
+}
+
+static int worker_stop(int w)
+{
+	pid_t pid = workers[w];
+	workers[w] = -1;
+	if (pid <= 0)
+		return 0;
+	kill(pid, SIGTERM);
+	long long deadline = harness_now_ms() + 30000;
+	int status = 0;
+	while (harness_now_ms() < deadline) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+static void flush_producer(void)
+{
+	if (kafka_producer_flush(producer, 30000, err, sizeof(err)) != 0)
+		fail_msg("flush: %s", err);
+	uint64_t ok = 0, failed = 0;
+	kafka_producer_counts(producer, &ok, &failed);
+	assert_int_equal(0, failed);
+}
+
+/* Waits until worker w's group has committed every partition of topic t up to its end. */
+static void wait_caught_up(int w, int t)
+{
+	char group[128], errstr[256];
+	snprintf(group, sizeof(group), "dw-apply.%s.%s", w_map[w], w_to[w]);
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	assert_non_null(rk);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	int done = 0;
+	while (!done && harness_now_ms() < deadline) {
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+		for (int p = 0; p < PARTITIONS; p++)
+			rd_kafka_topic_partition_list_add(l, topics[t], p);
+		done = rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+		for (int p = 0; p < PARTITIONS && done; p++) {
+			int64_t lo = 0, hi = 0;
+			if (rd_kafka_query_watermark_offsets(rk, topics[t], p, &lo, &hi, 10000) != 0)
+				done = 0;
+			else if (hi > 0 && l->elems[p].offset < hi)
+				done = 0;
+		}
+		rd_kafka_topic_partition_list_destroy(l);
+		if (!done)
+			usleep(100000);
+	}
+	rd_kafka_destroy(rk);
+	if (!done)
+		fail_msg("%s to %s did not catch up on %s within %d ms", w_map[w], w_to[w], topics[t], WAIT_MS);
+}
+
+/* Produces an event of `side`/`entity` onto topic t: key and data borrowed (data NULL for a
+ * delete); part `order` of `total` of unit txn_id when txn_id is not NULL. */
+static void produce(int t, const char *side, const char *entity, const char *set, const char *op, int64_t v,
+		    const cJSON *key, const cJSON *data, const char *txn_id, int total, int order)
+{
+	struct event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.v = EVENT_FORMAT_VERSION;
+	ev.source.side = event_side_parse(side);
+	ev.source.env = strdup("test");
+	ev.source.entity = strdup(entity);
+	ev.source.entity_set = strdup(set);
+	ev.source.version = v;
+	ev.source.ts = 1764464400000LL + v;
+	ev.op = event_op_parse(op);
+	ev.key = cJSON_Duplicate(key, 1);
+	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;
+	if (txn_id) {
+		ev.has_txn = 1;
+		ev.txn.id = strdup(txn_id);
+		ev.txn.total = total;
+		ev.txn.order = order;
+	}
+	char *out = NULL, *k = NULL;
+	size_t len = 0;
+	if (event_compute_id(&ev, err, sizeof(err)) != 0 || event_encode(&ev, &out, &len, err, sizeof(err)) != 0 ||
+	    event_key_string(ev.key, &k, err, sizeof(err)) != 0)
+		fail_msg("event: %s", err);
+	if (kafka_produce(producer, topics[t], k, strlen(k), out, len, NULL, 0, NULL, err, sizeof(err)) != 0)
+		fail_msg("produce: %s", err);
+	free(out);
+	free(k);
+	event_clear(&ev);
+}
+
+/* A request with a bearer token; the JSON answer (annotations kept) or NULL on 404/204. Fails on
+ * any other error status. */
+static cJSON *call(const char *method, const char *url, const char *token, const char *body)
+{
+	char auth[8192];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+	const char *h[] = { auth, "Accept: application/json", "Content-Type: application/json",
+			    "Prefer: return=representation", NULL };
+	struct emu_resp r;
+	emu_http(method, url, h, body, &r);
+	cJSON *j = NULL;
+	if (r.status == 200 || r.status == 201)
+		j = emu_json(&r);
+	else if (r.status != 404 && r.status != 204)
+		fail_msg("%s %s: HTTP %ld %.500s", method, url, (long)r.status, r.body ? r.body : "");
+	emu_resp_free(&r);
+	return j;
+}
+
+static cJSON *ce_call(const char *method, const char *path, const char *body)
+{
+	char url[2048];
+	snprintf(url, sizeof(url), "%s/api/data/v9.2/%s", ce_base, path);
+	return call(method, url, ce_token, body);
+}
+
+static cJSON *fo_call(const char *method, const char *path, const char *body)
+{
+	char url[2048];
+	snprintf(url, sizeof(url), "%s/data/%s", fo_base, path);
+	return call(method, url, fo_token, body);
+}
+
+/* Upserts a CE row; copies member `id` of the answer into out[40]. */
+static void ce_upsert(const char *path, const char *body, const char *id, char out[40])
+{
+	cJSON *j = ce_call("PATCH", path, body);
+	assert_non_null(j);
+	const cJSON *v = cJSON_GetObjectItem(j, id);
+	assert_true(cJSON_IsString(v));
+	snprintf(out, 40, "%s", v->valuestring);
+	cJSON_Delete(j);
+}
+
+/* Committed writes (create + update + delete) of one entity set on an emulator. */
+static long writes_of(const char *base, const char *set)
+{
+	struct emu_resp r;
+	emu_admin(base, "GET", "stats", NULL, &r);
+	assert_int_equal(200, r.status);
+	cJSON *j = emu_json(&r);
+	const cJSON *s = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "writes"), set);
+	long n = 0;
+	if (s)
+		n = (long)(cJSON_GetObjectItem(s, "create")->valuedouble + cJSON_GetObjectItem(s, "update")->valuedouble +
+			   cJSON_GetObjectItem(s, "delete")->valuedouble);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return n;
+}
+
+static long po_writes_fo(void)
+{
+	return writes_of(fo_base, "PurchaseOrderHeadersV2") + writes_of(fo_base, "PurchaseOrderLinesV2");
+}
+
+static long po_writes_ce(void)
+{
+	return writes_of(ce_base, "msdyn_purchaseorders") + writes_of(ce_base, "msdyn_purchaseorderproducts");
+}
+
+static cJSON *fo_header(const char *po)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "PurchaseOrderHeadersV2(dataAreaId='usmf',PurchaseOrderNumber='%s')", po);
+	return fo_call("GET", path, NULL);
+}
+
+static cJSON *fo_line(const char *po, int line)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "PurchaseOrderLinesV2(dataAreaId='usmf',PurchaseOrderNumber='%s',LineNumber=%d)", po,
+		 line);
+	return fo_call("GET", path, NULL);
+}
+
+static cJSON *ce_header(const char *po)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "msdyn_purchaseorders(msdyn_name='%s',msdyn_company=%s)", po, company_guid);
+	return ce_call("GET", path, NULL);
+}
+
+/* The CE line `line` of the CE header with GUID hdr, or NULL. */
+static cJSON *ce_line(const char *hdr, int line)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "msdyn_purchaseorderproducts(msdyn_purchaseorder=%s,msdyn_lineorder=%d)", hdr, line);
+	return ce_call("GET", path, NULL);
+}
+
+static const char *str_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItem(o, name);
+	return cJSON_IsString(v) ? v->valuestring : "(none)";
+}
+
+static double num_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItem(o, name);
+	if (!cJSON_IsNumber(v))
+		fail_msg("%s is not a number", name);
+	return v->valuedouble;
+}
+
+/* A CE product (msdyn_productnumber = number) with its GUID in out. */
+static void ce_product(const char *number, char out[40])
+{
+	char path[256], body[512];
+	snprintf(path, sizeof(path), "products(msdyn_productnumber='%s')", number);
+	snprintf(body, sizeof(body),
+		 "{\"name\":\"Product %s\",\"productnumber\":\"%s\",\"defaultuomid@odata.bind\":\"/uoms(%s)\"}", number,
+		 number, ea_guid);
+	ce_upsert(path, body, "productid", out);
+}
+
+/* Reads the dead-letter topic `dlq` from the start until a message with `key` arrives; returns
+ * header `name` (new string) or fails. */
+static char *dlq_header(const char *dlq, const char *key, const char *name)
+{
+	char *group = harness_unique("dlq-reader");
+	struct kafka_consumer_opts o = { .group_id = group };
+	struct kafka_consumer *c = NULL;
+	if (kafka_consumer_new(&kcfg, &o, &c, err, sizeof(err)) != 0)
+		fail_msg("consumer: %s", err);
+	const char *tl[] = { dlq };
+	if (kafka_consumer_subscribe(c, tl, 1, err, sizeof(err)) != 0)
+		fail_msg("subscribe: %s", err);
+	char *val = NULL;
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (!val && harness_now_ms() < deadline) {
+		struct kafka_message *m = NULL;
+		if (kafka_consumer_poll(c, 200, &m, err, sizeof(err)) != 1)
+			continue;
+		if (m->key && m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0) {
+			struct kafka_header h;
+			if (kafka_message_header_find(m, name, &h) == 0)
+				val = strndup(h.value ? h.value : "", h.value_len);
+		}
+		kafka_message_free(m);
+	}
+	kafka_consumer_close(c);
+	free(group);
+	if (!val)
+		fail_msg("no dead letter for key %s in %s", key, dlq);
+	return val;
+}
+
+/* Runs `ctl dlq retry --map M --to S --all` with the workers' settings; returns its exit status. */
+static int ctl_dlq_retry(const char *map, const char *to)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		setenv("DW_PG_DSN", dsn, 1);
+		setenv("DW_TOPIC_PREFIX", prefix, 1);
+		setenv("DW_MAPS_DIR", maps_dir, 1);
+		execl(harness_bin("ctl"), "ctl", "dlq", "retry", "--map", map, "--to", to, "--all", (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A unique purchase order number (FO: at most 20 characters). */
+static void po_no(char *out, size_t len, unsigned i)
+{
+	snprintf(out, len, "PO%u-%u-%u", run_id % 10000, (unsigned)(harness_now_ms() % 100000), i);
+}
+
+/* ---- setup --------------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	(void)state;
+	run_id = (unsigned)getpid();
+	for (int w = 0; w < W_N; w++)
+		workers[w] = -1;
+	snprintf(prefix, sizeof(prefix), "dwu%u", run_id);
+	for (int t = 0; t < T_N; t++)
+		snprintf(topics[t], sizeof(topics[t]), "%s.%s", prefix, t_table[t]);
+	char cwd[512];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(good_maps, sizeof(good_maps), "%s/schemas/maps", cwd);
+	snprintf(maps_dir, sizeof(maps_dir), "%s/maps-units-%u", harness_env("DW_STATE_DIR"), run_id);
+	mkdir(maps_dir, 0755);
+	write_maps(0);
+	ce_base = harness_env("DW_CE_URL");
+	fo_base = harness_env("DW_FO_URL");
+	ce_token = emu_token("CE");
+	fo_token = emu_token("FO");
+
+	snprintf(dbname, sizeof(dbname), "dwt_units_%u_%lld", run_id, harness_now_ms());
+	admin_db("CREATE DATABASE", "");
+	PGconn *c = connect_db(dbname);
+	struct migrate_result res;
+	if (migrate_run(c, migrate_files, migrate_files_len, &res, err, sizeof(err)) != 0)
+		fail_msg("migrate: %s", err);
+	store_close(c);
+	const char *base = harness_env("DW_PG_DSN");
+	const char *q = strchr(base, '?');
+	const char *slash = q ? q : base + strlen(base);
+	while (slash > base && *slash != '/')
+		slash--;
+	snprintf(dsn, sizeof(dsn), "%.*s/%s%s", (int)(slash - base), base, dbname, q ? q : "");
+
+	/* reference data on CE, as a real installation has it (synced or seeded) */
+	ce_upsert("cdm_companies(cdm_companycode='usmf')", "{\"cdm_name\":\"USMF\"}", "cdm_companyid", company_guid);
+	ce_upsert("transactioncurrencies(isocurrencycode='USD')",
+		  "{\"currencyname\":\"US Dollar\",\"currencysymbol\":\"$\",\"exchangerate\":1}", "transactioncurrencyid",
+		  usd_guid);
+	ce_upsert("uoms(msdyn_symbol='ea')", "{\"name\":\"Each\"}", "uomid", ea_guid);
+	snprintf(vendor_no, sizeof(vendor_no), "V%u", run_id % 1000000);
+	char path[256], body[512];
+	snprintf(path, sizeof(path), "accounts(accountnumber='%s',msdyn_company=%s)", vendor_no, company_guid);
+	snprintf(body, sizeof(body), "{\"name\":\"Vendor %s\",\"customertypecode\":11}", vendor_no);
+	ce_upsert(path, body, "accountid", vendor_guid);
+
+	kcfg.kafka_brokers = (char *)harness_env("DW_KAFKA_BROKERS");
+	kcfg.topic_prefix = prefix;
+	struct kafka_admin *ad = NULL;
+	if (kafka_admin_new(&kcfg, &ad, err, sizeof(err)) != 0)
+		fail_msg("admin: %s", err);
+	struct kafka_topic_spec spec = { PARTITIONS, 1, -1 };
+	enum kafka_topic_outcome oc;
+	for (int t = 0; t < T_N; t++)
+		if (kafka_topic_ensure(ad, topics[t], &spec, 30000, &oc, err, sizeof(err)) != 0)
+			fail_msg("topic: %s", err);
+	kafka_admin_free(ad);
+	if (kafka_producer_new(&kcfg, NULL, &producer, err, sizeof(err)) != 0)
+		fail_msg("producer: %s", err);
+	for (int w = 0; w < W_N; w++)
+		worker_start(w);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	int bad = 0;
+	for (int w = 0; w < W_N; w++)
+		if (worker_stop(w) != 0)
+			bad++;
+	kafka_producer_close(producer, 10000);
+	free(ce_token);
+	free(fo_token);
+	admin_db("DROP DATABASE", " WITH (FORCE)");
+	assert_int_equal(0, bad); /* SIGTERM: every worker exits cleanly */
+	return 0;
+}
+
+/* ---- CE -> FO: a purchase order created in CE in one transaction --------------------------- */
+
+/* Creates header po and `nlines` lines in CE (line i: product products[i], quantity i+1,
+ * description desc or "Line i"), and produces their events as one unit: the lines first, the
+ * header last. hdr_out receives the CE header's GUID. */
+static void ce_po_unit(const char *po, int nlines, char products[][40], const char *desc, char hdr_out[40])
+{
+	char path[512], body[4096], txn[64];
+	snprintf(txn, sizeof(txn), "ce-%s", po);
+	snprintf(path, sizeof(path), "msdyn_purchaseorders(msdyn_name='%s',msdyn_company=%s)", po, company_guid);
+	snprintf(body, sizeof(body),
+		 "{\"msdyn_vendor@odata.bind\":\"/accounts(%s)\",\"transactioncurrencyid@odata.bind\":"
+		 "\"/transactioncurrencies(%s)\",\"msdyn_ordererpersonnelnumber\":\"000123\"}",
+		 vendor_guid, usd_guid);
+	cJSON *hdr = ce_call("PATCH", path, body);
+	assert_non_null(hdr);
+	snprintf(hdr_out, 40, "%s", str_of(hdr, "msdyn_purchaseorderid"));
+	for (int i = 0; i < nlines; i++) {
+		snprintf(path, sizeof(path), "msdyn_purchaseorderproducts(msdyn_purchaseorder=%s,msdyn_lineorder=%d)",
+			 hdr_out, i + 1);
+		char d[1300];
+		snprintf(d, sizeof(d), "%s", desc && i == 1 ? desc : "");
+		if (!d[0])
+			snprintf(d, sizeof(d), "Line %d", i + 1);
+		snprintf(body, sizeof(body),
+			 "{\"msdyn_product@odata.bind\":\"/products(%s)\",\"msdyn_unit@odata.bind\":\"/uoms(%s)\","
+			 "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\","
+			 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\",\"msdyn_quantity\":%d,"
+			 "\"msdyn_description\":\"%s\"}",
+			 products[i], ea_guid, usd_guid, company_guid, i + 1, d);
+		cJSON *line = ce_call("PATCH", path, body);
+		assert_non_null(line);
+		cJSON *k = cJSON_CreateObject();
+		cJSON_AddStringToObject(k, "_msdyn_purchaseorder_value", hdr_out);
+		cJSON_AddNumberToObject(k, "msdyn_lineorder", i + 1);
+		produce(T_CE_LINE, "ce", "msdyn_purchaseorderproduct", "msdyn_purchaseorderproducts", "create", 1, k, line,
+			txn, nlines + 1, i + 2);
+		cJSON_Delete(k);
+		cJSON_Delete(line);
+	}
+	flush_producer();
+	wait_caught_up(W_LINE_FO, T_CE_LINE);
+	cJSON *k = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "msdyn_name", po);
+	cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
+	assert_int_equal(nlines, staged_parts("ce", txn));
+	produce(T_CE_HDR, "ce", "msdyn_purchaseorder", "msdyn_purchaseorders", "create", 1, k, hdr, txn, nlines + 1, 1);
+	cJSON_Delete(k);
+	cJSON_Delete(hdr);
+	flush_producer();
+	wait_caught_up(W_HDR_FO, T_CE_HDR);
+}
+
+static void test_ce_purchase_order_arrives_in_fo_all_at_once(void **state)
+{
+	(void)state;
+	char po[32], prod[3][40], pnum[3][48], hdr[40];
+	po_no(po, sizeof(po), 1);
+	for (int i = 0; i < 3; i++) {
+		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
+		ce_product(pnum[i], prod[i]);
+	}
+	long w0 = po_writes_fo();
+	/* the three lines arrive first (lines map): staged, nothing written; the header (headers
+	 * map, another topic and worker) completes the unit: four creates in one changeset */
+	ce_po_unit(po, 3, prod, NULL, hdr);
+	assert_int_equal(w0 + 4, po_writes_fo());
+	cJSON *h = fo_header(po);
+	assert_non_null(h);
+	assert_string_equal(vendor_no, str_of(h, "OrderVendorAccountNumber"));
+	assert_string_equal("USD", str_of(h, "CurrencyCode"));
+	assert_string_equal("Purch", str_of(h, "PurchaseType"));
+	cJSON_Delete(h);
+	for (int i = 0; i < 3; i++) {
+		cJSON *l = fo_line(po, i + 1);
+		assert_non_null(l);
+		assert_string_equal(pnum[i], str_of(l, "ProductNumber"));
+		assert_string_equal("ea", str_of(l, "PurchaseUnitSymbol"));
+		assert_true(num_of(l, "OrderedPurchaseQuantity") == i + 1);
+		cJSON_Delete(l);
+	}
+	char txn[64];
+	snprintf(txn, sizeof(txn), "ce-%s", po);
+	assert_int_equal(0, staged_parts("ce", txn));
+	/* each part's outcome is recorded under its own map */
+	assert_int_equal(1, query_ll("SELECT count(*) FROM dw_record_state WHERE map_name = 'purchase_order_headers' "
+				     "AND target_side = 'fo' AND record_key LIKE '%' || $1 || '%'",
+				     1, (const char *const[]){ po }));
+	assert_int_equal(3, query_ll("SELECT count(*) FROM dw_record_state WHERE map_name = 'purchase_order_lines' "
+				     "AND target_side = 'fo' AND record_key LIKE '%' || $1 || '%'",
+				     1, (const char *const[]){ po }));
+}
+
+static void test_ce_purchase_order_with_invalid_line_is_dead_lettered_whole(void **state)
+{
+	(void)state;
+	char po[32], prod[3][40], pnum[3][48], hdr[40], longdesc[1201];
+	po_no(po, sizeof(po), 2);
+	for (int i = 0; i < 3; i++) {
+		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
+		ce_product(pnum[i], prod[i]);
+	}
+	memset(longdesc, 'd', 1200); /* CE takes 2000; F&O's LineDescription holds 1000 */
+	longdesc[1200] = '\0';
+	long w0 = po_writes_fo();
+	ce_po_unit(po, 3, prod, longdesc, hdr);
+	assert_int_equal(w0, po_writes_fo());
+	cJSON *h = fo_header(po);
+	assert_null(h);
+	for (int i = 0; i < 3; i++) {
+		cJSON *l = fo_line(po, i + 1);
+		assert_null(l);
+	}
+	/* every part in its own map's dead-letter topic with the target's reason */
+	char dlq[128], key[256];
+	snprintf(dlq, sizeof(dlq), "%s.dlq.purchase_order_headers.fo", prefix);
+	snprintf(key, sizeof(key), "_msdyn_company_value=%s,msdyn_name=%s", company_guid, po);
+	char *reason = dlq_header(dlq, key, "dw.reason");
+	assert_string_equal("txn_rejected", reason);
+	free(reason);
+	char *body = dlq_header(dlq, key, "dw.target.error.body");
+	int names_field = strstr(body, "LineDescription") != NULL;
+	free(body);
+	assert_true(names_field);
+	char *status = dlq_header(dlq, key, "dw.http.status");
+	assert_string_equal("400", status);
+	free(status);
+	snprintf(dlq, sizeof(dlq), "%s.dlq.purchase_order_lines.fo", prefix);
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "_msdyn_purchaseorder_value=%s,msdyn_lineorder=%d", hdr, i + 1);
+		reason = dlq_header(dlq, key, "dw.reason");
+		assert_string_equal("txn_rejected", reason);
+		free(reason);
+	}
+}
+
+/* ---- FO -> CE ------------------------------------------------------------------------------ */
+
+/* Produces an FO purchase order (header + lines, line i with product pnum[i]) as one unit: the
+ * header first, then the lines. */
+static void fo_po_unit(const char *po, int nlines, char pnum[][48], const char *desc)
+{
+	char txn[64];
+	snprintf(txn, sizeof(txn), "fo-%s", po);
+	cJSON *k = cJSON_CreateObject(), *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "dataAreaId", "usmf");
+	cJSON_AddStringToObject(k, "PurchaseOrderNumber", po);
+	cJSON_AddStringToObject(d, "dataAreaId", "usmf");
+	cJSON_AddStringToObject(d, "PurchaseOrderNumber", po);
+	cJSON_AddStringToObject(d, "OrderVendorAccountNumber", vendor_no);
+	cJSON_AddStringToObject(d, "CurrencyCode", "USD");
+	cJSON_AddStringToObject(d, "PurchaseOrderStatus", "Backorder");
+	cJSON_AddStringToObject(d, "DocumentApprovalStatus", "Approved");
+	cJSON_AddStringToObject(d, "DeliveryAddressCity", "Redmond");
+	produce(T_FO_HDR, "fo", "PurchaseOrderHeadersV2", "PurchaseOrderHeadersV2", "create", 1, k, d, txn, nlines + 1,
+		1);
+	cJSON_Delete(k);
+	cJSON_Delete(d);
+	for (int i = 0; i < nlines; i++) {
+		k = cJSON_CreateObject();
+		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(k, "dataAreaId", "usmf");
+		cJSON_AddStringToObject(k, "PurchaseOrderNumber", po);
+		cJSON_AddNumberToObject(k, "LineNumber", i + 1);
+		cJSON_AddStringToObject(d, "dataAreaId", "usmf");
+		cJSON_AddStringToObject(d, "PurchaseOrderNumber", po);
+		cJSON_AddNumberToObject(d, "LineNumber", i + 1);
+		cJSON_AddStringToObject(d, "ProductNumber", pnum[i]);
+		cJSON_AddNumberToObject(d, "OrderedPurchaseQuantity", 10 * (i + 1));
+		cJSON_AddStringToObject(d, "PurchaseUnitSymbol", "ea");
+		cJSON_AddStringToObject(d, "CurrencyCode", "USD");
+		cJSON_AddNumberToObject(d, "PurchasePrice", 2.5);
+		cJSON_AddNumberToObject(d, "LineAmount", 25.0 * (i + 1));
+		cJSON_AddStringToObject(d, "PurchaseOrderLineStatus", "Backorder");
+		if (desc && i == 1)
+			cJSON_AddStringToObject(d, "LineDescription", desc);
+		else
+			cJSON_AddStringToObject(d, "LineDescription", "An ordinary line");
+		produce(T_FO_LINE, "fo", "PurchaseOrderLinesV2", "PurchaseOrderLinesV2", "create", 1, k, d, txn,
+			nlines + 1, i + 2);
+		cJSON_Delete(k);
+		cJSON_Delete(d);
+	}
+	flush_producer();
+	wait_caught_up(W_HDR_CE, T_FO_HDR);
+	wait_caught_up(W_LINE_CE, T_FO_LINE);
+}
+
+/* Asserts the CE header po exists with its lines 1..nlines. */
+static void assert_ce_order(const char *po, int nlines, char pnum[][48], char prod[][40])
+{
+	cJSON *h = ce_header(po);
+	if (!h)
+		fail_msg("CE header %s missing", po);
+	assert_string_equal(vendor_guid, str_of(h, "_msdyn_vendor_value"));
+	assert_true(num_of(h, "msdyn_purchaseorderstatus") == 192350001);
+	assert_string_equal("Redmond", str_of(h, "msdyn_city"));
+	char hid[40];
+	snprintf(hid, sizeof(hid), "%s", str_of(h, "msdyn_purchaseorderid"));
+	cJSON_Delete(h);
+	for (int i = 0; i < nlines; i++) {
+		cJSON *l = ce_line(hid, i + 1);
+		if (!l)
+			fail_msg("CE line %d of %s missing", i + 1, po);
+		assert_string_equal(prod[i], str_of(l, "_msdyn_product_value"));
+		assert_string_equal(company_guid, str_of(l, "_msdyn_company_value"));
+		assert_true(num_of(l, "msdyn_quantity") == 10 * (i + 1));
+		assert_true(num_of(l, "msdyn_unitcost") == 2.5);
+		(void)pnum;
+		cJSON_Delete(l);
+	}
+}
+
+static void test_fo_purchase_order_arrives_in_ce_all_at_once(void **state)
+{
+	(void)state;
+	char po[32], prod[3][40], pnum[3][48];
+	po_no(po, sizeof(po), 3);
+	for (int i = 0; i < 3; i++) {
+		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
+		ce_product(pnum[i], prod[i]);
+	}
+	long w0 = po_writes_ce();
+	fo_po_unit(po, 3, pnum, NULL);
+	assert_int_equal(w0 + 4, po_writes_ce());
+	assert_ce_order(po, 3, pnum, prod);
+}
+
+static void test_invalid_line_fix_and_dlq_retry_brings_the_whole_order(void **state)
+{
+	(void)state;
+	char po[32], prod[3][40], pnum[3][48], desc[160];
+	po_no(po, sizeof(po), 4);
+	for (int i = 0; i < 3; i++) {
+		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
+		ce_product(pnum[i], prod[i]);
+	}
+	memset(desc, 'x', 150);
+	desc[150] = '\0';
+	/* a mapping mistake: the line description goes to the CE line's name (100 characters) */
+	worker_stop(W_HDR_CE);
+	worker_stop(W_LINE_CE);
+	write_maps(1);
+	worker_start(W_HDR_CE);
+	worker_start(W_LINE_CE);
+	long w0 = po_writes_ce();
+	fo_po_unit(po, 3, pnum, desc);
+	assert_int_equal(w0, po_writes_ce());
+	cJSON *h = ce_header(po);
+	assert_null(h);
+	char dlq[128], key[256];
+	snprintf(dlq, sizeof(dlq), "%s.dlq.purchase_order_lines.ce", prefix);
+	snprintf(key, sizeof(key), "LineNumber=2,PurchaseOrderNumber=%s,dataAreaId=usmf", po);
+	char *reason = dlq_header(dlq, key, "dw.reason");
+	assert_string_equal("txn_rejected", reason);
+	free(reason);
+	char *body = dlq_header(dlq, key, "dw.target.error.body");
+	int says = strstr(body, "msdyn_name") != NULL;
+	free(body);
+	assert_true(says);
+	snprintf(dlq, sizeof(dlq), "%s.dlq.purchase_order_headers.ce", prefix);
+	snprintf(key, sizeof(key), "PurchaseOrderNumber=%s,dataAreaId=usmf", po);
+	reason = dlq_header(dlq, key, "dw.reason");
+	assert_string_equal("txn_rejected", reason);
+	free(reason);
+	/* the fix: the right map, the workers restarted; then every dead letter of both maps retried */
+	worker_stop(W_HDR_CE);
+	worker_stop(W_LINE_CE);
+	write_maps(0);
+	worker_start(W_HDR_CE);
+	worker_start(W_LINE_CE);
+	assert_int_equal(0, ctl_dlq_retry("purchase_order_lines", "ce"));
+	assert_int_equal(0, ctl_dlq_retry("purchase_order_headers", "ce"));
+	wait_caught_up(W_HDR_CE, T_FO_HDR);
+	wait_caught_up(W_LINE_CE, T_FO_LINE);
+	assert_int_equal(w0 + 4, po_writes_ce());
+	assert_ce_order(po, 3, pnum, prod);
+	cJSON *hh = ce_header(po);
+	char hid[40];
+	snprintf(hid, sizeof(hid), "%s", str_of(hh, "msdyn_purchaseorderid"));
+	cJSON_Delete(hh);
+	cJSON *l = ce_line(hid, 2);
+	assert_string_equal(desc, str_of(l, "msdyn_description"));
+	cJSON_Delete(l);
+}
+
+static void test_line_whose_product_is_missing_is_parked_then_redriven(void **state)
+{
+	(void)state;
+	char po[32], prod[2][40], pnum[2][48];
+	po_no(po, sizeof(po), 5);
+	for (int i = 0; i < 2; i++)
+		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
+	ce_product(pnum[0], prod[0]); /* the second product has not arrived in CE yet */
+	long w0 = po_writes_ce();
+	fo_po_unit(po, 2, pnum, NULL);
+	assert_int_equal(w0, po_writes_ce());
+	assert_true(query_ll("SELECT count(*) FROM dw_parked_event WHERE map_name LIKE 'purchase_order_%' AND "
+			     "event::text LIKE '%' || $1 || '%'",
+			     1, (const char *const[]){ po }) >= 1);
+	char txn[64];
+	snprintf(txn, sizeof(txn), "fo-%s", po);
+	assert_int_equal(3, staged_parts("fo", txn));
+	/* the product arrives: the re-drive applies the whole order */
+	ce_product(pnum[1], prod[1]);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (po_writes_ce() < w0 + 3 && harness_now_ms() < deadline)
+		usleep(200000);
+	assert_int_equal(w0 + 3, po_writes_ce());
+	assert_ce_order(po, 2, pnum, prod);
+	assert_int_equal(0, staged_parts("fo", txn));
+	deadline = harness_now_ms() + WAIT_MS;
+	while (query_ll("SELECT count(*) FROM dw_parked_event WHERE event::text LIKE '%' || $1 || '%'", 1,
+			(const char *const[]){ po }) > 0 &&
+	       harness_now_ms() < deadline)
+		usleep(200000);
+	assert_int_equal(0, query_ll("SELECT count(*) FROM dw_parked_event WHERE event::text LIKE '%' || $1 || '%'",
+				     1, (const char *const[]){ po }));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ce_purchase_order_arrives_in_fo_all_at_once),
+		cmocka_unit_test(test_ce_purchase_order_with_invalid_line_is_dead_lettered_whole),
+		cmocka_unit_test(test_fo_purchase_order_arrives_in_ce_all_at_once),
+		cmocka_unit_test(test_invalid_line_fix_and_dlq_retry_brings_the_whole_order),
+		cmocka_unit_test(test_line_whose_product_is_missing_is_parked_then_redriven),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
