@@ -111,6 +111,11 @@ struct map_aggregate {
 	size_t ngroup_by;
 	char **sum;      /* FO numeric fields */
 	size_t nsum;
+	char *join_set;  /* NULL, or an FO entity set read once per group ... */
+	char **join_on;  /* ... by these group_by fields (same names there) ... */
+	size_t njoin_on;
+	char **join_fields; /* ... whose first row's fields are added to the group's image */
+	size_t njoin_fields;
 };
 
 /* A loaded map. Read-only for users; freed with map_free. */

@@ -679,8 +679,9 @@ int target_apply(struct target *t, struct target_write *w, size_t n, char *errbu
 	return rc;
 }
 
-int target_read(struct target *t, const char *entity_set, const struct odata_key_part *key, size_t nkey,
-		int *found, char **body, char **etag, int *retryable, char *errbuf, size_t errlen)
+/* GET url: 200 -> *found 1 with *body and *etag; 404 -> *found 0; else -1 with errbuf. */
+static int get_url(struct target *t, const char *url, const char *what, int *found, char **body, char **etag,
+		   int *retryable, char *errbuf, size_t errlen)
 {
 	struct http_response resp;
 	*found = 0;
@@ -688,11 +689,7 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 	*etag = NULL;
 	if (retryable)
 		*retryable = 0;
-	char *url = record_url(t, entity_set, key, nkey, errbuf, errlen);
-	if (!url)
-		return -1;
 	int rc = send_req(t, "GET", url, NULL, 0, NULL, 0, &resp, errbuf, errlen);
-	free(url);
 	if (rc != 0) {
 		if (retryable)
 			*retryable = rc == HTTP_ERR_TRANSPORT || rc == HTTP_ERR_TIMEOUT;
@@ -703,7 +700,7 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 		return 0;
 	}
 	if (resp.status != 200) {
-		snprintf(errbuf, errlen, "read %s: HTTP %ld", entity_set, resp.status);
+		snprintf(errbuf, errlen, "read %s: HTTP %ld", what, resp.status);
 		if (retryable)
 			*retryable = http_status_retryable(resp.status);
 		http_response_free(&resp);
@@ -718,4 +715,48 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 	}
 	*found = 1;
 	return 0;
+}
+
+int target_read(struct target *t, const char *entity_set, const struct odata_key_part *key, size_t nkey,
+		int *found, char **body, char **etag, int *retryable, char *errbuf, size_t errlen)
+{
+	*found = 0;
+	*body = NULL;
+	*etag = NULL;
+	if (retryable)
+		*retryable = 0;
+	char *url = record_url(t, entity_set, key, nkey, errbuf, errlen);
+	if (!url)
+		return -1;
+	int rc = get_url(t, url, entity_set, found, body, etag, retryable, errbuf, errlen);
+	free(url);
+	return rc;
+}
+
+int target_query(struct target *t, const char *entity_set, const char *query, char **body, int *retryable,
+		 char *errbuf, size_t errlen)
+{
+	*body = NULL;
+	if (retryable)
+		*retryable = 0;
+	char *base = record_url(t, entity_set, NULL, 0, errbuf, errlen);
+	if (!base)
+		return -1;
+	char *url = NULL, *etag = NULL;
+	int found = 0, rc = -1;
+	if (asprintf(&url, "%s?%s", base, query) < 0) {
+		url = NULL;
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	rc = get_url(t, url, entity_set, &found, body, &etag, retryable, errbuf, errlen);
+	if (rc == 0 && !found) {
+		snprintf(errbuf, errlen, "query %s: HTTP 404", entity_set);
+		rc = -1;
+	}
+out:
+	free(etag);
+	free(url);
+	free(base);
+	return rc;
 }

@@ -121,6 +121,13 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 		int *found, char **body, char **etag, int *retryable, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* GETs <root><entity_set>?<query> (query already percent-encoded, e.g.
+ * "cross-company=true&$filter=ItemNumber%20eq%20%27A%27") and returns the answer of a 200 as
+ * *body (new JSON text, caller frees). Returns -1 with errbuf on any other answer or failure,
+ * and *retryable (may be NULL) says whether trying again later may help. */
+int target_query(struct target *t, const char *entity_set, const char *query, char **body, int *retryable,
+		 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /* Requests sent so far (a $batch counts as one); for metrics and tests. */
 unsigned long target_request_count(const struct target *t);
 

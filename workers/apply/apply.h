@@ -94,6 +94,7 @@ struct apply {
 	struct httpd *httpd;       /* may be NULL */
 	const struct map_set *maps; /* the maps directory (siblings of a unit); may be NULL */
 	PGconn *pg;                 /* the state connection (a sibling map's state); may be NULL */
+	struct target *fo_reads;    /* F&O reads of an aggregated map's groups; NULL otherwise */
 	struct apply_metrics m;
 	/* loop state */
 	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
@@ -168,6 +169,21 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 
 /* Monotonic milliseconds. */
 long long apply_now_ms(void);
+
+/* ---- aggregate.c: aggregated maps (product inventory) --------------------------------------- */
+
+/*
+ * For a map with `aggregate` and an FO event: re-reads the event's group (the rows sharing its
+ * group_by values, cross-company) from F&O through a->fo_reads and turns the event into the
+ * group's current state: its image (data, or the key for a delete) with every `sum` field
+ * replaced by the sum over the group's rows, op update (a delete rewrites what remains, zeros
+ * when nothing does), and version now_ms (a later re-read supersedes an earlier one, so the
+ * result does not depend on the order or repetition of events). Other maps and events: nothing.
+ * Returns MAP_OK, MAP_ERR_RESOLVE with err (F&O not readable now: retry) or MAP_ERR_EVENT with
+ * err (the event or the group cannot be summed: dead-letter).
+ */
+int apply_aggregate(struct apply *a, struct event *ev, long long now_ms, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /* ---- batch.c internals shared with unit.c: one event through the pipeline ------------------- */
 

@@ -233,6 +233,22 @@ void prepare(struct apply *a, struct item *it)
 		it->txn = 1;
 		return;
 	}
+	if (a->map->aggregate) {
+		int arc = apply_aggregate(a, &it->ev, wall_ms(), err, sizeof(err));
+		if (arc == MAP_NOT_FOUND) {
+			park(it, err);
+			return;
+		}
+		if (arc == MAP_ERR_RESOLVE) {
+			log_warn("aggregate group not read; will retry", "map", a->map->name, "error", err);
+			to_retry(a, it, "aggregate", 0);
+			return;
+		}
+		if (arc != MAP_OK) {
+			to_dlq(it, "map", 0, err, NULL);
+			return;
+		}
+	}
 	struct map_resolver r = { resolver_map_cb, a->resolver, resolver_guid_cb };
 	int rc = map_transform(a->map, &it->ev, a->resolver ? &r : NULL, &it->w, err, sizeof(err));
 	switch (rc) {

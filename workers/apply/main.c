@@ -137,7 +137,7 @@ int main(int argc, char **argv)
 	struct map_set *maps = NULL;
 	char *maps_dir = NULL;
 	PGconn *pg = NULL;
-	struct side_conn tgt = { 0 }, ce = { 0 };
+	struct side_conn tgt = { 0 }, ce = { 0 }, fo = { 0 };
 	struct kafka_consumer *consumer = NULL;
 	struct kafka_producer *dlq = NULL;
 	struct metrics *reg = NULL;
@@ -261,6 +261,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a.target = tgt.target;
+	if (a.map->aggregate) {
+		if (side_open("fo", http_timeout, 1, &fo, err, sizeof(err)) != 0) {
+			log_error("F&O reads for the aggregate", "error", err);
+			goto out;
+		}
+		a.fo_reads = fo.target;
+	}
 	if (needs_ce_reads(a.map)) {
 		struct target *ce_reads = tgt.target;
 		if (a.to != EVENT_SIDE_CE) {
@@ -411,6 +418,7 @@ out:
 		exit_code = 1;
 	resolver_free(a.resolver);
 	side_close(&ce);
+	side_close(&fo);
 	side_close(&tgt);
 	applystate_free(a.state);
 	store_close(pg);
