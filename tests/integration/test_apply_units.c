@@ -858,6 +858,155 @@ static void test_line_whose_product_is_missing_is_parked_then_redriven(void **st
 				     1, (const char *const[]){ po }));
 }
 
+/* ---- product inventory: F&O on-hand rows summed per company, item and warehouse ------------- */
+
+static const char *const dims[] = { "ProductColorId", "ProductConfigurationId", "ProductSizeId", "ProductStyleId",
+				     "ProductVersionId" };
+
+/* The key of on-hand row (item, warehouse, colour) in site S1 of usmf, as a new object. */
+static cJSON *onhand_key(const char *item, const char *wh, const char *color)
+{
+	cJSON *k = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "dataAreaId", "usmf");
+	cJSON_AddStringToObject(k, "ItemNumber", item);
+	for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++)
+		cJSON_AddStringToObject(k, dims[i], i == 0 ? color : "");
+	cJSON_AddStringToObject(k, "InventorySiteId", "S1");
+	cJSON_AddStringToObject(k, "InventoryWarehouseId", wh);
+	return k;
+}
+
+static void onhand_path(const cJSON *k, char *out, size_t len)
+{
+	snprintf(out, len,
+		 "WarehousesOnHandV2(dataAreaId='usmf',ItemNumber='%s',ProductColorId='%s',ProductConfigurationId='',"
+		 "ProductSizeId='',ProductStyleId='',ProductVersionId='',InventorySiteId='S1',InventoryWarehouseId='%s')",
+		 str_of(k, "ItemNumber"), str_of(k, "ProductColorId"), str_of(k, "InventoryWarehouseId"));
+}
+
+/* Creates or updates the FO on-hand row with `onhand` (available = onhand - 1, reserved 1). */
+static void fo_onhand_set(const char *item, const char *wh, const char *color, double onhand)
+{
+	cJSON *k = onhand_key(item, wh, color);
+	char path[1024];
+	onhand_path(k, path, sizeof(path));
+	cJSON *have = fo_call("GET", path, NULL);
+	cJSON *b = have ? cJSON_CreateObject() : cJSON_Duplicate(k, 1);
+	cJSON_AddNumberToObject(b, "OnHandQuantity", onhand);
+	cJSON_AddNumberToObject(b, "AvailableOnHandQuantity", onhand - 1);
+	cJSON_AddNumberToObject(b, "ReservedOnHandQuantity", 1);
+	cJSON_AddNumberToObject(b, "OnOrderQuantity", 2);
+	char *body = cJSON_PrintUnformatted(b);
+	cJSON *r = have ? fo_call("PATCH", path, body) : fo_call("POST", "WarehousesOnHandV2", body);
+	cJSON_Delete(r);
+	cJSON_Delete(have);
+	free(body);
+	cJSON_Delete(b);
+	cJSON_Delete(k);
+}
+
+/* Produces an event of the on-hand row: its current FO image (op create/update), or a delete. */
+static void onhand_event(const char *item, const char *wh, const char *color, const char *op, int64_t v,
+			 double stale_onhand)
+{
+	cJSON *k = onhand_key(item, wh, color);
+	cJSON *d = NULL;
+	if (strcmp(op, "delete") != 0) {
+		/* the event's own image may be stale (older than FO now): the worker re-reads the group */
+		d = cJSON_Duplicate(k, 1);
+		cJSON_AddNumberToObject(d, "OnHandQuantity", stale_onhand);
+		cJSON_AddNumberToObject(d, "AvailableOnHandQuantity", stale_onhand);
+		cJSON_AddNumberToObject(d, "ReservedOnHandQuantity", 0);
+		cJSON_AddNumberToObject(d, "OnOrderQuantity", 0);
+	}
+	produce(T_FO_INV, "fo", "WarehousesOnHandV2", "WarehousesOnHandV2", op, v, k, d, NULL, 0, 0);
+	cJSON_Delete(k);
+	cJSON_Delete(d);
+}
+
+static cJSON *ce_inventory(const char *prod, const char *wh)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "msdyn_productinventories(msdyn_product=%s,msdyn_warehouse=%s)", prod, wh);
+	return ce_call("GET", path, NULL);
+}
+
+static void test_inventory_sums_rows_per_item_and_warehouse_in_any_order(void **state)
+{
+	(void)state;
+	char item[32], prod[40], w1[40], w2[40], w1id[16], w2id[16], path[256], body[512];
+	snprintf(item, sizeof(item), "I%u-%u", run_id % 10000, (unsigned)(harness_now_ms() % 100000));
+	snprintf(w1id, sizeof(w1id), "W%u", run_id % 1000);
+	snprintf(w2id, sizeof(w2id), "X%u", run_id % 1000);
+	ce_product(item, prod);
+	snprintf(path, sizeof(path), "msdyn_warehouses(msdyn_warehouseidentifier='%s',msdyn_company=%s)", w1id,
+		 company_guid);
+	ce_upsert(path, "{\"msdyn_name\":\"Main\"}", "msdyn_warehouseid", w1);
+	snprintf(path, sizeof(path), "msdyn_warehouses(msdyn_warehouseidentifier='%s',msdyn_company=%s)", w2id,
+		 company_guid);
+	ce_upsert(path, "{\"msdyn_name\":\"Spare\"}", "msdyn_warehouseid", w2);
+	snprintf(body, sizeof(body),
+		 "{\"dataAreaId\":\"usmf\",\"ProductNumber\":\"%s\",\"ItemNumber\":\"%s\",\"ProductName\":\"Item\","
+		 "\"InventoryUnitSymbol\":\"ea\"}",
+		 item, item);
+	cJSON *r = fo_call("POST", "CDSReleasedDistinctProducts", body);
+	cJSON_Delete(r);
+	/* two colours of the item in warehouse 1, one row in warehouse 2 */
+	fo_onhand_set(item, w1id, "Red", 5);
+	fo_onhand_set(item, w1id, "Blue", 7);
+	fo_onhand_set(item, w2id, "Red", 100);
+	long w0 = writes_of(ce_base, "msdyn_productinventories");
+	/* events in an order unlike the changes, with stale images, one delivered twice */
+	onhand_event(item, w1id, "Blue", "create", 1, 1);
+	onhand_event(item, w1id, "Red", "create", 1, 3);
+	onhand_event(item, w1id, "Red", "create", 1, 3);
+	onhand_event(item, w2id, "Red", "create", 1, 0);
+	flush_producer();
+	wait_caught_up(W_INV_CE, T_FO_INV);
+	cJSON *inv = ce_inventory(prod, w1);
+	if (!inv)
+		fail_msg("no CE inventory row for warehouse 1");
+	assert_true(num_of(inv, "msdyn_qtyonhand") == 12);
+	assert_true(num_of(inv, "msdyn_qtyavailable") == 10);
+	assert_true(num_of(inv, "msdyn_qtyallocated") == 2);
+	assert_true(num_of(inv, "msdyn_qtyonorder") == 4);
+	assert_string_equal(ea_guid, str_of(inv, "_msdyn_unit_value"));
+	cJSON_Delete(inv);
+	inv = ce_inventory(prod, w2);
+	assert_non_null(inv);
+	assert_true(num_of(inv, "msdyn_qtyonhand") == 100);
+	cJSON_Delete(inv);
+	/* one write per group: the second event of warehouse 1 re-read the same sums (no-op) */
+	long w1n = writes_of(ce_base, "msdyn_productinventories");
+	assert_int_equal(w0 + 2, w1n);
+	/* red moves to 8 in F&O; the newest event arrives first, the older ones after it */
+	fo_onhand_set(item, w1id, "Red", 6);
+	fo_onhand_set(item, w1id, "Red", 8);
+	onhand_event(item, w1id, "Red", "update", 3, 8);
+	onhand_event(item, w1id, "Red", "update", 2, 6);
+	flush_producer();
+	wait_caught_up(W_INV_CE, T_FO_INV);
+	inv = ce_inventory(prod, w1);
+	assert_true(num_of(inv, "msdyn_qtyonhand") == 15);
+	cJSON_Delete(inv);
+	long w2n = writes_of(ce_base, "msdyn_productinventories");
+	assert_int_equal(w1n + 1, w2n); /* the older event re-read 15 too: no second write */
+	/* blue is gone from F&O: the group is written with what remains */
+	char bp[1024];
+	cJSON *bk = onhand_key(item, w1id, "Blue");
+	onhand_path(bk, bp, sizeof(bp));
+	cJSON_Delete(bk);
+	r = fo_call("DELETE", bp, NULL);
+	cJSON_Delete(r);
+	onhand_event(item, w1id, "Blue", "delete", 2, 0);
+	flush_producer();
+	wait_caught_up(W_INV_CE, T_FO_INV);
+	inv = ce_inventory(prod, w1);
+	assert_true(num_of(inv, "msdyn_qtyonhand") == 8);
+	assert_true(num_of(inv, "msdyn_qtyavailable") == 7);
+	cJSON_Delete(inv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -866,6 +1015,7 @@ int main(void)
 		cmocka_unit_test(test_fo_purchase_order_arrives_in_ce_all_at_once),
 		cmocka_unit_test(test_invalid_line_fix_and_dlq_retry_brings_the_whole_order),
 		cmocka_unit_test(test_line_whose_product_is_missing_is_parked_then_redriven),
+		cmocka_unit_test(test_inventory_sums_rows_per_item_and_warehouse_in_any_order),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -331,10 +331,11 @@ int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
 			}
 			err[0] = '\0';
 			int rc;
-			if (lk && lk->company_key && c && it->w.company) {
+			if (lk && lk->company_key && it->w.company) {
 				/* the related row's alternate key includes the company */
 				char cguid[37];
-				rc = resolver_guid(a->resolver, c->ce_set, c->ce_key, it->w.company, cguid, err, errlen);
+				rc = resolver_guid(a->resolver, c ? c->ce_set : MAP_COMPANY_SET_DEFAULT,
+						   c ? c->ce_key : MAP_COMPANY_KEY_DEFAULT, it->w.company, cguid, err, errlen);
 				if (rc == MAP_OK)
 					rc = resolver_guid_company(a->resolver, set, field, value, lk->company_key, cguid,
 								   it->keybuf[n], err, errlen);

@@ -166,8 +166,9 @@ static int preassign_ids(struct apply *a, struct item *u, const int *ci, const s
 				continue;
 			char cguid[37] = "", guid[37];
 			int rc = MAP_OK;
-			if (lk->company_key && c && p->w.company)
-				rc = resolver_guid(a->resolver, c->ce_set, c->ce_key, p->w.company, cguid, err, errlen);
+			if (lk->company_key && p->w.company)
+				rc = resolver_guid(a->resolver, c ? c->ce_set : MAP_COMPANY_SET_DEFAULT,
+						   c ? c->ce_key : MAP_COMPANY_KEY_DEFAULT, p->w.company, cguid, err, errlen);
 			if (rc == MAP_OK)
 				rc = cguid[0] ? resolver_guid_company(a->resolver, lk->set, lk->key, kv->valuestring,
 								      lk->company_key, cguid, guid, err, errlen)
