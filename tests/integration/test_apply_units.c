@@ -24,6 +24,7 @@
 #include "event.h"
 #include "harness.h"
 #include "emu_client.h"
+#include "apply_test.h"
 #include "kafka.h"
 #include "migrate.h"
 #include "store.h"
@@ -59,43 +60,10 @@ static char company_guid[40], usd_guid[40], ea_guid[40], vendor_guid[40], vendor
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static PGconn *connect_db(const char *db)
-{
-	const struct store_opts opts = { .application_name = "dw-test-apply-units", .dbname = db };
-	PGconn *c = NULL;
-	if (store_connect(harness_env("DW_PG_DSN"), &opts, &c, err, sizeof(err)) != 0)
-		fail_msg("connect: %s", err);
-	return c;
-}
-
-static void admin_db(const char *verb, const char *suffix)
-{
-	PGconn *admin = connect_db(NULL);
-	char *ident = PQescapeIdentifier(admin, dbname, strlen(dbname));
-	char sql[256];
-	snprintf(sql, sizeof(sql), "%s %s%s", verb, ident, suffix);
-	PQfreemem(ident);
-	if (store_exec(admin, sql, 0, NULL, NULL, err, sizeof(err)) != 0)
-		fail_msg("%s: %s", sql, err);
-	store_close(admin);
-}
-
-static long long query_ll(const char *sql, int n, const char *const *params)
-{
-	PGconn *c = connect_db(dbname);
-	PGresult *r = NULL;
-	if (store_exec(c, sql, n, params, &r, err, sizeof(err)) != 0)
-		fail_msg("%s: %s", sql, err);
-	long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	store_close(c);
-	return v;
-}
-
 static long long staged_parts(const char *side, const char *txn_id)
 {
 	const char *p[] = { side, txn_id };
-	return query_ll("SELECT count(*) FROM dw_txn_part WHERE source_side = $1 AND txn_id = $2", 2, p);
+	return at_query_ll(dbname, "SELECT count(*) FROM dw_txn_part WHERE source_side = $1 AND txn_id = $2", 2, p);
 }
 
 static void copy_file(const char *from, const char *to, const char *find, const char *repl)
@@ -179,96 +147,27 @@ static int worker_stop(int w)
 {
 	pid_t pid = workers[w];
 	workers[w] = -1;
-	if (pid <= 0)
-		return 0;
-	kill(pid, SIGTERM);
-	long long deadline = harness_now_ms() + 30000;
-	int status = 0;
-	while (harness_now_ms() < deadline) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		usleep(50000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return -1;
+	return at_stop_child(pid);
 }
 
 static void flush_producer(void)
 {
-	if (kafka_producer_flush(producer, 30000, err, sizeof(err)) != 0)
-		fail_msg("flush: %s", err);
-	uint64_t ok = 0, failed = 0;
-	kafka_producer_counts(producer, &ok, &failed);
-	assert_int_equal(0, failed);
+	at_flush(producer);
 }
 
 /* Waits until worker w's group has committed every partition of topic t up to its end. */
 static void wait_caught_up(int w, int t)
 {
-	char group[128], errstr[256];
+	char group[128];
 	snprintf(group, sizeof(group), "dw-apply.%s.%s", w_map[w], w_to[w]);
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));
-	rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	assert_non_null(rk);
-	long long deadline = harness_now_ms() + WAIT_MS;
-	int done = 0;
-	while (!done && harness_now_ms() < deadline) {
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
-		for (int p = 0; p < PARTITIONS; p++)
-			rd_kafka_topic_partition_list_add(l, topics[t], p);
-		done = rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
-		for (int p = 0; p < PARTITIONS && done; p++) {
-			int64_t lo = 0, hi = 0;
-			if (rd_kafka_query_watermark_offsets(rk, topics[t], p, &lo, &hi, 10000) != 0)
-				done = 0;
-			else if (hi > 0 && l->elems[p].offset < hi)
-				done = 0;
-		}
-		rd_kafka_topic_partition_list_destroy(l);
-		if (!done)
-			usleep(100000);
-	}
-	rd_kafka_destroy(rk);
-	if (!done)
-		fail_msg("%s to %s did not catch up on %s within %d ms", w_map[w], w_to[w], topics[t], WAIT_MS);
+	at_wait_committed(kcfg.kafka_brokers, group, topics[t], PARTITIONS, WAIT_MS);
 }
 
-/* Produces an event of `side`/`entity` onto topic t: key and data borrowed (data NULL for a
- * delete); part `order` of `total` of unit txn_id when txn_id is not NULL. */
+/* Produces an event onto topic t (see at_produce_event). */
 static void produce(int t, const char *side, const char *entity, const char *set, const char *op, int64_t v,
 		    const cJSON *key, const cJSON *data, const char *txn_id, int total, int order)
 {
-	struct event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.v = EVENT_FORMAT_VERSION;
-	ev.source.side = event_side_parse(side);
-	ev.source.env = strdup("test");
-	ev.source.entity = strdup(entity);
-	ev.source.entity_set = strdup(set);
-	ev.source.version = v;
-	ev.source.ts = 1764464400000LL + v;
-	ev.op = event_op_parse(op);
-	ev.key = cJSON_Duplicate(key, 1);
-	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;
-	if (txn_id) {
-		ev.has_txn = 1;
-		ev.txn.id = strdup(txn_id);
-		ev.txn.total = total;
-		ev.txn.order = order;
-	}
-	char *out = NULL, *k = NULL;
-	size_t len = 0;
-	if (event_compute_id(&ev, err, sizeof(err)) != 0 || event_encode(&ev, &out, &len, err, sizeof(err)) != 0 ||
-	    event_key_string(ev.key, &k, err, sizeof(err)) != 0)
-		fail_msg("event: %s", err);
-	if (kafka_produce(producer, topics[t], k, strlen(k), out, len, NULL, 0, NULL, err, sizeof(err)) != 0)
-		fail_msg("produce: %s", err);
-	free(out);
-	free(k);
-	event_clear(&ev);
+	at_produce_event(producer, topics[t], side, entity, set, op, v, key, data, txn_id, total, order);
 }
 
 /* A request with a bearer token; the JSON answer (annotations kept) or NULL on 404/204. Fails on
@@ -397,36 +296,9 @@ static void ce_product(const char *number, char out[40])
 	ce_upsert(path, body, "productid", out);
 }
 
-/* Reads the dead-letter topic `dlq` from the start until a message with `key` arrives; returns
- * header `name` (new string) or fails. */
 static char *dlq_header(const char *dlq, const char *key, const char *name)
 {
-	char *group = harness_unique("dlq-reader");
-	struct kafka_consumer_opts o = { .group_id = group };
-	struct kafka_consumer *c = NULL;
-	if (kafka_consumer_new(&kcfg, &o, &c, err, sizeof(err)) != 0)
-		fail_msg("consumer: %s", err);
-	const char *tl[] = { dlq };
-	if (kafka_consumer_subscribe(c, tl, 1, err, sizeof(err)) != 0)
-		fail_msg("subscribe: %s", err);
-	char *val = NULL;
-	long long deadline = harness_now_ms() + WAIT_MS;
-	while (!val && harness_now_ms() < deadline) {
-		struct kafka_message *m = NULL;
-		if (kafka_consumer_poll(c, 200, &m, err, sizeof(err)) != 1)
-			continue;
-		if (m->key && m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0) {
-			struct kafka_header h;
-			if (kafka_message_header_find(m, name, &h) == 0)
-				val = strndup(h.value ? h.value : "", h.value_len);
-		}
-		kafka_message_free(m);
-	}
-	kafka_consumer_close(c);
-	free(group);
-	if (!val)
-		fail_msg("no dead letter for key %s in %s", key, dlq);
-	return val;
+	return at_dlq_header(&kcfg, dlq, key, name, WAIT_MS);
 }
 
 /* Runs `ctl dlq retry --map M --to S --all` with the workers' settings; returns its exit status. */
@@ -457,6 +329,18 @@ static void po_no(char *out, size_t len, unsigned i)
 	snprintf(out, len, "PO%u-%u-%u", run_id % 10000, (unsigned)(harness_now_ms() % 100000), i);
 }
 
+/* A new purchase order number (po, i) and product numbers po-P0.. for its n lines, the first
+ * `in_ce` of them created as CE products (GUIDs in prod). */
+static void new_order(char *po, size_t len, unsigned i, int n, int in_ce, char pnum[][48], char prod[][40])
+{
+	po_no(po, len, i);
+	for (int k = 0; k < n; k++) {
+		snprintf(pnum[k], 48, "%s-P%d", po, k);
+		if (k < in_ce)
+			ce_product(pnum[k], prod[k]);
+	}
+}
+
 /* ---- setup --------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -480,18 +364,7 @@ static int group_setup(void **state)
 	fo_token = emu_token("FO");
 
 	snprintf(dbname, sizeof(dbname), "dwt_units_%u_%lld", run_id, harness_now_ms());
-	admin_db("CREATE DATABASE", "");
-	PGconn *c = connect_db(dbname);
-	struct migrate_result res;
-	if (migrate_run(c, migrate_files, migrate_files_len, &res, err, sizeof(err)) != 0)
-		fail_msg("migrate: %s", err);
-	store_close(c);
-	const char *base = harness_env("DW_PG_DSN");
-	const char *q = strchr(base, '?');
-	const char *slash = q ? q : base + strlen(base);
-	while (slash > base && *slash != '/')
-		slash--;
-	snprintf(dsn, sizeof(dsn), "%.*s/%s%s", (int)(slash - base), base, dbname, q ? q : "");
+	at_fresh_db(dbname, dsn, sizeof(dsn));
 
 	/* reference data on CE, as a real installation has it (synced or seeded) */
 	ce_upsert("cdm_companies(cdm_companycode='usmf')", "{\"cdm_name\":\"USMF\"}", "cdm_companyid", company_guid);
@@ -533,7 +406,7 @@ static int group_teardown(void **state)
 	kafka_producer_close(producer, 10000);
 	free(ce_token);
 	free(fo_token);
-	admin_db("DROP DATABASE", " WITH (FORCE)");
+	at_admin_db(dbname, "DROP DATABASE", " WITH (FORCE)");
 	assert_int_equal(0, bad); /* SIGTERM: every worker exits cleanly */
 	return 0;
 }
@@ -595,11 +468,7 @@ static void test_ce_purchase_order_arrives_in_fo_all_at_once(void **state)
 {
 	(void)state;
 	char po[32], prod[3][40], pnum[3][48], hdr[40];
-	po_no(po, sizeof(po), 1);
-	for (int i = 0; i < 3; i++) {
-		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
-		ce_product(pnum[i], prod[i]);
-	}
+	new_order(po, sizeof(po), 1, 3, 3, pnum, prod);
 	long w0 = po_writes_fo();
 	/* the three lines arrive first (lines map): staged, nothing written; the header (headers
 	 * map, another topic and worker) completes the unit: four creates in one changeset */
@@ -623,10 +492,10 @@ static void test_ce_purchase_order_arrives_in_fo_all_at_once(void **state)
 	snprintf(txn, sizeof(txn), "ce-%s", po);
 	assert_int_equal(0, staged_parts("ce", txn));
 	/* each part's outcome is recorded under its own map */
-	assert_int_equal(1, query_ll("SELECT count(*) FROM dw_record_state WHERE map_name = 'purchase_order_headers' "
+	assert_int_equal(1, at_query_ll(dbname, "SELECT count(*) FROM dw_record_state WHERE map_name = 'purchase_order_headers' "
 				     "AND target_side = 'fo' AND record_key LIKE '%' || $1 || '%'",
 				     1, (const char *const[]){ po }));
-	assert_int_equal(3, query_ll("SELECT count(*) FROM dw_record_state WHERE map_name = 'purchase_order_lines' "
+	assert_int_equal(3, at_query_ll(dbname, "SELECT count(*) FROM dw_record_state WHERE map_name = 'purchase_order_lines' "
 				     "AND target_side = 'fo' AND record_key LIKE '%' || $1 || '%'",
 				     1, (const char *const[]){ po }));
 }
@@ -635,11 +504,7 @@ static void test_ce_purchase_order_with_invalid_line_is_dead_lettered_whole(void
 {
 	(void)state;
 	char po[32], prod[3][40], pnum[3][48], hdr[40], longdesc[1201];
-	po_no(po, sizeof(po), 2);
-	for (int i = 0; i < 3; i++) {
-		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
-		ce_product(pnum[i], prod[i]);
-	}
+	new_order(po, sizeof(po), 2, 3, 3, pnum, prod);
 	memset(longdesc, 'd', 1200); /* CE takes 2000; F&O's LineDescription holds 1000 */
 	longdesc[1200] = '\0';
 	long w0 = po_writes_fo();
@@ -755,11 +620,7 @@ static void test_fo_purchase_order_arrives_in_ce_all_at_once(void **state)
 {
 	(void)state;
 	char po[32], prod[3][40], pnum[3][48];
-	po_no(po, sizeof(po), 3);
-	for (int i = 0; i < 3; i++) {
-		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
-		ce_product(pnum[i], prod[i]);
-	}
+	new_order(po, sizeof(po), 3, 3, 3, pnum, prod);
 	long w0 = po_writes_ce();
 	fo_po_unit(po, 3, pnum, NULL);
 	assert_int_equal(w0 + 4, po_writes_ce());
@@ -770,11 +631,7 @@ static void test_invalid_line_fix_and_dlq_retry_brings_the_whole_order(void **st
 {
 	(void)state;
 	char po[32], prod[3][40], pnum[3][48], desc[160];
-	po_no(po, sizeof(po), 4);
-	for (int i = 0; i < 3; i++) {
-		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
-		ce_product(pnum[i], prod[i]);
-	}
+	new_order(po, sizeof(po), 4, 3, 3, pnum, prod);
 	memset(desc, 'x', 150);
 	desc[150] = '\0';
 	/* a mapping mistake: the line description goes to the CE line's name (100 characters) */
@@ -828,14 +685,11 @@ static void test_line_whose_product_is_missing_is_parked_then_redriven(void **st
 {
 	(void)state;
 	char po[32], prod[2][40], pnum[2][48];
-	po_no(po, sizeof(po), 5);
-	for (int i = 0; i < 2; i++)
-		snprintf(pnum[i], sizeof(pnum[i]), "%s-P%d", po, i);
-	ce_product(pnum[0], prod[0]); /* the second product has not arrived in CE yet */
+	new_order(po, sizeof(po), 5, 2, 1, pnum, prod); /* the second product has not arrived in CE yet */
 	long w0 = po_writes_ce();
 	fo_po_unit(po, 2, pnum, NULL);
 	assert_int_equal(w0, po_writes_ce());
-	assert_true(query_ll("SELECT count(*) FROM dw_parked_event WHERE map_name LIKE 'purchase_order_%' AND "
+	assert_true(at_query_ll(dbname, "SELECT count(*) FROM dw_parked_event WHERE map_name LIKE 'purchase_order_%' AND "
 			     "event::text LIKE '%' || $1 || '%'",
 			     1, (const char *const[]){ po }) >= 1);
 	char txn[64];
@@ -850,11 +704,11 @@ static void test_line_whose_product_is_missing_is_parked_then_redriven(void **st
 	assert_ce_order(po, 2, pnum, prod);
 	assert_int_equal(0, staged_parts("fo", txn));
 	deadline = harness_now_ms() + WAIT_MS;
-	while (query_ll("SELECT count(*) FROM dw_parked_event WHERE event::text LIKE '%' || $1 || '%'", 1,
+	while (at_query_ll(dbname, "SELECT count(*) FROM dw_parked_event WHERE event::text LIKE '%' || $1 || '%'", 1,
 			(const char *const[]){ po }) > 0 &&
 	       harness_now_ms() < deadline)
 		usleep(200000);
-	assert_int_equal(0, query_ll("SELECT count(*) FROM dw_parked_event WHERE event::text LIKE '%' || $1 || '%'",
+	assert_int_equal(0, at_query_ll(dbname, "SELECT count(*) FROM dw_parked_event WHERE event::text LIKE '%' || $1 || '%'",
 				     1, (const char *const[]){ po }));
 }
 
