@@ -30,6 +30,11 @@
 #include "store.h"
 
 #define WAIT_MS 90000
+/* Reference data of this suite's own: the emulators' seed creates USD, ea, ... with GUIDs of its
+ * own, and rows created here under those codes would make a later seed fail (key taken). XTS is
+ * the ISO 4217 code reserved for testing. */
+#define CUR "XTS"
+#define UNIT "dwtu"
 #define PARTITIONS 2
 
 enum { W_HDR_FO, W_LINE_FO, W_HDR_CE, W_LINE_CE, W_INV_CE, W_N };
@@ -56,7 +61,7 @@ static struct config_common kcfg;
 static const char *ce_base, *fo_base;
 static char *ce_token, *fo_token;
 static unsigned run_id;
-static char company_guid[40], usd_guid[40], ea_guid[40], vendor_guid[40], vendor_no[32];
+static char company_guid[40], cur_guid[40], unit_guid[40], vendor_guid[40], vendor_no[32];
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -292,7 +297,7 @@ static void ce_product(const char *number, char out[40])
 	snprintf(path, sizeof(path), "products(msdyn_productnumber='%s')", number);
 	snprintf(body, sizeof(body),
 		 "{\"name\":\"Product %s\",\"productnumber\":\"%s\",\"defaultuomid@odata.bind\":\"/uoms(%s)\"}", number,
-		 number, ea_guid);
+		 number, unit_guid);
 	ce_upsert(path, body, "productid", out);
 }
 
@@ -368,10 +373,10 @@ static int group_setup(void **state)
 
 	/* reference data on CE, as a real installation has it (synced or seeded) */
 	ce_upsert("cdm_companies(cdm_companycode='usmf')", "{\"cdm_name\":\"USMF\"}", "cdm_companyid", company_guid);
-	ce_upsert("transactioncurrencies(isocurrencycode='USD')",
-		  "{\"currencyname\":\"US Dollar\",\"currencysymbol\":\"$\",\"exchangerate\":1}", "transactioncurrencyid",
-		  usd_guid);
-	ce_upsert("uoms(msdyn_symbol='ea')", "{\"name\":\"Each\"}", "uomid", ea_guid);
+	ce_upsert("transactioncurrencies(isocurrencycode='" CUR "')",
+		  "{\"currencyname\":\"Testing currency\",\"currencysymbol\":\"T\",\"exchangerate\":1}",
+		  "transactioncurrencyid", cur_guid);
+	ce_upsert("uoms(msdyn_symbol='" UNIT "')", "{\"name\":\"Test unit\"}", "uomid", unit_guid);
 	snprintf(vendor_no, sizeof(vendor_no), "V%u", run_id % 1000000);
 	char path[256], body[512];
 	snprintf(path, sizeof(path), "accounts(accountnumber='%s',msdyn_company=%s)", vendor_no, company_guid);
@@ -424,7 +429,7 @@ static void ce_po_unit(const char *po, int nlines, char products[][40], const ch
 	snprintf(body, sizeof(body),
 		 "{\"msdyn_vendor@odata.bind\":\"/accounts(%s)\",\"transactioncurrencyid@odata.bind\":"
 		 "\"/transactioncurrencies(%s)\",\"msdyn_ordererpersonnelnumber\":\"000123\"}",
-		 vendor_guid, usd_guid);
+		 vendor_guid, cur_guid);
 	cJSON *hdr = ce_call("PATCH", path, body);
 	assert_non_null(hdr);
 	snprintf(hdr_out, 40, "%s", str_of(hdr, "msdyn_purchaseorderid"));
@@ -440,7 +445,7 @@ static void ce_po_unit(const char *po, int nlines, char products[][40], const ch
 			 "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\","
 			 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\",\"msdyn_quantity\":%d,"
 			 "\"msdyn_description\":\"%s\"}",
-			 products[i], ea_guid, usd_guid, company_guid, i + 1, d);
+			 products[i], unit_guid, cur_guid, company_guid, i + 1, d);
 		cJSON *line = ce_call("PATCH", path, body);
 		assert_non_null(line);
 		cJSON *k = cJSON_CreateObject();
@@ -477,14 +482,14 @@ static void test_ce_purchase_order_arrives_in_fo_all_at_once(void **state)
 	cJSON *h = fo_header(po);
 	assert_non_null(h);
 	assert_string_equal(vendor_no, str_of(h, "OrderVendorAccountNumber"));
-	assert_string_equal("USD", str_of(h, "CurrencyCode"));
+	assert_string_equal(CUR, str_of(h, "CurrencyCode"));
 	assert_string_equal("Purch", str_of(h, "PurchaseType"));
 	cJSON_Delete(h);
 	for (int i = 0; i < 3; i++) {
 		cJSON *l = fo_line(po, i + 1);
 		assert_non_null(l);
 		assert_string_equal(pnum[i], str_of(l, "ProductNumber"));
-		assert_string_equal("ea", str_of(l, "PurchaseUnitSymbol"));
+		assert_string_equal(UNIT, str_of(l, "PurchaseUnitSymbol"));
 		assert_true(num_of(l, "OrderedPurchaseQuantity") == i + 1);
 		cJSON_Delete(l);
 	}
@@ -553,7 +558,7 @@ static void fo_po_unit(const char *po, int nlines, char pnum[][48], const char *
 	cJSON_AddStringToObject(d, "dataAreaId", "usmf");
 	cJSON_AddStringToObject(d, "PurchaseOrderNumber", po);
 	cJSON_AddStringToObject(d, "OrderVendorAccountNumber", vendor_no);
-	cJSON_AddStringToObject(d, "CurrencyCode", "USD");
+	cJSON_AddStringToObject(d, "CurrencyCode", CUR);
 	cJSON_AddStringToObject(d, "PurchaseOrderStatus", "Backorder");
 	cJSON_AddStringToObject(d, "DocumentApprovalStatus", "Approved");
 	cJSON_AddStringToObject(d, "DeliveryAddressCity", "Redmond");
@@ -572,8 +577,8 @@ static void fo_po_unit(const char *po, int nlines, char pnum[][48], const char *
 		cJSON_AddNumberToObject(d, "LineNumber", i + 1);
 		cJSON_AddStringToObject(d, "ProductNumber", pnum[i]);
 		cJSON_AddNumberToObject(d, "OrderedPurchaseQuantity", 10 * (i + 1));
-		cJSON_AddStringToObject(d, "PurchaseUnitSymbol", "ea");
-		cJSON_AddStringToObject(d, "CurrencyCode", "USD");
+		cJSON_AddStringToObject(d, "PurchaseUnitSymbol", UNIT);
+		cJSON_AddStringToObject(d, "CurrencyCode", CUR);
 		cJSON_AddNumberToObject(d, "PurchasePrice", 2.5);
 		cJSON_AddNumberToObject(d, "LineAmount", 25.0 * (i + 1));
 		cJSON_AddStringToObject(d, "PurchaseOrderLineStatus", "Backorder");
@@ -801,7 +806,7 @@ static void test_inventory_sums_rows_per_item_and_warehouse_in_any_order(void **
 	ce_upsert(path, "{\"msdyn_name\":\"Spare\"}", "msdyn_warehouseid", w2);
 	snprintf(body, sizeof(body),
 		 "{\"dataAreaId\":\"usmf\",\"ProductNumber\":\"%s\",\"ItemNumber\":\"%s\",\"ProductName\":\"Item\","
-		 "\"InventoryUnitSymbol\":\"ea\"}",
+		 "\"InventoryUnitSymbol\":\"" UNIT "\"}",
 		 item, item);
 	cJSON *r = fo_call("POST", "CDSReleasedDistinctProducts", body);
 	cJSON_Delete(r);
@@ -824,7 +829,7 @@ static void test_inventory_sums_rows_per_item_and_warehouse_in_any_order(void **
 	assert_true(num_of(inv, "msdyn_qtyavailable") == 10);
 	assert_true(num_of(inv, "msdyn_qtyallocated") == 2);
 	assert_true(num_of(inv, "msdyn_qtyonorder") == 4);
-	assert_string_equal(ea_guid, str_of(inv, "_msdyn_unit_value"));
+	assert_string_equal(unit_guid, str_of(inv, "_msdyn_unit_value"));
 	cJSON_Delete(inv);
 	inv = ce_inventory(prod, w2);
 	assert_non_null(inv);
