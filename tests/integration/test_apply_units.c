@@ -98,11 +98,13 @@ static void copy_file(const char *from, const char *to, const char *find, const 
 
 /* Writes the worker maps: schemas/maps, with the purchase order lines' description sent to the
  * CE line's name (100 characters) instead of its description when `broken`. */
+static const char *const map_names[] = { "accounts", "customer_assets", "products", "purchase_order_headers",
+					 "purchase_order_lines", "product_inventory" };
+
 static void write_maps(int broken)
 {
-	static const char *const names[] = { "accounts", "customer_assets", "products", "purchase_order_headers",
-					     "purchase_order_lines", "product_inventory" };
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+	const char *const *names = map_names;
+	for (size_t i = 0; i < sizeof(map_names) / sizeof(map_names[0]); i++) {
 		char from[1200], to[1200];
 		snprintf(from, sizeof(from), "%s/%s.json", good_maps, names[i]);
 		snprintf(to, sizeof(to), "%s/%s.json", maps_dir, names[i]);
@@ -412,6 +414,12 @@ static int group_teardown(void **state)
 	free(ce_token);
 	free(fo_token);
 	at_admin_db(dbname, "DROP DATABASE", " WITH (FORCE)");
+	for (size_t i = 0; i < sizeof(map_names) / sizeof(map_names[0]); i++) {
+		char f[1200];
+		snprintf(f, sizeof(f), "%s/%s.json", maps_dir, map_names[i]);
+		unlink(f);
+	}
+	rmdir(maps_dir);
 	assert_int_equal(0, bad); /* SIGTERM: every worker exits cleanly */
 	return 0;
 }
