@@ -37,16 +37,22 @@
 #define UNIT "dwtu"
 #define PARTITIONS 2
 
-enum { W_HDR_FO, W_LINE_FO, W_HDR_CE, W_LINE_CE, W_INV_CE, W_N };
-static const char *const w_map[W_N] = { "purchase_order_headers", "purchase_order_lines", "purchase_order_headers",
-					"purchase_order_lines", "product_inventory" };
-static const char *const w_to[W_N] = { "fo", "fo", "ce", "ce", "ce" };
+/* the workers of the suite, then (W_N..W_ALL) the other maps' workers, started by one test */
+enum { W_HDR_FO, W_LINE_FO, W_HDR_CE, W_LINE_CE, W_INV_CE, W_N, W_ASSET_FO = W_N, W_ASSET_CE, W_PROD_CE, W_ACCT_FO,
+       W_ACCT_CE, W_ALL };
+static const char *const w_map[W_ALL] = { "purchase_order_headers", "purchase_order_lines", "purchase_order_headers",
+					  "purchase_order_lines", "product_inventory", "customer_assets",
+					  "customer_assets", "products", "accounts", "accounts" };
+static const char *const w_to[W_ALL] = { "fo", "fo", "ce", "ce", "ce", "fo", "ce", "ce", "fo", "ce" };
 
 /* source topics by table */
-enum { T_CE_HDR, T_CE_LINE, T_FO_HDR, T_FO_LINE, T_FO_INV, T_N };
+enum { T_CE_HDR, T_CE_LINE, T_FO_HDR, T_FO_LINE, T_FO_INV, T_CE_ASSET, T_FO_ASSET, T_FO_PROD, T_CE_ACCT, T_FO_ACCT,
+       T_N };
 static const char *const t_table[T_N] = { "ce.msdyn_purchaseorder", "ce.msdyn_purchaseorderproduct",
 					  "fo.purchaseorderheadersv2", "fo.purchaseorderlinesv2",
-					  "fo.warehousesonhandv2" };
+					  "fo.warehousesonhandv2", "ce.msdyn_customerasset",
+					  "fo.assetmaintenanceassetsv3", "fo.cdsreleaseddistinctproducts",
+					  "ce.account", "fo.customersv3" };
 
 static char err[1024];
 static char prefix[32];
@@ -55,7 +61,7 @@ static char dbname[64];
 static char dsn[1024];
 static char maps_dir[1024];      /* the worker's maps: a copy of schemas/maps (one test breaks it) */
 static char good_maps[1024];     /* schemas/maps */
-static pid_t workers[W_N];
+static pid_t workers[W_ALL];
 static struct kafka_producer *producer;
 static struct config_common kcfg;
 static const char *ce_base, *fo_base;
@@ -354,7 +360,7 @@ static int group_setup(void **state)
 {
 	(void)state;
 	run_id = (unsigned)getpid();
-	for (int w = 0; w < W_N; w++)
+	for (int w = 0; w < W_ALL; w++)
 		workers[w] = -1;
 	snprintf(prefix, sizeof(prefix), "dwu%u", run_id);
 	for (int t = 0; t < T_N; t++)
@@ -407,7 +413,7 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	int bad = 0;
-	for (int w = 0; w < W_N; w++)
+	for (int w = 0; w < W_ALL; w++)
 		if (worker_stop(w) != 0)
 			bad++;
 	kafka_producer_close(producer, 10000);
@@ -874,9 +880,51 @@ static void test_inventory_sums_rows_per_item_and_warehouse_in_any_order(void **
 	cJSON_Delete(inv);
 }
 
+/* GET /healthz of worker w: the HTTP status, 0 when nothing answers. */
+static long worker_health(int w)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", metrics_port(w));
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+	long st = 0;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+	curl_easy_cleanup(c);
+	return st;
+}
+
+static void test_every_map_and_direction_starts_in_apply(void **state)
+{
+	(void)state;
+	/* the suite's own workers run already; the other maps' workers start, serve, and stop cleanly */
+	for (int w = W_N; w < W_ALL; w++)
+		worker_start(w);
+	for (int w = 0; w < W_ALL; w++) {
+		long long deadline = harness_now_ms() + 30000;
+		long st = 0;
+		while ((st = worker_health(w)) != 200 && harness_now_ms() < deadline) {
+			int status;
+			if (workers[w] > 0 && waitpid(workers[w], &status, WNOHANG) == workers[w]) {
+				workers[w] = -1;
+				fail_msg("apply --map %s --to %s exited at start-up (see its log)", w_map[w], w_to[w]);
+			}
+			usleep(100000);
+		}
+		if (st != 200)
+			fail_msg("apply --map %s --to %s: /healthz %ld", w_map[w], w_to[w], st);
+	}
+	for (int w = W_N; w < W_ALL; w++)
+		assert_int_equal(0, worker_stop(w));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_map_and_direction_starts_in_apply),
 		cmocka_unit_test(test_ce_purchase_order_arrives_in_fo_all_at_once),
 		cmocka_unit_test(test_ce_purchase_order_with_invalid_line_is_dead_lettered_whole),
 		cmocka_unit_test(test_fo_purchase_order_arrives_in_ce_all_at_once),
