@@ -124,15 +124,14 @@ static int metrics_port(int w)
 	return (int)strtol(harness_env("DW_PORT_BASE"), NULL, 10) + 62 + w;
 }
 
-static void worker_start(int w)
+/* fork(); in the child, output goes to `out` (appended) and the suite's settings (database,
+ * topic prefix, maps) are in the environment. Returns what fork() returns. */
+static pid_t child_fork(const char *out)
 {
-	char log_path[1024];
-	snprintf(log_path, sizeof(log_path), "%s/logs/apply-units-%s-to-%s.log", harness_env("DW_STATE_DIR"), w_map[w],
-		 w_to[w]);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd >= 0) {
 			dup2(fd, 2);
 			dup2(fd, 1);
@@ -140,6 +139,17 @@ static void worker_start(int w)
 		setenv("DW_PG_DSN", dsn, 1);
 		setenv("DW_TOPIC_PREFIX", prefix, 1);
 		setenv("DW_MAPS_DIR", maps_dir, 1);
+	}
+	return pid;
+}
+
+static void worker_start(int w)
+{
+	char log_path[1024];
+	snprintf(log_path, sizeof(log_path), "%s/logs/apply-units-%s-to-%s.log", harness_env("DW_STATE_DIR"), w_map[w],
+		 w_to[w]);
+	pid_t pid = child_fork(log_path);
+	if (pid == 0) {
 		char port[16];
 		snprintf(port, sizeof(port), "%d", metrics_port(w));
 		setenv("DW_HTTP_PORT", port, 1);
@@ -317,17 +327,8 @@ static char *dlq_header(const char *dlq, const char *key, const char *name)
 /* Runs `ctl dlq retry --map M --to S --all` with the workers' settings; returns its exit status. */
 static int ctl_dlq_retry(const char *map, const char *to)
 {
-	pid_t pid = fork();
-	assert_true(pid >= 0);
+	pid_t pid = child_fork("/dev/null");
 	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		setenv("DW_PG_DSN", dsn, 1);
-		setenv("DW_TOPIC_PREFIX", prefix, 1);
-		setenv("DW_MAPS_DIR", maps_dir, 1);
 		execl(harness_bin("ctl"), "ctl", "dlq", "retry", "--map", map, "--to", to, "--all", (char *)NULL);
 		_exit(127);
 	}
