@@ -244,7 +244,7 @@ static void test_parallel_requests_answer_every_write(void **state)
 		snprintf(want, sizeof(want), "\"Parallel %d\"", i); /* its own answer, not a neighbour's */
 		assert_non_null(strstr(w[i].representation, want));
 		char pred[160];
-		snprintf(pred, sizeof(pred), "(cdm_companycode='%s')", codes[i]);
+		snprintf(pred, sizeof(pred), "(cdm_companycode='%.15s')", codes[i]);
 		assert_int_equal(1, record_writes(f->base, "cdm_companies", pred, NULL));
 		target_write_clear(&w[i]);
 	}
@@ -281,7 +281,7 @@ static void test_parallel_requests_keep_units_whole(void **state)
 	assert_int_equal(before + 2, target_request_count(f->t));
 	for (int i = 0; i < N; i++) {
 		char pred[160];
-		snprintf(pred, sizeof(pred), "(cdm_companycode='%s')", codes[i]);
+		snprintf(pred, sizeof(pred), "(cdm_companycode='%.15s')", codes[i]);
 		if (i % 5 == 0) {
 			assert_int_equal(TARGET_INVALID, w[i].outcome);
 			assert_int_equal(-1, record_writes(f->base, "cdm_companies", pred, NULL));
