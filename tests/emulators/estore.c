@@ -393,6 +393,9 @@ void estore_records_free(struct estore_record *recs, size_t n)
 /* Hot statements, prepared once per connection (PQexecPrepared skips parse and plan). */
 #define SQL_GET "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid AND NOT deleted FOR UPDATE"
 #define SQL_FIND "SELECT id::text FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)"
+#define SQL_FIND_GET                                                                                              \
+	"SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND NOT deleted AND id = (SELECT id FROM emu_key" \
+	" WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) FOR UPDATE"
 #define SQL_CREATE                                                                                                \
 	"INSERT INTO emu_record (entity, id, data, version, writes)"                                              \
 	" VALUES ($1, $2::uuid, $3::jsonb, nextval('emu_version'), 1)"                                            \
@@ -445,7 +448,7 @@ void estore_records_free(struct estore_record *recs, size_t n)
 
 static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
 				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
-				       SQL_CREATE_MANY};
+				       SQL_CREATE_MANY, SQL_FIND_GET};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -658,6 +661,25 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 	} else {
 		snprintf(id_out, 37, "%s", PQgetvalue(r, 0, 0));
 		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+int estore_find_get(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
+		    struct estore_record *out, char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, keyname, keyvalue};
+	/* a locking read: the fence first, as for estore_get */
+	PGresult *r = tx_px(tx, SQL_FIND_GET, 3, p, 1);
+	int rc;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "find and read record", tx->conn, r);
+		rc = ESTORE_EDB;
+	} else if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+	} else {
+		rc = row_to_record(r, 0, out, errbuf, errlen);
 	}
 	PQclear(r);
 	return rc;
