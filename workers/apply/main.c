@@ -19,7 +19,7 @@ static const char usage[] =
 	"settings: DW_KAFKA_BROKERS, DW_PG_DSN[_FILE], DW_TOPIC_PREFIX (dw), DW_MAPS_DIR,\n"
 	"  DW_<SIDE>_URL, DW_<SIDE>_TOKEN_URL, DW_<SIDE>_CLIENT_ID, DW_<SIDE>_CLIENT_SECRET[_FILE],\n"
 	"  DW_<SIDE>_SCOPE for the target side (and for ce when the map resolves CE lookups),\n"
-	"  DW_APPLY_BATCH_MAX (500; 1 = one request per event and a commit after each),\n"
+	"  DW_APPLY_BATCH_MAX (1000; 1 = one request per event and a commit after each),\n"
 	"  DW_APPLY_BATCH_WAIT_MS (20), DW_APPLY_HTTP_TIMEOUT_MS (30000), DW_APPLY_BACKOFF_MIN_MS (500),\n"
 	"  DW_APPLY_HTTP_PARALLEL (4: $batch requests in flight at once per batch),\n"
 	"  DW_APPLY_BACKOFF_MAX_MS (60000), DW_APPLY_DLQ_PARTITIONS (1), DW_APPLY_DLQ_REPLICATION (1),\n"
@@ -176,11 +176,11 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
+	long batch_max = 1000, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
 	long http_parallel = 4;
 	long long txn_timeout = 300000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
-	    config_long("DW_APPLY_BATCH_MAX", 500, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
+	    config_long("DW_APPLY_BATCH_MAX", 1000, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_HTTP_TIMEOUT_MS", 30000, 100, 600000, &http_timeout, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_HTTP_PARALLEL", 4, 1, TARGET_PARALLEL_MAX, &http_parallel, err, sizeof(err)) != 0 ||
