@@ -712,9 +712,9 @@ int kafka_consumer_store(struct kafka_consumer *c, const struct kafka_message *m
 	return 0;
 }
 
-int kafka_consumer_commit(struct kafka_consumer *c, char *errbuf, size_t errlen)
+static int commit_stored(struct kafka_consumer *c, int async, char *errbuf, size_t errlen)
 {
-	rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+	rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, async);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return 0;
 	if (err == RD_KAFKA_RESP_ERR__FATAL && fatal_reason(c->rk, errbuf, errlen))
@@ -723,15 +723,14 @@ int kafka_consumer_commit(struct kafka_consumer *c, char *errbuf, size_t errlen)
 	return KAFKA_ERR;
 }
 
+int kafka_consumer_commit(struct kafka_consumer *c, char *errbuf, size_t errlen)
+{
+	return commit_stored(c, 0, errbuf, errlen);
+}
+
 int kafka_consumer_commit_async(struct kafka_consumer *c, char *errbuf, size_t errlen)
 {
-	rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 1);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
-		return 0;
-	if (err == RD_KAFKA_RESP_ERR__FATAL && fatal_reason(c->rk, errbuf, errlen))
-		return KAFKA_ERR_FATAL;
-	snprintf(errbuf, errlen, "offset commit failed: %s", rd_kafka_err2str(err));
-	return KAFKA_ERR;
+	return commit_stored(c, 1, errbuf, errlen);
 }
 
 int kafka_consumer_fatal(struct kafka_consumer *c, char *errbuf, size_t errlen)

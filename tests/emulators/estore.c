@@ -603,14 +603,14 @@ static int rows_to_records(PGresult *r, struct estore_record **out, size_t *n, c
 	return 0;
 }
 
-/* Reads one record: in tx (a locking read) when not NULL, else on connection c. */
-static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *entity, const char *id,
-		   struct estore_record *out, char *errbuf, size_t errlen)
+/* Runs sql (RECORD_COLS of at most one record) with params p[0..n): in tx (a locking read) when
+ * not NULL, else on connection c. 0 with *out filled, ESTORE_NOTFOUND or ESTORE_EDB. */
+static int read_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *const *p, int n,
+		    struct estore_record *out, char *errbuf, size_t errlen)
 {
-	const char *p[] = {entity, id};
 	if (tx)
 		c = tx->conn;
-	PGresult *r = tx ? tx_px(tx, sql, 2, p, 1) : px(c, sql, 2, p);
+	PGresult *r = tx ? tx_px(tx, sql, n, p, 1) : px(c, sql, n, p);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -627,6 +627,14 @@ static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char 
 	}
 	PQclear(r);
 	return rc;
+}
+
+/* Reads one record by id: in tx (a locking read) when not NULL, else on connection c. */
+static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *entity, const char *id,
+		   struct estore_record *out, char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, id};
+	return read_one(tx, c, sql, p, 2, out, errbuf, errlen);
 }
 
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
@@ -671,18 +679,7 @@ int estore_find_get(struct estore_tx *tx, const char *entity, const char *keynam
 {
 	const char *p[] = {entity, keyname, keyvalue};
 	/* a locking read: the fence first, as for estore_get */
-	PGresult *r = tx_px(tx, SQL_FIND_GET, 3, p, 1);
-	int rc;
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "find and read record", tx->conn, r);
-		rc = ESTORE_EDB;
-	} else if (PQntuples(r) == 0) {
-		rc = ESTORE_NOTFOUND;
-	} else {
-		rc = row_to_record(r, 0, out, errbuf, errlen);
-	}
-	PQclear(r);
-	return rc;
+	return read_one(tx, NULL, SQL_FIND_GET, p, 3, out, errbuf, errlen);
 }
 
 static int write_keys(struct estore_tx *tx, const char *entity, const char *id, const cJSON *keys, char *errbuf,
