@@ -42,7 +42,7 @@
 #define TARGET_REPR_MAX (1024 * 1024) /* a larger representation is not kept */
 #define TARGET_BATCH_MAX 1000      /* $batch operations cap (Dataverse) */
 #define TARGET_PARALLEL_MAX 16     /* $batch requests in flight at once, cap */
-#define TARGET_PARALLEL_MIN_WRITES 10 /* fewer writes are not split over parallel requests */
+#define TARGET_PARALLEL_MIN_WRITES 100 /* fewer writes are not split over parallel requests */
 
 enum target_op { TARGET_UPSERT = 1, TARGET_DELETE = 2 };
 

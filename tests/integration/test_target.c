@@ -215,19 +215,26 @@ static void test_ce_one_bad_write_affects_only_itself(void **state)
 	fixture_free(f);
 }
 
-#define NPAR 40
+#define NPAR 400
 
-/* parallel 4: 40 writes go as 4 $batch requests of 10 at once; each write gets its own answer */
+/* Code number i of a run of up to 1,000,000 distinct codes (12 characters). */
+static void run_code(unsigned run, int i, char *out, size_t len)
+{
+	snprintf(out, len, "Q%05u%06u", run % 100000, (unsigned)i % 1000000);
+}
+
+/* parallel 4: 400 writes go as 4 $batch requests of 100 at once; each write gets its own answer */
 static void test_parallel_requests_answer_every_write(void **state)
 {
 	(void)state;
-	struct fixture *f = fixture_new_parallel("ce", 100, 4);
+	struct fixture *f = fixture_new_parallel("ce", 1000, 4);
+	unsigned run = (unsigned)(harness_now_ms() % 100000);
 	char codes[NPAR][16], bodies[NPAR][64];
 	struct odata_key_part keys[NPAR];
 	struct target_write w[NPAR];
 	memset(w, 0, sizeof(w));
 	for (int i = 0; i < NPAR; i++) {
-		unique_code(codes[i], sizeof(codes[i]));
+		run_code(run, i, codes[i], sizeof(codes[i]));
 		keys[i] = (struct odata_key_part){ .name = "cdm_companycode", .value = codes[i] };
 		snprintf(bodies[i], sizeof(bodies[i]), "{\"cdm_name\":\"Parallel %d\"}", i);
 		w[i] = (struct target_write){ .op = TARGET_UPSERT, .entity_set = "cdm_companies", .key = &keys[i],
@@ -251,21 +258,22 @@ static void test_parallel_requests_answer_every_write(void **state)
 	fixture_free(f);
 }
 
-/* parallel 4 over 20 writes: requests of at least 10 writes, and a unit spread over the input
+/* parallel 4 over 200 writes: requests of at least 100 writes, and a unit spread over the input
  * stays in one request (one changeset): its bad member rolls all of it back, nothing else */
 static void test_parallel_requests_keep_units_whole(void **state)
 {
 	(void)state;
-	struct fixture *f = fixture_new_parallel("ce", 100, 4);
-	enum { N = 20 };
+	struct fixture *f = fixture_new_parallel("ce", 1000, 4);
+	unsigned run = (unsigned)(harness_now_ms() % 100000);
+	enum { N = 200 };
 	char codes[N][16], bodies[N][300];
 	struct odata_key_part keys[N];
 	struct target_write w[N];
 	memset(w, 0, sizeof(w));
 	for (int i = 0; i < N; i++) {
-		unique_code(codes[i], sizeof(codes[i]));
+		run_code(run, i, codes[i], sizeof(codes[i]));
 		keys[i] = (struct odata_key_part){ .name = "cdm_companycode", .value = codes[i] };
-		if (i == 15) { /* cdm_name max 100: the target rejects it */
+		if (i == 150) { /* cdm_name max 100: the target rejects it */
 			char longname[171];
 			memset(longname, 'x', 170);
 			longname[170] = '\0';
@@ -274,7 +282,7 @@ static void test_parallel_requests_keep_units_whole(void **state)
 			snprintf(bodies[i], sizeof(bodies[i]), "{\"cdm_name\":\"Unit %d\"}", i);
 		}
 		w[i] = (struct target_write){ .op = TARGET_UPSERT, .entity_set = "cdm_companies", .key = &keys[i],
-					      .nkey = 1, .body = bodies[i], .unit = i % 5 == 0 ? 7 : 0 };
+					      .nkey = 1, .body = bodies[i], .unit = i % 50 == 0 ? 7 : 0 };
 	}
 	unsigned long before = target_request_count(f->t);
 	apply_ok(f, w, N);
@@ -282,7 +290,7 @@ static void test_parallel_requests_keep_units_whole(void **state)
 	for (int i = 0; i < N; i++) {
 		char pred[160];
 		snprintf(pred, sizeof(pred), "(cdm_companycode='%.15s')", codes[i]);
-		if (i % 5 == 0) {
+		if (i % 50 == 0) {
 			assert_int_equal(TARGET_INVALID, w[i].outcome);
 			assert_int_equal(-1, record_writes(f->base, "cdm_companies", pred, NULL));
 		} else {
