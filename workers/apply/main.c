@@ -337,15 +337,14 @@ int main(int argc, char **argv)
 			exit_code = 1;
 			goto drain;
 		}
-		/* fill a batch: wait for the first message, then up to batch_wait_ms for more */
+		/* fill a batch: wait for the first message, then take what is fetched already and wait
+		 * up to batch_wait_ms (from the first message) for more */
 		long long deadline = 0;
 		while (nbatch < a.batch_max && !stop_requested) {
 			long wait = 200;
 			if (nbatch > 0) {
 				long long left = deadline - apply_now_ms();
-				if (left <= 0)
-					break;
-				wait = left < 200 ? (long)left : 200;
+				wait = left <= 0 ? 0 : left < 200 ? (long)left : 200;
 			}
 			struct kafka_message *m = NULL;
 			int prc = kafka_consumer_poll(consumer, (int)wait, &m, err, sizeof(err));
@@ -359,7 +358,7 @@ int main(int argc, char **argv)
 				break;
 			}
 			if (prc == 0) {
-				if (nbatch == 0)
+				if (nbatch == 0 || wait == 0)
 					break;
 				continue;
 			}
