@@ -754,14 +754,16 @@ out:
 static int apply_chunks(struct target *t, struct target_write *w, const size_t *idx, size_t n, int post,
 			char *errbuf, size_t errlen)
 {
+	if (n == 0)
+		return 0;
 	size_t per = t->parallel > 1 ? (n + t->parallel - 1) / t->parallel : n;
 	if (per < TARGET_PARALLEL_MIN_WRITES)
 		per = TARGET_PARALLEL_MIN_WRITES;
 	if (per > t->batch_max)
 		per = t->batch_max;
-	size_t *ord = calloc(n ? n : 1, sizeof(*ord));
+	size_t *ord = calloc(n, sizeof(*ord));
 	size_t *cut = calloc(n + 1, sizeof(*cut)); /* request r holds ord[cut[r] .. cut[r + 1]) */
-	unsigned char *taken = calloc(n ? n : 1, 1);
+	unsigned char *taken = calloc(n, 1);
 	struct call *calls = calloc(t->parallel, sizeof(*calls));
 	int rc = -1;
 	if (!ord || !cut || !taken || !calls) {
