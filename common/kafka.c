@@ -35,6 +35,19 @@ static const struct forced consumer_forced[] = {
 	{ "partition.assignment.strategy", "cooperative-sticky", "rebalances must not stop every partition" },
 };
 
+/*
+ * Consumer defaults the operator may change through DW_KAFKA_*: where a new group starts, and a
+ * bounded pre-fetch. librdkafka's own pre-fetch (queued.max.messages.kbytes 65536, queued.min.messages
+ * 100000) lets a worker that starts on a backlog hold up to 64 MB of fetched messages before it has
+ * processed any; a worker applies at most a few thousand events per second, so 8 MB per fetch queue
+ * keeps it busy and its memory small.
+ */
+static const struct forced consumer_defaults[] = {
+	{ "auto.offset.reset", "earliest", "a new group starts at the beginning of the history" },
+	{ "queued.max.messages.kbytes", "8192", "bounded pre-fetch (librdkafka's default is 65536)" },
+	{ "queued.min.messages", "10000", "bounded pre-fetch (librdkafka's default is 100000)" },
+};
+
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -501,6 +514,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	}
 }
 
+/* The outcome of a commit (served by consumer_poll): failures of asynchronous commits are logged
+ * here, as nobody waits for them. Harmless: the offsets belong to recorded outcomes, a later
+ * commit carries them again, and events redelivered meanwhile are skipped as duplicates. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+		      void *opaque)
+{
+	(void)rk;
+	(void)offsets;
+	(void)opaque;
+	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_warn("offset commit failed; a later commit carries the offsets again", "error",
+			 rd_kafka_err2str(err));
+}
+
 int kafka_consumer_new(const struct config_common *cfg, const struct kafka_consumer_opts *opts,
 		       struct kafka_consumer **out, char *errbuf, size_t errlen)
 {
@@ -521,13 +548,16 @@ int kafka_consumer_new(const struct config_common *cfg, const struct kafka_consu
 		goto out;
 	if (conf_set(conf, "group.id", opts->group_id, "caller", errbuf, errlen) != 0)
 		goto out;
-	/* A default the operator may change (e.g. to "latest" for a new map that skips history). */
-	int reset_given = 0;
-	for (size_t i = 0; i < cfg->kafka_props_len; i++)
-		if (strcmp(cfg->kafka_props[i].key, "auto.offset.reset") == 0)
-			reset_given = 1;
-	if (!reset_given && conf_set(conf, "auto.offset.reset", "earliest", "dualwrite", errbuf, errlen) != 0)
-		goto out;
+	/* defaults the operator may change (e.g. auto.offset.reset=latest for a new map that skips
+	 * history, or a larger pre-fetch) */
+	for (size_t d = 0; d < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); d++) {
+		int given = 0;
+		for (size_t i = 0; i < cfg->kafka_props_len && !given; i++)
+			given = strcmp(cfg->kafka_props[i].key, consumer_defaults[d].key) == 0;
+		if (!given &&
+		    conf_set(conf, consumer_defaults[d].key, consumer_defaults[d].value, "dualwrite", errbuf, errlen) != 0)
+			goto out;
+	}
 	if (opts->client_id && conf_set(conf, "client.id", opts->client_id, "caller", errbuf, errlen) != 0)
 		goto out;
 	if (opts->group_instance_id &&
@@ -536,6 +566,7 @@ int kafka_consumer_new(const struct config_common *cfg, const struct kafka_consu
 	c->on_rebalance = opts->on_rebalance;
 	c->ctx = opts->ctx;
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
 	rd_kafka_conf_set_opaque(conf, c);
 	if (client_new(RD_KAFKA_CONSUMER, &conf, &c->rk, errbuf, errlen) != 0)
 		goto out;
@@ -681,15 +712,25 @@ int kafka_consumer_store(struct kafka_consumer *c, const struct kafka_message *m
 	return 0;
 }
 
-int kafka_consumer_commit(struct kafka_consumer *c, char *errbuf, size_t errlen)
+static int commit_stored(struct kafka_consumer *c, int async, char *errbuf, size_t errlen)
 {
-	rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+	rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, async);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return 0;
 	if (err == RD_KAFKA_RESP_ERR__FATAL && fatal_reason(c->rk, errbuf, errlen))
 		return KAFKA_ERR_FATAL;
 	snprintf(errbuf, errlen, "offset commit failed: %s", rd_kafka_err2str(err));
 	return KAFKA_ERR;
+}
+
+int kafka_consumer_commit(struct kafka_consumer *c, char *errbuf, size_t errlen)
+{
+	return commit_stored(c, 0, errbuf, errlen);
+}
+
+int kafka_consumer_commit_async(struct kafka_consumer *c, char *errbuf, size_t errlen)
+{
+	return commit_stored(c, 1, errbuf, errlen);
 }
 
 int kafka_consumer_fatal(struct kafka_consumer *c, char *errbuf, size_t errlen)

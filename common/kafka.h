@@ -157,8 +157,10 @@ struct kafka_message {
 /* Creates a consumer in opts->group_id: manual offset store and commit
  * (enable.auto.commit=false, enable.auto.offset.store=false), isolation.level=read_committed,
  * cooperative-sticky assignment with an incremental rebalance callback (eager calls if the group
- * runs the eager protocol), and auto.offset.reset=earliest unless DW_KAFKA_AUTO_OFFSET_RESET says
- * otherwise; the other settings named here cannot be changed through DW_KAFKA_*. Offsets stored for partitions being revoked are committed before they go. Borrows cfg
+ * runs the eager protocol). Defaults the operator may change through DW_KAFKA_*:
+ * auto.offset.reset=earliest, and a bounded pre-fetch (queued.max.messages.kbytes=8192,
+ * queued.min.messages=10000 instead of librdkafka's 65536 and 100000); the other settings named
+ * here cannot be changed. Failed asynchronous commits are logged (warn) from kafka_consumer_poll. Offsets stored for partitions being revoked are committed before they go. Borrows cfg
  * and opts for the call; on success *out is a new consumer the caller closes with
  * kafka_consumer_close(). Fails as kafka_producer_new does, or when group_id is missing. */
 int kafka_consumer_new(const struct config_common *cfg, const struct kafka_consumer_opts *opts,
@@ -198,6 +200,13 @@ int kafka_consumer_store(struct kafka_consumer *c, const struct kafka_message *m
 /* Commits the stored offsets synchronously. Returns 0 (also when nothing was stored since the
  * last commit), KAFKA_ERR with errbuf, or KAFKA_ERR_FATAL. */
 int kafka_consumer_commit(struct kafka_consumer *c, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Starts a commit of the stored offsets and returns without waiting for the broker: the next
+ * commit (or the commit before a revoke, or the caller's final synchronous commit) carries them
+ * again if this one fails, which is logged. Returns 0 (also when nothing was stored), KAFKA_ERR
+ * with errbuf when the commit could not be started, or KAFKA_ERR_FATAL. */
+int kafka_consumer_commit_async(struct kafka_consumer *c, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /* Non-zero when the consumer hit a fatal error; the reason goes to errbuf. */

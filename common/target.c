@@ -1,6 +1,7 @@
 /* Target writers over OData: CE upsert by key, FO PATCH-then-POST, deletes, $batch, outcomes. */
 #include "target.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@ struct target {
 	int ce;             /* 1: Dataverse, 0: FO */
 	char *root;         /* base + service prefix, e.g. http://h/api/data/v9.2/ */
 	struct http_client *http;
+	struct http_client *more[TARGET_PARALLEL_MAX - 1]; /* owned: the other parallel requests' */
+	size_t parallel;    /* $batch requests sent at once */
 	struct oauth *oauth;
 	long timeout_ms;
 	size_t batch_max;
@@ -55,6 +58,11 @@ int target_new(const struct target_opts *opts, struct target **out, char *errbuf
 		snprintf(errbuf, errlen, "target %s: an HTTP client and a token cache are required", opts->side);
 		return -1;
 	}
+	if (opts->parallel > TARGET_PARALLEL_MAX) {
+		snprintf(errbuf, errlen, "target %s: parallel %zu exceeds %d", opts->side, opts->parallel,
+			 TARGET_PARALLEL_MAX);
+		return -1;
+	}
 	if (opts->batch_max > TARGET_BATCH_MAX) {
 		snprintf(errbuf, errlen, "target %s: batch_max %zu exceeds %d", opts->side, opts->batch_max,
 			 TARGET_BATCH_MAX);
@@ -77,6 +85,12 @@ int target_new(const struct target_opts *opts, struct target **out, char *errbuf
 	t->oauth = opts->oauth;
 	t->timeout_ms = opts->timeout_ms;
 	t->batch_max = opts->batch_max;
+	t->parallel = opts->parallel > 1 && opts->batch_max > 1 ? opts->parallel : 1;
+	for (size_t i = 0; i + 1 < t->parallel; i++)
+		if (http_client_new(opts->http_opts, &t->more[i], errbuf, errlen) != 0) {
+			target_free(t);
+			return -1;
+		}
 	*out = t;
 	return 0;
 oom:
@@ -89,6 +103,8 @@ void target_free(struct target *t)
 {
 	if (!t)
 		return;
+	for (size_t i = 0; i + 1 < t->parallel; i++)
+		http_client_free(t->more[i]);
 	free(t->root);
 	free(t);
 }
@@ -444,28 +460,71 @@ struct op {
 	char cid[24];
 };
 
-/*
- * Sends writes idx[0..n) (all needing `post` == 0: their PATCH/DELETE; post == 1: FO POSTs) as one
- * $batch, one changeset per write or unit, and classifies each from its part.
- */
-static int apply_batch(struct target *t, struct target_write *w, const size_t *idx, size_t n, int post,
-		       char *errbuf, size_t errlen)
-{
-	int rc = -1;
-	char err[1024];
-	struct op *ops = calloc(n, sizeof(*ops));
-	struct odata_batch_request *reqs = calloc(n, sizeof(*reqs));
-	struct odata_batch_part *parts = calloc(n, sizeof(*parts));
-	size_t *part_of = calloc(n, sizeof(*part_of)); /* op -> part */
-	size_t *order = calloc(n, sizeof(*order));     /* ops in part order */
-	char *body = NULL, *ctype = NULL;
-	size_t body_len = 0, nparts = 0;
+/* One $batch request: what it carries, then what came back. */
+struct call {
+	struct op *ops;
+	struct odata_batch_request *reqs;
+	struct odata_batch_part *parts;
+	size_t *part_of; /* op -> part */
+	size_t *order;   /* ops in part order */
+	size_t n, nq, np;
+	char *body, *ctype;
+	size_t body_len;
+	char url[2200];
+	/* the answer */
+	int hrc; /* what http_do / send_req returned */
 	struct http_response resp;
-	struct odata_batch_result res = { 0 };
-	memset(&resp, 0, sizeof(resp));
+	char err[1024];
+	/* a send from a thread of its own (send_parallel) */
+	struct http_client *http;
+	struct http_header h[6];
+	struct http_request req;
+	pthread_t thread;
+	int threaded;
+};
+
+static void call_clear(struct call *c)
+{
+	if (c->ops)
+		for (size_t q = 0; q < c->n; q++) {
+			free(c->ops[q].url);
+			free(c->ops[q].body);
+		}
+	free(c->ops);
+	free(c->reqs);
+	free(c->parts);
+	free(c->part_of);
+	free(c->order);
+	free(c->body);
+	free(c->ctype);
+	http_response_free(&c->resp);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * Builds the $batch of writes idx[0..n) (all needing `post` == 0: their PATCH/DELETE; post == 1:
+ * FO POSTs), one changeset per write or unit. A write that cannot be built is classified INVALID
+ * and left out; c->nq == 0 when nothing is left to send. Returns 0, or -1 with errbuf (out of
+ * memory); clear c with call_clear either way.
+ */
+static int call_build(struct target *t, struct target_write *w, const size_t *idx, size_t n, int post,
+		      struct call *c, char *errbuf, size_t errlen)
+{
+	char err[1024];
+	memset(c, 0, sizeof(*c));
+	c->n = n;
+	c->ops = calloc(n, sizeof(*c->ops));
+	c->reqs = calloc(n, sizeof(*c->reqs));
+	c->parts = calloc(n, sizeof(*c->parts));
+	c->part_of = calloc(n, sizeof(*c->part_of));
+	c->order = calloc(n, sizeof(*c->order));
+	struct op *ops = c->ops;
+	struct odata_batch_request *reqs = c->reqs;
+	struct odata_batch_part *parts = c->parts;
+	size_t *part_of = c->part_of, *order = c->order, nparts = 0;
 	if (!ops || !reqs || !parts || !part_of || !order) {
 		snprintf(errbuf, errlen, "out of memory");
-		goto out;
+		return -1;
 	}
 	/* group into parts: a unit's writes join the part of its first write */
 	for (size_t i = 0; i < n; i++) {
@@ -544,18 +603,36 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 		reqs[q].headers = ops[q].headers;
 		reqs[q].content_id = ops[q].cid;
 	}
-	if (nq == 0) {
-		rc = 0;
-		goto out;
-	}
+	c->nq = nq;
+	c->np = np;
+	if (nq == 0)
+		return 0;
 	char batch_id[40];
 	snprintf(batch_id, sizeof(batch_id), "dw%lx_%lu", (unsigned long)time(NULL), ++t->batch_seq);
-	if (odata_batch_request_build(parts, np, batch_id, &body, &body_len, &ctype, errbuf, errlen) != 0)
-		goto out;
-	char url[2200];
-	snprintf(url, sizeof(url), "%s$batch", t->root);
-	struct http_header extra[] = { { "Content-Type", ctype }, { "Prefer", "odata.continue-on-error" } };
-	int hrc = send_req(t, "POST", url, extra, 2, body, body_len, &resp, err, sizeof(err));
+	if (odata_batch_request_build(parts, np, batch_id, &c->body, &c->body_len, &c->ctype, errbuf, errlen) != 0)
+		return -1;
+	snprintf(c->url, sizeof(c->url), "%s$batch", t->root);
+	return 0;
+}
+
+/* Sends a built call from this thread (send_req: fresh token after a 401). */
+static void call_send(struct target *t, struct call *c)
+{
+	struct http_header extra[] = { { "Content-Type", c->ctype }, { "Prefer", "odata.continue-on-error" } };
+	c->hrc = send_req(t, "POST", c->url, extra, 2, c->body, c->body_len, &c->resp, c->err, sizeof(c->err));
+}
+
+/* Classifies every write of a sent call from its answer (an unreadable answer: RETRY). */
+static void call_finish(struct target *t, struct target_write *w, struct call *c)
+{
+	char err[1024];
+	struct odata_batch_result res = { 0 };
+	struct op *ops = c->ops;
+	struct odata_batch_part *parts = c->parts;
+	size_t nq = c->nq, np = c->np;
+	int hrc = c->hrc;
+	struct http_response resp = c->resp;
+	snprintf(err, sizeof(err), "%s", c->err);
 	const char *rctype = hrc == 0 ? http_response_header(&resp, "Content-Type") : NULL;
 	if (hrc == 0 && resp.status == 200 && rctype &&
 	    odata_batch_response_parse(rctype, resp.body, resp.body_len, resp.body_len + 1, &res, err,
@@ -565,7 +642,6 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 			x->outcome = TARGET_RETRY;
 			set_error(x, "unreadable $batch response", 200, err);
 		}
-		rc = 0;
 		goto out;
 	}
 	if (hrc != 0 || resp.status != 200 || !rctype) {
@@ -578,7 +654,6 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 				classify(t, x, ops[q].method, resp.status, NULL, NULL,
 					 http_response_header(&resp, "Retry-After"), resp.body, resp.body_len);
 		}
-		rc = 0;
 		goto out;
 	}
 	/* part p of the response answers part p of the request */
@@ -615,22 +690,146 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 		}
 		q0 += cnt;
 	}
+out:
+	odata_batch_result_clear(&res);
+}
+
+static void *call_thread(void *arg)
+{
+	struct call *c = arg;
+	c->hrc = http_do(c->http, &c->req, &c->resp, c->err, sizeof(c->err));
+	return NULL;
+}
+
+/*
+ * Sends the built calls c[0..k) (k <= t->parallel) at once, one per HTTP client, with one token;
+ * a call answered 401 is sent again on its own with a fresh token (send_req).
+ */
+static void send_parallel(struct target *t, struct call *c, size_t k)
+{
+	char *token = NULL, *auth = NULL, err[512];
+	int orc = oauth_token(t->oauth, &token, err, sizeof(err));
+	if (orc == 0) {
+		size_t al = strlen(token) + 8;
+		auth = malloc(al);
+		if (auth)
+			snprintf(auth, al, "Bearer %s", token);
+	}
+	if (!auth) {
+		/* no token (or no memory): each call tries on its own, as a single request would */
+		for (size_t i = 0; i < k; i++)
+			call_send(t, &c[i]);
+		goto out;
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct call *x = &c[i];
+		size_t nh = 0;
+		x->h[nh++] = (struct http_header){ "Authorization", auth };
+		x->h[nh++] = (struct http_header){ "Accept", "application/json" };
+		x->h[nh++] = (struct http_header){ "OData-MaxVersion", "4.0" };
+		x->h[nh++] = (struct http_header){ "OData-Version", "4.0" };
+		x->h[nh++] = (struct http_header){ "Content-Type", x->ctype };
+		x->h[nh++] = (struct http_header){ "Prefer", "odata.continue-on-error" };
+		x->req = (struct http_request){ .method = "POST", .url = x->url, .headers = x->h, .nheaders = nh,
+						.body = x->body, .body_len = x->body_len, .timeout_ms = t->timeout_ms };
+		x->http = i == 0 ? t->http : t->more[i - 1];
+		t->requests++;
+		x->threaded = i > 0 && pthread_create(&x->thread, NULL, call_thread, x) == 0;
+	}
+	for (size_t i = 0; i < k; i++)
+		if (!c[i].threaded)
+			call_thread(&c[i]); /* the first call, or one whose thread could not start */
+	for (size_t i = 0; i < k; i++)
+		if (c[i].threaded)
+			pthread_join(c[i].thread, NULL);
+	for (size_t i = 0; i < k; i++)
+		if (c[i].hrc == 0 && c[i].resp.status == 401) {
+			oauth_invalidate(t->oauth, token);
+			http_response_free(&c[i].resp);
+			call_send(t, &c[i]);
+		}
+out:
+	if (auth) {
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+	}
+	free(token);
+}
+
+/*
+ * Writes idx[0..n) (post as for call_build) in $batch requests of at most t->batch_max writes,
+ * up to t->parallel of them at once: the writes are cut into about t->parallel equal requests
+ * (at least TARGET_PARALLEL_MIN_WRITES writes each), a unit's writes all in the request of its
+ * first one. Returns 0, or -1 with errbuf (out of memory).
+ */
+static int apply_chunks(struct target *t, struct target_write *w, const size_t *idx, size_t n, int post,
+			char *errbuf, size_t errlen)
+{
+	if (n == 0)
+		return 0;
+	size_t per = t->parallel > 1 ? (n + t->parallel - 1) / t->parallel : n;
+	if (per < TARGET_PARALLEL_MIN_WRITES)
+		per = TARGET_PARALLEL_MIN_WRITES;
+	if (per > t->batch_max)
+		per = t->batch_max;
+	size_t *ord = calloc(n, sizeof(*ord));
+	size_t *cut = calloc(n + 1, sizeof(*cut)); /* request r holds ord[cut[r] .. cut[r + 1]) */
+	unsigned char *taken = calloc(n, 1);
+	struct call *calls = calloc(t->parallel, sizeof(*calls));
+	int rc = -1;
+	if (!ord || !cut || !taken || !calls) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	/* order: each unit's writes together, at its first write; cut where a request is full,
+	 * never inside a unit that fits in one request */
+	size_t no = 0, nr = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (taken[i])
+			continue;
+		size_t size = 1;
+		for (size_t j = i + 1; j < n && w[idx[i]].unit != 0; j++)
+			size += !taken[j] && w[idx[j]].unit == w[idx[i]].unit;
+		if (no > cut[nr] && no - cut[nr] + size > per)
+			cut[++nr] = no;
+		for (size_t j = i; j < n; j++)
+			if (!taken[j] && (j == i || (w[idx[i]].unit != 0 && w[idx[j]].unit == w[idx[i]].unit))) {
+				taken[j] = 1;
+				if (no - cut[nr] == t->batch_max)
+					cut[++nr] = no; /* a unit larger than a request */
+				ord[no++] = idx[j];
+			}
+	}
+	cut[++nr] = no;
+	for (size_t r0 = 0; r0 < nr; r0 += t->parallel) {
+		size_t k = nr - r0 < t->parallel ? nr - r0 : t->parallel, ready = 0;
+		rc = 0;
+		for (size_t r = 0; r < k && rc == 0; r++) {
+			rc = call_build(t, w, ord + cut[r0 + r], cut[r0 + r + 1] - cut[r0 + r], post, &calls[ready], errbuf,
+					errlen);
+			if (rc == 0 && calls[ready].nq > 0)
+				ready++;
+			else
+				call_clear(&calls[ready]);
+		}
+		if (rc == 0 && ready > 1)
+			send_parallel(t, calls, ready);
+		else if (rc == 0 && ready == 1)
+			call_send(t, &calls[0]);
+		for (size_t r = 0; r < ready; r++) {
+			if (rc == 0)
+				call_finish(t, w, &calls[r]);
+			call_clear(&calls[r]);
+		}
+		if (rc != 0)
+			goto out;
+	}
 	rc = 0;
 out:
-	if (ops)
-		for (size_t q = 0; q < n; q++) {
-			free(ops[q].url);
-			free(ops[q].body);
-		}
-	free(ops);
-	free(reqs);
-	free(parts);
-	free(part_of);
-	free(order);
-	free(body);
-	free(ctype);
-	http_response_free(&resp);
-	odata_batch_result_clear(&res);
+	free(ord);
+	free(cut);
+	free(taken);
+	free(calls);
 	return rc;
 }
 
@@ -656,25 +855,16 @@ int target_apply(struct target *t, struct target_write *w, size_t n, char *errbu
 		snprintf(errbuf, errlen, "out of memory");
 		return -1;
 	}
-	int rc = 0;
-	for (size_t start = 0; start < n && rc == 0; start += t->batch_max) {
-		size_t cnt = n - start < t->batch_max ? n - start : t->batch_max;
-		for (size_t i = 0; i < cnt; i++)
-			idx[i] = start + i;
-		rc = apply_batch(t, w, idx, cnt, 0, errbuf, errlen);
-	}
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	int rc = apply_chunks(t, w, idx, n, 0, errbuf, errlen);
 	/* FO: the records PATCH did not find are created in a second round */
 	size_t np = 0;
 	for (size_t i = 0; i < n && rc == 0; i++)
-		if (w[i].outcome == NEEDS_POST) {
+		if (w[i].outcome == NEEDS_POST)
 			idx[np++] = i;
-			if (np == t->batch_max) {
-				rc = apply_batch(t, w, idx, np, 1, errbuf, errlen);
-				np = 0;
-			}
-		}
 	if (rc == 0 && np > 0)
-		rc = apply_batch(t, w, idx, np, 1, errbuf, errlen);
+		rc = apply_chunks(t, w, idx, np, 1, errbuf, errlen);
 	free(idx);
 	return rc;
 }

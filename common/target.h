@@ -21,7 +21,10 @@
  *
  * Writes go one request per write (batch_max <= 1) or grouped in $batch requests of up to
  * batch_max writes, with Prefer: odata.continue-on-error and one changeset per write (or per unit:
- * writes sharing a non-zero `unit` share one all-or-nothing changeset). Each part of the response
+ * writes sharing a non-zero `unit` share one all-or-nothing changeset, always in one request).
+ * With parallel > 1 the writes of one call are cut into up to `parallel` requests of about equal
+ * size (at least TARGET_PARALLEL_MIN_WRITES writes each) sent at once, one thread and HTTP client
+ * each, all with the same token; the call returns when every request has been answered. Each part of the response
  * is parsed, so one record's failure affects only its own write (or unit).
  *
  * Each write ends classified (target_write.outcome):
@@ -38,6 +41,8 @@
 #define TARGET_ERROR_BODY_MAX 4096 /* cap on an error body kept for a dead letter */
 #define TARGET_REPR_MAX (1024 * 1024) /* a larger representation is not kept */
 #define TARGET_BATCH_MAX 1000      /* $batch operations cap (Dataverse) */
+#define TARGET_PARALLEL_MAX 16     /* $batch requests in flight at once, cap */
+#define TARGET_PARALLEL_MIN_WRITES 100 /* fewer writes are not split over parallel requests */
 
 enum target_op { TARGET_UPSERT = 1, TARGET_DELETE = 2 };
 
@@ -59,6 +64,10 @@ struct target_opts {
 	struct oauth *oauth;      /* borrowed for the target's life */
 	long timeout_ms;          /* per request; 0: the client's */
 	size_t batch_max;         /* writes per $batch; 0 or 1: one request per write */
+	size_t parallel;          /* $batch requests in flight at once (<= TARGET_PARALLEL_MAX); 0 or 1:
+				   * one at a time. The extra requests go over HTTP clients of the
+				   * target's own, made with http_opts (may be NULL: defaults). */
+	const struct http_opts *http_opts;
 };
 
 struct target;

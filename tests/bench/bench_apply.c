@@ -16,6 +16,8 @@
  *      after the target answered and the outcome is in PostgreSQL, so this is an upper bound of
  *      source ts -> target ack). Prints p50, p99, max;
  *   4. the peak RSS (VmHWM from /proc/<pid>/status) of every worker, read just before it is stopped.
+ * The worker's CPU time is printed with its RSS: the rest of a phase's time is spent waiting for
+ * the target, PostgreSQL and Kafka.
  * Every phase checks that the worker caught up and that the FO emulator holds the last version of a
  * sample account. Exits non-zero when a step fails. BENCH_APPLY_PHASES (default
  * "batched,single,latency") picks the phases. The workers inherit the environment, so DW_KAFKA_<PROP>
@@ -405,9 +407,28 @@ static long peak_rss_kb(pid_t pid)
 	return kb;
 }
 
+/* CPU seconds (user + system) a process has used so far (-1 when unreadable). */
+static double cpu_s(pid_t pid)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	double s = -1;
+	if (f && fgets(line, sizeof(line), f)) {
+		const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+		unsigned long ut = 0, st = 0;
+		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+			s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	}
+	if (f)
+		fclose(f);
+	return s;
+}
+
 static long worker_stop(pid_t pid, const char *tag)
 {
 	long kb = peak_rss_kb(pid);
+	double cpu = cpu_s(pid);
 	kill(pid, SIGTERM);
 	int st = 0;
 	long long deadline = mono_ms() + 60000;
@@ -417,8 +438,8 @@ static long worker_stop(pid_t pid, const char *tag)
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
 	}
-	printf("apply %-8s peak RSS (VmHWM): %.1f MB (target < 64 MB), exit %d\n", tag, (double)kb / 1024.0,
-	       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	printf("apply %-8s peak RSS (VmHWM): %.1f MB (target < 64 MB), worker CPU %.1f s, exit %d\n", tag,
+	       (double)kb / 1024.0, cpu, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	return kb;
 }
 
@@ -533,8 +554,10 @@ static double drain_phase(const char *tag, const char *batch_max, size_t events,
 	check_last(tag, events, records);
 	double secs = (double)(end - start) / 1000.0;
 	double rate = (double)events / secs;
-	printf("apply %-8s %zu events over %ld accounts in %.1f s: %.0f events/s (batch max %s)\n", tag, events, records,
-	       secs, rate, batch_max ? batch_max : "default 500");
+	const char *env_max = getenv("DW_APPLY_BATCH_MAX"), *env_par = getenv("DW_APPLY_HTTP_PARALLEL");
+	printf("apply %-8s %zu events over %ld accounts in %.1f s: %.0f events/s (batch max %s, http parallel %s)\n", tag,
+	       events, records, secs, rate, batch_max ? batch_max : env_max && *env_max ? env_max : "default",
+	       env_par && *env_par ? env_par : "default");
 	return rate;
 }
 

@@ -393,6 +393,9 @@ void estore_records_free(struct estore_record *recs, size_t n)
 /* Hot statements, prepared once per connection (PQexecPrepared skips parse and plan). */
 #define SQL_GET "SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND id = $2::uuid AND NOT deleted FOR UPDATE"
 #define SQL_FIND "SELECT id::text FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)"
+#define SQL_FIND_GET                                                                                              \
+	"SELECT " RECORD_COLS " FROM emu_record WHERE entity = $1 AND NOT deleted AND id = (SELECT id FROM emu_key" \
+	" WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) FOR UPDATE"
 #define SQL_CREATE                                                                                                \
 	"INSERT INTO emu_record (entity, id, data, version, writes)"                                              \
 	" VALUES ($1, $2::uuid, $3::jsonb, nextval('emu_version'), 1)"                                            \
@@ -445,7 +448,7 @@ void estore_records_free(struct estore_record *recs, size_t n)
 
 static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
 				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
-				       SQL_CREATE_MANY};
+				       SQL_CREATE_MANY, SQL_FIND_GET};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -600,14 +603,14 @@ static int rows_to_records(PGresult *r, struct estore_record **out, size_t *n, c
 	return 0;
 }
 
-/* Reads one record: in tx (a locking read) when not NULL, else on connection c. */
-static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *entity, const char *id,
-		   struct estore_record *out, char *errbuf, size_t errlen)
+/* Runs sql (RECORD_COLS of at most one record) with params p[0..n): in tx (a locking read) when
+ * not NULL, else on connection c. 0 with *out filled, ESTORE_NOTFOUND or ESTORE_EDB. */
+static int read_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *const *p, int n,
+		    struct estore_record *out, char *errbuf, size_t errlen)
 {
-	const char *p[] = {entity, id};
 	if (tx)
 		c = tx->conn;
-	PGresult *r = tx ? tx_px(tx, sql, 2, p, 1) : px(c, sql, 2, p);
+	PGresult *r = tx ? tx_px(tx, sql, n, p, 1) : px(c, sql, n, p);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -624,6 +627,14 @@ static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char 
 	}
 	PQclear(r);
 	return rc;
+}
+
+/* Reads one record by id: in tx (a locking read) when not NULL, else on connection c. */
+static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *entity, const char *id,
+		   struct estore_record *out, char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, id};
+	return read_one(tx, c, sql, p, 2, out, errbuf, errlen);
 }
 
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
@@ -661,6 +672,14 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 	}
 	PQclear(r);
 	return rc;
+}
+
+int estore_find_get(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
+		    struct estore_record *out, char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, keyname, keyvalue};
+	/* a locking read: the fence first, as for estore_get */
+	return read_one(tx, NULL, SQL_FIND_GET, p, 3, out, errbuf, errlen);
 }
 
 static int write_keys(struct estore_tx *tx, const char *entity, const char *id, const cJSON *keys, char *errbuf,

@@ -83,6 +83,12 @@ int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct 
 int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
 		char id_out[37], char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
+/* estore_find and estore_get in one round trip: reads and locks the live record whose key
+ * `keyname` has canonical value `keyvalue`. 0 with *out filled (clear it with
+ * estore_record_clear), ESTORE_NOTFOUND or ESTORE_EDB. */
+int estore_find_get(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
+		    struct estore_record *out, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /*
  * Creates (op CREATE) or replaces the data of (op UPDATE) record `id`. `keys` (may be NULL to
  * leave an update's keys as they are) is a JSON object {keyname: canonical value text}; the

@@ -359,9 +359,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 		api_std_error(a, resp, SCHEMA_E_BAD_KEY, e, NULL);
 		goto out;
 	}
-	int rc = estore_find(t->tx, e->set_names[0], "primary", text, id, err, sizeof(err));
-	if (rc == 0)
-		rc = estore_get(t->tx, e->set_names[0], id, &rec, err, sizeof(err));
+	int rc = estore_find_get(t->tx, e->set_names[0], "primary", text, &rec, err, sizeof(err));
 	if (rc < 0) {
 		store_error(a, resp, "get", err);
 		goto out;
@@ -370,6 +368,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, e, rest);
 		goto out;
 	}
+	snprintf(id, sizeof(id), "%s", rec.id);
 	if (strcmp(req->method, "GET") == 0) {
 		char etag[96];
 		api_etag(a, rec.version, etag, sizeof(etag));

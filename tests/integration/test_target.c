@@ -29,7 +29,14 @@ struct fixture {
 	const char *base;
 };
 
+static struct fixture *fixture_new_parallel(const char *side, size_t batch_max, size_t parallel);
+
 static struct fixture *fixture_new(const char *side, size_t batch_max)
+{
+	return fixture_new_parallel(side, batch_max, 1);
+}
+
+static struct fixture *fixture_new_parallel(const char *side, size_t batch_max, size_t parallel)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
@@ -46,7 +53,7 @@ static struct fixture *fixture_new(const char *side, size_t batch_max)
 	if (http_client_new(NULL, &f->http, err, sizeof(err)) != 0)
 		fail_msg("http: %s", err);
 	struct target_opts o = { .side = side, .base_url = f->base, .http = f->http, .oauth = f->oauth,
-				 .timeout_ms = 20000, .batch_max = batch_max };
+				 .timeout_ms = 20000, .batch_max = batch_max, .parallel = parallel };
 	if (target_new(&o, &f->t, err, sizeof(err)) != 0)
 		fail_msg("target: %s", err);
 	return f;
@@ -205,6 +212,93 @@ static void test_ce_one_bad_write_affects_only_itself(void **state)
 	assert_int_equal(2, record_writes(f->base, "cdm_companies", pred, NULL));
 	for (size_t i = 0; i < 4; i++)
 		target_write_clear(&w[i]);
+	fixture_free(f);
+}
+
+#define NPAR 400
+
+/* Code number i of a run of up to 1,000,000 distinct codes (12 characters). */
+static void run_code(unsigned run, int i, char *out, size_t len)
+{
+	snprintf(out, len, "Q%05u%06u", run % 100000, (unsigned)i % 1000000);
+}
+
+/* parallel 4: 400 writes go as 4 $batch requests of 100 at once; each write gets its own answer */
+static void test_parallel_requests_answer_every_write(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_new_parallel("ce", 1000, 4);
+	unsigned run = (unsigned)(harness_now_ms() % 100000);
+	char codes[NPAR][16], bodies[NPAR][64];
+	struct odata_key_part keys[NPAR];
+	struct target_write w[NPAR];
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i < NPAR; i++) {
+		run_code(run, i, codes[i], sizeof(codes[i]));
+		keys[i] = (struct odata_key_part){ .name = "cdm_companycode", .value = codes[i] };
+		snprintf(bodies[i], sizeof(bodies[i]), "{\"cdm_name\":\"Parallel %d\"}", i);
+		w[i] = (struct target_write){ .op = TARGET_UPSERT, .entity_set = "cdm_companies", .key = &keys[i],
+					      .nkey = 1, .body = bodies[i] };
+	}
+	unsigned long before = target_request_count(f->t);
+	apply_ok(f, w, NPAR);
+	assert_int_equal(before + 4, target_request_count(f->t));
+	for (int i = 0; i < NPAR; i++) {
+		assert_int_equal(TARGET_OK, w[i].outcome);
+		assert_int_equal(1, w[i].created);
+		assert_non_null(w[i].representation);
+		char want[64];
+		snprintf(want, sizeof(want), "\"Parallel %d\"", i); /* its own answer, not a neighbour's */
+		assert_non_null(strstr(w[i].representation, want));
+		char pred[160];
+		snprintf(pred, sizeof(pred), "(cdm_companycode='%.15s')", codes[i]);
+		assert_int_equal(1, record_writes(f->base, "cdm_companies", pred, NULL));
+		target_write_clear(&w[i]);
+	}
+	fixture_free(f);
+}
+
+/* parallel 4 over 200 writes: requests of at least 100 writes, and a unit spread over the input
+ * stays in one request (one changeset): its bad member rolls all of it back, nothing else */
+static void test_parallel_requests_keep_units_whole(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_new_parallel("ce", 1000, 4);
+	unsigned run = (unsigned)(harness_now_ms() % 100000);
+	enum { N = 200 };
+	char codes[N][16], bodies[N][300];
+	struct odata_key_part keys[N];
+	struct target_write w[N];
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i < N; i++) {
+		run_code(run, i, codes[i], sizeof(codes[i]));
+		keys[i] = (struct odata_key_part){ .name = "cdm_companycode", .value = codes[i] };
+		if (i == 150) { /* cdm_name max 100: the target rejects it */
+			char longname[171];
+			memset(longname, 'x', 170);
+			longname[170] = '\0';
+			snprintf(bodies[i], sizeof(bodies[i]), "{\"cdm_name\":\"%s\"}", longname);
+		} else {
+			snprintf(bodies[i], sizeof(bodies[i]), "{\"cdm_name\":\"Unit %d\"}", i);
+		}
+		w[i] = (struct target_write){ .op = TARGET_UPSERT, .entity_set = "cdm_companies", .key = &keys[i],
+					      .nkey = 1, .body = bodies[i], .unit = i % 50 == 0 ? 7 : 0 };
+	}
+	unsigned long before = target_request_count(f->t);
+	apply_ok(f, w, N);
+	assert_int_equal(before + 2, target_request_count(f->t));
+	for (int i = 0; i < N; i++) {
+		char pred[160];
+		snprintf(pred, sizeof(pred), "(cdm_companycode='%.15s')", codes[i]);
+		if (i % 50 == 0) {
+			assert_int_equal(TARGET_INVALID, w[i].outcome);
+			assert_int_equal(-1, record_writes(f->base, "cdm_companies", pred, NULL));
+		} else {
+			assert_int_equal(TARGET_OK, w[i].outcome);
+			assert_int_equal(1, record_writes(f->base, "cdm_companies", pred, NULL));
+		}
+		target_write_clear(&w[i]);
+	}
 	fixture_free(f);
 }
 
@@ -379,6 +473,11 @@ static void test_bad_arguments(void **state)
 	o.batch_max = TARGET_BATCH_MAX + 1;
 	assert_int_equal(-1, target_new(&o, &t, err, sizeof(err)));
 	assert_null(t);
+	o.batch_max = 10;
+	o.parallel = TARGET_PARALLEL_MAX + 1;
+	assert_int_equal(-1, target_new(&o, &t, err, sizeof(err)));
+	assert_non_null(strstr(err, "parallel"));
+	assert_null(t);
 	fixture_free(f);
 }
 
@@ -387,6 +486,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ce_batch_upsert_creates_then_updates_with_if_match),
 		cmocka_unit_test(test_ce_one_bad_write_affects_only_itself),
+		cmocka_unit_test(test_parallel_requests_answer_every_write),
+		cmocka_unit_test(test_parallel_requests_keep_units_whole),
 		cmocka_unit_test(test_fo_patch_then_post_batched),
 		cmocka_unit_test(test_fo_patch_then_post_single),
 		cmocka_unit_test(test_outage_is_retryable_with_retry_after),

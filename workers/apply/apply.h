@@ -110,6 +110,7 @@ struct apply {
 	/* parked events (rule 6) */
 	long redrive_ms;             /* how often due parked events are re-driven */
 	long long next_redrive_ms;
+	long long next_parked_gauge_ms; /* when the parked gauge is read again at the latest */
 	/* atomic units (rule 5) */
 	long txn_timeout_ms;         /* a unit still incomplete this long after its first part is
 				      * dead-lettered */

@@ -19,8 +19,9 @@ static const char usage[] =
 	"settings: DW_KAFKA_BROKERS, DW_PG_DSN[_FILE], DW_TOPIC_PREFIX (dw), DW_MAPS_DIR,\n"
 	"  DW_<SIDE>_URL, DW_<SIDE>_TOKEN_URL, DW_<SIDE>_CLIENT_ID, DW_<SIDE>_CLIENT_SECRET[_FILE],\n"
 	"  DW_<SIDE>_SCOPE for the target side (and for ce when the map resolves CE lookups),\n"
-	"  DW_APPLY_BATCH_MAX (500; 1 = one request per event and a commit after each),\n"
+	"  DW_APPLY_BATCH_MAX (1000; 1 = one request per event and a commit after each),\n"
 	"  DW_APPLY_BATCH_WAIT_MS (20), DW_APPLY_HTTP_TIMEOUT_MS (30000), DW_APPLY_BACKOFF_MIN_MS (500),\n"
+	"  DW_APPLY_HTTP_PARALLEL (4: $batch requests in flight at once per batch),\n"
 	"  DW_APPLY_BACKOFF_MAX_MS (60000), DW_APPLY_DLQ_PARTITIONS (1), DW_APPLY_DLQ_REPLICATION (1),\n"
 	"  DW_APPLY_STATE_CHECK_MS (5000: how often the map's paused/failed state is read),\n"
 	"  DW_HTTP_ADDR, DW_HTTP_PORT (8080; /healthz /readyz /metrics), DW_KAFKA_* (librdkafka)\n"
@@ -43,8 +44,8 @@ struct side_conn {
 	struct target *target;
 };
 
-static int side_open(const char *side, long timeout_ms, size_t batch_max, struct side_conn *sc, char *err,
-		     size_t errlen)
+static int side_open(const char *side, long timeout_ms, size_t batch_max, size_t parallel, struct side_conn *sc,
+		     char *err, size_t errlen)
 {
 	char SIDE[3] = { (char)toupper((unsigned char)side[0]), (char)toupper((unsigned char)side[1]), 0 };
 	char name[32], *url = NULL;
@@ -57,7 +58,8 @@ static int side_open(const char *side, long timeout_ms, size_t batch_max, struct
 	if (http_client_new(&ho, &sc->http, err, errlen) != 0 || oauth_new(&oc, NULL, &sc->oauth, err, errlen) != 0)
 		goto out;
 	struct target_opts to = { .side = side, .base_url = url, .http = sc->http, .oauth = sc->oauth,
-				  .timeout_ms = timeout_ms, .batch_max = batch_max };
+				  .timeout_ms = timeout_ms, .batch_max = batch_max, .parallel = parallel,
+				  .http_opts = &ho };
 	if (target_new(&to, &sc->target, err, errlen) != 0)
 		goto out;
 	rc = 0;
@@ -174,12 +176,14 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
+	long batch_max = 1000, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
+	long http_parallel = 4;
 	long long txn_timeout = 300000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
-	    config_long("DW_APPLY_BATCH_MAX", 500, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
+	    config_long("DW_APPLY_BATCH_MAX", 1000, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_HTTP_TIMEOUT_MS", 30000, 100, 600000, &http_timeout, err, sizeof(err)) != 0 ||
+	    config_long("DW_APPLY_HTTP_PARALLEL", 4, 1, TARGET_PARALLEL_MAX, &http_parallel, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MIN_MS", 500, 1, 600000, &bmin, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MAX_MS", 60000, 1, 3600000, &bmax, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
@@ -256,7 +260,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	size_t tb = batch_max <= 1 ? 1 : (size_t)(batch_max > TARGET_BATCH_MAX ? TARGET_BATCH_MAX : batch_max);
-	if (side_open(a.to_name, http_timeout, tb, &tgt, err, sizeof(err)) != 0) {
+	if (side_open(a.to_name, http_timeout, tb, (size_t)http_parallel, &tgt, err, sizeof(err)) != 0) {
 		log_error("target", "side", a.to_name, "error", err);
 		goto out;
 	}
@@ -271,7 +275,7 @@ int main(int argc, char **argv)
 	if (needs_ce_reads(a.map)) {
 		struct target *ce_reads = tgt.target;
 		if (a.to != EVENT_SIDE_CE) {
-			if (side_open("ce", http_timeout, 1, &ce, err, sizeof(err)) != 0) {
+			if (side_open("ce", http_timeout, 1, 1, &ce, err, sizeof(err)) != 0) {
 				log_error("CE lookups", "error", err);
 				goto out;
 			}
@@ -345,15 +349,14 @@ int main(int argc, char **argv)
 			exit_code = 1;
 			goto drain;
 		}
-		/* fill a batch: wait for the first message, then up to batch_wait_ms for more */
+		/* fill a batch: wait for the first message, then take what is fetched already and wait
+		 * up to batch_wait_ms (from the first message) for more */
 		long long deadline = 0;
 		while (nbatch < a.batch_max && !stop_requested) {
 			long wait = 200;
 			if (nbatch > 0) {
 				long long left = deadline - apply_now_ms();
-				if (left <= 0)
-					break;
-				wait = left < 200 ? (long)left : 200;
+				wait = left <= 0 ? 0 : left < 200 ? (long)left : 200;
 			}
 			struct kafka_message *m = NULL;
 			int prc = kafka_consumer_poll(consumer, (int)wait, &m, err, sizeof(err));
@@ -367,7 +370,7 @@ int main(int argc, char **argv)
 				break;
 			}
 			if (prc == 0) {
-				if (nbatch == 0)
+				if (nbatch == 0 || wait == 0)
 					break;
 				continue;
 			}
