@@ -266,7 +266,7 @@ int main(int argc, char **argv)
 	}
 	a.target = tgt.target;
 	if (a.map->aggregate) {
-		if (side_open("fo", http_timeout, 1, &fo, err, sizeof(err)) != 0) {
+		if (side_open("fo", http_timeout, 1, 1, &fo, err, sizeof(err)) != 0) {
 			log_error("F&O reads for the aggregate", "error", err);
 			goto out;
 		}
