@@ -40,6 +40,7 @@ struct demo {
 	size_t nw;
 	int failed;
 	unsigned tag; /* makes this run's values unique */
+	int checks;   /* checks reported so far (TAP numbering) */
 	char err[2048];
 };
 
@@ -59,7 +60,11 @@ static void step_head(struct demo *d, int n, const char *title)
 static void __attribute__((format(printf, 2, 3))) ok(struct demo *d, const char *fmt, ...)
 {
 	va_list ap;
-	printf("    %sok%s   ", col(d, "\x1b[32m"), col(d, "\x1b[0m"));
+	d->checks++;
+	if (d->o->tap)
+		printf("ok %d - ", d->checks);
+	else
+		printf("    %sok%s   ", col(d, "\x1b[32m"), col(d, "\x1b[0m"));
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -70,7 +75,11 @@ static void __attribute__((format(printf, 2, 3))) ok(struct demo *d, const char 
 static void __attribute__((format(printf, 2, 3))) fail(struct demo *d, const char *fmt, ...)
 {
 	va_list ap;
-	printf("    %sFAIL%s ", col(d, "\x1b[31m"), col(d, "\x1b[0m"));
+	d->checks++;
+	if (d->o->tap)
+		printf("not ok %d - ", d->checks);
+	else
+		printf("    %sFAIL%s ", col(d, "\x1b[31m"), col(d, "\x1b[0m"));
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -695,12 +704,15 @@ static int settle(struct demo *d)
 	long long t0 = now_ms();
 	char last[600] = "";
 	double prev_ev = -1;
+	int quiet = 0;
 	for (;;) {
-		/* The workers have taken every snapshot event: their counts stopped moving. */
+		/* The workers have taken every snapshot event and what it caused: their counts did not
+		 * move for 3 s. */
 		double ev = events_total(d);
 		if (ev < 0)
 			return -1;
-		int all = ev > 0 && ev == prev_ev;
+		quiet = ev > 0 && ev == prev_ev ? quiet + 1 : 0;
+		int all = quiet >= 3;
 		prev_ev = ev;
 		if (!all)
 			snprintf(last, sizeof(last), "apply workers still busy (%.0f events so far)", ev);
@@ -852,6 +864,8 @@ static void table(struct demo *d)
 			note(d, "%s: %ld only on ce, %ld only on fo, %ld differ; e.g. %s", m->name, r.only_ce, r.only_fo,
 			     r.differ, r.example);
 		}
+		if (d->o->tap)
+			printf("%sok %d - %s equal on both sides at the end\n", eq ? "" : "not ", ++d->checks, m->name);
 	}
 	note(d, "applied, dlq and latency count the live changes after initial sync (both directions)");
 }
@@ -893,6 +907,8 @@ int dscn_run(const struct dscn_opts *o)
 	second_sync(&d);
 	table(&d);
 	printf("\n%s\n", d.failed ? "demo: FAILED (see above)" : "demo: every map in sync");
+	if (o->tap)
+		printf("1..%d\n", d.checks);
 out:
 	free(dir);
 	dcmp_cache_free(d.cache);

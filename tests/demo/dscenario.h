@@ -15,6 +15,7 @@
 
 struct dscn_opts {
 	int colour;      /* ANSI colour (a terminal) */
+	int tap;         /* checks also as TAP lines, "ok N - ..." / "not ok N - ..." (make test) */
 	const char *ctl; /* path of the ctl program */
 };
 

@@ -21,7 +21,9 @@ int main(int argc, char **argv)
 		return dsetup_hooks_main(argv[2], argv[3]);
 	if (argc == 2 && strcmp(argv[1], "scenario") == 0) {
 		const char *ctl = getenv("DW_DEMO_CTL");
-		struct dscn_opts o = { .colour = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"),
+		const char *headless = getenv("DW_DEMO_HEADLESS");
+		int tap = headless && strcmp(headless, "1") == 0;
+		struct dscn_opts o = { .colour = !tap && isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), .tap = tap,
 				       .ctl = ctl && *ctl ? ctl : "build/release/bin/ctl" };
 		return dscn_run(&o);
 	}
