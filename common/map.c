@@ -346,7 +346,7 @@ static int load_side(struct ld *l, const cJSON *root, const char *name, struct m
 
 static int load_company(struct ld *l, const cJSON *root, struct map *m)
 {
-	static const char *const allowed[] = { "fo", "ce", "ce_nav", "ce_set", "ce_key", NULL };
+	static const char *const allowed[] = { "fo", "ce", "ce_nav", "ce_set", "ce_key", "in_ce_key", NULL };
 	static const char *const required[] = { "fo", "ce", "ce_set", "ce_key", NULL };
 	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "company");
 	if (!obj)
@@ -376,8 +376,18 @@ static int load_company(struct ld *l, const cJSON *root, struct map *m)
 		lerr(l, "company.fo", "'%s' must be one of the fo.key fields (the company is part of every key)", fo);
 		return -1;
 	}
-	if (!list_has(m->ce.key, m->ce.nkey, ce)) {
+	const cJSON *in_key = cJSON_GetObjectItemCaseSensitive(obj, "in_ce_key");
+	if (in_key && !cJSON_IsBool(in_key)) {
+		lerr(l, "company.in_ce_key", "must be true or false");
+		return -1;
+	}
+	c->in_ce_key = !in_key || cJSON_IsTrue(in_key);
+	if (c->in_ce_key && !list_has(m->ce.key, m->ce.nkey, ce)) {
 		lerr(l, "company.ce", "'%s' must be one of the ce.key fields (the company is part of every key)", ce);
+		return -1;
+	}
+	if (!c->in_ce_key && list_has(m->ce.key, m->ce.nkey, ce)) {
+		lerr(l, "company.in_ce_key", "is false, but '%s' is one of the ce.key fields", ce);
 		return -1;
 	}
 	return 0;
@@ -555,7 +565,7 @@ static const struct symbol symbols[] = {
 
 static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struct map_field *f)
 {
-	static const char *const allowed[] = { "set", "key", "nav", "value", NULL };
+	static const char *const allowed[] = { "set", "key", "nav", "value", "company_key", NULL };
 	static const char *const required[] = { "set", "key", NULL };
 	char sub[JPATH_MAX];
 	jmember(sub, jpath, "lookup");
@@ -570,6 +580,7 @@ static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struc
 	const char *key = get_str(l, obj, sub, "key", 1, S_IDENT);
 	const char *nav = get_str(l, obj, sub, "nav", 0, S_IDENT);
 	const char *value = get_str(l, obj, sub, "value", 0, S_IDENT);
+	const char *ckey = get_str(l, obj, sub, "company_key", 0, S_IDENT);
 	if (!set || !key || l->failed)
 		return -1;
 	f->lookup = calloc(1, sizeof(*f->lookup));
@@ -581,6 +592,8 @@ static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struc
 	snprintf(defvalue, sizeof(defvalue), "_%s_value", f->ce);
 	if (!(f->lookup->set = xstrdup(l, set)) || !(f->lookup->key = xstrdup(l, key)) ||
 	    !(f->lookup->nav = xstrdup(l, nav ? nav : f->ce)) || !(f->lookup->value = xstrdup(l, value ? value : defvalue)))
+		return -1;
+	if (ckey && !(f->lookup->company_key = xstrdup(l, ckey)))
 		return -1;
 	return 0;
 }
@@ -783,6 +796,23 @@ static const struct map_field *field_named(const struct map *m, int ce_side, con
 
 /* Every key field of a side written to must be mapped towards it; in a bidirectional map, in
  * both directions (DIPV1004). The company part is mapped by `company`. */
+/* A lookup bound with the company (lookup.company_key) needs a company code: the map's company,
+ * or for maps without one the F&O dataAreaId key field. */
+static int check_company_keys(struct ld *l, const struct map *m)
+{
+	for (size_t i = 0; i < m->nfields; i++) {
+		const struct map_field *f = &m->fields[i];
+		if (!f->lookup || !f->lookup->company_key || m->company || list_has(m->fo.key, m->fo.nkey, "dataAreaId"))
+			continue;
+		char jpath[JPATH_MAX], sub[JPATH_MAX];
+		jindex(jpath, "fields", i);
+		jmember(sub, jpath, "lookup");
+		lerr(l, sub, "company_key needs a company code: give the map a company, or dataAreaId in fo.key");
+		return -1;
+	}
+	return 0;
+}
+
 static int check_keys(struct ld *l, const struct map *m)
 {
 	for (int ce_side = 0; ce_side < 2; ce_side++) {
@@ -938,7 +968,7 @@ static int load_root(struct ld *l, const cJSON *root, const char *stem, struct m
 		return -1;
 	}
 	if (load_threshold(l, root, m) != 0 || load_company(l, root, m) != 0 || load_value_maps(l, root, m) != 0 ||
-	    load_fields(l, root, m) != 0 || check_keys(l, m) != 0 || load_aggregate(l, root, m) != 0)
+	    load_fields(l, root, m) != 0 || check_keys(l, m) != 0 || check_company_keys(l, m) != 0 || load_aggregate(l, root, m) != 0)
 		return -1;
 	if (cJSON_GetObjectItemCaseSensitive(root, "dependencies")) {
 		if (get_str_list(l, root, "$", "dependencies", MAP_MAPS_MAX, S_NAME, &m->dependencies, &m->ndependencies) != 0)
@@ -1087,6 +1117,7 @@ void map_free(struct map *m)
 			free(f->lookup->key);
 			free(f->lookup->nav);
 			free(f->lookup->value);
+			free(f->lookup->company_key);
 			free(f->lookup);
 		}
 	}

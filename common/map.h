@@ -61,6 +61,8 @@ struct map_company {
 	char *ce_value; /* attribute holding the GUID when read, "_<ce>_value" */
 	char *ce_set;   /* "cdm_companies" */
 	char *ce_key;   /* "cdm_companycode" */
+	int in_ce_key;  /* the company column is part of the CE key (default); 0 for tables whose CE
+			 * rows are identified through a company-specific parent (purchase order lines) */
 };
 
 struct map_value_pair {
@@ -81,6 +83,9 @@ struct map_lookup {
 	char *key;   /* its alternate key column, e.g. "msdyn_groupid" */
 	char *nav;   /* navigation property, default = the field's ce name */
 	char *value; /* attribute with the GUID on reads, default "_<ce>_value" */
+	char *company_key; /* NULL, or the company lookup column that is part of the related table's
+			    * alternate key (msdyn_company): the bind then reads
+			    * /<set>(<key>='<v>',<company_key>=<GUID of the company>) */
 };
 
 struct map_field {
@@ -222,6 +227,10 @@ struct map_resolver {
 	int (*resolve)(void *ctx, enum event_side side, const char *entity_set, const char *guid,
 		       const char *key_field, char *out, size_t outlen, char *err, size_t errlen);
 	void *ctx;
+	/* Optional (needed only for lookups with company_key, towards CE): the GUID of the CE row of
+	 * entity_set whose alternate key key_field is value, into out[37]. Same results as resolve. */
+	int (*guid)(void *ctx, const char *entity_set, const char *key_field, const char *value, char out[37],
+		    char *err, size_t errlen);
 };
 
 enum map_write_op { MAP_WRITE_UPSERT = 1, MAP_WRITE_DELETE = 2 };

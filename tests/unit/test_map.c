@@ -435,7 +435,7 @@ static void test_fo_to_ce_update(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	make_event(&ev, "fo", "CustomersV3", "update", FO_CUSTOMER_KEY, FO_CUSTOMER);
 	struct map_write w;
@@ -485,7 +485,7 @@ static void test_ce_to_fo_update(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
 	struct map_write w;
@@ -517,7 +517,7 @@ static void test_ce_null_credit_limit_becomes_zero(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
 	cJSON_ReplaceItemInObjectCaseSensitive(ev.data, "creditlimit", cJSON_CreateNull());
@@ -539,7 +539,7 @@ static void test_delete_events_delete_the_target_key(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -581,7 +581,7 @@ static void test_lookup_not_found_and_resolver_failure(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -729,7 +729,7 @@ static void test_lookups_in_keys_and_one_way_fields_omitted(void **state)
 {
 	(void)state;
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -993,7 +993,7 @@ static void test_write_hash_stable_and_image_hash(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w1, w2;
 	char err[512];
