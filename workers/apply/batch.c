@@ -279,7 +279,7 @@ static void prepare(struct apply *a, struct item *it)
 		it->txn = 1;
 		return;
 	}
-	struct map_resolver r = { resolver_map_cb, a->resolver };
+	struct map_resolver r = { .resolve = resolver_map_cb, .ctx = a->resolver };
 	int rc = map_transform(a->map, &it->ev, a->resolver ? &r : NULL, &it->w, err, sizeof(err));
 	switch (rc) {
 	case MAP_OK:
