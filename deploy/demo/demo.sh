@@ -156,7 +156,7 @@ ENV
 		map=${w%:*} to=${w#*:}
 		port=$((base + 110 + i))
 		DW_HTTP_ADDR=127.0.0.1 DW_HTTP_PORT=$port DW_APPLY_STATE_CHECK_MS=1000 DW_APPLY_BACKOFF_MIN_MS=200 \
-			DW_APPLY_BACKOFF_MAX_MS=2000 DW_APPLY_BATCH_WAIT_MS=5 DW_KAFKA_SESSION_TIMEOUT_MS=6000 \
+			DW_APPLY_BACKOFF_MAX_MS=2000 DW_APPLY_BATCH_WAIT_MS=5 \
 			spawn "apply-$map-to-$to" "$build/bin/apply" --map "$map" --to "$to"
 		echo "$map $to $port" >>"$demo/workers"
 		i=$((i + 1))
