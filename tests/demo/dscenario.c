@@ -930,3 +930,38 @@ out:
 	dside_free(d.fo);
 	return d.failed ? 1 : 0;
 }
+
+int dscn_compare(const struct dscn_opts *o)
+{
+	struct demo d;
+	char *dir = NULL;
+	memset(&d, 0, sizeof(d));
+	d.o = o;
+	if (dside_open(EVENT_SIDE_CE, &d.ce, d.err, sizeof(d.err)) != 0 ||
+	    dside_open(EVENT_SIDE_FO, &d.fo, d.err, sizeof(d.err)) != 0 ||
+	    config_str("DW_MAPS_DIR", "schemas/maps", &dir, d.err, sizeof(d.err)) != 0 ||
+	    map_load_dir(dir, &d.set, d.err, sizeof(d.err)) != 0 || dcmp_cache_new(&d.cache) != 0) {
+		fprintf(stderr, "dw-demo: %s\n", d.err);
+		d.failed++;
+		goto out;
+	}
+	printf("%-24s %7s %7s %7s %7s %7s  %s\n", "map", "ce rows", "fo rows", "only ce", "only fo", "differ", "first difference");
+	for (size_t i = 0; i < d.set->n; i++) {
+		struct dcmp_result r;
+		if (dcmp_map(d.ce, d.fo, d.cache, d.set->maps[i], &r, d.err, sizeof(d.err)) != 0) {
+			printf("%-24s %s\n", d.set->maps[i]->name, d.err);
+			d.failed++;
+			continue;
+		}
+		d.failed += !dcmp_equal(&r);
+		printf("%-24s %7ld %7ld %7ld %7ld %7ld  %s\n", d.set->maps[i]->name, r.ce_rows, r.fo_rows, r.only_ce,
+		       r.only_fo, r.differ, r.example);
+	}
+out:
+	free(dir);
+	dcmp_cache_free(d.cache);
+	map_set_free(d.set);
+	dside_free(d.ce);
+	dside_free(d.fo);
+	return d.failed ? 1 : 0;
+}

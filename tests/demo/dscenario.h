@@ -23,4 +23,8 @@ struct dscn_opts {
  * equal on both sides, 1 otherwise (what failed is printed). */
 int dscn_run(const struct dscn_opts *o);
 
+/* Compares every map on both sides now and prints one line per map (rows, keys on one side only,
+ * rows that differ, the first difference). Returns 0 when all are equal, 1 otherwise. */
+int dscn_compare(const struct dscn_opts *o);
+
 #endif

@@ -1,7 +1,8 @@
 /* dw-demo: the demo's driver (docs/demo.md). main() only dispatches:
  *   dw-demo plan      shell assignments for deploy/demo/demo.sh (tables, topics, workers)
  *   dw-demo hooks CE_WEBHOOK_URL FO_WEBHOOK_URL   register webhooks / data events on the emulators
- *   dw-demo scenario  the scripted scenario and the per-map table */
+ *   dw-demo scenario  the scripted scenario and the per-map table
+ *   dw-demo compare   every map compared on both sides, one line each */
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -27,6 +28,10 @@ int main(int argc, char **argv)
 				       .ctl = ctl && *ctl ? ctl : "build/release/bin/ctl" };
 		return dscn_run(&o);
 	}
-	fprintf(stderr, "usage: dw-demo plan | hooks CE_WEBHOOK_URL FO_WEBHOOK_URL | scenario\n");
+	if (argc == 2 && strcmp(argv[1], "compare") == 0) {
+		struct dscn_opts o = { 0 };
+		return dscn_compare(&o);
+	}
+	fprintf(stderr, "usage: dw-demo plan | hooks CE_WEBHOOK_URL FO_WEBHOOK_URL | scenario | compare\n");
 	return 2;
 }
