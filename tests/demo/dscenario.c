@@ -16,9 +16,10 @@
 #include "dside.h"
 #include "map.h"
 #include "odata.h"
+#include "odata_batch.h"
 
 #define SETTLE_MS 180000LL   /* initial sync of the seeded data set */
-#define ARRIVE_MS 60000LL    /* one live change */
+#define ARRIVE_MS 30000LL    /* one live change (they take about a second) */
 #define PATH_MAX_LEN 2048
 #define VAL_MAX 256
 #define WORKERS_MAX (2 * MAP_MAPS_MAX)
@@ -225,13 +226,18 @@ static int read_field(struct demo *d, struct dside *s, const char *path, const c
 static int send_ok(struct demo *d, struct dside *s, const char *method, const char *path, const char *body)
 {
 	long status;
-	if (dside_call(s, method, path, body, &status, NULL, d->err, sizeof(d->err)) != 0)
+	cJSON *j = NULL;
+	if (dside_call(s, method, path, body, &status, &j, d->err, sizeof(d->err)) != 0)
 		return -1;
+	int rc = 0;
 	if (status / 100 != 2) {
-		snprintf(d->err, sizeof(d->err), "%s %s: HTTP %ld", method, path, status);
-		return -1;
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "message");
+		snprintf(d->err, sizeof(d->err), "%s %s: HTTP %ld %.300s", method, path, status,
+			 cJSON_IsString(msg) ? msg->valuestring : "");
+		rc = -1;
 	}
-	return 0;
+	cJSON_Delete(j);
+	return rc;
 }
 
 /* Waits until field at path reads `want` on s; returns the ms it took from t0, or -1. */
@@ -459,7 +465,7 @@ static void step_purchase_order(struct demo *d)
 	const struct map *l = h ? need_map(d, "purchase_order_lines") : NULL;
 	if (!h || !l)
 		return;
-	char co[37], vendor[37], cur[37], prod[37], unit[37], body[8192], po[64];
+	char co[37], vendor[37], cur[37], prod[37], unit[37], po[64];
 	if (company_id(d, co) != 0 || ce_first_id(d, "accounts", "accountid", "customertypecode", 11, vendor) != 0 ||
 	    ce_first_id(d, "transactioncurrencies", "transactioncurrencyid", NULL, 0, cur) != 0 ||
 	    ce_first_id(d, "products", "productid", NULL, 0, prod) != 0 ||
@@ -467,30 +473,45 @@ static void step_purchase_order(struct demo *d)
 		fail(d, "%s", d->err);
 		return;
 	}
-	/* One request (deep insert): header and three lines in one source transaction. */
+	/* One $batch changeset: header and three lines in one source transaction. */
 	snprintf(po, sizeof(po), "DEMO-PO-%u", d->tag);
-	size_t used = (size_t)snprintf(body, sizeof(body),
-				       "{\"msdyn_name\":\"%s\",\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\","
-				       "\"msdyn_vendor@odata.bind\":\"/accounts(%s)\","
-				       "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\","
-				       "\"msdyn_purchaseorder_msdyn_purchaseorderproduct_PurchaseOrder\":[",
-				       po, co, vendor, cur);
-	for (int i = 1; i <= 3 && used < sizeof(body); i++)
-		used += (size_t)snprintf(body + used, sizeof(body) - used,
-					 "%s{\"msdyn_lineorder\":%d,\"msdyn_quantity\":%d,"
-					 "\"msdyn_product@odata.bind\":\"/products(%s)\",\"msdyn_unit@odata.bind\":\"/uoms(%s)\","
-					 "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\"}",
-					 i > 1 ? "," : "", i, i * 10, prod, unit, cur);
-	if (used + 3 >= sizeof(body)) {
-		fail(d, "order body too long");
-		return;
+	char hbody[1024], lbody[3][1024];
+	snprintf(hbody, sizeof(hbody),
+		 "{\"msdyn_name\":\"%s\",\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\","
+		 "\"msdyn_vendor@odata.bind\":\"/accounts(%s)\","
+		 "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\"}",
+		 po, co, vendor, cur);
+	struct odata_batch_request req[4];
+	memset(req, 0, sizeof(req));
+	req[0] = (struct odata_batch_request){ .content_id = "1", .method = "POST", .url = "msdyn_purchaseorders",
+					       .body = hbody, .body_len = strlen(hbody) };
+	static const char *const ids[] = { "2", "3", "4" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(lbody[i], sizeof(lbody[i]),
+			 "{\"msdyn_purchaseorder@odata.bind\":\"$1\",\"msdyn_lineorder\":%d,\"msdyn_quantity\":%d,"
+			 "\"msdyn_product@odata.bind\":\"/products(%s)\",\"msdyn_unit@odata.bind\":\"/uoms(%s)\","
+			 "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\"}",
+			 i + 1, (i + 1) * 10, prod, unit, cur);
+		req[i + 1] = (struct odata_batch_request){ .content_id = ids[i], .method = "POST",
+							   .url = "msdyn_purchaseorderproducts", .body = lbody[i],
+							   .body_len = strlen(lbody[i]) };
 	}
-	snprintf(body + used, sizeof(body) - used, "]}");
+	struct odata_batch_part part = { .changeset = 1, .requests = req, .nrequests = 4 };
+	long status;
+	char *answer = NULL;
 	long long t0 = now_ms();
-	if (send_ok(d, d->ce, "POST", "msdyn_purchaseorders", body) != 0) {
+	if (dside_batch(d->ce, &part, 1, &status, &answer, d->err, sizeof(d->err)) != 0) {
 		fail(d, "%s", d->err);
 		return;
 	}
+	int refused = status != 200 || strstr(answer, "HTTP/1.1 4") || strstr(answer, "HTTP/1.1 5");
+	if (refused) {
+		const char *msg = strstr(answer, "\"message\"");
+		fail(d, "$batch creating the order: HTTP %ld %.200s", status, msg ? msg : "");
+		free(answer);
+		return;
+	}
+	free(answer);
 	char hpath[PATH_MAX_LEN], lpath[3][PATH_MAX_LEN];
 	snprintf(hpath, sizeof(hpath), "PurchaseOrderHeadersV2(dataAreaId='usmf',PurchaseOrderNumber='%s')?cross-company=true", po);
 	for (int i = 0; i < 3; i++)

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "http.h"
 #include "oauth.h"
+#include "odata_batch.h"
 
 #define DSIDE_URL_MAX 8192
 
@@ -81,8 +82,8 @@ const char *dside_url(const struct dside *d)
 }
 
 /* One request to an absolute URL; token when with_token. */
-static int request(struct dside *d, const char *method, const char *url, const char *body, int with_token,
-		   long *status, cJSON **out, char *err, size_t errlen)
+static int request_ct(struct dside *d, const char *method, const char *url, const char *ctype, const char *body,
+		      size_t body_len, int with_token, long *status, cJSON **out, char **raw, char *err, size_t errlen)
 {
 	char *token = NULL;
 	char auth[OAUTH_TOKEN_MAX + 16];
@@ -103,14 +104,17 @@ static int request(struct dside *d, const char *method, const char *url, const c
 		h[nh++] = (struct http_header){ "Accept", "application/json" };
 	}
 	if (body)
-		h[nh++] = (struct http_header){ "Content-Type", "application/json" };
+		h[nh++] = (struct http_header){ "Content-Type", ctype };
 	struct http_request req = {
-		.method = method, .url = url, .headers = h, .nheaders = nh, .body = body,
-		.body_len = body ? strlen(body) : 0,
+		.method = method, .url = url, .headers = h, .nheaders = nh, .body = body, .body_len = body_len,
 	};
 	if (http_do(d->http, &req, &resp, err, errlen) != 0)
 		goto out;
 	*status = resp.status;
+	if (raw && !(*raw = strdup(resp.body))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	if (out && resp.body_len > 0) {
 		*out = cJSON_ParseWithLength(resp.body, resp.body_len);
 		if (!*out && resp.status / 100 == 2) {
@@ -122,6 +126,29 @@ static int request(struct dside *d, const char *method, const char *url, const c
 out:
 	http_response_free(&resp);
 	free(token);
+	return rc;
+}
+
+static int request(struct dside *d, const char *method, const char *url, const char *body, int with_token,
+		   long *status, cJSON **out, char *err, size_t errlen)
+{
+	return request_ct(d, method, url, "application/json", body, body ? strlen(body) : 0, with_token, status, out,
+			  NULL, err, errlen);
+}
+
+int dside_batch(struct dside *d, const struct odata_batch_part *parts, size_t nparts, long *status, char **out,
+		char *err, size_t errlen)
+{
+	char url[DSIDE_URL_MAX], *body = NULL, *ctype = NULL;
+	size_t len = 0;
+	int rc = -1;
+	*out = NULL;
+	snprintf(url, sizeof(url), "%s$batch", d->root);
+	if (odata_batch_request_build(parts, nparts, "dwdemo", &body, &len, &ctype, err, errlen) != 0)
+		return -1;
+	rc = request_ct(d, "POST", url, ctype, body, len, 1, status, NULL, out, err, errlen);
+	free(body);
+	free(ctype);
 	return rc;
 }
 

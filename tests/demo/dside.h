@@ -41,6 +41,15 @@ const char *dside_url(const struct dside *d);
 int dside_call(struct dside *d, const char *method, const char *path, const char *body, long *status, cJSON **out,
 	       char *err, size_t errlen) __attribute__((warn_unused_result));
 
+struct odata_batch_part;
+
+/*
+ * Posts a $batch of parts (odata_batch.h) to the service. Fills *status (of the batch) and *out
+ * with the raw response body (the caller's, free()). Returns 0 for any HTTP status, -1 with err.
+ */
+int dside_batch(struct dside *d, const struct odata_batch_part *parts, size_t nparts, long *status, char **out,
+		char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* As dside_call for the admin API: path under /_emulator/, no token. */
 int dside_admin(struct dside *d, const char *method, const char *path, const char *body, long *status, cJSON **out,
 		char *err, size_t errlen) __attribute__((warn_unused_result));
