@@ -98,7 +98,7 @@ run() {
 	local dsn_db=${DW_PG_DSN%%\?*}
 	local dsn_q=${DW_PG_DSN#"$dsn_db"}
 	local demo_dsn="${dsn_db%/*}/dw_demo$dsn_q"
-	psql -q "$DW_PG_DSN" -c 'DROP DATABASE IF EXISTS dw_demo' -c 'CREATE DATABASE dw_demo' >/dev/null 2>"$demo/psql.log" ||
+	psql -q "$DW_PG_DSN" -c 'DROP DATABASE IF EXISTS dw_demo WITH (FORCE)' -c 'CREATE DATABASE dw_demo' >/dev/null 2>"$demo/psql.log" ||
 		{ cat "$demo/psql.log"; die "cannot create database dw_demo"; }
 	local hookkey
 	hookkey=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')

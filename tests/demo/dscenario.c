@@ -58,46 +58,50 @@ static void step_head(struct demo *d, int n, const char *title)
 	fflush(stdout);
 }
 
+enum line_kind { LINE_OK, LINE_FAIL, LINE_NOTE };
+
+/* One indented line: a passed check, a failed check (counted) or a note. Checks are also TAP
+ * lines when the output is for make test. */
+static void vline(struct demo *d, enum line_kind kind, const char *fmt, va_list ap)
+{
+	if (kind != LINE_NOTE)
+		d->checks++;
+	if (kind == LINE_FAIL)
+		d->failed++;
+	if (kind != LINE_NOTE && d->o->tap)
+		printf("%s %d - ", kind == LINE_OK ? "ok" : "not ok", d->checks);
+	else if (kind == LINE_NOTE)
+		printf("    %s", col(d, "\x1b[2m"));
+	else
+		printf("    %s%s%s ", col(d, kind == LINE_OK ? "\x1b[32m" : "\x1b[31m"), kind == LINE_OK ? "ok  " : "FAIL",
+		       col(d, "\x1b[0m"));
+	vprintf(fmt, ap);
+	printf("%s\n", kind == LINE_NOTE ? col(d, "\x1b[0m") : "");
+	fflush(stdout);
+}
+
 static void __attribute__((format(printf, 2, 3))) ok(struct demo *d, const char *fmt, ...)
 {
 	va_list ap;
-	d->checks++;
-	if (d->o->tap)
-		printf("ok %d - ", d->checks);
-	else
-		printf("    %sok%s   ", col(d, "\x1b[32m"), col(d, "\x1b[0m"));
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vline(d, LINE_OK, fmt, ap);
 	va_end(ap);
-	printf("\n");
-	fflush(stdout);
 }
 
 static void __attribute__((format(printf, 2, 3))) fail(struct demo *d, const char *fmt, ...)
 {
 	va_list ap;
-	d->checks++;
-	if (d->o->tap)
-		printf("not ok %d - ", d->checks);
-	else
-		printf("    %sFAIL%s ", col(d, "\x1b[31m"), col(d, "\x1b[0m"));
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vline(d, LINE_FAIL, fmt, ap);
 	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	d->failed++;
 }
 
 static void __attribute__((format(printf, 2, 3))) note(struct demo *d, const char *fmt, ...)
 {
 	va_list ap;
-	printf("    %s", col(d, "\x1b[2m"));
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vline(d, LINE_NOTE, fmt, ap);
 	va_end(ap);
-	printf("%s\n", col(d, "\x1b[0m"));
-	fflush(stdout);
 }
 
 static long long now_ms(void)
