@@ -67,7 +67,7 @@ void dcmp_text(const cJSON *v, char *out, size_t outlen)
 	else if (cJSON_IsNumber(v) && fabs(v->valuedouble - round(v->valuedouble)) < 1e-9 && fabs(v->valuedouble) < 9e15)
 		snprintf(out, outlen, "%lld", (long long)llround(v->valuedouble));
 	else if (cJSON_IsNumber(v))
-		snprintf(out, outlen, "%.6f", v->valuedouble);
+		snprintf(out, outlen, "%.10g", v->valuedouble);
 	else
 		snprintf(out, outlen, "%s", "");
 }

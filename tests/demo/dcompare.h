@@ -58,7 +58,7 @@ const struct map_field *dcmp_field_by_fo(const struct map *m, const char *fo);
 const struct map_field *dcmp_field_by_ce(const struct map *m, const char *ce);
 
 /* The value as comparable text: strings as they are, integers without decimals, other numbers
- * with 6, booleans true/false, null/absent/"" as "". */
+ * with up to 10 significant digits, booleans true/false, null/absent/"" as "". */
 void dcmp_text(const cJSON *v, char *out, size_t outlen);
 
 #endif
