@@ -828,18 +828,18 @@ static void second_sync(struct demo *d)
 		fail(d, "%s", d->err);
 		return;
 	}
-	/* Wait until the workers have taken every snapshot event: the count stops moving. */
+	/* Wait until the workers have taken every snapshot event: the count stops moving for 3 s. */
 	double prev = -1, ev = ev0;
 	long long t0 = now_ms();
-	while (now_ms() - t0 < SETTLE_MS) {
+	int quiet = 0;
+	while (now_ms() - t0 < SETTLE_MS && quiet < 3) {
 		sleep_ms(1000);
 		ev = events_total(d);
 		if (ev < 0) {
 			fail(d, "%s", d->err);
 			return;
 		}
-		if (ev > ev0 && ev == prev)
-			break;
+		quiet = ev > ev0 && ev == prev ? quiet + 1 : 0;
 		prev = ev;
 	}
 	long long ce1 = writes_total(d, d->ce), fo1 = writes_total(d, d->fo);
