@@ -256,8 +256,8 @@ static long long wait_value(struct demo *d, struct dside *s, const char *path, c
 		if (rc == 1 && strcmp(got, want) == 0)
 			return now_ms() - t0;
 		if (now_ms() - t0 > timeout_ms) {
-			snprintf(d->err, sizeof(d->err), "%s.%s is '%s' after %lld s, not '%s'", path, field, got,
-				 timeout_ms / 1000, want);
+			snprintf(d->err, sizeof(d->err), "%s %.*s.%s is '%s' after %lld s, not '%s'", dside_name(s),
+				 (int)strcspn(path, "?"), path, field, got, timeout_ms / 1000, want);
 			return -1;
 		}
 		sleep_ms(25);
