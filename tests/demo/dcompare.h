@@ -27,7 +27,10 @@ struct dcmp_result {
 /* A cache of CE lookups resolved GUID -> key value, kept across comparisons. */
 struct dcmp_cache;
 
+/* A new empty cache into *out (the caller's, dcmp_cache_free). Returns 0, or -1 out of memory. */
 int dcmp_cache_new(struct dcmp_cache **out) __attribute__((warn_unused_result));
+
+/* NULL-safe. */
 void dcmp_cache_free(struct dcmp_cache *c);
 
 /*
