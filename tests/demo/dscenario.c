@@ -143,6 +143,32 @@ static int fo_path(const struct map *m, const cJSON *row, char *out, size_t outl
 	return 0;
 }
 
+/* The FO path of the usmf row of map m whose other key parts are `id` (string) and, when line > 0,
+ * the integer `line`: built from the map's FO key through fo_path, so literals are quoted and
+ * encoded as OData wants. */
+static int fo_path_of(const struct map *m, const char *id, int line, char *out, size_t outlen, char *err,
+		      size_t errlen)
+{
+	cJSON *row = cJSON_CreateObject();
+	int rc = -1;
+	if (!row) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < m->fo.nkey; i++) {
+		const char *k = m->fo.key[i];
+		if (strcmp(k, "dataAreaId") == 0)
+			cJSON_AddStringToObject(row, k, "usmf");
+		else if (line > 0 && strcmp(k, "LineNumber") == 0)
+			cJSON_AddNumberToObject(row, k, line);
+		else
+			cJSON_AddStringToObject(row, k, id);
+	}
+	rc = fo_path(m, row, out, outlen, err, errlen);
+	cJSON_Delete(row);
+	return rc;
+}
+
 /* The CE path of a CE row: <set>(<primary id>). */
 static int ce_path(const struct map *m, const cJSON *row, char *out, size_t outlen, char *err, size_t errlen)
 {
@@ -442,8 +468,10 @@ static void step_asset(struct demo *d)
 		 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\",\"msdyn_account@odata.bind\":\"/accounts(%s)\","
 		 "\"msdyn_product@odata.bind\":\"/products(%s)\"}",
 		 d->tag, id, co, acct, prod);
-	snprintf(path, sizeof(path), "AssetMaintenanceAssetsV3(dataAreaId='usmf',MaintenanceAssetId='%s')?cross-company=true",
-		 id);
+	if (fo_path_of(m, id, 0, path, sizeof(path), d->err, sizeof(d->err)) != 0) {
+		fail(d, "%s", d->err);
+		return;
+	}
 	long long t0 = now_ms();
 	if (send_ok(d, d->ce, "POST", "msdyn_customerassets", body) != 0) {
 		fail(d, "%s", d->err);
@@ -517,11 +545,13 @@ static void step_purchase_order(struct demo *d)
 	}
 	free(answer);
 	char hpath[PATH_MAX_LEN], lpath[3][PATH_MAX_LEN];
-	snprintf(hpath, sizeof(hpath), "PurchaseOrderHeadersV2(dataAreaId='usmf',PurchaseOrderNumber='%s')?cross-company=true", po);
-	for (int i = 0; i < 3; i++)
-		snprintf(lpath[i], sizeof(lpath[i]),
-			 "PurchaseOrderLinesV2(dataAreaId='usmf',PurchaseOrderNumber='%s',LineNumber=%d)?cross-company=true", po,
-			 i + 1);
+	if (fo_path_of(h, po, 0, hpath, sizeof(hpath), d->err, sizeof(d->err)) != 0 ||
+	    fo_path_of(l, po, 1, lpath[0], sizeof(lpath[0]), d->err, sizeof(d->err)) != 0 ||
+	    fo_path_of(l, po, 2, lpath[1], sizeof(lpath[1]), d->err, sizeof(d->err)) != 0 ||
+	    fo_path_of(l, po, 3, lpath[2], sizeof(lpath[2]), d->err, sizeof(d->err)) != 0) {
+		fail(d, "%s", d->err);
+		return;
+	}
 	long long ms = wait_value(d, d->fo, hpath, "PurchaseOrderNumber", po, t0, ARRIVE_MS);
 	if (ms < 0) {
 		fail(d, "%s", d->err);
