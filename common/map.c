@@ -855,13 +855,51 @@ static int check_keys(struct ld *l, const struct map *m)
 	return 0;
 }
 
+/* aggregate.join: fields of another F&O entity added to each group's image (the unit of the
+ * item for product inventory), read by the group_by values named in `on`. */
+static int load_join(struct ld *l, const cJSON *agg, const struct map *m, struct map_aggregate *a)
+{
+	static const char *const allowed[] = { "entity_set", "on", "fields", NULL };
+	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(agg, "join");
+	if (!obj)
+		return 0;
+	if (check_object(l, obj, "aggregate.join", allowed, allowed) != 0)
+		return -1;
+	const char *set = get_str(l, obj, "aggregate.join", "entity_set", 1, S_IDENT);
+	if (!set || !(a->join_set = xstrdup(l, set)))
+		return -1;
+	if (get_str_list(l, obj, "aggregate.join", "on", MAP_KEY_FIELDS_MAX, S_IDENT, &a->join_on, &a->njoin_on) != 0 ||
+	    get_str_list(l, obj, "aggregate.join", "fields", MAP_FIELDS_MAX, S_IDENT, &a->join_fields,
+			 &a->njoin_fields) != 0)
+		return -1;
+	for (size_t i = 0; i < a->njoin_on; i++)
+		if (!list_has(a->group_by, a->ngroup_by, a->join_on[i])) {
+			char jpath[JPATH_MAX];
+			jindex(jpath, "aggregate.join.on", i);
+			lerr(l, jpath, "'%s' is not one of aggregate.group_by (the join reads by the group's values)",
+			     a->join_on[i]);
+			return -1;
+		}
+	for (size_t i = 0; i < a->njoin_fields; i++) {
+		const struct map_field *f = field_named(m, 0, a->join_fields[i]);
+		if (!f || !f->ce) {
+			char jpath[JPATH_MAX];
+			jindex(jpath, "aggregate.join.fields", i);
+			lerr(l, jpath, "'%s' is not a mapped fo field", a->join_fields[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int load_aggregate(struct ld *l, const cJSON *root, struct map *m)
 {
-	static const char *const allowed[] = { "group_by", "sum", NULL };
+	static const char *const allowed[] = { "group_by", "sum", "join", NULL };
+	static const char *const required[] = { "group_by", "sum", NULL };
 	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "aggregate");
 	if (!obj)
 		return 0;
-	if (check_object(l, obj, "aggregate", allowed, allowed) != 0)
+	if (check_object(l, obj, "aggregate", allowed, required) != 0)
 		return -1;
 	if (m->direction != MAP_DIR_FO_TO_CE) {
 		lerr(l, "aggregate", "only maps with direction fo_to_ce can aggregate FO rows");
@@ -894,7 +932,7 @@ static int load_aggregate(struct ld *l, const cJSON *root, struct map *m)
 			return -1;
 		}
 	}
-	return 0;
+	return load_join(l, obj, m, a);
 }
 
 static const char *const directions[] = { "ce_to_fo", "fo_to_ce", "both", NULL };
@@ -1137,6 +1175,9 @@ void map_free(struct map *m)
 	if (m->aggregate) {
 		free_list(m->aggregate->group_by, m->aggregate->ngroup_by);
 		free_list(m->aggregate->sum, m->aggregate->nsum);
+		free(m->aggregate->join_set);
+		free_list(m->aggregate->join_on, m->aggregate->njoin_on);
+		free_list(m->aggregate->join_fields, m->aggregate->njoin_fields);
 		free(m->aggregate);
 	}
 	free(m);

@@ -53,6 +53,10 @@ struct map_side {
 	struct map_filter *filter; /* parsed filter_text, NULL when none */
 };
 
+/* Where lookups with company_key find the company's GUID in maps without a `company` member. */
+#define MAP_COMPANY_SET_DEFAULT "cdm_companies"
+#define MAP_COMPANY_KEY_DEFAULT "cdm_companycode"
+
 /* FO dataAreaId <-> CE lookup to cdm_company, bound by the company code (dynamics.md 1.8). */
 struct map_company {
 	char *fo;       /* "dataAreaId" */
@@ -111,6 +115,11 @@ struct map_aggregate {
 	size_t ngroup_by;
 	char **sum;      /* FO numeric fields */
 	size_t nsum;
+	char *join_set;  /* NULL, or an FO entity set read once per group ... */
+	char **join_on;  /* ... by these group_by fields (same names there) ... */
+	size_t njoin_on;
+	char **join_fields; /* ... whose first row's fields are added to the group's image */
+	size_t njoin_fields;
 };
 
 /* A loaded map. Read-only for users; freed with map_free. */
@@ -242,7 +251,9 @@ struct map_write {
 	const char *entity_set; /* target entity set, borrowed from the map */
 	cJSON *key;             /* target key fields -> values (see docs/maps.md "Keys") */
 	cJSON *payload;         /* upsert body in the target's names; NULL for deletes */
-	char *company;          /* company code (dataAreaId), NULL for maps without company */
+	char *company;          /* company code (dataAreaId), NULL for maps without company (except
+				 * that a map without company whose lookups use company_key gets
+				 * the event's dataAreaId here) */
 	char hash[SHA256_HEX_LEN + 1]; /* map_content_hash of payload; "" for deletes */
 };
 

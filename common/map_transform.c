@@ -385,16 +385,11 @@ static int map_company_part(const struct map *m, const struct event *ev, const s
 
 /* A lookup bound by an alternate key that includes the company (lookup.company_key):
  * "/<set>(<key>='<literal>',<company_key>=<GUID of the company>)". The company code is the one
- * already mapped (out->company), else the event's dataAreaId. */
-static int company_bind(const struct map *m, const struct map_field *f, const struct event *ev,
-			const struct map_resolver *r, const struct map_write *out, const cJSON *v, cJSON **bind,
-			char *err, size_t errlen)
+ * already mapped (out->company: the map's company, else the event's dataAreaId). */
+static int company_bind(const struct map *m, const struct map_field *f, const struct map_resolver *r,
+			const struct map_write *out, const cJSON *v, cJSON **bind, char *err, size_t errlen)
 {
 	const char *code = out->company;
-	if (!code) {
-		const cJSON *d = source_value(ev, "dataAreaId");
-		code = cJSON_IsString(d) && d->valuestring[0] ? d->valuestring : NULL;
-	}
 	if (!code) {
 		terr(err, errlen, "%s: the lookup is bound with the company, and the event has none", f->fo ? f->fo : f->ce);
 		return MAP_ERR_EVENT;
@@ -403,8 +398,8 @@ static int company_bind(const struct map *m, const struct map_field *f, const st
 		terr(err, errlen, "%s: the lookup is bound with the company, and no resolver can find its GUID", f->ce);
 		return MAP_ERR_RESOLVE;
 	}
-	const char *cset = m->company ? m->company->ce_set : "cdm_companies";
-	const char *ckey = m->company ? m->company->ce_key : "cdm_companycode";
+	const char *cset = m->company ? m->company->ce_set : MAP_COMPANY_SET_DEFAULT;
+	const char *ckey = m->company ? m->company->ce_key : MAP_COMPANY_KEY_DEFAULT;
 	char guid[37];
 	err[0] = '\0';
 	int rc = r->guid(r->ctx, cset, ckey, code, guid, err, errlen);
@@ -488,6 +483,15 @@ done:
 	return MAP_OK;
 }
 
+/* Whether some lookup of the map is bound with the company (lookup.company_key). */
+static int has_company_keys(const struct map *m)
+{
+	for (size_t i = 0; i < m->nfields; i++)
+		if (m->fields[i].lookup && m->fields[i].lookup->company_key)
+			return 1;
+	return 0;
+}
+
 int map_transform(const struct map *m, const struct event *ev, const struct map_resolver *r, struct map_write *out,
 		  char *err, size_t errlen)
 {
@@ -530,6 +534,14 @@ int map_transform(const struct map *m, const struct event *ev, const struct map_
 	}
 	if (m->company && (rc = map_company_part(m, ev, r, to_ce, out, err, errlen)) != MAP_OK)
 		goto out;
+	if (!m->company && to_ce && has_company_keys(m)) {
+		/* lookups bound with the company take it from the F&O dataAreaId */
+		const cJSON *d = source_value(ev, "dataAreaId");
+		if (cJSON_IsString(d) && d->valuestring[0] && !(out->company = strdup(d->valuestring))) {
+			terr(err, errlen, "out of memory");
+			goto out;
+		}
+	}
 	rc = MAP_ERR_EVENT;
 	for (size_t i = 0; i < m->nfields; i++) {
 		const struct map_field *f = &m->fields[i];
@@ -569,7 +581,7 @@ int map_transform(const struct map *m, const struct event *ev, const struct map_
 			if (cJSON_IsNull(v)) {
 				bind = cJSON_CreateNull();
 			} else if (f->lookup->company_key) {
-				rc = company_bind(m, f, ev, r, out, v, &bind, err, errlen);
+				rc = company_bind(m, f, r, out, v, &bind, err, errlen);
 				if (rc != MAP_OK) {
 					cJSON_Delete(v);
 					goto out;
