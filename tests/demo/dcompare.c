@@ -230,8 +230,36 @@ static int krow_cmp(const void *a, const void *b)
 
 /* Rows of one side in scope of the map, keyed and sorted. FO rows of an aggregating map are
  * summed per key into new objects added to `owned`. */
+/* Adds the aggregate's join fields to a group image: from the first row of `joined` (the join
+ * set's rows) whose join_on fields equal the group's. */
+static void add_join(const struct map_aggregate *a, const cJSON *joined, cJSON *group)
+{
+	const cJSON *r;
+	cJSON_ArrayForEach(r, joined)
+	{
+		int match = 1;
+		for (size_t k = 0; k < a->njoin_on && match; k++) {
+			char x[DCMP_VAL_MAX], y[DCMP_VAL_MAX];
+			dcmp_text(cJSON_GetObjectItemCaseSensitive(r, a->join_on[k]), x, sizeof(x));
+			dcmp_text(cJSON_GetObjectItemCaseSensitive(group, a->join_on[k]), y, sizeof(y));
+			match = strcmp(x, y) == 0;
+		}
+		if (!match)
+			continue;
+		for (size_t f = 0; f < a->njoin_fields; f++) {
+			const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, a->join_fields[f]);
+			cJSON *dup = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+			if (dup && !cJSON_ReplaceItemInObjectCaseSensitive(group, a->join_fields[f], dup) &&
+			    !cJSON_AddItemToObject(group, a->join_fields[f], dup))
+				cJSON_Delete(dup);
+		}
+		return;
+	}
+}
+
 static int side_rows(struct dside *ce, struct dcmp_cache *cache, const struct map *m, enum event_side side,
-		     cJSON *rows, cJSON *owned, struct krow **out, size_t *nout, char *err, size_t errlen)
+		     cJSON *rows, const cJSON *joined, cJSON *owned, struct krow **out, size_t *nout, char *err,
+		     size_t errlen)
 {
 	size_t cap = (size_t)cJSON_GetArraySize(rows) + 1, n = 0;
 	struct krow *v = calloc(cap, sizeof(*v));
@@ -271,6 +299,8 @@ static int side_rows(struct dside *ce, struct dcmp_cache *cache, const struct ma
 					if (cJSON_IsNumber(t) && cJSON_IsNumber(a))
 						cJSON_SetNumberValue(t, t->valuedouble + a->valuedouble);
 				}
+			if (joined)
+				add_join(m->aggregate, joined, sum);
 			memmove(v[w].key, v[i].key, sizeof(v[w].key));
 			v[w++].row = sum;
 			i = j;
@@ -338,7 +368,7 @@ int dcmp_equal(const struct dcmp_result *r)
 int dcmp_map(struct dside *ce, struct dside *fo, struct dcmp_cache *cache, const struct map *m,
 	     struct dcmp_result *r, char *err, size_t errlen)
 {
-	cJSON *cer = NULL, *fer = NULL, *owned = cJSON_CreateArray();
+	cJSON *cer = NULL, *fer = NULL, *joined = NULL, *owned = cJSON_CreateArray();
 	struct krow *cv = NULL, *fv = NULL;
 	size_t cn = 0, fn = 0;
 	int rc = -1;
@@ -349,8 +379,10 @@ int dcmp_map(struct dside *ce, struct dside *fo, struct dcmp_cache *cache, const
 	}
 	if (dside_rows(ce, m->ce.entity_set, &cer, err, errlen) != 0 ||
 	    dside_rows(fo, m->fo.entity_set, &fer, err, errlen) != 0 ||
-	    side_rows(ce, cache, m, EVENT_SIDE_CE, cer, owned, &cv, &cn, err, errlen) != 0 ||
-	    side_rows(ce, cache, m, EVENT_SIDE_FO, fer, owned, &fv, &fn, err, errlen) != 0)
+	    (m->aggregate && m->aggregate->join_set &&
+	     dside_rows(fo, m->aggregate->join_set, &joined, err, errlen) != 0) ||
+	    side_rows(ce, cache, m, EVENT_SIDE_CE, cer, NULL, owned, &cv, &cn, err, errlen) != 0 ||
+	    side_rows(ce, cache, m, EVENT_SIDE_FO, fer, joined, owned, &fv, &fn, err, errlen) != 0)
 		goto out;
 	r->ce_rows = (long)cn;
 	r->fo_rows = (long)fn;
@@ -386,6 +418,7 @@ out:
 	free(cv);
 	free(fv);
 	cJSON_Delete(owned);
+	cJSON_Delete(joined);
 	cJSON_Delete(cer);
 	cJSON_Delete(fer);
 	return rc;

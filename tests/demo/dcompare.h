@@ -11,7 +11,7 @@
  * key (for an aggregating map its group_by fields) read on each side: CE lookups are resolved to
  * the related row's key value, the company GUID to its code (the company takes part only when the
  * CE key holds it). Rows outside a side's filter are left out; FO rows of an aggregating map are
- * summed per group first. Every field mapped on both sides is compared: value maps and defaults
+ * summed per group first, and get the fields of the aggregate's join set. Every field mapped on both sides is compared: value maps and defaults
  * applied, numbers to within 0.005, null, absent and "" alike.
  */
 
