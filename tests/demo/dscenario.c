@@ -520,10 +520,11 @@ static void step_purchase_order(struct demo *d)
 	static const char *const ids[] = { "2", "3", "4" };
 	for (int i = 0; i < 3; i++) {
 		snprintf(lbody[i], sizeof(lbody[i]),
-			 "{\"msdyn_purchaseorder@odata.bind\":\"$1\",\"msdyn_lineorder\":%d,\"msdyn_quantity\":%d,"
+			 "{\"msdyn_purchaseorder@odata.bind\":\"$1\",\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\","
+			 "\"msdyn_lineorder\":%d,\"msdyn_quantity\":%d,"
 			 "\"msdyn_product@odata.bind\":\"/products(%s)\",\"msdyn_unit@odata.bind\":\"/uoms(%s)\","
 			 "\"transactioncurrencyid@odata.bind\":\"/transactioncurrencies(%s)\"}",
-			 i + 1, (i + 1) * 10, prod, unit, cur);
+			 co, i + 1, (i + 1) * 10, prod, unit, cur);
 		req[i + 1] = (struct odata_batch_request){ .content_id = ids[i], .method = "POST",
 							   .url = "msdyn_purchaseorderproducts", .body = lbody[i],
 							   .body_len = strlen(lbody[i]) };
