@@ -46,6 +46,9 @@ LIBTEST := $(BUILD)/libtest.a
 PROGRAMS := $(notdir $(patsubst %/,%,$(dir $(wildcard workers/*/main.c))))
 PROGRAM_BINS := $(PROGRAMS:%=$(BUILD)/bin/%)
 EMU_BIN := $(if $(wildcard tests/emulators/main.c),$(BUILD)/bin/dw-emulator)
+# The demo's driver (deploy/demo/demo.sh, docs/demo.md).
+DEMO_SRC := $(wildcard tests/demo/*.c)
+DEMO_BIN := $(if $(DEMO_SRC),$(BUILD)/bin/dw-demo)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
@@ -55,13 +58,13 @@ TEST_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRC:tests/%.c=$(BUIL
 	$(E2E_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all build deps test test-unit e2e up down clean lint format bench
+.PHONY: all build deps test test-unit e2e up down demo clean lint format bench
 .DEFAULT_GOAL := all
 # Keep object files between runs (they are intermediates of the pattern rules).
 .SECONDARY:
 
 all: build
-build: $(PROGRAM_BINS) $(EMU_BIN) $(TEST_BINS) $(BENCH_BINS)
+build: $(PROGRAM_BINS) $(EMU_BIN) $(DEMO_BIN) $(TEST_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -107,6 +110,11 @@ $(BUILD)/bin/dw-emulator: $(BUILD)/obj/tests/emulators/main.o $(LIBEMU) $(LIBCOM
 	$(call say,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bin/dw-demo: $(DEMO_SRC:%.c=$(BUILD)/obj/%.o) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBTEST) $(LIBEMU) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)
@@ -141,8 +149,15 @@ bench: deps
 up: deps build
 	@DW_BUILD=$(BUILD) deploy/local/stack.sh up
 
+# The demo (docs/demo.md): stack, seeded emulators, capture, apply, initial sync, the scenario and
+# a per-map table; leaves everything running (`make down` stops it).
+demo: deps
+	@$(MAKE) --no-print-directory SAN=0 $(PROGRAMS:%=build/release/bin/%) build/release/bin/dw-emulator build/release/bin/dw-demo
+	@DW_BUILD=build/release deploy/demo/demo.sh run
+
+# Stops the demo's processes (if any), then the stack.
 down:
-	@deploy/local/stack.sh down
+	@deploy/demo/demo.sh down
 
 lint:
 	@! git grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|atol|gets)\s*\(' -- '*.c' '*.h' | grep -v snprintf \

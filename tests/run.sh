@@ -6,6 +6,9 @@
 #                         the stack needs) for the integration suites, stopped again at the end
 #   tests/run.sh unit     unit suites only (no services)
 #   tests/run.sh e2e      the end-to-end suites under tests/e2e on the same private stack (`make e2e`)
+# After the integration suites, `all` runs the demo headless on the same stack (deploy/demo/demo.sh
+# with DW_DEMO_HEADLESS=1: its own database and topic prefix, the emulators reset and seeded; it
+# asserts every step and the final equality of every map) and stops its processes again.
 # Suites are the cmocka binaries under $DW_BUILD/tests/{unit,integration} and the scripts
 # tests/{unit,integration}/test_*.sh; each reports TAP lines ("ok N - name" / "not ok N - name").
 # A suite that exits non-zero without reporting a failure (a crash, a sanitizer abort) counts as
@@ -68,7 +71,7 @@ run_layer() {
 if [ "$mode" = all ] || [ "$mode" = e2e ]; then
 	export DW_PORT_BASE=${DW_TEST_PORT_BASE:-29000}
 	# Stop whatever did start, also when the stack fails half-way.
-	trap 'deploy/local/stack.sh down >"$logs/stack-down.log" 2>&1' EXIT
+	trap 'deploy/demo/demo.sh stop >/dev/null 2>&1; deploy/local/stack.sh down >"$logs/stack-down.log" 2>&1' EXIT
 	if ! deploy/local/stack.sh up >"$logs/stack-up.log" 2>&1; then
 		cat "$logs/stack-up.log"
 		echo "stack failed to start"
@@ -80,6 +83,8 @@ if [ "$mode" = all ] || [ "$mode" = e2e ]; then
 			run_layer e2e
 		else
 			run_layer integration
+			run_suite demo/headless env DW_DEMO_HEADLESS=1 DW_DEMO_ROWS="${DW_DEMO_ROWS:-20}" deploy/demo/demo.sh run
+			deploy/demo/demo.sh stop >/dev/null 2>&1
 		fi
 	fi
 fi

@@ -553,8 +553,10 @@ static void product_of(const struct gen *g, size_t c, size_t i, struct product *
 {
 	uint64_t st = row_state(g, "product", c, i);
 
+	/* Item number = product number, as F&O's default number sequences give them and as the maps
+	 * assume (product_inventory looks up ItemNumber by msdyn_productnumber). */
 	bkey(g, 'P', c, i, p->number);
-	bkey(g, 'I', c, i, p->item);
+	bkey(g, 'P', c, i, p->item);
 	p->service = i % 5 == 4;
 	p->stocked = !p->service && i % 7 != 3;
 	if (p->service) {
@@ -689,6 +691,7 @@ static int gen_assets(struct gen *g)
 				pstr(g, o, "Name", name);
 				pstr(g, o, "SerialID", serial);
 				pstr(g, o, "OwnerCustomerAccountNumber", acct);
+				pstr(g, o, "ProductId", p.number);
 				if (has_parent)
 					pstr(g, o, "ParentMaintenanceAssetId", parent);
 				pstr(g, o, "AcquisitionDate", fodate);

@@ -24,6 +24,7 @@
 #include "event.h"
 #include "http.h"
 #include "log.h"
+#include "map.h"
 #include "oauth.h"
 #include "publish.h"
 #include "store.h"
@@ -41,6 +42,7 @@
 
 static const char usage[] =
 	"usage: ctl initial-sync --from ce|fo TABLE [--page-size N] [--restart]\n"
+	"       ctl initial-sync --all [--page-size N] [--restart]\n"
 	"\n"
 	"Publishes every row of one source table as a snapshot event (op \"snapshot\") into the table's\n"
 	"topic, <DW_TOPIC_PREFIX>.<side>.<entity>, the same topic capture writes to, so one apply path\n"
@@ -61,7 +63,14 @@ static const char usage[] =
 	"row carries the same event id as capture's event for the same change of that row.\n"
 	"\n"
 	"options:\n"
-	"  --from ce|fo     the source side (required)\n"
+	"  --from ce|fo     the source side (required with TABLE)\n"
+	"  --all            every map of DW_MAPS_DIR (default schemas/maps) in dependency order (maps\n"
+	"                   declare \"dependencies\"; a cycle is refused, naming the maps), each from its\n"
+	"                   initial_sync_master side; the table is the DW_CAPTURE_TABLES entry of the\n"
+	"                   master side's entity (CE logical name, FO entity set). A table two maps share\n"
+	"                   is synced once. Rows the other side already holds with the same content are\n"
+	"                   not rewritten: apply skips a write whose mapped content it recorded there\n"
+	"                   (docs/initial-sync.md)\n"
 	"  --page-size N    rows per page asked for (default and maximum: 5000 on ce, 10000 on fo)\n"
 	"  --restart        forget the saved position and start from the first page\n"
 	"  -h, --help       this text\n"
@@ -71,7 +80,8 @@ static const char usage[] =
 	"\n"
 	"settings: DW_KAFKA_BROKERS, DW_PG_DSN, DW_TOPIC_PREFIX, DW_KAFKA_*; DW_<SIDE>_URL,\n"
 	"DW_<SIDE>_TOKEN_URL, DW_<SIDE>_CLIENT_ID, DW_<SIDE>_CLIENT_SECRET[_FILE], DW_<SIDE>_SCOPE;\n"
-	"DW_<SIDE>_OWN_USER_ID (optional); DW_ENV (environment name, default \"default\"); DW_CAPTURE_TABLES\n"
+	"DW_<SIDE>_OWN_USER_ID (optional); DW_ENV (environment name, default \"default\"); DW_CAPTURE_TABLES;\n"
+	"DW_MAPS_DIR (--all)\n"
 	"exit status: 0 done (or already complete), 1 failed or interrupted (re-run to resume),\n"
 	"2 usage error\n";
 
@@ -927,66 +937,24 @@ static void sync_close(struct sync *s)
 	free(s->own_user);
 }
 
-static int run(int argc, char **argv, const struct config_common *cfg)
+/*
+ * Syncs one table (t is taken: cleared here whatever happens). Returns 0 when the table is done
+ * (or was already complete), 1 when it failed or was interrupted (the position of the last
+ * committed page is kept).
+ */
+static int sync_one(const struct config_common *cfg, struct sync_table *t, long page_size, int restart)
 {
-	static const struct option longopts[] = {
-		{ "from", required_argument, NULL, 'f' },
-		{ "page-size", required_argument, NULL, 'p' },
-		{ "restart", no_argument, NULL, 'r' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *from = NULL, *page_text = NULL;
-	int restart = 0, opt;
 	struct sync s;
+	char err[2048];
+	int rc = 1;
 	memset(&s, 0, sizeof(s));
 	s.cfg = cfg;
 	s.total = -1;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'f':
-			from = optarg;
-			break;
-		case 'p':
-			page_text = optarg;
-			break;
-		case 'r':
-			restart = 1;
-			break;
-		default:
-			return 2;
-		}
-	}
-	int side = from ? event_side_parse(from) : -1;
-	if (side < 0) {
-		fprintf(stderr, "ctl initial-sync: --from ce or --from fo is required (see ctl initial-sync --help)\n");
-		return 2;
-	}
-	if (optind + 1 != argc) {
-		fprintf(stderr, "ctl initial-sync: give exactly one TABLE (see ctl initial-sync --help)\n");
-		return 2;
-	}
-	char err[2048];
-	if (table_resolve((enum event_side)side, argv[optind], &s.table, err, sizeof(err)) != 0) {
-		fprintf(stderr, "ctl initial-sync: %s\n", err);
-		return 2;
-	}
-	long max = side == EVENT_SIDE_CE ? SYNC_CE_PAGE_MAX : SYNC_FO_PAGE_MAX;
-	s.page_size = max;
-	if (page_text && parse_page_size(page_text, max, &s.page_size) != 0) {
-		table_clear(&s.table);
-		return 2;
-	}
+	s.table = *t;
+	memset(t, 0, sizeof(*t));
+	s.page_size = page_size;
+	enum event_side side = s.table.side;
 	snprintf(s.side_upper, sizeof(s.side_upper), "%s", side == EVENT_SIDE_CE ? "CE" : "FO");
-
-	int rc = 1;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	stop_requested = 0;
 
 	if (sync_open(&s, err, sizeof(err)) != 0) {
 		log_error("initial sync: cannot start", "table", s.table.spec, "reason", err);
@@ -1053,6 +1021,172 @@ out:
 	fflush(stdout);
 	sync_close(&s);
 	return rc;
+}
+
+/* The master side's table of map m, as DW_CAPTURE_TABLES lists it (CE by logical name, FO by
+ * entity set): the entry carries what the map does not (FO data-event name, CE lookup key form). */
+static int map_table(const struct map *m, struct sync_table *t, char *err, size_t errlen)
+{
+	enum event_side side = m->initial_sync_master;
+	const struct map_side *ms = map_side_of(m, side);
+	const char *name = side == EVENT_SIDE_CE ? ms->entity : ms->entity_set;
+	char why[1024];
+	if (table_resolve(side, name, t, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "map %s (master %s): %s", m->name, event_side_name(side), why);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * --all: every map of DW_MAPS_DIR in dependency order (map_load_dir refuses a cycle, naming the
+ * maps), each from its initial-sync master side. A table shared by two maps is synced once.
+ * Stops at the first table that fails.
+ */
+static int sync_all(const struct config_common *cfg, const char *page_text, int restart)
+{
+	struct map_set *set = NULL;
+	char *dir = NULL;
+	char err[2048];
+	char (*done)[SYNC_SPEC_MAX] = NULL;
+	size_t ndone = 0;
+	int rc = 2;
+	if (config_str("DW_MAPS_DIR", "schemas/maps", &dir, err, sizeof(err)) != 0 ||
+	    map_load_dir(dir, &set, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ctl initial-sync: %s\n", err);
+		goto out;
+	}
+	done = calloc(set->n, sizeof(*done));
+	if (!done) {
+		fprintf(stderr, "ctl initial-sync: out of memory\n");
+		goto out;
+	}
+	/* Resolve every table first, so a missing entry is reported before anything is published. */
+	for (size_t i = 0; i < set->n; i++) {
+		struct sync_table t;
+		if (map_table(set->maps[i], &t, err, sizeof(err)) != 0) {
+			fprintf(stderr, "ctl initial-sync: %s\n", err);
+			goto out;
+		}
+		long max = t.side == EVENT_SIDE_CE ? SYNC_CE_PAGE_MAX : SYNC_FO_PAGE_MAX, ps;
+		table_clear(&t);
+		if (page_text && parse_page_size(page_text, max, &ps) != 0)
+			goto out;
+	}
+	printf("initial sync: %zu maps in dependency order:", set->n);
+	for (size_t i = 0; i < set->n; i++)
+		printf(" %s", set->maps[i]->name);
+	printf("\n");
+	fflush(stdout);
+	rc = 0;
+	for (size_t i = 0; i < set->n && !stop_requested; i++) {
+		const struct map *m = set->maps[i];
+		struct sync_table t;
+		if (map_table(m, &t, err, sizeof(err)) != 0) {
+			fprintf(stderr, "ctl initial-sync: %s\n", err);
+			rc = 1;
+			break;
+		}
+		char id[SYNC_SPEC_MAX];
+		snprintf(id, sizeof(id), "%s.%s", t.side_name, t.entity);
+		int seen = 0;
+		for (size_t k = 0; k < ndone; k++)
+			seen |= strcmp(done[k], id) == 0;
+		if (seen) {
+			printf("map %s: table %s already synced above\n", m->name, id);
+			table_clear(&t);
+			continue;
+		}
+		snprintf(done[ndone++], SYNC_SPEC_MAX, "%s", id);
+		long ps = t.side == EVENT_SIDE_CE ? SYNC_CE_PAGE_MAX : SYNC_FO_PAGE_MAX;
+		if (page_text && parse_page_size(page_text, ps, &ps) != 0) {
+			table_clear(&t);
+			rc = 2;
+			break;
+		}
+		printf("map %s: from %s\n", m->name, t.side_name);
+		fflush(stdout);
+		if (sync_one(cfg, &t, ps, restart) != 0) {
+			rc = 1;
+			break;
+		}
+	}
+	if (stop_requested && rc == 0)
+		rc = 1;
+out:
+	free(done);
+	map_set_free(set);
+	free(dir);
+	return rc;
+}
+
+static int run(int argc, char **argv, const struct config_common *cfg)
+{
+	static const struct option longopts[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "page-size", required_argument, NULL, 'p' },
+		{ "restart", no_argument, NULL, 'r' },
+		{ "all", no_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *from = NULL, *page_text = NULL;
+	int restart = 0, all = 0, opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			from = optarg;
+			break;
+		case 'p':
+			page_text = optarg;
+			break;
+		case 'r':
+			restart = 1;
+			break;
+		case 'a':
+			all = 1;
+			break;
+		default:
+			return 2;
+		}
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	stop_requested = 0;
+	if (all) {
+		if (from || optind != argc) {
+			fprintf(stderr, "ctl initial-sync: --all takes neither --from nor TABLE (see ctl initial-sync --help)\n");
+			return 2;
+		}
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		return sync_all(cfg, page_text, restart);
+	}
+	int side = from ? event_side_parse(from) : -1;
+	if (side < 0) {
+		fprintf(stderr, "ctl initial-sync: --from ce or --from fo is required (see ctl initial-sync --help)\n");
+		return 2;
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "ctl initial-sync: give exactly one TABLE (see ctl initial-sync --help)\n");
+		return 2;
+	}
+	char err[2048];
+	struct sync_table t;
+	if (table_resolve((enum event_side)side, argv[optind], &t, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ctl initial-sync: %s\n", err);
+		return 2;
+	}
+	long page_size = side == EVENT_SIDE_CE ? SYNC_CE_PAGE_MAX : SYNC_FO_PAGE_MAX;
+	if (page_text && parse_page_size(page_text, page_size, &page_size) != 0) {
+		table_clear(&t);
+		return 2;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	return sync_one(cfg, &t, page_size, restart);
 }
 
 const struct ctl_command ctl_initial_sync_command = {
