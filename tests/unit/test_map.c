@@ -465,7 +465,7 @@ static void test_fo_to_ce_update(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	make_event(&ev, "fo", "CustomersV3", "update", FO_CUSTOMER_KEY, FO_CUSTOMER);
 	struct map_write w;
@@ -482,13 +482,14 @@ static void test_fo_to_ce_update(void **state)
 		    "{`msdyn_company@odata.bind`:`/cdm_companies(cdm_companycode='usmf')`,"
 		    "`accountnumber`:`US-001`,`name`:`Contoso \xc3\x9cn\xc3\xaf" "c\xc3\xb8" "d\xc3\xa9 \xe6\x9d\xb1\xe4\xba\xac`,"
 		    "`msdyn_partynumber`:`000001`,"
-		    "`msdyn_customergroupid@odata.bind`:`/msdyn_customergroups(msdyn_groupid='O%27%27Neil%2F%C3%9C%2010')`,"
+		    "`msdyn_customergroupid@odata.bind`:`/msdyn_customergroups(msdyn_groupid='O%27%27Neil%2F%C3%9C%2010',"
+		    "msdyn_company=" G_USMF ")`,"
 		    "`transactioncurrencyid@odata.bind`:`/transactioncurrencies(isocurrencycode='USD')`,"
 		    "`creditlimit`:1500.5,`msdyn_paymentterm@odata.bind`:null,`msdyn_onholdstatus`:192350001,"
 		    "`emailaddress1`:`ap@contoso.example`,`telephone1`:`+1 555 0100`,`address1_line1`:`1 Main St`,"
 		    "`address1_city`:`Redmond`,`address1_county`:null,`address1_postalcode`:`98052`,"
 		    "`address1_country`:`US`,`customertypecode`:3,`address1_addresstypecode`:2}");
-	assert_int_equal(fk.calls, 0); /* nothing on the FO side needs resolving */
+	assert_int_equal(fk.calls, 1); /* only the company GUID, for the customer group key that includes it */
 	char hex[SHA256_HEX_LEN + 1];
 	assert_int_equal(map_content_hash(w.payload, hex), 0);
 	assert_string_equal(w.hash, hex);
@@ -497,7 +498,7 @@ static void test_fo_to_ce_update(void **state)
 	struct event snap;
 	make_event(&snap, "fo", "CustomersV3", "snapshot", FO_CUSTOMER_KEY, FO_CUSTOMER);
 	struct map_write w2;
-	assert_int_equal(map_transform(m, &snap, NULL, &w2, err, sizeof(err)), MAP_OK);
+	assert_int_equal(map_transform(m, &snap, &r, &w2, err, sizeof(err)), MAP_OK);
 	assert_true(cJSON_Compare(w.payload, w2.payload, 1));
 	assert_string_equal(w.hash, w2.hash);
 	map_write_clear(&w2);
@@ -515,7 +516,7 @@ static void test_ce_to_fo_update(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
 	struct map_write w;
@@ -547,7 +548,7 @@ static void test_ce_null_credit_limit_becomes_zero(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
 	cJSON_ReplaceItemInObjectCaseSensitive(ev.data, "creditlimit", cJSON_CreateNull());
@@ -569,7 +570,7 @@ static void test_delete_events_delete_the_target_key(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -611,7 +612,7 @@ static void test_lookup_not_found_and_resolver_failure(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -669,13 +670,15 @@ static void test_events_that_do_not_fit_the_map(void **state)
 	struct event ev;
 	struct map_write w;
 	char err[512];
+	struct fake fk = { 0 };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 
 	cJSON *data = J(FO_CUSTOMER);
 	cJSON_ReplaceItemInObjectCaseSensitive(data, "OnHoldStatus", cJSON_CreateString("Blocked"));
 	char *text = cJSON_PrintUnformatted(data);
 	make_event(&ev, "fo", "CustomersV3", "update", FO_CUSTOMER_KEY, text);
 	free(text);
-	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_ERR_EVENT);
+	assert_int_equal(map_transform(m, &ev, &r, &w, err, sizeof(err)), MAP_ERR_EVENT);
 	assert_string_equal(err, "OnHoldStatus: value \"Blocked\" has no entry in value map 'on_hold_status' (for "
 				 "msdyn_onholdstatus)");
 	event_clear(&ev);
@@ -685,7 +688,7 @@ static void test_events_that_do_not_fit_the_map(void **state)
 	text = cJSON_PrintUnformatted(data);
 	make_event(&ev, "fo", "CustomersV3", "update", FO_CUSTOMER_KEY, text);
 	free(text);
-	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_ERR_EVENT);
+	assert_int_equal(map_transform(m, &ev, &r, &w, err, sizeof(err)), MAP_ERR_EVENT);
 	assert_string_equal(err, "OrganizationName: expected a scalar value, got an object");
 	event_clear(&ev);
 
@@ -694,13 +697,13 @@ static void test_events_that_do_not_fit_the_map(void **state)
 	text = cJSON_PrintUnformatted(data);
 	make_event(&ev, "fo", "CustomersV3", "update", "{`dataAreaId`:`usmf`}", text);
 	free(text);
-	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_ERR_EVENT);
+	assert_int_equal(map_transform(m, &ev, &r, &w, err, sizeof(err)), MAP_ERR_EVENT);
 	assert_string_equal(err, "CustomerAccount: key field accountnumber has no value");
 	event_clear(&ev);
 	cJSON_Delete(data);
 
 	make_event(&ev, "fo", "VendorsV2", "update", FO_CUSTOMER_KEY, FO_CUSTOMER);
-	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_ERR_EVENT);
+	assert_int_equal(map_transform(m, &ev, &r, &w, err, sizeof(err)), MAP_ERR_EVENT);
 	assert_string_equal(err, "source.entity: 'VendorsV2' is not the fo entity of map accounts ('CustomersV3')");
 	event_clear(&ev);
 	map_free(m);
@@ -708,7 +711,7 @@ static void test_events_that_do_not_fit_the_map(void **state)
 	/* a one-way map refuses events from its target side */
 	m = load(GOOD "/products.json");
 	make_event(&ev, "ce", "product", "update", "{`productid`:`" G_P100 "`}", "{`msdyn_productnumber`:`P-100`}");
-	assert_int_equal(map_transform(m, &ev, NULL, &w, err, sizeof(err)), MAP_ERR_EVENT);
+	assert_int_equal(map_transform(m, &ev, &r, &w, err, sizeof(err)), MAP_ERR_EVENT);
 	assert_string_equal(err, "map products does not sync ce_to_fo (its direction is fo_to_ce)");
 	event_clear(&ev);
 	map_free(m);
@@ -759,7 +762,7 @@ static void test_lookups_in_keys_and_one_way_fields_omitted(void **state)
 {
 	(void)state;
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -1023,7 +1026,7 @@ static void test_write_hash_stable_and_image_hash(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk, NULL };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
 	struct event ev;
 	struct map_write w1, w2;
 	char err[512];
