@@ -7,7 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 
 void app_settings_free(struct app_settings *s)
 {
@@ -199,7 +199,7 @@ int app_confirm(struct app *a, const struct event *evs, size_t n, const int *ali
 			al[m] = alive ? alive[j] : 0;
 			m++;
 		}
-		int r = records_confirm(a->rec, a->set.side_name, a->set.env, evs[i].source.entity, m, ids,
+		int r = capture_records_confirm(a->rec, a->set.side_name, a->set.env, evs[i].source.entity, m, ids,
 					(const char *const *)keys, vers, al, errbuf, errlen);
 		for (size_t k = 0; k < m; k++) {
 			free(keys[k]);
@@ -272,7 +272,7 @@ int app_complete_delete(struct app *a, struct event *ev, const char *record_id, 
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
-	if (records_delete(a->rec, a->set.side_name, a->set.env, ev->source.entity, record_id, key_text, &version,
+	if (capture_records_delete(a->rec, a->set.side_name, a->set.env, ev->source.entity, record_id, key_text, &version,
 			   &stored, errbuf, errlen) != 0)
 		goto out;
 	cJSON *key = cJSON_Parse(stored);

@@ -46,7 +46,7 @@ int app_settings_load(enum event_side side, struct app_settings *s, char *errbuf
 void app_settings_free(struct app_settings *s);
 
 struct publish;
-struct records;
+struct capture_records;
 struct source;
 struct txn;
 struct metrics;
@@ -57,7 +57,7 @@ struct app {
 	const struct config_common *cfg;
 	struct app_settings set;
 	struct publish *pub;
-	struct records *rec;
+	struct capture_records *rec;
 	struct source *src;
 	struct txn *txn;
 	struct metrics *metrics;

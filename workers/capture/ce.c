@@ -11,7 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 #include "source.h"
 #include "txn.h"
 
@@ -64,7 +64,7 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 {
 	struct capture_ce_ctx ctx = { a->set.env, a->set.own_user };
 	const char **ids = calloc(d->n ? d->n : 1, sizeof(*ids));
-	struct records_state *st = calloc(d->n ? d->n : 1, sizeof(*st));
+	struct capture_records_state *st = calloc(d->n ? d->n : 1, sizeof(*st));
 	long m = -1;
 	char e[512];
 	if (!ids || !st) {
@@ -73,7 +73,7 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 	}
 	for (size_t i = 0; i < d->n; i++)
 		ids[i] = d->entries[i].id;
-	if (records_state(a->rec, "ce", a->set.env, t->logical, ids, d->n, st, errbuf, errlen) != 0)
+	if (capture_records_state(a->rec, "ce", a->set.env, t->logical, ids, d->n, st, errbuf, errlen) != 0)
 		goto out;
 	m = 0;
 	for (size_t i = 0; i < d->n; i++) {
@@ -135,7 +135,7 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 		}
 		for (long i = 0; i < m; i++)
 			eids[i] = evs[i].id;
-		int r = records_pending_has(a->rec, "ce", a->set.env, eids, (size_t)m, pending, errbuf, errlen);
+		int r = capture_records_pending_has(a->rec, "ce", a->set.env, eids, (size_t)m, pending, errbuf, errlen);
 		free(eids);
 		if (r != 0) {
 			free(pending);
@@ -177,7 +177,7 @@ static int poll_table(struct app *a, const struct capture_ce_table *t)
 	int initial = 0;
 	char *link = NULL;
 
-	if (records_checkpoint_get(a->rec, "ce", a->set.env, t->logical, "delta", &pos, err, sizeof(err)) != 0)
+	if (capture_records_checkpoint_get(a->rec, "ce", a->set.env, t->logical, "delta", &pos, err, sizeof(err)) != 0)
 		goto fail;
 	if (!pos) {
 		initial = 1;
@@ -228,7 +228,7 @@ static int poll_table(struct app *a, const struct capture_ce_table *t)
 		}
 		/* during the first read only the final delta link is worth keeping */
 		if ((!initial || !more) &&
-		    records_checkpoint_set(a->rec, "ce", a->set.env, t->logical, "delta", nl, err, sizeof(err)) != 0) {
+		    capture_records_checkpoint_set(a->rec, "ce", a->set.env, t->logical, "delta", nl, err, sizeof(err)) != 0) {
 			free(nl);
 			goto fail;
 		}
@@ -299,9 +299,9 @@ void ce_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 	} else {
 		int need_read = h.action == CAPTURE_CE_HOOK_REREAD;
 		if (!need_read) {
-			struct records_state st;
+			struct capture_records_state st;
 			const char *ids[] = { h.id };
-			if (records_state(a->rec, "ce", a->set.env, t->logical, ids, 1, &st, err, sizeof(err)) != 0)
+			if (capture_records_state(a->rec, "ce", a->set.env, t->logical, ids, 1, &st, err, sizeof(err)) != 0)
 				goto unavailable;
 			need_read = st.known && st.deleted; /* a late change of a deleted row, or a re-creation */
 		}

@@ -16,7 +16,7 @@
 #include "metrics.h"
 #include "oauth.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 #include "source.h"
 #include "txn.h"
 
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (records_new(cfg.pg_dsn, 8, &a.rec, err, sizeof(err)) != 0) {
+	if (capture_records_new(cfg.pg_dsn, 8, &a.rec, err, sizeof(err)) != 0) {
 		log_error("PostgreSQL unavailable", "reason", err);
 		goto out;
 	}
@@ -240,7 +240,7 @@ out:
 	source_free(a.src);
 	oauth_free(oauth);
 	oauth_config_free(&ocfg);
-	records_free(a.rec);
+	capture_records_free(a.rec);
 	httpd_free(a.httpd);
 	httpd_config_free(&hcfg);
 	metrics_free(a.metrics);

@@ -9,7 +9,7 @@
 #include "app.h"
 #include "log.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 
 #define TXN_ID_CAP 256
 
@@ -72,7 +72,7 @@ static int flush_one(struct txn *t, const char *id)
 	const char **ids = NULL;
 	int rc = -1;
 
-	if (records_pending_get(a->rec, a->set.side_name, a->set.env, id, &texts, &n, err, sizeof(err)) != 0) {
+	if (capture_records_pending_get(a->rec, a->set.side_name, a->set.env, id, &texts, &n, err, sizeof(err)) != 0) {
 		log_warn("cannot read staged transaction", "txn", id, "reason", err);
 		goto out;
 	}
@@ -121,7 +121,7 @@ static int flush_one(struct txn *t, const char *id)
 		log_warn("source transaction not published; will retry", "txn", id, "reason", err);
 		goto out;
 	}
-	if (records_pending_delete(a->rec, a->set.side_name, a->set.env, id, ids, m, err, sizeof(err)) != 0) {
+	if (capture_records_pending_delete(a->rec, a->set.side_name, a->set.env, id, ids, m, err, sizeof(err)) != 0) {
 		/* published: a later retry republishes the same ids, harmless */
 		log_warn("cannot delete staged transaction", "txn", id, "reason", err);
 		goto out;
@@ -135,7 +135,7 @@ out:
 		event_clear(&evs[i]);
 	free(evs);
 	free(ids);
-	records_strings_free(texts, n);
+	capture_records_strings_free(texts, n);
 	return rc;
 }
 
@@ -211,7 +211,7 @@ int txn_new(struct app *a, struct txn **out, char *errbuf, size_t errlen)
 	t->a = a;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cv, NULL);
-	if (records_pending_txns(a->rec, a->set.side_name, a->set.env, &ids, &n, errbuf, errlen) != 0)
+	if (capture_records_pending_txns(a->rec, a->set.side_name, a->set.env, &ids, &n, errbuf, errlen) != 0)
 		goto fail;
 	long long now = now_ms();
 	for (size_t i = 0; i < n; i++) {
@@ -225,7 +225,7 @@ int txn_new(struct app *a, struct txn **out, char *errbuf, size_t errlen)
 		snprintf(cnt, sizeof(cnt), "%zu", n);
 		log_info("staged source transactions found; they are published after the settle window", "count", cnt);
 	}
-	records_strings_free(ids, n);
+	capture_records_strings_free(ids, n);
 	ids = NULL;
 	if (pthread_create(&t->thread, NULL, flusher, t) != 0) {
 		snprintf(errbuf, errlen, "cannot start the transaction flusher");
@@ -235,7 +235,7 @@ int txn_new(struct app *a, struct txn **out, char *errbuf, size_t errlen)
 	*out = t;
 	return 0;
 fail:
-	records_strings_free(ids, n);
+	capture_records_strings_free(ids, n);
 	txn_free(t);
 	return -1;
 }
@@ -269,7 +269,7 @@ int txn_stage(struct txn *t, const struct event *ev, const char *txn_id, char *e
 		snprintf(errbuf, errlen, "event: %s", e);
 		return -1;
 	}
-	int rc = records_pending_add(t->a->rec, t->a->set.side_name, t->a->set.env, txn_id, ev->id, text, errbuf, errlen);
+	int rc = capture_records_pending_add(t->a->rec, t->a->set.side_name, t->a->set.env, txn_id, ev->id, text, errbuf, errlen);
 	free(text);
 	if (rc != 0)
 		return -1;
