@@ -203,6 +203,36 @@ static __attribute__((unused)) void ct_topic(const char *prefix, const char *sid
 	kafka_admin_free(a);
 }
 
+/* The whole file at path (at most 16 MiB) as a new string, or NULL. */
+static __attribute__((unused)) char *ct_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		size_t got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (got == 0 || cap >= ((size_t)16 << 20))
+			break;
+		if (n + 1 == cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	return buf;
+}
+
 /* ---- the capture child ----------------------------------------------------------------------- */
 
 struct ct_capture {

@@ -582,6 +582,50 @@ static void test_webhook_refusals(void **state)
 	fixture_free(&f);
 }
 
+/* Without DW_CAPTURE_TABLES the tables come from the maps (schemas/maps: accounts, both
+ * directions): account is captured with the map's key (accountnumber and the company lookup in
+ * its read form), a table no map names is refused, and the startup log says where the tables
+ * came from. */
+static void test_tables_from_maps(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "DW_CAPTURE_DELTA=false", NULL);
+	snprintf(f.env_vars[2], 512, "DW_MAPS_DIR=schemas/maps");
+	struct ct_capture c = ct_capture_start("ce", f.envp, 0, 1);
+	register_hook("account", c.port);
+	const char *topics[] = { f.topics[0] };
+	struct ct_consumer k = ct_consumer_new(topics, 1);
+	char *u = short_unique("M");
+	cJSON *a = create_account("From maps", u, company);
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/webhook/ce?code=hook-key-1234", c.port);
+	struct ct_resp r = ct_http("POST", url, "application/json",
+				   "{\"MessageName\":\"Update\",\"PrimaryEntityName\":\"msdyn_purchaseorder\"}", NULL, 0);
+	assert_int_equal(400, r.status);
+	assert_non_null(strstr(r.body, "not captured"));
+	ct_resp_free(&r);
+	struct ct_msg msgs[8];
+	size_t n = 0;
+	ct_consume(&k, msgs, &n, 8, 1, 0, CT_WAIT_MS);
+	assert_int_equal(1, n);
+	assert_string_equal(sget(a, "accountid"), sget(msgs[0].ev.key, "accountid"));
+	assert_string_equal(u, sget(msgs[0].ev.key, "accountnumber"));
+	assert_string_equal(company, sget(msgs[0].ev.key, "_msdyn_company_value"));
+	unregister_hooks();
+	assert_int_equal(0, ct_capture_wait(&c, 1));
+	char *log = ct_read_file(c.log);
+	assert_non_null(log);
+	assert_non_null(strstr(log, "\"from\":\"maps in schemas/maps\""));
+	assert_non_null(strstr(log, "\"tables\":\"account@accounts:accountnumber+_msdyn_company_value\""));
+	free(log);
+	ct_msgs_free(msgs, n);
+	ct_consumer_free(&k);
+	cJSON_Delete(a);
+	free(u);
+	fixture_free(&f);
+}
+
 /* A post stripped for size (x-ms-dynamics-msg-size-exceeded, no images) makes capture re-read the
  * row: the event carries the full image and the row's version. The initiating user is the
  * integration's own (DW_CE_OWN_USER_ID), so the event is marked as ours. */
@@ -639,6 +683,7 @@ int main(void)
 		cmocka_unit_test(test_webhook_and_delta_one_id_and_txn_unit),
 		cmocka_unit_test(test_webhook_refusals),
 		cmocka_unit_test(test_stripped_post_rereads),
+		cmocka_unit_test(test_tables_from_maps),
 	};
 	return cmocka_run_group_tests(tests, setup_all, NULL);
 }

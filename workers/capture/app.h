@@ -35,11 +35,17 @@ struct app_settings {
 	long long settle_ms;
 	long long txn_timeout_ms;
 	char *transactional_id;
+	char tables_from[320];  /* "DW_CAPTURE_TABLES" or "maps in <dir>" (startup log) */
+	char tables_list[4096]; /* the tables, DW_CAPTURE_TABLES syntax (startup log; may be cut) */
 };
 
-/* Loads every capture setting for `side` from the environment (docs/capture.md). Returns 0, or -1
- * with errbuf naming the variable; *s is then cleared. */
-int app_settings_load(enum event_side side, struct app_settings *s, char *errbuf, size_t errlen)
+/* Loads every capture setting for `side` from the environment (docs/capture.md). The tables come
+ * from DW_CAPTURE_TABLES when it is set (override), else from the maps: maps[0..nmaps) (names in
+ * DW_MAPS_DIR, default schemas/maps) or, when nmaps is 0, every map there, keeping those whose
+ * direction carries changes from this side. Returns 0, or -1 with errbuf naming the variable or map;
+ * *s is then cleared. */
+int app_settings_load(enum event_side side, const char *const *maps, size_t nmaps, struct app_settings *s,
+		      char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /* Frees what app_settings_load allocated; NULL-safe. */

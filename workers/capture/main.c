@@ -32,9 +32,11 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: capture --side ce|fo [--once]\n\n"
+	fprintf(out, "usage: capture --side ce|fo [--map NAME]... [--once]\n\n"
 		     "Captures the changes of one side (Dataverse \"ce\" or Finance & Operations \"fo\") and\n"
-		     "publishes them as change events to Kafka. --once polls every table one time and exits.\n"
+		     "publishes them as change events to Kafka. The tables are those of the maps (--map NAME,\n"
+		     "else every map in DW_MAPS_DIR, default schemas/maps) that carry changes from the side;\n"
+		     "DW_CAPTURE_TABLES, when set, overrides them. --once polls every table one time and exits.\n"
 		     "Settings come from the environment; see docs/capture.md.\n");
 }
 
@@ -74,6 +76,8 @@ static int metrics_setup(struct app *a, char *err, size_t errlen)
 int main(int argc, char **argv)
 {
 	const char *side_arg = NULL;
+	const char *maps[APP_TABLES_MAX];
+	size_t nmaps = 0;
 	int once = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -83,6 +87,8 @@ int main(int argc, char **argv)
 			side_arg = argv[++i];
 		} else if (strncmp(argv[i], "--side=", 7) == 0) {
 			side_arg = argv[i] + 7;
+		} else if (strcmp(argv[i], "--map") == 0 && i + 1 < argc && nmaps < APP_TABLES_MAX) {
+			maps[nmaps++] = argv[++i];
 		} else if (strcmp(argv[i], "--once") == 0) {
 			once = 1;
 		} else {
@@ -118,11 +124,12 @@ int main(int argc, char **argv)
 	}
 	log_init("capture", (enum log_level)cfg.log_level);
 	a.cfg = &cfg;
-	if (app_settings_load((enum event_side)side, &a.set, err, sizeof(err)) != 0 ||
+	if (app_settings_load((enum event_side)side, maps, nmaps, &a.set, err, sizeof(err)) != 0 ||
 	    oauth_config_load(a.set.side_upper, &ocfg, err, sizeof(err)) != 0) {
 		log_error("configuration invalid", "reason", err);
 		goto out;
 	}
+	log_info("capturing tables", "from", a.set.tables_from, "tables", a.set.tables_list);
 	if (a.set.nkeys == 0 && !once)
 		log_warn("DW_CAPTURE_WEBHOOK_KEY is not set: every webhook post is answered 401");
 
