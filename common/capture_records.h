@@ -6,8 +6,8 @@
 #include <libpq-fe.h>
 
 /*
- * Capture state in PostgreSQL: checkpoints (dw_capture_checkpoint), the capture record table
- * (dw_capture_record) and staged source-transaction events (dw_capture_pending); see
+ * Capture state in PostgreSQL: checkpoints (dw_capture_checkpoint) and the capture record table
+ * (dw_capture_record); see
  * schemas/sql/003_capture.sql and docs/capture.md. A small pool of connections serves the
  * webhook threads, the poller and the transaction flusher; every function is thread-safe and
  * takes a connection for the duration of the call. A lost connection is reset once and the
@@ -102,32 +102,5 @@ int capture_records_delete(struct capture_records *r, const char *side, const ch
 int capture_records_fo_version(struct capture_records *r, const char *env, const char *entity, const char *id, const char *key_json,
 		       const char *hash, const char *modified, long long *version, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
-
-/* Stages one encoded event of source transaction txn_id (idempotent per event id). */
-int capture_records_pending_add(struct capture_records *r, const char *side, const char *env, const char *txn_id,
-			const char *event_id, const char *event_json, char *errbuf, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/* The staged events of txn_id in arrival order: *events is a new array of *n new strings; free with
- * capture_records_strings_free(). */
-int capture_records_pending_get(struct capture_records *r, const char *side, const char *env, const char *txn_id, char ***events,
-			size_t *n, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
-
-/* Deletes the staged events of txn_id whose ids are in ids[0..n) (those that were published). */
-int capture_records_pending_delete(struct capture_records *r, const char *side, const char *env, const char *txn_id,
-			   const char *const *ids, size_t n, char *errbuf, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/* The ids of every transaction with staged events (restart recovery); free with capture_records_strings_free. */
-int capture_records_pending_txns(struct capture_records *r, const char *side, const char *env, char ***txns, size_t *n,
-			 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
-
-/* Marks in pending[i] (0/1) which of the event ids ids[0..n) are staged in a source transaction
- * not yet published (change tracking leaves those to the transaction's unit). */
-int capture_records_pending_has(struct capture_records *r, const char *side, const char *env, const char *const *ids, size_t n,
-			int *pending, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
-
-/* Frees an array of n strings; NULL-safe. */
-void capture_records_strings_free(char **v, size_t n);
 
 #endif

@@ -257,6 +257,7 @@ int app_settings_load(enum event_side side, const char *const *maps, size_t nmap
 	}
 	if (config_duration_ms("DW_CAPTURE_POLL_INTERVAL", 5000, 10, 86400000LL, &s->poll_ms, errbuf, errlen) != 0 ||
 	    config_bool("DW_CAPTURE_DELTA", 1, &s->delta, errbuf, errlen) != 0 ||
+	    config_duration_ms("DW_CAPTURE_DELTA_GRACE", 10000, 0, 3600000, &s->delta_grace_ms, errbuf, errlen) != 0 ||
 	    config_duration_ms("DW_CAPTURE_TXN_SETTLE", 200, 0, 60000, &s->settle_ms, errbuf, errlen) != 0 ||
 	    config_duration_ms("DW_CAPTURE_TXN_TIMEOUT", 10000, 1000, 900000, &s->txn_timeout_ms, errbuf, errlen) != 0 ||
 	    config_long("DW_CAPTURE_BODY_CAP", 1024 * 1024, 1024, 64L * 1024 * 1024, &body_cap, errbuf, errlen) != 0 ||
@@ -390,12 +391,20 @@ out:
 int app_publish(struct app *a, struct event *evs, size_t n, const int *alive, char *errbuf, size_t errlen)
 {
 	struct publish_unit *u = publish_unit_new();
-	int rc = PUBLISH_ERR;
-	char e[512];
 	if (!u) {
 		snprintf(errbuf, errlen, "out of memory");
 		return PUBLISH_ERR;
 	}
+	int rc = app_publish_unit(a, u, evs, n, alive, errbuf, errlen);
+	publish_unit_free(u);
+	return rc;
+}
+
+int app_publish_unit(struct app *a, struct publish_unit *u, struct event *evs, size_t n, const int *alive,
+		     char *errbuf, size_t errlen)
+{
+	int rc = PUBLISH_ERR;
+	char e[512];
 	for (size_t i = 0; i < n; i++) {
 		if (publish_unit_add(u, a->cfg->topic_prefix, &evs[i], e, sizeof(e)) != 0) {
 			snprintf(errbuf, errlen, "%s", e);
@@ -422,7 +431,6 @@ int app_publish(struct app *a, struct event *evs, size_t n, const int *alive, ch
 	}
 	rc = 0;
 out:
-	publish_unit_free(u);
 	return rc;
 }
 

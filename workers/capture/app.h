@@ -28,6 +28,7 @@ struct app_settings {
 	size_t ntables;
 	long long poll_ms;
 	int delta;              /* CE: poll change tracking */
+	long long delta_grace_ms; /* CE: recent rows wait this long for their webhooks (0: never) */
 	char *keys[APP_KEYS_MAX]; /* webhook keys (secrets) */
 	size_t nkeys;
 	char *key_header;       /* header carrying the key */
@@ -52,9 +53,11 @@ int app_settings_load(enum event_side side, const char *const *maps, size_t nmap
 void app_settings_free(struct app_settings *s);
 
 struct publish;
+struct publish_unit;
 struct capture_records;
 struct source;
 struct txn;
+struct ce_hold;
 struct metrics;
 struct metrics_family;
 struct httpd;
@@ -66,6 +69,7 @@ struct app {
 	struct capture_records *rec;
 	struct source *src;
 	struct txn *txn;
+	struct ce_hold *ce_hold; /* CE change tracking state between rounds */
 	struct metrics *metrics;
 	struct httpd *httpd;
 	struct metrics_family *m_events;   /* counter {table,op} */
@@ -84,6 +88,11 @@ struct app {
  */
 int app_publish(struct app *a, struct event *evs, size_t n, const int *alive, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* As app_publish, with the events added to u (borrowed), which may already hold other messages
+ * (they go out in the same Kafka transaction). */
+int app_publish_unit(struct app *a, struct publish_unit *u, struct event *evs, size_t n, const int *alive,
+		     char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Records published CE create/update events (see app_publish); used by the transaction flusher. */
 int app_confirm(struct app *a, const struct event *evs, size_t n, const int *alive, char *errbuf, size_t errlen)

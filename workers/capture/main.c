@@ -162,6 +162,12 @@ int main(int argc, char **argv)
 		rc = prc == PUBLISH_ERR_FATAL ? 3 : 1;
 		goto out;
 	}
+	if (once || a.set.nkeys == 0)
+		a.set.delta_grace_ms = 0; /* no webhook can come: change tracking publishes at once */
+	if (side == EVENT_SIDE_CE && ce_hold_new(&a.ce_hold) != 0) {
+		log_error("start-up failed", "reason", "out of memory");
+		goto out;
+	}
 	if (txn_new(&a, &a.txn, err, sizeof(err)) != 0) {
 		log_error("start-up failed", "reason", err);
 		goto out;
@@ -243,6 +249,7 @@ out:
 		httpd_stop(a.httpd); /* stop accepting; running handlers finish */
 	}
 	txn_free(a.txn);     /* staged transactions stay staged */
+	ce_hold_free(a.ce_hold); /* held rows: their links were not checkpointed */
 	publish_free(a.pub); /* flushes; nothing unconfirmed was checkpointed */
 	source_free(a.src);
 	oauth_free(oauth);
