@@ -885,5 +885,8 @@ int main(void)
 		cmocka_unit_test(test_txn_staged_in_kafka_survives_kill),
 		cmocka_unit_test(test_delta_waits_for_txn_webhooks),
 	};
+	const char *only = getenv("DW_TEST_FILTER"); /* e.g. `make valgrind` runs one scenario */
+	if (only && *only)
+		cmocka_set_test_filter(only);
 	return cmocka_run_group_tests(tests, setup_all, NULL);
 }

@@ -415,7 +415,11 @@ static int recover(struct txn *t, char *errbuf, size_t errlen)
 	long records = 0;
 	int left = np;
 	while (left > 0) {
-		if (now_ms() > deadline || *t->a->stop) {
+		if (*t->a->stop) {
+			snprintf(errbuf, errlen, "stopped while reading the staging topic %s", t->topic);
+			goto out;
+		}
+		if (now_ms() > deadline) {
 			snprintf(errbuf, errlen, "staging topic %s: not read to its end within %d s", t->topic,
 				 TXN_RECOVERY_MS / 1000);
 			goto out;
