@@ -58,6 +58,24 @@ static int reread(struct app *a, const struct capture_ce_table *t, const char *i
 
 /* ---- change tracking ---------------------------------------------------------------------- */
 
+/* Moves the events not marked in gone[0..m) (those are empty: cleared or moved away) to the front of
+ * evs, keeping alive[] in step; returns how many are left. */
+static long compact(struct event *evs, int *alive, long m, const int *gone)
+{
+	long k = 0;
+	for (long i = 0; i < m; i++) {
+		if (gone[i])
+			continue;
+		if (k != i) {
+			evs[k] = evs[i];
+			alive[k] = alive[i];
+			memset(&evs[i], 0, sizeof(evs[i]));
+		}
+		k++;
+	}
+	return k;
+}
+
 /* Builds the events of one delta page (entries of table t) into evs/alive; returns the count or -1. */
 static long page_events(struct app *a, const struct capture_ce_table *t, const struct capture_ce_delta *d,
 			struct event *evs, int *alive, char *errbuf, size_t errlen)
@@ -137,21 +155,11 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 			eids[i] = evs[i].id;
 		txn_staged(a->txn, eids, (size_t)m, pending);
 		free(eids);
-		long k = 0;
-		for (long i = 0; i < m; i++) {
-			if (pending[i]) {
+		for (long i = 0; i < m; i++)
+			if (pending[i])
 				event_clear(&evs[i]);
-				continue;
-			}
-			if (k != i) {
-				evs[k] = evs[i];
-				alive[k] = alive[i];
-				memset(&evs[i], 0, sizeof(evs[i]));
-			}
-			k++;
-		}
+		m = compact(evs, alive, m, pending);
 		free(pending);
-		m = k;
 	}
 out:
 	if (m < 0) {
@@ -400,19 +408,13 @@ static int poll_table(struct app *a, const struct capture_ce_table *t, struct ce
 			long m = evs && alive ? page_events(a, t, &d, evs, alive, err, sizeof(err)) : -1;
 			/* recent creates/updates wait for their webhooks (a transaction's rows then go out
 			 * in its unit, never alone first); the rest goes out now */
-			long k = 0;
 			long long now = wall_ms();
-			for (long i = 0; i < m; i++) {
-				if (grace > 0 && evs[i].op != EVENT_OP_DELETE && evs[i].source.ts > now - grace &&
-				    hold_row(ht, &evs[i], alive[i], evs[i].source.ts + grace) == 0)
-					continue;
-				if (k != i) {
-					evs[k] = evs[i];
-					alive[k] = alive[i];
-					memset(&evs[i], 0, sizeof(evs[i]));
-				}
-				k++;
-			}
+			int *held = calloc(d.n, sizeof(*held));
+			for (long i = 0; held && i < m; i++)
+				held[i] = grace > 0 && evs[i].op != EVENT_OP_DELETE && evs[i].source.ts > now - grace &&
+					  hold_row(ht, &evs[i], alive[i], evs[i].source.ts + grace) == 0;
+			long k = held ? compact(evs, alive, m, held) : m;
+			free(held);
 			int prc = m < 0 ? -1 : k == 0 ? 0 : app_publish(a, evs, (size_t)k, alive, err, sizeof(err));
 			for (long i = 0; i < m; i++)
 				event_clear(&evs[i]);
