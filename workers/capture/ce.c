@@ -506,6 +506,8 @@ void ce_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		return;
 	}
 	const struct capture_ce_table *t = &a->set.ce_tables[h.table];
+	if (h.in_transaction && h.correlation_id[0])
+		txn_note(a->txn, h.correlation_id);
 	if (h.action == CAPTURE_CE_HOOK_DELETE) {
 		if (app_complete_delete(a, &h.ev, h.id, err, sizeof(err)) != 0)
 			goto unavailable;

@@ -299,6 +299,8 @@ void fo_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		return;
 	}
 	const struct capture_fo_table *t = &a->set.fo_tables[n.table];
+	if (n.in_transaction && n.correlation_id[0])
+		txn_note(a->txn, n.correlation_id); /* the re-read below must not close the unit */
 	if (event_key_string(n.key, &record_id, err, sizeof(err)) != 0) {
 		bad = 1;
 		goto fail;

@@ -30,6 +30,7 @@ struct open_txn {
 	char id[TXN_ID_CAP + 1];
 	long long last_ms;  /* last event staged */
 	long long retry_ms; /* not before this time (after a failed publish) */
+	int inflight;       /* events of it being staged now: the unit is not closed meanwhile */
 	struct staged_ev *evs;
 	size_t n, cap;
 };
@@ -259,6 +260,8 @@ static void *flusher(void *arg)
 		char id[TXN_ID_CAP + 1];
 		int found = 0;
 		for (size_t i = 0; i < t->n; i++) {
+			if (t->open[i].inflight > 0)
+				continue;
 			long long due = t->open[i].last_ms + settle;
 			if (t->open[i].retry_ms > due)
 				due = t->open[i].retry_ms;
@@ -275,8 +278,12 @@ static void *flusher(void *arg)
 			int ok = flush_one(t, id) == 0;
 			pthread_mutex_lock(&t->mu);
 			struct open_txn *o = find_open(t, id, 0);
-			if (o && !ok)
+			if (o && !ok) {
 				o->retry_ms = now_ms() + 1000;
+			} else if (o && o->n == 0 && o->inflight == 0) {
+				open_clear(o); /* only noted (txn_note), nothing staged */
+				*o = t->open[--t->n];
+			}
 			continue;
 		}
 		struct timespec ts;
@@ -531,19 +538,40 @@ int txn_stage(struct txn *t, const struct event *ev, const char *txn_id, char *e
 	}
 	if ((rc = publish_unit_add_message(u, t->topic, key, text, len, ev->id, TXN_OP_STAGED, errbuf, errlen)) != 0)
 		goto out;
-	if ((rc = publish_send(t->a->pub, u, errbuf, errlen)) != 0)
-		goto out;
 	pthread_mutex_lock(&t->mu);
-	rc = add_staged(t, txn_id, ev->id, text, len, now_ms()) == 0 ? 0 : PUBLISH_ERR;
+	struct open_txn *o = find_open(t, txn_id, 1);
+	if (o)
+		o->inflight++;
+	pthread_mutex_unlock(&t->mu);
+	rc = publish_send(t->a->pub, u, errbuf, errlen);
+	pthread_mutex_lock(&t->mu);
+	o = find_open(t, txn_id, 1); /* may have moved */
+	if (o && o->inflight > 0)
+		o->inflight--;
+	if (rc == 0 && add_staged(t, txn_id, ev->id, text, len, now_ms()) != 0) {
+		rc = PUBLISH_ERR; /* staged in Kafka: the next start publishes it */
+		snprintf(errbuf, errlen, "out of memory");
+	} else if (o) {
+		o->last_ms = now_ms();
+	}
 	pthread_cond_signal(&t->cv);
 	pthread_mutex_unlock(&t->mu);
-	if (rc != 0) /* staged in Kafka: the next start publishes it */
-		snprintf(errbuf, errlen, "out of memory");
 out:
 	free(text);
 	free(key);
 	publish_unit_free(u);
 	return rc;
+}
+
+void txn_note(struct txn *t, const char *txn_id)
+{
+	if (!txn_id || strlen(txn_id) == 0 || strlen(txn_id) > TXN_ID_CAP)
+		return;
+	pthread_mutex_lock(&t->mu);
+	struct open_txn *o = find_open(t, txn_id, 1);
+	if (o)
+		o->last_ms = now_ms();
+	pthread_mutex_unlock(&t->mu);
 }
 
 void txn_staged(struct txn *t, const char *const *ids, size_t n, int *staged)

@@ -41,6 +41,12 @@ void txn_free(struct txn *t);
 int txn_stage(struct txn *t, const struct event *ev, const char *txn_id, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* Notes that an event of transaction txn_id has arrived (call as soon as the body is parsed): the
+ * settle window counts from the arrival of the last event, and a unit is never closed while one of
+ * its events is being staged (txn_stage), however long the re-read or the Kafka commit takes.
+ * Thread-safe. */
+void txn_note(struct txn *t, const char *txn_id);
+
 /* Marks in staged[i] (0/1) which of the event ids ids[0..n) are staged and not yet published
  * (change tracking leaves those to their transaction's unit). Thread-safe. */
 void txn_staged(struct txn *t, const char *const *ids, size_t n, int *staged);
