@@ -58,7 +58,7 @@ TEST_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRC:tests/%.c=$(BUIL
 	$(E2E_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all build deps test test-unit e2e up down demo clean lint format bench
+.PHONY: all build deps test test-unit e2e up down demo clean lint format bench valgrind
 .DEFAULT_GOAL := all
 # Keep object files between runs (they are intermediates of the pattern rules).
 .SECONDARY:
@@ -145,6 +145,11 @@ e2e: deps
 bench: deps
 	@$(MAKE) --no-print-directory SAN=0 build
 	@DW_BUILD=build/release tests/bench/run.sh
+
+# The capture program under valgrind (release build) through an integration scenario.
+valgrind: deps
+	@$(MAKE) --no-print-directory SAN=0 build
+	@tests/integration/capture_valgrind.sh
 
 up: deps build
 	@DW_BUILD=$(BUILD) deploy/local/stack.sh up

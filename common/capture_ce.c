@@ -228,7 +228,22 @@ fail:
 
 /* ---- rows -> events ----------------------------------------------------------------------- */
 
-/* The image: row without annotations and nulls, and without versionnumber (it is source.version). */
+/* Non-zero when s is exactly a calendar date "YYYY-MM-DD" (the Web API form of a date-only column). */
+static int is_date_only(const char *s)
+{
+	int y, m, d;
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' || digits(s, 4, &y) != 0 || digits(s + 5, 2, &m) != 0 ||
+	    digits(s + 8, 2, &d) != 0)
+		return 0;
+	return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/*
+ * The image: row without annotations and nulls, and without versionnumber (it is source.version).
+ * Date-only values ("YYYY-MM-DD", Edm.Date in Web API rows) become midnight UTC date-times
+ * ("YYYY-MM-DDT00:00:00Z"), the form a webhook image gives for the same column (its
+ * "/Date(ms)/" carries no type), so both paths give one image.
+ */
 static cJSON *row_image(const cJSON *row)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -239,7 +254,14 @@ static cJSON *row_image(const cJSON *row)
 	{
 		if (!it->string || strchr(it->string, '@') || cJSON_IsNull(it) || strcmp(it->string, "versionnumber") == 0)
 			continue;
-		cJSON *c = cJSON_Duplicate(it, 1);
+		cJSON *c;
+		if (cJSON_IsString(it) && is_date_only(it->valuestring)) {
+			char dt[24];
+			snprintf(dt, sizeof(dt), "%sT00:00:00Z", it->valuestring);
+			c = cJSON_CreateString(dt);
+		} else {
+			c = cJSON_Duplicate(it, 1);
+		}
 		if (!c) {
 			cJSON_Delete(o);
 			return NULL;

@@ -86,6 +86,54 @@ void publish_unit_free(struct publish_unit *u)
 	free(u);
 }
 
+/* The next (zeroed) message slot of u, not yet counted (u->n++ once filled); NULL when out of memory. */
+static struct pub_msg *unit_slot(struct publish_unit *u)
+{
+	if (u->n == u->cap) {
+		size_t ncap = u->cap ? u->cap * 2 : 16;
+		struct pub_msg *m = realloc(u->msgs, ncap * sizeof(*m));
+		if (!m)
+			return NULL;
+		u->msgs = m;
+		u->cap = ncap;
+	}
+	memset(&u->msgs[u->n], 0, sizeof(u->msgs[u->n]));
+	return &u->msgs[u->n];
+}
+
+int publish_unit_add_message(struct publish_unit *u, const char *topic, const char *key, const char *value,
+			     size_t value_len, const char *id, const char *op, char *err, size_t errlen)
+{
+	if (!u || !topic || !key || !value || strlen(topic) >= TOPIC_MAX || (id && strlen(id) != SHA256_HEX_LEN)) {
+		snprintf(err, errlen, "publish_unit_add_message: bad topic, key, value or id");
+		return PUBLISH_ERR_INVALID;
+	}
+	struct pub_msg *m = unit_slot(u);
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return PUBLISH_ERR_INVALID;
+	}
+	m->key = strdup(key);
+	m->value = malloc(value_len ? value_len : 1);
+	if (!m->key || !m->value) {
+		free(m->key);
+		free(m->value);
+		snprintf(err, errlen, "out of memory");
+		return PUBLISH_ERR_INVALID;
+	}
+	memcpy(m->value, value, value_len);
+	snprintf(m->topic, sizeof(m->topic), "%s", topic);
+	m->key_len = strlen(key);
+	m->value_len = value_len;
+	memset(m->id, '0', SHA256_HEX_LEN);
+	if (id)
+		memcpy(m->id, id, SHA256_HEX_LEN);
+	m->id[SHA256_HEX_LEN] = '\0';
+	m->op = op;
+	u->n++;
+	return 0;
+}
+
 size_t publish_unit_count(const struct publish_unit *u)
 {
 	return u ? u->n : 0;
@@ -129,18 +177,11 @@ int publish_unit_add(struct publish_unit *u, const char *prefix, const struct ev
 	}
 	for (char *c = table; *c; c++)
 		*c = (char)tolower((unsigned char)*c);
-	if (u->n == u->cap) {
-		size_t ncap = u->cap ? u->cap * 2 : 16;
-		struct pub_msg *m = realloc(u->msgs, ncap * sizeof(*m));
-		if (!m) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
-		u->msgs = m;
-		u->cap = ncap;
+	struct pub_msg *m = unit_slot(u);
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
-	struct pub_msg *m = &u->msgs[u->n];
-	memset(m, 0, sizeof(*m));
 	if (kafka_table_topic(prefix && *prefix ? prefix : "dw", table, m->topic, sizeof(m->topic), e,
 			      sizeof(e)) != 0) {
 		snprintf(err, errlen, "topic: %s", e);

@@ -105,6 +105,14 @@ void publish_unit_free(struct publish_unit *u);
 int publish_unit_add(struct publish_unit *u, const char *prefix, const struct event *ev, char *err,
 		     size_t errlen) __attribute__((warn_unused_result));
 
+/* Appends a message that is not a change event (e.g. capture's staging records) to u: topic, key
+ * and value[0..value_len) are copied; headers "dw-event-id" = id (64 hex; NULL: 64 zeros) and
+ * "dw-op" = op (a static string, or NULL for an empty header). Returns 0, or PUBLISH_ERR_INVALID
+ * with err (bad arguments, out of memory; u is unchanged then). */
+int publish_unit_add_message(struct publish_unit *u, const char *topic, const char *key, const char *value,
+			     size_t value_len, const char *id, const char *op, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* Number of events in u. */
 size_t publish_unit_count(const struct publish_unit *u);
 

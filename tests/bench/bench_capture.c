@@ -229,6 +229,10 @@ static pid_t start(const char *tag, const char *const *argv)
 	char out[1200], log[1200];
 	snprintf(out, sizeof(out), "%s/bench_capture.%s.out", state_dir, tag);
 	snprintf(log, sizeof(log), "%s/bench_capture.%s.log", state_dir, tag);
+	/* empty the log before the child exists: a reader must never see the last run's lines */
+	int t = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (t >= 0)
+		close(t);
 	pid_t pid = fork();
 	if (pid == 0) {
 		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);

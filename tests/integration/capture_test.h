@@ -203,6 +203,36 @@ static __attribute__((unused)) void ct_topic(const char *prefix, const char *sid
 	kafka_admin_free(a);
 }
 
+/* The whole file at path (at most 16 MiB) as a new string, or NULL. */
+static __attribute__((unused)) char *ct_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		size_t got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (got == 0 || cap >= ((size_t)16 << 20))
+			break;
+		if (n + 1 == cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	return buf;
+}
+
 /* ---- the capture child ----------------------------------------------------------------------- */
 
 struct ct_capture {
@@ -233,10 +263,22 @@ static __attribute__((unused)) struct ct_capture ct_capture_start(const char *si
 			close(fd);
 		}
 		const char *bin = harness_bin("capture");
+		/* DW_TEST_CAPTURE_WRAPPER (e.g. "valgrind --leak-check=full --error-exitcode=1", `make
+		 * valgrind`): words put before the program; its exit status is what the tests check */
+		const char *wrap = getenv("DW_TEST_CAPTURE_WRAPPER");
+		char *words = wrap && *wrap ? strdup(wrap) : NULL;
+		const char *args[32];
+		size_t na = 0;
+		char *save = NULL;
+		for (char *w = words ? strtok_r(words, " \t", &save) : NULL; w && na < 24; w = strtok_r(NULL, " \t", &save))
+			args[na++] = w;
+		args[na++] = bin;
+		args[na++] = "--side";
+		args[na++] = side;
 		if (once)
-			execl(bin, "capture", "--side", side, "--once", (char *)NULL);
-		else
-			execl(bin, "capture", "--side", side, (char *)NULL);
+			args[na++] = "--once";
+		args[na] = NULL;
+		execvp(args[0], (char *const *)args);
 		_exit(127);
 	}
 	if (once)

@@ -4,34 +4,12 @@
 # other settings). Prints TAP lines. Needs DW_BUILD, DW_KAFKA_BROKERS and DW_PG_DSN (tests/run.sh).
 set -uo pipefail
 ctl="${DW_BUILD:-build/release}/bin/ctl"
-n=0
-failed=0
 out=$(mktemp)
 errf=$(mktemp)
 db="dwt_ctl_$$_$(date +%s)"
 trap 'rm -f "$out" "$errf"; psql "$DW_PG_DSN" -qc "drop database if exists $db with (force)" >/dev/null 2>&1' EXIT
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	sed 's/^/# stdout: /' "$out"; sed 's/^/# stderr: /' "$errf"
-}
-# check NAME EXPECTED_RC GREP_PATTERN_ON_STDOUT+STDERR COMMAND...
-check() {
-	local name=$1 want=$2 pattern=$3
-	shift 3
-	"$@" >"$out" 2>"$errf" </dev/null
-	local rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "# $name: exit $rc, expected $want"
-		not_ok "$name"
-	elif [ -n "$pattern" ] && ! cat "$out" "$errf" | grep -qE -- "$pattern"; then
-		echo "# $name: output does not match /$pattern/"
-		not_ok "$name"
-	else
-		ok "$name"
-	fi
-}
+. "$(dirname "$0")/../lib/tap.sh"
 
 echo "1..17"
 check "ctl --help without environment" 0 "topics +create the per-table" env -i "$ctl" --help

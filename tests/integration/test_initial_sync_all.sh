@@ -6,33 +6,12 @@
 # (tests/run.sh, docs/demo.md). Prints TAP lines. Needs DW_BUILD, DW_KAFKA_BROKERS, DW_PG_DSN.
 set -uo pipefail
 ctl="${DW_BUILD:-build/release}/bin/ctl"
-n=0
-failed=0
 out=$(mktemp)
 errf=$(mktemp)
 maps=$(mktemp -d)
 trap 'rm -rf "$out" "$errf" "$maps"' EXIT
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	sed 's/^/# stdout: /' "$out"; sed 's/^/# stderr: /' "$errf"
-}
-check() { # NAME EXPECTED_RC PATTERN COMMAND...
-	local name=$1 want=$2 pattern=$3
-	shift 3
-	"$@" >"$out" 2>"$errf" </dev/null
-	local rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		echo "# $name: exit $rc, expected $want"
-		not_ok "$name"
-	elif [ -n "$pattern" ] && ! cat "$out" "$errf" | grep -qE -- "$pattern"; then
-		echo "# $name: output does not match /$pattern/"
-		not_ok "$name"
-	else
-		ok "$name"
-	fi
-}
+. "$(dirname "$0")/../lib/tap.sh"
 
 # A copy of the accounts map under another name, with dependencies.
 map_as() { # NAME DEPENDENCIES-JSON-ARRAY

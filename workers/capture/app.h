@@ -28,6 +28,7 @@ struct app_settings {
 	size_t ntables;
 	long long poll_ms;
 	int delta;              /* CE: poll change tracking */
+	long long delta_grace_ms; /* CE: recent rows wait this long for their webhooks (0: never) */
 	char *keys[APP_KEYS_MAX]; /* webhook keys (secrets) */
 	size_t nkeys;
 	char *key_header;       /* header carrying the key */
@@ -35,20 +36,28 @@ struct app_settings {
 	long long settle_ms;
 	long long txn_timeout_ms;
 	char *transactional_id;
+	char tables_from[320];  /* "DW_CAPTURE_TABLES" or "maps in <dir>" (startup log) */
+	char tables_list[4096]; /* the tables, DW_CAPTURE_TABLES syntax (startup log; may be cut) */
 };
 
-/* Loads every capture setting for `side` from the environment (docs/capture.md). Returns 0, or -1
- * with errbuf naming the variable; *s is then cleared. */
-int app_settings_load(enum event_side side, struct app_settings *s, char *errbuf, size_t errlen)
+/* Loads every capture setting for `side` from the environment (docs/capture.md). The tables come
+ * from DW_CAPTURE_TABLES when it is set (override), else from the maps: maps[0..nmaps) (names in
+ * DW_MAPS_DIR, default schemas/maps) or, when nmaps is 0, every map there, keeping those whose
+ * direction carries changes from this side. Returns 0, or -1 with errbuf naming the variable or map;
+ * *s is then cleared. */
+int app_settings_load(enum event_side side, const char *const *maps, size_t nmaps, struct app_settings *s,
+		      char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /* Frees what app_settings_load allocated; NULL-safe. */
 void app_settings_free(struct app_settings *s);
 
 struct publish;
-struct records;
+struct publish_unit;
+struct capture_records;
 struct source;
 struct txn;
+struct ce_hold;
 struct metrics;
 struct metrics_family;
 struct httpd;
@@ -57,9 +66,10 @@ struct app {
 	const struct config_common *cfg;
 	struct app_settings set;
 	struct publish *pub;
-	struct records *rec;
+	struct capture_records *rec;
 	struct source *src;
 	struct txn *txn;
+	struct ce_hold *ce_hold; /* CE change tracking state between rounds */
 	struct metrics *metrics;
 	struct httpd *httpd;
 	struct metrics_family *m_events;   /* counter {table,op} */
@@ -78,6 +88,11 @@ struct app {
  */
 int app_publish(struct app *a, struct event *evs, size_t n, const int *alive, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* As app_publish, with the events added to u (borrowed), which may already hold other messages
+ * (they go out in the same Kafka transaction). */
+int app_publish_unit(struct app *a, struct publish_unit *u, struct event *evs, size_t n, const int *alive,
+		     char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Records published CE create/update events (see app_publish); used by the transaction flusher. */
 int app_confirm(struct app *a, const struct event *evs, size_t n, const int *alive, char *errbuf, size_t errlen)

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 #include "source.h"
 #include "txn.h"
 
@@ -58,13 +58,31 @@ static int reread(struct app *a, const struct capture_ce_table *t, const char *i
 
 /* ---- change tracking ---------------------------------------------------------------------- */
 
+/* Moves the events not marked in gone[0..m) (those are empty: cleared or moved away) to the front of
+ * evs, keeping alive[] in step; returns how many are left. */
+static long compact(struct event *evs, int *alive, long m, const int *gone)
+{
+	long k = 0;
+	for (long i = 0; i < m; i++) {
+		if (gone[i])
+			continue;
+		if (k != i) {
+			evs[k] = evs[i];
+			alive[k] = alive[i];
+			memset(&evs[i], 0, sizeof(evs[i]));
+		}
+		k++;
+	}
+	return k;
+}
+
 /* Builds the events of one delta page (entries of table t) into evs/alive; returns the count or -1. */
 static long page_events(struct app *a, const struct capture_ce_table *t, const struct capture_ce_delta *d,
 			struct event *evs, int *alive, char *errbuf, size_t errlen)
 {
 	struct capture_ce_ctx ctx = { a->set.env, a->set.own_user };
 	const char **ids = calloc(d->n ? d->n : 1, sizeof(*ids));
-	struct records_state *st = calloc(d->n ? d->n : 1, sizeof(*st));
+	struct capture_records_state *st = calloc(d->n ? d->n : 1, sizeof(*st));
 	long m = -1;
 	char e[512];
 	if (!ids || !st) {
@@ -73,7 +91,7 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 	}
 	for (size_t i = 0; i < d->n; i++)
 		ids[i] = d->entries[i].id;
-	if (records_state(a->rec, "ce", a->set.env, t->logical, ids, d->n, st, errbuf, errlen) != 0)
+	if (capture_records_state(a->rec, "ce", a->set.env, t->logical, ids, d->n, st, errbuf, errlen) != 0)
 		goto out;
 	m = 0;
 	for (size_t i = 0; i < d->n; i++) {
@@ -135,28 +153,13 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 		}
 		for (long i = 0; i < m; i++)
 			eids[i] = evs[i].id;
-		int r = records_pending_has(a->rec, "ce", a->set.env, eids, (size_t)m, pending, errbuf, errlen);
+		txn_staged(a->txn, eids, (size_t)m, pending);
 		free(eids);
-		if (r != 0) {
-			free(pending);
-			m = -1;
-			goto out;
-		}
-		long k = 0;
-		for (long i = 0; i < m; i++) {
-			if (pending[i]) {
+		for (long i = 0; i < m; i++)
+			if (pending[i])
 				event_clear(&evs[i]);
-				continue;
-			}
-			if (k != i) {
-				evs[k] = evs[i];
-				alive[k] = alive[i];
-				memset(&evs[i], 0, sizeof(evs[i]));
-			}
-			k++;
-		}
+		m = compact(evs, alive, m, pending);
 		free(pending);
-		m = k;
 	}
 out:
 	if (m < 0) {
@@ -168,23 +171,218 @@ out:
 	return m;
 }
 
+/* ---- holding recent rows back for their webhooks (docs/capture.md "Source transactions") ------ */
+
+struct held_row {
+	struct event ev;
+	int alive;
+	long long until_ms;     /* wall clock: published alone after this, unless a webhook took it */
+	unsigned long long seq; /* order in which rows were held */
+};
+
+struct held_link {
+	unsigned long long seq; /* rows held up to this page have seq <= this */
+	char *link;             /* the link after that page */
+};
+
+struct ce_hold_table {
+	struct held_row *rows;
+	size_t n, cap;
+	struct held_link *links;
+	size_t nlinks, caplinks;
+	unsigned long long seq;
+	char *link; /* where the next poll continues (NULL: from the checkpoint) */
+};
+
+struct ce_hold {
+	struct ce_hold_table t[APP_TABLES_MAX];
+};
+
+int ce_hold_new(struct ce_hold **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -1;
+}
+
+void ce_hold_free(struct ce_hold *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < APP_TABLES_MAX; i++) {
+		struct ce_hold_table *t = &h->t[i];
+		for (size_t j = 0; j < t->n; j++)
+			event_clear(&t->rows[j].ev);
+		for (size_t j = 0; j < t->nlinks; j++)
+			free(t->links[j].link);
+		free(t->rows);
+		free(t->links);
+		free(t->link);
+	}
+	free(h);
+}
+
+/* Moves *ev into the held rows of ht (ev is cleared); an event id already held is kept once.
+ * Returns 0 or -1 when out of memory (ev untouched then). */
+static int hold_row(struct ce_hold_table *ht, struct event *ev, int alive, long long until)
+{
+	for (size_t i = 0; i < ht->n; i++) {
+		if (strcmp(ht->rows[i].ev.id, ev->id) == 0) {
+			event_clear(ev);
+			return 0;
+		}
+	}
+	if (ht->n == ht->cap) {
+		size_t nc = ht->cap ? ht->cap * 2 : 64;
+		struct held_row *r = realloc(ht->rows, nc * sizeof(*r));
+		if (!r)
+			return -1;
+		ht->rows = r;
+		ht->cap = nc;
+	}
+	ht->rows[ht->n] = (struct held_row){ .ev = *ev, .alive = alive, .until_ms = until, .seq = ++ht->seq };
+	memset(ev, 0, sizeof(*ev));
+	ht->n++;
+	return 0;
+}
+
+/* Notes the link after a page (its held rows have seq <= ht->seq). Returns 0 or -1 (memory). */
+static int hold_link(struct ce_hold_table *ht, const char *link)
+{
+	char *copy = strdup(link);
+	if (!copy)
+		return -1;
+	if (ht->nlinks == ht->caplinks) {
+		size_t nc = ht->caplinks ? ht->caplinks * 2 : 16;
+		struct held_link *l = realloc(ht->links, nc * sizeof(*l));
+		if (!l) {
+			free(copy);
+			return -1;
+		}
+		ht->links = l;
+		ht->caplinks = nc;
+	}
+	ht->links[ht->nlinks++] = (struct held_link){ ht->seq, copy };
+	free(ht->link);
+	ht->link = strdup(link);
+	return ht->link ? 0 : -1;
+}
+
+/* Checkpoints the newest link no held row is older than. Returns 0 or -1 with err. */
+static int hold_checkpoint(struct app *a, const struct capture_ce_table *t, struct ce_hold_table *ht, char *err,
+			   size_t errlen)
+{
+	unsigned long long min = ~0ULL;
+	for (size_t i = 0; i < ht->n; i++)
+		if (ht->rows[i].seq < min)
+			min = ht->rows[i].seq;
+	size_t k = ht->nlinks;
+	while (k > 0 && ht->links[k - 1].seq >= min)
+		k--;
+	if (k == 0)
+		return 0;
+	if (capture_records_checkpoint_set(a->rec, "ce", a->set.env, t->logical, "delta", ht->links[k - 1].link, err,
+					   errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < k; i++)
+		free(ht->links[i].link);
+	memmove(ht->links, ht->links + k, (ht->nlinks - k) * sizeof(*ht->links));
+	ht->nlinks -= k;
+	return 0;
+}
+
+/* Publishes the held rows whose time is up and that no webhook captured meanwhile (neither staged
+ * in a source transaction nor recorded at their version). Returns 0 or -1 with err. */
+static int hold_release(struct app *a, const struct capture_ce_table *t, struct ce_hold_table *ht, char *err,
+			size_t errlen)
+{
+	long long now = wall_ms();
+	size_t due = 0;
+	for (size_t i = 0; i < ht->n; i++)
+		due += ht->rows[i].until_ms <= now || *a->stop;
+	if (due == 0 || *a->stop)
+		return 0;
+	int rc = -1;
+	const char **eids = calloc(ht->n, sizeof(*eids)), **rids = calloc(ht->n, sizeof(*rids));
+	char (*rbuf)[CAPTURE_GUID_LEN + 1] = calloc(ht->n, sizeof(*rbuf));
+	int *staged = calloc(ht->n, sizeof(*staged));
+	struct capture_records_state *st = calloc(ht->n, sizeof(*st));
+	struct event *out = calloc(ht->n, sizeof(*out));
+	int *alive = calloc(ht->n, sizeof(*alive));
+	size_t m = 0, nd = 0;
+	size_t *idx = calloc(ht->n, sizeof(*idx));
+	if (!eids || !rids || !rbuf || !staged || !st || !out || !alive || !idx) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ht->n; i++) {
+		if (ht->rows[i].until_ms > now)
+			continue;
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(ht->rows[i].ev.key, t->id_field);
+		snprintf(rbuf[nd], sizeof(rbuf[nd]), "%s", cJSON_IsString(id) ? id->valuestring : "");
+		rids[nd] = rbuf[nd];
+		eids[nd] = ht->rows[i].ev.id;
+		idx[nd++] = i;
+	}
+	txn_staged(a->txn, eids, nd, staged);
+	if (capture_records_state(a->rec, "ce", a->set.env, t->logical, rids, nd, st, err, errlen) != 0)
+		goto out;
+	for (size_t j = 0; j < nd; j++) {
+		const struct event *ev = &ht->rows[idx[j]].ev;
+		if (staged[j] || (st[j].known && (st[j].version >= ev->source.version || st[j].deleted > ev->source.version)))
+			continue; /* a webhook (or its transaction's unit) has it */
+		out[m] = *ev; /* shallow: published from the held copy */
+		alive[m] = ht->rows[idx[j]].alive;
+		m++;
+	}
+	if (m > 0 && app_publish(a, out, m, alive, err, errlen) != 0)
+		goto out;
+	/* drop the released rows (published or taken by a webhook) */
+	size_t k = 0;
+	for (size_t i = 0; i < ht->n; i++) {
+		if (ht->rows[i].until_ms <= now)
+			event_clear(&ht->rows[i].ev);
+		else
+			ht->rows[k++] = ht->rows[i];
+	}
+	ht->n = k;
+	rc = 0;
+out:
+	free(eids);
+	free(rids);
+	free(rbuf);
+	free(staged);
+	free(st);
+	free(out);
+	free(alive);
+	free(idx);
+	return rc;
+}
+
 /* Polls one table until its latest page. Returns 0 or -1. */
-static int poll_table(struct app *a, const struct capture_ce_table *t)
+static int poll_table(struct app *a, const struct capture_ce_table *t, struct ce_hold_table *ht)
 {
 	char err[1024];
 	char *pos = NULL;
 	int rc = -1;
 	int initial = 0;
 	char *link = NULL;
+	long long grace = a->set.delta_grace_ms;
 
-	if (records_checkpoint_get(a->rec, "ce", a->set.env, t->logical, "delta", &pos, err, sizeof(err)) != 0)
+	if (hold_release(a, t, ht, err, sizeof(err)) != 0 || hold_checkpoint(a, t, ht, err, sizeof(err)) != 0)
 		goto fail;
-	if (!pos) {
-		initial = 1;
-		link = strdup(t->set);
+	if (ht->link) {
+		link = strdup(ht->link);
 	} else {
-		link = pos;
-		pos = NULL;
+		if (capture_records_checkpoint_get(a->rec, "ce", a->set.env, t->logical, "delta", &pos, err,
+						   sizeof(err)) != 0)
+			goto fail;
+		if (!pos) {
+			initial = 1;
+			link = strdup(t->set);
+		} else {
+			link = pos;
+			pos = NULL;
+		}
 	}
 	if (!link) {
 		snprintf(err, sizeof(err), "out of memory");
@@ -208,7 +406,16 @@ static int poll_table(struct app *a, const struct capture_ce_table *t)
 			struct event *evs = calloc(d.n, sizeof(*evs));
 			int *alive = calloc(d.n, sizeof(*alive));
 			long m = evs && alive ? page_events(a, t, &d, evs, alive, err, sizeof(err)) : -1;
-			int prc = m < 0 ? -1 : m == 0 ? 0 : app_publish(a, evs, (size_t)m, alive, err, sizeof(err));
+			/* recent creates/updates wait for their webhooks (a transaction's rows then go out
+			 * in its unit, never alone first); the rest goes out now */
+			long long now = wall_ms();
+			int *held = calloc(d.n, sizeof(*held));
+			for (long i = 0; held && i < m; i++)
+				held[i] = grace > 0 && evs[i].op != EVENT_OP_DELETE && evs[i].source.ts > now - grace &&
+					  hold_row(ht, &evs[i], alive[i], evs[i].source.ts + grace) == 0;
+			long k = held ? compact(evs, alive, m, held) : m;
+			free(held);
+			int prc = m < 0 ? -1 : k == 0 ? 0 : app_publish(a, evs, (size_t)k, alive, err, sizeof(err));
 			for (long i = 0; i < m; i++)
 				event_clear(&evs[i]);
 			free(evs);
@@ -227,10 +434,16 @@ static int poll_table(struct app *a, const struct capture_ce_table *t)
 			goto fail;
 		}
 		/* during the first read only the final delta link is worth keeping */
-		if ((!initial || !more) &&
-		    records_checkpoint_set(a->rec, "ce", a->set.env, t->logical, "delta", nl, err, sizeof(err)) != 0) {
-			free(nl);
-			goto fail;
+		if (!initial || !more) {
+			if (hold_link(ht, nl) != 0) {
+				free(nl);
+				snprintf(err, sizeof(err), "out of memory");
+				goto fail;
+			}
+			if (hold_checkpoint(a, t, ht, err, sizeof(err)) != 0) {
+				free(nl);
+				goto fail;
+			}
 		}
 		if (initial && !more)
 			log_info("change tracking started; nothing published for the existing rows", "table", t->set);
@@ -254,7 +467,7 @@ int ce_poll_round(struct app *a)
 	int rc = 0;
 	for (size_t i = 0; i < a->set.ntables && !*a->stop; i++) {
 		const struct capture_ce_table *t = &a->set.ce_tables[i];
-		if (poll_table(a, t) != 0)
+		if (poll_table(a, t, &a->ce_hold->t[i]) != 0)
 			rc = -1;
 		else {
 			const char *lv[] = { t->logical };
@@ -293,15 +506,17 @@ void ce_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		return;
 	}
 	const struct capture_ce_table *t = &a->set.ce_tables[h.table];
+	if (h.in_transaction && h.correlation_id[0])
+		txn_note(a->txn, h.correlation_id);
 	if (h.action == CAPTURE_CE_HOOK_DELETE) {
 		if (app_complete_delete(a, &h.ev, h.id, err, sizeof(err)) != 0)
 			goto unavailable;
 	} else {
 		int need_read = h.action == CAPTURE_CE_HOOK_REREAD;
 		if (!need_read) {
-			struct records_state st;
+			struct capture_records_state st;
 			const char *ids[] = { h.id };
-			if (records_state(a->rec, "ce", a->set.env, t->logical, ids, 1, &st, err, sizeof(err)) != 0)
+			if (capture_records_state(a->rec, "ce", a->set.env, t->logical, ids, 1, &st, err, sizeof(err)) != 0)
 				goto unavailable;
 			need_read = st.known && st.deleted; /* a late change of a deleted row, or a re-creation */
 		}
@@ -327,7 +542,12 @@ void ce_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		}
 	}
 	if (h.in_transaction && h.correlation_id[0]) {
-		if (txn_stage(a->txn, &h.ev, h.correlation_id, err, sizeof(err)) != 0)
+		int src = txn_stage(a->txn, &h.ev, h.correlation_id, err, sizeof(err));
+		if (src == PUBLISH_ERR_INVALID) {
+			hook_reply(a, resp, 400, "bad_request", NULL, 0, err, t0);
+			goto out;
+		}
+		if (src != 0)
 			goto unavailable;
 		hook_reply(a, resp, 202, "staged", "staged", 1, NULL, t0);
 		goto out;

@@ -13,7 +13,7 @@
 #include "log.h"
 #include "odata.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 #include "sha256.h"
 #include "source.h"
 #include "txn.h"
@@ -67,7 +67,7 @@ static int row_event(struct app *a, const struct capture_fo_table *t, const cJSO
 	pthread_mutex_t *mu = locked ? NULL : stripe(keystr);
 	if (mu)
 		pthread_mutex_lock(mu);
-	int vr = records_fo_version(a->rec, a->set.env, t->set, keystr, keyjson, hash,
+	int vr = capture_records_fo_version(a->rec, a->set.env, t->set, keystr, keyjson, hash,
 				    cJSON_IsString(mod) ? mod->valuestring : NULL, &version, errbuf, errlen);
 	if (mu)
 		pthread_mutex_unlock(mu);
@@ -149,7 +149,7 @@ static int poll_table(struct app *a, const struct capture_fo_table *t)
 	cJSON *doc = NULL;
 
 	memset(&resp, 0, sizeof(resp));
-	if (records_checkpoint_get(a->rec, "fo", a->set.env, t->set, "watermark", &wm, err, sizeof(err)) != 0)
+	if (capture_records_checkpoint_get(a->rec, "fo", a->set.env, t->set, "watermark", &wm, err, sizeof(err)) != 0)
 		goto fail;
 	if (!wm) {
 		/* first start: the newest modified time is the watermark; nothing is published */
@@ -168,7 +168,7 @@ static int poll_table(struct app *a, const struct capture_fo_table *t)
 		const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "value"), 0);
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(first, t->modified);
 		const char *start = cJSON_IsString(m) ? m->valuestring : "1900-01-01T00:00:00Z";
-		if (records_checkpoint_set(a->rec, "fo", a->set.env, t->set, "watermark", start, err, sizeof(err)) != 0)
+		if (capture_records_checkpoint_set(a->rec, "fo", a->set.env, t->set, "watermark", start, err, sizeof(err)) != 0)
 			goto fail;
 		log_info("modified-time polling started; nothing published for the existing rows", "table", t->set,
 			 "watermark", start);
@@ -233,7 +233,7 @@ static int poll_table(struct app *a, const struct capture_fo_table *t)
 		if (prc != 0)
 			goto fail;
 		if (maxmod && strcmp(maxmod, wm) > 0 &&
-		    records_checkpoint_set(a->rec, "fo", a->set.env, t->set, "watermark", maxmod, err, sizeof(err)) != 0)
+		    capture_records_checkpoint_set(a->rec, "fo", a->set.env, t->set, "watermark", maxmod, err, sizeof(err)) != 0)
 			goto fail;
 		const cJSON *nl = cJSON_GetObjectItemCaseSensitive(doc, "@odata.nextLink");
 		free(url);
@@ -299,6 +299,8 @@ void fo_webhook(void *arg, const struct httpd_request *req, struct httpd_respons
 		return;
 	}
 	const struct capture_fo_table *t = &a->set.fo_tables[n.table];
+	if (n.in_transaction && n.correlation_id[0])
+		txn_note(a->txn, n.correlation_id); /* the re-read below must not close the unit */
 	if (event_key_string(n.key, &record_id, err, sizeof(err)) != 0) {
 		bad = 1;
 		goto fail;

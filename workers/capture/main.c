@@ -16,7 +16,7 @@
 #include "metrics.h"
 #include "oauth.h"
 #include "publish.h"
-#include "records.h"
+#include "capture_records.h"
 #include "source.h"
 #include "txn.h"
 
@@ -32,9 +32,11 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: capture --side ce|fo [--once]\n\n"
+	fprintf(out, "usage: capture --side ce|fo [--map NAME]... [--once]\n\n"
 		     "Captures the changes of one side (Dataverse \"ce\" or Finance & Operations \"fo\") and\n"
-		     "publishes them as change events to Kafka. --once polls every table one time and exits.\n"
+		     "publishes them as change events to Kafka. The tables are those of the maps (--map NAME,\n"
+		     "else every map in DW_MAPS_DIR, default schemas/maps) that carry changes from the side;\n"
+		     "DW_CAPTURE_TABLES, when set, overrides them. --once polls every table one time and exits.\n"
 		     "Settings come from the environment; see docs/capture.md.\n");
 }
 
@@ -74,6 +76,8 @@ static int metrics_setup(struct app *a, char *err, size_t errlen)
 int main(int argc, char **argv)
 {
 	const char *side_arg = NULL;
+	const char *maps[APP_TABLES_MAX];
+	size_t nmaps = 0;
 	int once = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -83,6 +87,8 @@ int main(int argc, char **argv)
 			side_arg = argv[++i];
 		} else if (strncmp(argv[i], "--side=", 7) == 0) {
 			side_arg = argv[i] + 7;
+		} else if (strcmp(argv[i], "--map") == 0 && i + 1 < argc && nmaps < APP_TABLES_MAX) {
+			maps[nmaps++] = argv[++i];
 		} else if (strcmp(argv[i], "--once") == 0) {
 			once = 1;
 		} else {
@@ -118,11 +124,12 @@ int main(int argc, char **argv)
 	}
 	log_init("capture", (enum log_level)cfg.log_level);
 	a.cfg = &cfg;
-	if (app_settings_load((enum event_side)side, &a.set, err, sizeof(err)) != 0 ||
+	if (app_settings_load((enum event_side)side, maps, nmaps, &a.set, err, sizeof(err)) != 0 ||
 	    oauth_config_load(a.set.side_upper, &ocfg, err, sizeof(err)) != 0) {
 		log_error("configuration invalid", "reason", err);
 		goto out;
 	}
+	log_info("capturing tables", "from", a.set.tables_from, "tables", a.set.tables_list);
 	if (a.set.nkeys == 0 && !once)
 		log_warn("DW_CAPTURE_WEBHOOK_KEY is not set: every webhook post is answered 401");
 
@@ -134,7 +141,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (records_new(cfg.pg_dsn, 8, &a.rec, err, sizeof(err)) != 0) {
+	if (capture_records_new(cfg.pg_dsn, 8, &a.rec, err, sizeof(err)) != 0) {
 		log_error("PostgreSQL unavailable", "reason", err);
 		goto out;
 	}
@@ -153,6 +160,12 @@ int main(int argc, char **argv)
 	if (prc != 0) {
 		log_error("Kafka producer unavailable", "reason", err);
 		rc = prc == PUBLISH_ERR_FATAL ? 3 : 1;
+		goto out;
+	}
+	if (once || a.set.nkeys == 0)
+		a.set.delta_grace_ms = 0; /* no webhook can come: change tracking publishes at once */
+	if (side == EVENT_SIDE_CE && ce_hold_new(&a.ce_hold) != 0) {
+		log_error("start-up failed", "reason", "out of memory");
 		goto out;
 	}
 	if (txn_new(&a, &a.txn, err, sizeof(err)) != 0) {
@@ -236,11 +249,12 @@ out:
 		httpd_stop(a.httpd); /* stop accepting; running handlers finish */
 	}
 	txn_free(a.txn);     /* staged transactions stay staged */
+	ce_hold_free(a.ce_hold); /* held rows: their links were not checkpointed */
 	publish_free(a.pub); /* flushes; nothing unconfirmed was checkpointed */
 	source_free(a.src);
 	oauth_free(oauth);
 	oauth_config_free(&ocfg);
-	records_free(a.rec);
+	capture_records_free(a.rec);
 	httpd_free(a.httpd);
 	httpd_config_free(&hcfg);
 	metrics_free(a.metrics);

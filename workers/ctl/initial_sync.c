@@ -19,6 +19,7 @@
 
 #include "capture_ce.h"
 #include "capture_fo.h"
+#include "capture_records.h"
 #include "config.h"
 #include "ctl.h"
 #include "event.h"
@@ -351,17 +352,6 @@ out:
 
 /* ---- checkpoint -------------------------------------------------------------------------- */
 
-static const char *const CHECKPOINT_SELECT =
-	"SELECT position FROM dw_capture_checkpoint WHERE side = $1 AND environment = $2 AND entity = $3 "
-	"AND kind = 'initial_sync'";
-static const char *const CHECKPOINT_UPSERT =
-	"INSERT INTO dw_capture_checkpoint (side, environment, entity, kind, position) "
-	"VALUES ($1, $2, $3, 'initial_sync', $4) ON CONFLICT (side, environment, entity, kind) "
-	"DO UPDATE SET position = EXCLUDED.position, updated_at = now()";
-static const char *const CHECKPOINT_DELETE =
-	"DELETE FROM dw_capture_checkpoint WHERE side = $1 AND environment = $2 AND entity = $3 "
-	"AND kind = 'initial_sync'";
-
 /* The saved position: {"next":"<url>","rows":N,"pages":N} while running, {"done":true,...} after. */
 struct position {
 	int found;
@@ -372,21 +362,20 @@ struct position {
 
 static int checkpoint_load(struct sync *s, struct position *pos, char *err, size_t errlen)
 {
-	const char *params[] = { s->table.side_name, s->env, s->table.entity };
-	PGresult *res = NULL;
+	char *text = NULL;
 	int rc = -1;
 	memset(pos, 0, sizeof(*pos));
 	cJSON *j = NULL;
 	char e[1024];
-	if (store_exec(s->pg, CHECKPOINT_SELECT, 3, params, &res, e, sizeof(e)) != 0) {
+	if (capture_records_checkpoint_load(s->pg, s->table.side_name, s->env, s->table.entity, "initial_sync", &text,
+					    e, sizeof(e)) != 0) {
 		snprintf(err, errlen, "reading the checkpoint: %s", e);
 		goto out;
 	}
-	if (PQntuples(res) == 0) {
+	if (!text) {
 		rc = 0;
 		goto out;
 	}
-	const char *text = PQgetvalue(res, 0, 0);
 	j = cJSON_ParseWithLength(text, strlen(text));
 	const cJSON *done = cJSON_GetObjectItemCaseSensitive(j, "done");
 	const cJSON *next = cJSON_GetObjectItemCaseSensitive(j, "next");
@@ -414,7 +403,7 @@ static int checkpoint_load(struct sync *s, struct position *pos, char *err, size
 	rc = 0;
 out:
 	cJSON_Delete(j);
-	PQclear(res);
+	free(text);
 	return rc;
 }
 
@@ -437,9 +426,9 @@ static int checkpoint_save(struct sync *s, const char *next, char *err, size_t e
 	text = cJSON_PrintUnformatted(j);
 	if (!text)
 		goto oom;
-	const char *params[] = { s->table.side_name, s->env, s->table.entity, text };
 	char e[1024];
-	if (store_exec(s->pg, CHECKPOINT_UPSERT, 4, params, NULL, e, sizeof(e)) != 0) {
+	if (capture_records_checkpoint_save(s->pg, s->table.side_name, s->env, s->table.entity, "initial_sync", text, e,
+					    sizeof(e)) != 0) {
 		snprintf(err, errlen, "saving the checkpoint: %.900s", e);
 		goto out;
 	}
@@ -533,7 +522,7 @@ static long long count_rows(struct sync *s)
 
 /*
  * Versions and keys come from capture's own builders (capture_ce.h, capture_fo.h) and capture's
- * record table (dw_capture_record, schemas/sql/002_capture.sql), used with the same rules as the
+ * record table (dw_capture_record, through capture_records.h), used with the same rules as the
  * capture program (docs/capture.md), so a snapshot of a row state has the id capture gives that
  * state:
  *  - CE: version = versionnumber. After the page's commit the rows are recorded (last key and
@@ -543,34 +532,6 @@ static long long count_rows(struct sync *s)
  *    image -> last + 1 (1 for a record capture never saw), assigned and stored before publishing,
  *    exactly as capture does after a re-read; one statement per page.
  */
-static const char *const RECORDS_CE_CONFIRM =
-	"WITH x AS (SELECT DISTINCT ON (id) id, key, version "
-	"  FROM jsonb_to_recordset($4::jsonb) AS t(id text, key jsonb, version bigint) ORDER BY id, version DESC) "
-	"INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version) "
-	"SELECT $1, $2, $3, x.id, x.key, x.version FROM x "
-	"ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
-	"record_key = CASE WHEN EXCLUDED.version >= r.version THEN EXCLUDED.record_key ELSE r.record_key END, "
-	"version = GREATEST(r.version, EXCLUDED.version), "
-	"deleted_version = CASE WHEN r.deleted_version IS NOT NULL AND EXCLUDED.version > r.deleted_version "
-	"  THEN NULL ELSE r.deleted_version END, "
-	"updated_at = now()";
-static const char *const RECORDS_FO_VERSIONS =
-	"WITH x0 AS (SELECT * FROM jsonb_to_recordset($3::jsonb) "
-	"  AS t(i int, id text, key jsonb, hash text, modified text)), "
-	"x AS (SELECT DISTINCT ON (id) id, key, hash, modified FROM x0 ORDER BY id, i DESC), "
-	"up AS (INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
-	"  content_hash, source_modified) SELECT 'fo', $1, $2, x.id, x.key, 1, x.hash, x.modified FROM x "
-	"  ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
-	"  version = CASE WHEN r.content_hash = EXCLUDED.content_hash AND r.deleted_version IS NULL "
-	"    THEN r.version ELSE GREATEST(r.version, COALESCE(r.deleted_version, 0)) + 1 END, "
-	"  content_hash = EXCLUDED.content_hash, record_key = EXCLUDED.record_key, deleted_version = NULL, "
-	"  source_modified = COALESCE(EXCLUDED.source_modified, r.source_modified), updated_at = now() "
-	"  WHERE r.source_modified IS NULL OR EXCLUDED.source_modified IS NULL OR "
-	"    NOT (EXCLUDED.source_modified < r.source_modified OR "
-	"         (r.deleted_version IS NOT NULL AND EXCLUDED.source_modified <= r.source_modified)) "
-	"  RETURNING record_id, version) "
-	"SELECT x0.i, up.version FROM x0 JOIN up ON up.record_id = x0.id";
-
 /* CE: one snapshot event per row into u; the rows' {id, key, version} into records. */
 static int ce_page_unit(struct sync *s, cJSON *value, struct publish_unit *u, cJSON *records, char *err,
 			size_t errlen)
@@ -666,8 +627,7 @@ static int fo_page_unit(struct sync *s, cJSON *value, struct publish_unit *u, ch
 	if (n > 0) {
 		if (!(text = cJSON_PrintUnformatted(in)))
 			goto oom;
-		const char *params[] = { s->env, s->table.entity, text };
-		if (store_exec(s->pg, RECORDS_FO_VERSIONS, 3, params, &res, e, sizeof(e)) != 0) {
+		if (capture_records_fo_versions_json(s->pg, s->env, s->table.entity, text, &res, e, sizeof(e)) != 0) {
 			snprintf(err, errlen, "assigning versions: %s", e);
 			goto out;
 		}
@@ -734,8 +694,8 @@ static int page_confirmed(struct sync *s, const cJSON *records, const char *next
 			snprintf(e, sizeof(e), "out of memory");
 			goto fail;
 		}
-		const char *params[] = { s->table.side_name, s->env, s->table.entity, text };
-		if (store_exec(s->pg, RECORDS_CE_CONFIRM, 4, params, NULL, e, sizeof(e)) != 0)
+		if (capture_records_confirm_json(s->pg, s->table.side_name, s->env, s->table.entity, text, e,
+						 sizeof(e)) != 0)
 			goto fail;
 	}
 	if (checkpoint_save(s, next, e, sizeof(e)) != 0 || store_commit(s->pg, e, sizeof(e)) != 0)
@@ -962,8 +922,8 @@ static int sync_one(const struct config_common *cfg, struct sync_table *t, long 
 	}
 	struct position pos;
 	if (restart) {
-		const char *params[] = { s.table.side_name, s.env, s.table.entity };
-		if (store_exec(s.pg, CHECKPOINT_DELETE, 3, params, NULL, err, sizeof(err)) != 0) {
+		if (capture_records_checkpoint_drop(s.pg, s.table.side_name, s.env, s.table.entity, "initial_sync", err,
+						    sizeof(err)) != 0) {
 			log_error("initial sync: cannot clear the saved position", "reason", err);
 			goto out;
 		}

@@ -1,4 +1,4 @@
-#include "records.h"
+#include "capture_records.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 
 #include "store.h"
 
-struct records {
+struct capture_records {
 	int n;
 	PGconn **conns;
 	int *busy;
@@ -18,10 +18,10 @@ struct records {
 	pthread_cond_t cv;
 };
 
-int records_new(const char *dsn, int nconn, struct records **out, char *errbuf, size_t errlen)
+int capture_records_new(const char *dsn, int nconn, struct capture_records **out, char *errbuf, size_t errlen)
 {
 	int rc = -1;
-	struct records *r = NULL;
+	struct capture_records *r = NULL;
 	*out = NULL;
 	if (!dsn) {
 		snprintf(errbuf, errlen, "DW_PG_DSN is not set");
@@ -49,11 +49,11 @@ int records_new(const char *dsn, int nconn, struct records **out, char *errbuf, 
 oom:
 	snprintf(errbuf, errlen, "out of memory");
 out:
-	records_free(r);
+	capture_records_free(r);
 	return rc;
 }
 
-void records_free(struct records *r)
+void capture_records_free(struct capture_records *r)
 {
 	if (!r)
 		return;
@@ -66,7 +66,7 @@ void records_free(struct records *r)
 	free(r);
 }
 
-static int acquire(struct records *r)
+static int acquire(struct capture_records *r)
 {
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
@@ -81,7 +81,7 @@ static int acquire(struct records *r)
 	}
 }
 
-static void release(struct records *r, int i)
+static void release(struct capture_records *r, int i)
 {
 	pthread_mutex_lock(&r->mu);
 	r->busy[i] = 0;
@@ -91,7 +91,7 @@ static void release(struct records *r, int i)
 
 /* One statement on a pooled connection; a broken connection is reset and the statement retried
  * once (every statement here is idempotent or a single atomic upsert). */
-static int exec(struct records *r, const char *sql, int np, const char *const *params, PGresult **res, char *errbuf,
+static int exec(struct capture_records *r, const char *sql, int np, const char *const *params, PGresult **res, char *errbuf,
 		size_t errlen)
 {
 	int i = acquire(r);
@@ -105,38 +105,74 @@ static int exec(struct records *r, const char *sql, int np, const char *const *p
 	return rc == 0 ? 0 : -1;
 }
 
-int records_checkpoint_get(struct records *r, const char *side, const char *env, const char *entity,
+static const char *const SQL_CHECKPOINT_GET =
+	"SELECT position FROM dw_capture_checkpoint WHERE side = $1 AND environment = $2 AND entity = $3 "
+	"AND kind = $4";
+static const char *const SQL_CHECKPOINT_SET =
+	"INSERT INTO dw_capture_checkpoint (side, environment, entity, kind, position) "
+	"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (side, environment, entity, kind) "
+	"DO UPDATE SET position = EXCLUDED.position, updated_at = now()";
+static const char *const SQL_CHECKPOINT_DELETE =
+	"DELETE FROM dw_capture_checkpoint WHERE side = $1 AND environment = $2 AND entity = $3 AND kind = $4";
+
+/* The first column of the first row of res as a new string into *pos (NULL without rows). */
+static int position_from(PGresult *res, char **pos, char *errbuf, size_t errlen)
+{
+	*pos = NULL;
+	if (PQntuples(res) == 0)
+		return 0;
+	*pos = strdup(PQgetvalue(res, 0, 0));
+	if (*pos)
+		return 0;
+	snprintf(errbuf, errlen, "out of memory");
+	return -1;
+}
+
+int capture_records_checkpoint_load(PGconn *c, const char *side, const char *env, const char *entity,
+				    const char *kind, char **pos, char *errbuf, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *p[] = { side, env, entity, kind };
+	*pos = NULL;
+	if (store_exec(c, SQL_CHECKPOINT_GET, 4, p, &res, errbuf, errlen) != 0)
+		return -1;
+	int rc = position_from(res, pos, errbuf, errlen);
+	PQclear(res);
+	return rc;
+}
+
+int capture_records_checkpoint_save(PGconn *c, const char *side, const char *env, const char *entity,
+				    const char *kind, const char *pos, char *errbuf, size_t errlen)
+{
+	const char *p[] = { side, env, entity, kind, pos };
+	return store_exec(c, SQL_CHECKPOINT_SET, 5, p, NULL, errbuf, errlen) == 0 ? 0 : -1;
+}
+
+int capture_records_checkpoint_drop(PGconn *c, const char *side, const char *env, const char *entity,
+				    const char *kind, char *errbuf, size_t errlen)
+{
+	const char *p[] = { side, env, entity, kind };
+	return store_exec(c, SQL_CHECKPOINT_DELETE, 4, p, NULL, errbuf, errlen) == 0 ? 0 : -1;
+}
+
+int capture_records_checkpoint_get(struct capture_records *r, const char *side, const char *env, const char *entity,
 			   const char *kind, char **pos, char *errbuf, size_t errlen)
 {
 	PGresult *res = NULL;
 	const char *p[] = { side, env, entity, kind };
 	*pos = NULL;
-	if (exec(r,
-		 "SELECT position FROM dw_capture_checkpoint WHERE side = $1 AND environment = $2 AND entity = $3 "
-		 "AND kind = $4",
-		 4, p, &res, errbuf, errlen) != 0)
+	if (exec(r, SQL_CHECKPOINT_GET, 4, p, &res, errbuf, errlen) != 0)
 		return -1;
-	int rc = 0;
-	if (PQntuples(res) > 0) {
-		*pos = strdup(PQgetvalue(res, 0, 0));
-		if (!*pos) {
-			snprintf(errbuf, errlen, "out of memory");
-			rc = -1;
-		}
-	}
+	int rc = position_from(res, pos, errbuf, errlen);
 	PQclear(res);
 	return rc;
 }
 
-int records_checkpoint_set(struct records *r, const char *side, const char *env, const char *entity,
+int capture_records_checkpoint_set(struct capture_records *r, const char *side, const char *env, const char *entity,
 			   const char *kind, const char *pos, char *errbuf, size_t errlen)
 {
 	const char *p[] = { side, env, entity, kind, pos };
-	return exec(r,
-		    "INSERT INTO dw_capture_checkpoint (side, environment, entity, kind, position) "
-		    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (side, environment, entity, kind) "
-		    "DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-		    5, p, NULL, errbuf, errlen);
+	return exec(r, SQL_CHECKPOINT_SET, 5, p, NULL, errbuf, errlen);
 }
 
 static char *json_string_array(const char *const *v, size_t n)
@@ -155,8 +191,8 @@ static char *json_string_array(const char *const *v, size_t n)
 	return text;
 }
 
-int records_state(struct records *r, const char *side, const char *env, const char *entity, const char *const *ids,
-		  size_t n, struct records_state *out, char *errbuf, size_t errlen)
+int capture_records_state(struct capture_records *r, const char *side, const char *env, const char *entity, const char *const *ids,
+		  size_t n, struct capture_records_state *out, char *errbuf, size_t errlen)
 {
 	PGresult *res = NULL;
 	memset(out, 0, n * sizeof(*out));
@@ -189,7 +225,54 @@ int records_state(struct records *r, const char *side, const char *env, const ch
 	return 0;
 }
 
-int records_confirm(struct records *r, const char *side, const char *env, const char *entity, size_t n,
+/* $4: [{id, key, version, alive?}]; see capture_records_confirm. */
+static const char *const SQL_CONFIRM =
+	"WITH x AS (SELECT DISTINCT ON (id) id, key, version, alive "
+	"  FROM jsonb_to_recordset($4::jsonb) AS t(id text, key jsonb, version bigint, alive boolean) "
+	"  ORDER BY id, version DESC) "
+	"INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version) "
+	"SELECT $1, $2, $3, x.id, x.key, x.version FROM x "
+	"ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+	"record_key = CASE WHEN EXCLUDED.version >= r.version THEN EXCLUDED.record_key ELSE r.record_key END, "
+	"version = GREATEST(r.version, EXCLUDED.version), "
+	"deleted_version = CASE WHEN r.deleted_version IS NOT NULL AND (EXCLUDED.version > r.deleted_version "
+	"  OR COALESCE((SELECT x.alive FROM x WHERE x.id = EXCLUDED.record_id), false)) "
+	"  THEN NULL ELSE r.deleted_version END, "
+	"updated_at = now()";
+
+/* $3: [{i, id, key, hash, modified?}]; see capture_records_fo_versions_json. */
+static const char *const SQL_FO_VERSIONS =
+	"WITH x0 AS (SELECT * FROM jsonb_to_recordset($3::jsonb) "
+	"  AS t(i int, id text, key jsonb, hash text, modified text)), "
+	"x AS (SELECT DISTINCT ON (id) id, key, hash, modified FROM x0 ORDER BY id, i DESC), "
+	"up AS (INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
+	"  content_hash, source_modified) SELECT 'fo', $1, $2, x.id, x.key, 1, x.hash, x.modified FROM x "
+	"  ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
+	"  version = CASE WHEN r.content_hash = EXCLUDED.content_hash AND r.deleted_version IS NULL "
+	"    THEN r.version ELSE GREATEST(r.version, COALESCE(r.deleted_version, 0)) + 1 END, "
+	"  content_hash = EXCLUDED.content_hash, record_key = EXCLUDED.record_key, deleted_version = NULL, "
+	"  source_modified = COALESCE(EXCLUDED.source_modified, r.source_modified), updated_at = now() "
+	"  WHERE r.source_modified IS NULL OR EXCLUDED.source_modified IS NULL OR "
+	"    NOT (EXCLUDED.source_modified < r.source_modified OR "
+	"         (r.deleted_version IS NOT NULL AND EXCLUDED.source_modified <= r.source_modified)) "
+	"  RETURNING record_id, version) "
+	"SELECT x0.i, up.version FROM x0 JOIN up ON up.record_id = x0.id";
+
+int capture_records_confirm_json(PGconn *c, const char *side, const char *env, const char *entity,
+				 const char *rows_json, char *errbuf, size_t errlen)
+{
+	const char *p[] = { side, env, entity, rows_json };
+	return store_exec(c, SQL_CONFIRM, 4, p, NULL, errbuf, errlen) == 0 ? 0 : -1;
+}
+
+int capture_records_fo_versions_json(PGconn *c, const char *env, const char *entity, const char *rows_json,
+				     PGresult **res, char *errbuf, size_t errlen)
+{
+	const char *p[] = { env, entity, rows_json };
+	return store_exec(c, SQL_FO_VERSIONS, 3, p, res, errbuf, errlen) == 0 ? 0 : -1;
+}
+
+int capture_records_confirm(struct capture_records *r, const char *side, const char *env, const char *entity, size_t n,
 		    const char *const *ids, const char *const *keys_json, const long long *versions, const int *alive,
 		    char *errbuf, size_t errlen)
 {
@@ -215,19 +298,7 @@ int records_confirm(struct records *r, const char *side, const char *env, const 
 	if (!a || !(text = cJSON_PrintUnformatted(a)))
 		goto oom;
 	const char *p[] = { side, env, entity, text };
-	rc = exec(r,
-		  "WITH x AS (SELECT DISTINCT ON (id) id, key, version, alive "
-		  "  FROM jsonb_to_recordset($4::jsonb) AS t(id text, key jsonb, version bigint, alive boolean) "
-		  "  ORDER BY id, version DESC) "
-		  "INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version) "
-		  "SELECT $1, $2, $3, x.id, x.key, x.version FROM x "
-		  "ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
-		  "record_key = CASE WHEN EXCLUDED.version >= r.version THEN EXCLUDED.record_key ELSE r.record_key END, "
-		  "version = GREATEST(r.version, EXCLUDED.version), "
-		  "deleted_version = CASE WHEN r.deleted_version IS NOT NULL AND (EXCLUDED.version > r.deleted_version "
-		  "  OR (SELECT x.alive FROM x WHERE x.id = EXCLUDED.record_id)) THEN NULL ELSE r.deleted_version END, "
-		  "updated_at = now()",
-		  4, p, NULL, errbuf, errlen);
+	rc = exec(r, SQL_CONFIRM, 4, p, NULL, errbuf, errlen);
 	goto out;
 oom:
 	snprintf(errbuf, errlen, "out of memory");
@@ -237,7 +308,7 @@ out:
 	return rc;
 }
 
-int records_delete(struct records *r, const char *side, const char *env, const char *entity, const char *id,
+int capture_records_delete(struct capture_records *r, const char *side, const char *env, const char *entity, const char *id,
 		   const char *key_json, long long *version, char **key_json_out, char *errbuf, size_t errlen)
 {
 	PGresult *res = NULL;
@@ -265,7 +336,7 @@ int records_delete(struct records *r, const char *side, const char *env, const c
 	return rc;
 }
 
-int records_fo_version(struct records *r, const char *env, const char *entity, const char *id, const char *key_json,
+int capture_records_fo_version(struct capture_records *r, const char *env, const char *entity, const char *id, const char *key_json,
 		       const char *hash, const char *modified, long long *version, char *errbuf, size_t errlen)
 {
 	PGresult *res = NULL;
@@ -293,124 +364,4 @@ int records_fo_version(struct records *r, const char *env, const char *entity, c
 	}
 	PQclear(res);
 	return rc;
-}
-
-int records_pending_add(struct records *r, const char *side, const char *env, const char *txn_id,
-			const char *event_id, const char *event_json, char *errbuf, size_t errlen)
-{
-	const char *p[] = { side, env, txn_id, event_id, event_json };
-	return exec(r,
-		    "INSERT INTO dw_capture_pending (side, environment, txn_id, event_id, event) "
-		    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (side, environment, txn_id, event_id) DO NOTHING",
-		    5, p, NULL, errbuf, errlen);
-}
-
-static int strings_from(PGresult *res, char ***out, size_t *n, char *errbuf, size_t errlen)
-{
-	int rows = PQntuples(res);
-	char **v = calloc(rows ? (size_t)rows : 1, sizeof(*v));
-	if (!v)
-		goto oom;
-	for (int i = 0; i < rows; i++) {
-		v[i] = strdup(PQgetvalue(res, i, 0));
-		if (!v[i]) {
-			records_strings_free(v, (size_t)i);
-			goto oom;
-		}
-	}
-	*out = v;
-	*n = (size_t)rows;
-	return 0;
-oom:
-	snprintf(errbuf, errlen, "out of memory");
-	return -1;
-}
-
-int records_pending_get(struct records *r, const char *side, const char *env, const char *txn_id, char ***events,
-			size_t *n, char *errbuf, size_t errlen)
-{
-	PGresult *res = NULL;
-	const char *p[] = { side, env, txn_id };
-	*events = NULL;
-	*n = 0;
-	if (exec(r,
-		 "SELECT event FROM dw_capture_pending WHERE side = $1 AND environment = $2 AND txn_id = $3 ORDER BY seq",
-		 3, p, &res, errbuf, errlen) != 0)
-		return -1;
-	int rc = strings_from(res, events, n, errbuf, errlen);
-	PQclear(res);
-	return rc;
-}
-
-int records_pending_delete(struct records *r, const char *side, const char *env, const char *txn_id,
-			   const char *const *ids, size_t n, char *errbuf, size_t errlen)
-{
-	char *arr = json_string_array(ids, n);
-	if (!arr) {
-		snprintf(errbuf, errlen, "out of memory");
-		return -1;
-	}
-	const char *p[] = { side, env, txn_id, arr };
-	int rc = exec(r,
-		      "DELETE FROM dw_capture_pending WHERE side = $1 AND environment = $2 AND txn_id = $3 "
-		      "AND event_id IN (SELECT jsonb_array_elements_text($4::jsonb))",
-		      4, p, NULL, errbuf, errlen);
-	free(arr);
-	return rc;
-}
-
-int records_pending_txns(struct records *r, const char *side, const char *env, char ***txns, size_t *n,
-			 char *errbuf, size_t errlen)
-{
-	PGresult *res = NULL;
-	const char *p[] = { side, env };
-	*txns = NULL;
-	*n = 0;
-	if (exec(r,
-		 "SELECT txn_id FROM dw_capture_pending WHERE side = $1 AND environment = $2 GROUP BY txn_id "
-		 "ORDER BY min(seq)",
-		 2, p, &res, errbuf, errlen) != 0)
-		return -1;
-	int rc = strings_from(res, txns, n, errbuf, errlen);
-	PQclear(res);
-	return rc;
-}
-
-int records_pending_has(struct records *r, const char *side, const char *env, const char *const *ids, size_t n,
-			int *pending, char *errbuf, size_t errlen)
-{
-	PGresult *res = NULL;
-	memset(pending, 0, n * sizeof(*pending));
-	if (n == 0)
-		return 0;
-	char *arr = json_string_array(ids, n);
-	if (!arr) {
-		snprintf(errbuf, errlen, "out of memory");
-		return -1;
-	}
-	const char *p[] = { side, env, arr };
-	int rc = exec(r,
-		      "SELECT x.i FROM jsonb_array_elements_text($3::jsonb) WITH ORDINALITY AS x(id, i) "
-		      "WHERE EXISTS (SELECT 1 FROM dw_capture_pending p WHERE p.side = $1 AND p.environment = $2 "
-		      "AND p.event_id = x.id)",
-		      3, p, &res, errbuf, errlen);
-	free(arr);
-	if (rc != 0)
-		return -1;
-	for (int row = 0; row < PQntuples(res); row++) {
-		long long i = strtoll(PQgetvalue(res, row, 0), NULL, 10);
-		if (i >= 1 && (size_t)i <= n)
-			pending[i - 1] = 1;
-	}
-	PQclear(res);
-	return 0;
-}
-
-void records_strings_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
