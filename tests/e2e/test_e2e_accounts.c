@@ -650,7 +650,7 @@ static void test_random_edits_settle_without_ping_pong(void **state)
 	static struct rec recs[MAX_RECORDS];
 	memset(recs, 0, sizeof(recs));
 	for (size_t i = 0; i < n; i++) {
-		acct_no(recs[i].acct, sizeof(recs[i].acct), 100 + (unsigned)i);
+		acct_no(recs[i].acct, sizeof(recs[i].acct), 1000 + (unsigned)i);
 		if (i % 2)
 			fo_create(&recs[i], "Start");
 		else

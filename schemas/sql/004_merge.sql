@@ -1,0 +1,19 @@
+-- dualwrite state, version 4: field-level images for echo settling and conflict merges (DESIGN 5
+-- rules 3 and 4; docs/conflicts.md).
+-- image is what the apply workers know of the record on that side, per mapped field in that side's
+-- image names (CE lookups by their _<name>_value attribute): {"<field>": {"v": <value>, "t": <ms>}}.
+-- t is the source change time of the value (the event's source time, or for a value we wrote, the
+-- time of the change that won). Entries are merged field by field, the newer t winning (ties: the
+-- update), so the two workers of a map (one per direction) can update one row concurrently in any
+-- order and end with the same image.
+ALTER TABLE dw_record_state ADD COLUMN image jsonb;
+
+CREATE FUNCTION dw_image_merge(base jsonb, upd jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE WHEN upd IS NULL THEN base WHEN base IS NULL THEN upd ELSE
+		base || COALESCE((SELECT jsonb_object_agg(u.key, u.value) FROM jsonb_each(upd) AS u
+			WHERE NOT (base ? u.key)
+			   OR COALESCE((u.value ->> 't')::bigint, 0) >= COALESCE((base -> u.key ->> 't')::bigint, 0)),
+			'{}'::jsonb)
+	END
+$$;
