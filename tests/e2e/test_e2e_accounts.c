@@ -629,8 +629,8 @@ static void test_sequential_random_edits_settle_without_ping_pong(void **state)
 		total_ce += wc;
 		total_fo += wf;
 		if (wc > recs[i].edits || wf > recs[i].edits)
-			fail_msg("%s: %d edits (%s) but %ld writes in ce, %ld in fo", recs[i].acct, recs[i].edits,
-				 recs[i].trail, wc, wf);
+			fail_msg("%s: %d edits (%s) but %ld writes in ce, %ld in fo (from %ld and %ld)", recs[i].acct,
+				 recs[i].edits, recs[i].trail, wc, wf, recs[i].base_ce, recs[i].base_fo);
 		/* the counts are real: every direct edit is a write */
 		assert_true(wc >= recs[i].ce_direct);
 		assert_true(wf >= recs[i].fo_direct);
@@ -705,8 +705,8 @@ static void test_random_edits_settle_without_ping_pong(void **state)
 		total_ce += wc;
 		total_fo += wf;
 		if (wc > recs[i].edits || wf > recs[i].edits)
-			fail_msg("%s: %d edits (%s) but %ld writes in ce, %ld in fo", recs[i].acct, recs[i].edits,
-				 recs[i].trail, wc, wf);
+			fail_msg("%s: %d edits (%s) but %ld writes in ce, %ld in fo (from %ld and %ld)", recs[i].acct,
+				 recs[i].edits, recs[i].trail, wc, wf, recs[i].base_ce, recs[i].base_fo);
 		/* the counts are real: every direct edit is a write */
 		assert_true(wc >= recs[i].ce_direct);
 		assert_true(wf >= recs[i].fo_direct);

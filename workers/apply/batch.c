@@ -291,7 +291,9 @@ static void prepare(struct apply *a, struct item *it)
 		to_dlq(it, "decode", 0, err, NULL);
 		return;
 	}
-	if (it->ev.has_txn && !it->in_unit) {
+	/* a unit of one part is atomic by itself: it takes the per-record path, with its echo and
+	 * field-level checks (Dataverse marks single writes made in a changeset as a transaction) */
+	if (it->ev.has_txn && it->ev.txn.total > 1 && !it->in_unit) {
 		it->txn = 1;
 		return;
 	}
