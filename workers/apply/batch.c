@@ -1218,7 +1218,10 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 						   .version = it->ev.source.version,
 						   .content_hash = it->w.op == MAP_WRITE_DELETE ? NULL : it->thash,
 						   .is_delete = it->w.op == MAP_WRITE_DELETE,
-						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL,
+						   /* no echo by image hash: an image of the source may hold its
+						    * own unsynced changes besides our write; fieldmerge_plan
+						    * tells echoes field by field */
+						   .source_key = it->skey, .source_hash = NULL,
 						   .park_key = it->skey_fallback, .redrive = it->redrive };
 		aidx[na++] = i;
 	}
