@@ -455,8 +455,19 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 		it->out.seen_hash = it->rhash;
 	if (!written)
 		goto out;
-	if (rep && fieldmerge_observe(a->map, a->to, it->w.payload, rep, it->ts, written) != 0)
+	if (it->tw.created) {
+		/* a record we just created holds nothing but what we wrote (and its defaults): every
+		 * field of its image is known */
+		cJSON *all = fieldmerge_entries(a->map, a->to, rep ? rep : it->w.payload, it->ts);
+		if (!all || (!rep && fieldmerge_merge(all, written) != 0)) {
+			cJSON_Delete(all);
+			goto out;
+		}
+		cJSON_Delete(written);
+		written = all;
+	} else if (rep && fieldmerge_observe(a->map, a->to, it->w.payload, rep, it->ts, written) != 0) {
 		goto out;
+	}
 	it->image_out = cJSON_PrintUnformatted(written);
 	it->out.image = it->image_out;
 	if (rep || !it->known_dst)
