@@ -405,6 +405,29 @@ static void sb_array_i64(struct sbuf *b, int64_t v, int first)
 	sb_puts(b, num);
 }
 
+/* Records SEEN rows on the event's source side (see applystate_record). What the event's source
+ * side holds now: a change there makes the payload last written there stale (content_hash
+ * cleared); a new row has version -1 (nothing applied to that side yet). The last SEEN of a key in
+ * the batch wins; images merge field by field. */
+static int record_seen(struct applystate *s, const struct sbuf *keys, const struct sbuf *hashes, const struct sbuf *del,
+		       const struct sbuf *img, char *errbuf, size_t errlen)
+{
+	const char *p[] = { s->map, s->other, keys->p, hashes->p, del->p, img->p };
+	return store_exec(s->conn,
+			  "INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
+			  "seen_hash, deleted, image, updated_at) "
+			  "SELECT $1, $2, k, -1, h, d, im::jsonb, now() FROM (SELECT DISTINCT ON (k) k, h, d, im FROM "
+			  "unnest($3::text[], $4::text[], $5::boolean[], $6::text[]) WITH ORDINALITY AS u(k, h, d, im, n) "
+			  "ORDER BY k, n DESC) AS x "
+			  "ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
+			  "content_hash = CASE WHEN rs.seen_hash IS NOT DISTINCT FROM EXCLUDED.seen_hash "
+			  "  AND rs.deleted = EXCLUDED.deleted THEN rs.content_hash END, "
+			  "image = CASE WHEN EXCLUDED.deleted THEN NULL WHEN rs.deleted THEN EXCLUDED.image "
+			  "  ELSE dw_image_merge(rs.image, EXCLUDED.image) END, "
+			  "seen_hash = EXCLUDED.seen_hash, deleted = EXCLUDED.deleted, updated_at = now()",
+			  6, p, NULL, errbuf, errlen);
+}
+
 int applystate_record(struct applystate *s, const struct applystate_outcome *o, size_t n, char *errbuf,
 		      size_t errlen)
 {
@@ -533,6 +556,12 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		if (rc != 0)
 			goto out;
 	}
+	/* The two workers of a map (one per direction) touch the rows of both sides, each in one
+	 * transaction: rows are locked side by side in one order ("ce" rows first) so that they never
+	 * wait on each other in a cycle (a deadlock would lose a recorded write's outcome). */
+	int seen_first = strcmp(s->other, s->side) < 0;
+	if (seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, errbuf, errlen)) != 0)
+		goto out;
 	if (nr > 0) {
 		/* DISTINCT ON keeps the newest outcome per key: one statement may not touch a row twice */
 		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p,
@@ -557,27 +586,6 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		if (rc != 0)
 			goto out;
 	}
-	if (ns > 0) {
-		/* What the event's source side holds now. A change there makes the payload last written
-		 * there stale (content_hash cleared); a new row has version -1 (nothing applied to that
-		 * side yet). The last SEEN of a key in the batch wins. */
-		const char *p[] = { s->map, s->other, s_keys.p, s_hashes.p, s_del.p, s_img.p };
-		rc = store_exec(s->conn,
-				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-				"seen_hash, deleted, image, updated_at) "
-				"SELECT $1, $2, k, -1, h, d, im::jsonb, now() FROM (SELECT DISTINCT ON (k) k, h, d, im FROM "
-				"unnest($3::text[], $4::text[], $5::boolean[], $6::text[]) WITH ORDINALITY AS u(k, h, d, im, n) "
-				"ORDER BY k, n DESC) AS x "
-				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
-				"content_hash = CASE WHEN rs.seen_hash IS NOT DISTINCT FROM EXCLUDED.seen_hash "
-				"  AND rs.deleted = EXCLUDED.deleted THEN rs.content_hash END, "
-				"image = CASE WHEN EXCLUDED.deleted THEN NULL WHEN rs.deleted THEN EXCLUDED.image "
-				"  ELSE dw_image_merge(rs.image, EXCLUDED.image) END, "
-				"seen_hash = EXCLUDED.seen_hash, deleted = EXCLUDED.deleted, updated_at = now()",
-				6, p, NULL, errbuf, errlen);
-		if (rc != 0)
-			goto out;
-	}
 	if (ne > 0) {
 		/* An echo has the recorded content: only the version (and source time) move on. */
 		const char *p[] = { s->map, s->side, e_keys.p, e_vers.p, e_ts.p };
@@ -592,6 +600,8 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		if (rc != 0)
 			goto out;
 	}
+	if (!seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, errbuf, errlen)) != 0)
+		goto out;
 	if (np > 0) {
 		const char *p[] = { s->map, s->side, p_keys.p, p_ids.p, p_events.p, p_reasons.p };
 		rc = store_exec(s->conn,

@@ -140,6 +140,23 @@ fail:
 	return NULL;
 }
 
+cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts,
+				  const cJSON *known)
+{
+	cJSON *e = fieldmerge_entries(m, side, image, ts);
+	if (!e || !known)
+		return e;
+	cJSON *x = e->child;
+	while (x) {
+		cJSON *next = x->next;
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
+		if (k && same_value(entry_v(k), entry_v(x)))
+			cJSON_Delete(cJSON_DetachItemViaPointer(e, x));
+		x = next;
+	}
+	return e;
+}
+
 int fieldmerge_merge(cJSON *base, const cJSON *upd)
 {
 	if (!cJSON_IsObject(base) || !cJSON_IsObject(upd))

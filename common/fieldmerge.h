@@ -45,6 +45,14 @@ void fieldmerge_plan_clear(struct fieldmerge_plan *p);
 cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts);
 
 /*
+ * As fieldmerge_entries, but only the fields whose value differs from the known image `known` (or
+ * that it lacks): what the side changed at ts. Unchanged fields keep the time they were set.
+ * known NULL: every field. New object (cJSON_Delete), NULL when image is not an object or on OOM.
+ */
+cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts,
+				  const cJSON *known);
+
+/*
  * Merges known-image entries upd into base (modified in place; upd borrowed): per field the entry
  * with the newer t wins, ties go to upd. Returns 0, or -1 when memory ran out (base then partly
  * merged) or either is not an object.

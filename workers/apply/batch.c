@@ -588,6 +588,8 @@ static int settle(struct apply *a, struct item *it, int second)
 	 * fields both changed by the map's policy, write the rest with the new ETag */
 	struct fieldmerge_plan c;
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
+	if (tts == 0 && a->consecutive_retries >= CONFLICT_WAIT_MAX)
+		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
 	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), it->known_dst, it->ts, it->w.payload,
 					&c) != 0) {
 		cJSON_Delete(row);
@@ -596,7 +598,7 @@ static int settle(struct apply *a, struct item *it, int second)
 		return 0;
 	}
 	cJSON_Delete(row);
-	if (c.nwait > 0 && a->consecutive_retries < CONFLICT_WAIT_MAX) {
+	if (c.nwait > 0) {
 		/* the target changed a field we write and its change event is not known yet: decide once
 		 * it is (the other direction's worker records it) */
 		fieldmerge_plan_clear(&c);
@@ -841,16 +843,18 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 		rd_kafka_topic_partition_list_add(l, items[i].msg->topic, items[i].msg->partition)->offset =
 			items[i].msg->offset;
 	}
-	rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 10000);
-	if (e) {
-		snprintf(errbuf, errlen, "seek back for a retry: %s", rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
-		rd_kafka_topic_partition_list_destroy(l);
-		return -1;
-	}
+	/* pause first, then seek without waiting (librdkafka 2.0 applies the position in its fetcher;
+	 * a blocking seek could time out under load and stop the worker) */
 	rd_kafka_resp_err_t pe = rd_kafka_pause_partitions(rk, l);
 	if (pe) {
 		snprintf(errbuf, errlen, "pause for a retry: %s", rd_kafka_err2str(pe));
+		rd_kafka_topic_partition_list_destroy(l);
+		return -1;
+	}
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 0);
+	if (e) {
+		snprintf(errbuf, errlen, "seek back for a retry: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
 		rd_kafka_topic_partition_list_destroy(l);
 		return -1;
 	}
@@ -1361,7 +1365,11 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 										 it->w.op == MAP_WRITE_UPSERT);
 		if (seen && it->skey && (it->shash[0] || it->out.deleted)) {
 			/* what the source side holds: its image hash and its known-image entries */
-			cJSON *e = it->out.deleted ? NULL : fieldmerge_entries(a->map, a->from, it->ev.data, it->ts);
+			if (!it->known_src && it->ai.src_image)
+				it->known_src = cJSON_Parse(it->ai.src_image);
+			cJSON *e = it->out.deleted ? NULL
+						   : fieldmerge_changed_entries(a->map, a->from, it->ev.data, it->ts,
+										it->known_src);
 			it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
 			cJSON_Delete(e);
 			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
