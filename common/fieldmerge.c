@@ -65,6 +65,20 @@ static long long entry_t(const cJSON *e)
 	return cJSON_IsNumber(t) ? (long long)t->valuedouble : 0;
 }
 
+static const char *entry_o(const cJSON *e)
+{
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "o");
+	return cJSON_IsString(o) ? o->valuestring : NULL;
+}
+
+/* Whether the entry's value is a change made on `side` itself (not one we wrote there); entries
+ * without an origin count as the side's own. */
+static int entry_own(const cJSON *e, enum event_side side)
+{
+	const char *o = entry_o(e);
+	return !o || strcmp(o, event_side_name(side)) == 0;
+}
+
 static const cJSON *entry_v(const cJSON *e)
 {
 	return cJSON_GetObjectItemCaseSensitive(e, "v");
@@ -80,7 +94,7 @@ static int same_value(const cJSON *a, const cJSON *b)
 }
 
 /* Adds {"v": copy of v (null when NULL), "t": t} under name to obj, replacing an older one. */
-static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t)
+static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, const char *origin)
 {
 	cJSON *e = cJSON_CreateObject();
 	cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
@@ -94,7 +108,7 @@ static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t)
 		cJSON_Delete(c);
 		return -1;
 	}
-	if (!cJSON_AddNumberToObject(e, "t", (double)t)) {
+	if (!cJSON_AddNumberToObject(e, "t", (double)t) || (origin && !cJSON_AddStringToObject(e, "o", origin))) {
 		cJSON_Delete(e);
 		return -1;
 	}
@@ -106,11 +120,11 @@ static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t)
 	return 0;
 }
 
-static int put_image_member(cJSON *obj, const cJSON *image, const char *name, long long ts)
+static int put_image_member(cJSON *obj, const cJSON *image, const char *name, long long ts, const char *origin)
 {
 	if (!name || cJSON_GetObjectItemCaseSensitive(obj, name))
 		return 0;
-	return put_entry(obj, name, cJSON_GetObjectItemCaseSensitive(image, name), ts);
+	return put_entry(obj, name, cJSON_GetObjectItemCaseSensitive(image, name), ts, origin);
 }
 
 cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts)
@@ -122,17 +136,18 @@ cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON
 		return NULL;
 	const struct map_side *s = map_side_of(m, side);
 	int ce = side == EVENT_SIDE_CE;
+	const char *o = event_side_name(side);
 	for (size_t i = 0; i < s->nkey; i++) {
 		const char *name = s->key[i];
 		if (ce && m->company && strcmp(name, m->company->ce) == 0)
 			name = m->company->ce_value;
-		if (put_image_member(obj, image, name, ts) != 0)
+		if (put_image_member(obj, image, name, ts, o) != 0)
 			goto fail;
 	}
-	if (m->company && put_image_member(obj, image, ce ? m->company->ce_value : m->company->fo, ts) != 0)
+	if (m->company && put_image_member(obj, image, ce ? m->company->ce_value : m->company->fo, ts, o) != 0)
 		goto fail;
 	for (size_t i = 0; i < m->nfields; i++)
-		if (put_image_member(obj, image, image_name(&m->fields[i], side), ts) != 0)
+		if (put_image_member(obj, image, image_name(&m->fields[i], side), ts, o) != 0)
 			goto fail;
 	return obj;
 fail:
@@ -167,7 +182,7 @@ int fieldmerge_merge(cJSON *base, const cJSON *upd)
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(base, u->string);
 		if (b && entry_t(b) > entry_t(u))
 			continue;
-		if (put_entry(base, u->string, entry_v(u), entry_t(u)) != 0)
+		if (put_entry(base, u->string, entry_v(u), entry_t(u), entry_o(u)) != 0)
 			return -1;
 	}
 	return 0;
@@ -213,7 +228,7 @@ static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum eve
 	const char *dname = image_name(f, to);
 	if (!dname || (to == EVENT_SIDE_CE && f->lookup))
 		return 0;
-	return put_entry(out->written, dname, p, t);
+	return put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE));
 }
 
 int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long ts,
@@ -252,7 +267,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		}
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
-		if (kd && entry_t(kd) > ts && (bind || !same_value(p, entry_v(kd)))) {
+		if (kd && entry_own(kd, to) && entry_t(kd) > ts && (bind || !same_value(p, entry_v(kd)))) {
 			/* the target changed this field after the source did */
 			if (fixed_winner(m, from) == 1) {
 				out->nwon++;
@@ -342,7 +357,22 @@ int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *pay
 		if (!rv)
 			continue;
 		const cJSON *old = cJSON_GetObjectItemCaseSensitive(written, dname);
-		if (put_entry(written, dname, rv, old ? entry_t(old) : ts) != 0)
+		if (put_entry(written, dname, rv, old ? entry_t(old) : ts, old ? entry_o(old) : NULL) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin)
+{
+	cJSON *e;
+	cJSON_ArrayForEach(e, written)
+	{
+		cJSON *et = cJSON_GetObjectItemCaseSensitive(e, "t");
+		if (cJSON_IsNumber(et) && et->valuedouble < (double)t)
+			cJSON_SetNumberValue(et, (double)t);
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "o");
+		if (!cJSON_AddStringToObject(e, "o", event_side_name(origin)))
 			return -1;
 	}
 	return 0;
@@ -352,7 +382,8 @@ long long fieldmerge_ce_modified_ms(const cJSON *image)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(image, "modifiedon");
 	long long ms = 0;
-	if (!cJSON_IsString(v) || capture_ce_parse_date(v->valuestring, &ms) != 0)
+	if (!cJSON_IsString(v) ||
+	    (capture_ce_parse_iso(v->valuestring, &ms) != 0 && capture_ce_parse_date(v->valuestring, &ms) != 0))
 		return 0;
 	return ms;
 }

@@ -11,8 +11,11 @@
  *
  * A "known image" is what the apply workers know of one record on one side, per mapped field in
  * that side's image names (CE lookups and the company by their _<name>_value attribute, FO by
- * field name): a JSON object {"<field>": {"v": <value>, "t": <ms>}}, t being the source change time
- * of the value. Known images merge field by field, the newer t winning (fieldmerge_merge, and
+ * field name): a JSON object {"<field>": {"v": <value>, "t": <ms>, "o": "ce"|"fo"}}. t is a time
+ * on that side's own timeline: when the side changed the value (its change event's source time),
+ * or, for a value we wrote there, when our write was sent; so an event of that side older than t
+ * predates the value and does not change it. o is the side whose change the value is (the side
+ * itself, or the other side for a value we wrote); only a side's own changes are conflicts. Known images merge field by field, the newer t winning (fieldmerge_merge, and
  * dw_image_merge in schemas/sql/004_merge.sql, which must agree).
  *
  * An event from side S with image I at time ts changes field f when the known image of S has no
@@ -96,6 +99,10 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
  */
 int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *payload, const cJSON *rep, long long ts,
 		       cJSON *written) __attribute__((warn_unused_result));
+
+/* Raises the time of every entry of `written` to at least t (when the write was sent) and marks
+ * the entries as changes of side `origin`. Returns 0, or -1 on out of memory. */
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin) __attribute__((warn_unused_result));
 
 /* The CE image's change time (modifiedon, ms) or 0 when absent or unreadable. */
 long long fieldmerge_ce_modified_ms(const cJSON *image);

@@ -61,6 +61,7 @@ struct item {
 	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
 	/* field-level decisions (rules 3 and 4, docs/conflicts.md) */
 	long long ts;               /* the event's source time, or when it has none, the time it was read */
+	long long sent_ms;          /* when the (last) write was sent (wall clock) */
 	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
 	struct fieldmerge_plan plan;  /* what the write carries */
 	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
@@ -468,6 +469,8 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 	} else if (rep && fieldmerge_observe(a->map, a->to, it->w.payload, rep, it->ts, written) != 0) {
 		goto out;
 	}
+	if (fieldmerge_stamp(written, it->sent_ms, a->from) != 0)
+		goto out;
 	it->image_out = cJSON_PrintUnformatted(written);
 	it->out.image = it->image_out;
 	if (rep || !it->known_dst)
@@ -1313,8 +1316,11 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 	}
 	/* write: two rounds at most (the second for conflicts the policy settles) */
 	for (int round = 0; round < 2 && nw > 0; round++) {
-		for (size_t k = 0; k < nw; k++)
+		long long sent = wall_ms();
+		for (size_t k = 0; k < nw; k++) {
 			tw[k] = items[widx[k]].tw;
+			items[widx[k]].sent_ms = sent;
+		}
 		if (target_apply(a->target, tw, nw, err, sizeof(err)) != 0) {
 			for (size_t k = 0; k < nw; k++) {
 				items[widx[k]].tw = tw[k];
