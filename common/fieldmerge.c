@@ -65,6 +65,28 @@ static long long entry_t(const cJSON *e)
 	return cJSON_IsNumber(t) ? (long long)t->valuedouble : 0;
 }
 
+static long long entry_n(const cJSON *e)
+{
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "n");
+	return cJSON_IsNumber(n) ? (long long)n->valuedouble : 0;
+}
+
+/* Whether entry a is newer than b (by version when both have one, else by time). */
+static int entry_newer(const cJSON *a, const cJSON *b)
+{
+	if (entry_n(a) > 0 && entry_n(b) > 0)
+		return entry_n(a) > entry_n(b);
+	return entry_t(a) > entry_t(b);
+}
+
+/* Whether an event of the entry's side at version/ts predates the entry's value. */
+static int event_older(const cJSON *e, long long version, long long ts)
+{
+	if (entry_n(e) > 0 && version > 0)
+		return version < entry_n(e);
+	return ts < entry_t(e);
+}
+
 static const char *entry_o(const cJSON *e)
 {
 	const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "o");
@@ -155,10 +177,18 @@ fail:
 	return NULL;
 }
 
-cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts,
-				  const cJSON *known)
+cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
+				  long long ts, const cJSON *known)
 {
 	cJSON *e = fieldmerge_entries(m, side, image, ts);
+	if (e && version > 0) {
+		cJSON *x;
+		cJSON_ArrayForEach(x, e)
+		if (!cJSON_AddNumberToObject(x, "n", (double)version)) {
+			cJSON_Delete(e);
+			return NULL;
+		}
+	}
 	if (!e || !known)
 		return e;
 	cJSON *x = e->child;
@@ -180,10 +210,16 @@ int fieldmerge_merge(cJSON *base, const cJSON *upd)
 	cJSON_ArrayForEach(u, upd)
 	{
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(base, u->string);
-		if (b && entry_t(b) > entry_t(u))
+		if (b && entry_newer(b, u))
 			continue;
-		if (put_entry(base, u->string, entry_v(u), entry_t(u), entry_o(u)) != 0)
+		cJSON *c = cJSON_Duplicate(u, 1);
+		if (!c)
 			return -1;
+		cJSON_DeleteItemFromObjectCaseSensitive(base, u->string);
+		if (!cJSON_AddItemToObject(base, u->string, c)) {
+			cJSON_Delete(c);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -231,8 +267,8 @@ static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum eve
 	return put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE));
 }
 
-int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long ts,
-		    const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
+int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
+		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
 {
 	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
 	memset(out, 0, sizeof(*out));
@@ -257,7 +293,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
 			const cJSON *ke = cJSON_GetObjectItemCaseSensitive(known_src, sname);
 			/* absent from the event: not changed by it */
-			drop = !sv || (ke && (same_value(sv, entry_v(ke)) || ts < entry_t(ke)));
+			drop = !sv || (ke && (same_value(sv, entry_v(ke)) || event_older(ke, version, ts)));
 		}
 		if (drop) {
 			out->nunchanged++;
@@ -363,7 +399,7 @@ int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *pay
 	return 0;
 }
 
-int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin)
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version)
 {
 	cJSON *e;
 	cJSON_ArrayForEach(e, written)
@@ -372,7 +408,9 @@ int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin)
 		if (cJSON_IsNumber(et) && et->valuedouble < (double)t)
 			cJSON_SetNumberValue(et, (double)t);
 		cJSON_DeleteItemFromObjectCaseSensitive(e, "o");
-		if (!cJSON_AddStringToObject(e, "o", event_side_name(origin)))
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "n");
+		if (!cJSON_AddStringToObject(e, "o", event_side_name(origin)) ||
+		    (version > 0 && !cJSON_AddNumberToObject(e, "n", (double)version)))
 			return -1;
 	}
 	return 0;

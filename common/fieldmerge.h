@@ -14,7 +14,9 @@
  * field name): a JSON object {"<field>": {"v": <value>, "t": <ms>, "o": "ce"|"fo"}}. t is a time
  * on that side's own timeline: when the side changed the value (its change event's source time),
  * or, for a value we wrote there, when our write was sent; so an event of that side older than t
- * predates the value and does not change it. o is the side whose change the value is (the side
+ * predates the value and does not change it. n, when known, is the side's own version of the record
+ * with that value (CE versionnumber; the event's source version): an event is then placed by its
+ * version rather than its time (CE change times have whole seconds only). o is the side whose change the value is (the side
  * itself, or the other side for a value we wrote); only a side's own changes are conflicts. Known images merge field by field, the newer t winning (fieldmerge_merge, and
  * dw_image_merge in schemas/sql/004_merge.sql, which must agree).
  *
@@ -48,12 +50,12 @@ void fieldmerge_plan_clear(struct fieldmerge_plan *p);
 cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts);
 
 /*
- * As fieldmerge_entries, but only the fields whose value differs from the known image `known` (or
+ * As fieldmerge_entries (with the side's record version when version > 0), but only the fields whose value differs from the known image `known` (or
  * that it lacks): what the side changed at ts. Unchanged fields keep the time they were set.
  * known NULL: every field. New object (cJSON_Delete), NULL when image is not an object or on OOM.
  */
-cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts,
-				  const cJSON *known);
+cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
+				  long long ts, const cJSON *known);
 
 /*
  * Merges known-image entries upd into base (modified in place; upd borrowed): per field the entry
@@ -67,14 +69,15 @@ cJSON *fieldmerge_values(const cJSON *known);
 
 /*
  * Restricts payload (the write of map_transform for the side other than `from`, modified in place)
- * to the fields the event changed: src_image is the event's image (borrowed), ts its source time,
+ * to the fields the event changed: src_image is the event's image (borrowed), version and ts its
+ * source version (0: unknown) and time,
  * known_src / known_dst the known images of the source and target sides (NULL: nothing known; then
  * nothing is dropped for that reason). A payload member whose field has no source (a constant) is
  * written only while nothing is known of the target. Conflicts against known_dst follow the map's
  * policy. Fills *out (clear it with fieldmerge_plan_clear). Returns 0, or -1 on out of memory.
  */
-int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long ts,
-		    const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
+int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
+		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
 	__attribute__((warn_unused_result));
 
 /*
@@ -100,9 +103,10 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *payload, const cJSON *rep, long long ts,
 		       cJSON *written) __attribute__((warn_unused_result));
 
-/* Raises the time of every entry of `written` to at least t (when the write was sent) and marks
- * the entries as changes of side `origin`. Returns 0, or -1 on out of memory. */
-int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin) __attribute__((warn_unused_result));
+/* Raises the time of every entry of `written` to at least t (when the write was sent), marks the
+ * entries as changes of side `origin` and, when version > 0, as the target's record version. Returns 0, or -1 on out of memory. */
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version)
+	__attribute__((warn_unused_result));
 
 /* The CE image's change time (modifiedon, ms) or 0 when absent or unreadable. */
 long long fieldmerge_ce_modified_ms(const cJSON *image);

@@ -1150,7 +1150,6 @@ static int default_policy(void **state)
 	(void)state;
 	char cwd[512];
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
-	restart_with_policy("latest_wins");
 	snprintf(maps_dir, sizeof(maps_dir), "%s/schemas/maps", cwd);
 	assert_int_equal(0, worker_stop("fo"));
 	assert_int_equal(0, worker_stop("ce"));

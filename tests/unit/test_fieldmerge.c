@@ -64,7 +64,7 @@ static void test_plan_writes_only_changed_fields(void **state)
 	cJSON *known_dst = json("{\"OrganizationName\":{\"v\":\"n0\",\"t\":1000}}");
 	cJSON *p = fo_payload("n0", "Springfield");
 	struct fieldmerge_plan plan;
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, now, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, now, 0, 2000, known_src, known_dst, p, &plan));
 	assert_int_equal(1, plan.nwrite);
 	assert_true(has(p, "AddressCity"));
 	assert_true(has(p, "CustomerAccount"));
@@ -95,13 +95,13 @@ static void test_plan_echo_writes_nothing_and_first_write_is_full(void **state)
 	cJSON *known_dst = json("{}");
 	cJSON *p = fo_payload("n1", "c1");
 	struct fieldmerge_plan plan;
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 5000, known_src, known_dst, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 5000, known_src, known_dst, p, &plan));
 	assert_int_equal(0, plan.nwrite);
 	assert_int_equal(4, plan.nunchanged);
 	fieldmerge_plan_clear(&plan);
 	cJSON_Delete(p);
 	p = fo_payload("n1", "c1");
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 5000, NULL, NULL, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 5000, NULL, NULL, p, &plan));
 	assert_int_equal(4, plan.nwrite);
 	assert_true(has(p, "PartyType"));
 	fieldmerge_plan_clear(&plan);
@@ -121,7 +121,7 @@ static void test_plan_skips_values_older_than_known(void **state)
 	cJSON *img = ce_image("stale", "c0");
 	cJSON *p = fo_payload("stale", "c0");
 	struct fieldmerge_plan plan;
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 2000, known_src, NULL, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, NULL, p, &plan));
 	assert_false(has(p, "OrganizationName"));
 	assert_false(has(p, "AddressCity"));
 	fieldmerge_plan_clear(&plan);
@@ -142,14 +142,14 @@ static void test_plan_conflict_follows_policy(void **state)
 	struct fieldmerge_plan plan;
 	cJSON *p = fo_payload("ce-older", "c0");
 	m->conflict = MAP_CONFLICT_LATEST_WINS;
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, known_dst, p, &plan));
 	assert_int_equal(1, plan.nlost);
 	assert_false(has(p, "OrganizationName"));
 	fieldmerge_plan_clear(&plan);
 	cJSON_Delete(p);
 	p = fo_payload("ce-older", "c0");
 	m->conflict = MAP_CONFLICT_CE_WINS;
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, known_dst, p, &plan));
 	assert_int_equal(1, plan.nwon);
 	assert_true(has(p, "OrganizationName"));
 	/* recorded with the overruled change's time, so its event is older when it arrives */
@@ -159,7 +159,7 @@ static void test_plan_conflict_follows_policy(void **state)
 	cJSON_Delete(p);
 	p = fo_payload("ce-older", "c0");
 	m->conflict = MAP_CONFLICT_FO_WINS;
-	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, known_dst, p, &plan));
 	assert_int_equal(1, plan.nlost);
 	assert_false(has(p, "OrganizationName"));
 	fieldmerge_plan_clear(&plan);

@@ -342,7 +342,7 @@ static int plan_write(struct apply *a, struct item *it)
 		it->known_src = cJSON_Parse(it->ai.src_image);
 	if (it->ai.has_prev && it->ai.prev.image)
 		it->known_dst = cJSON_Parse(it->ai.prev.image);
-	if (fieldmerge_plan(a->map, a->from, it->ev.data, it->ts, it->known_src, it->known_dst, it->w.payload,
+	if (fieldmerge_plan(a->map, a->from, it->ev.data, it->ev.source.version, it->ts, it->known_src, it->known_dst, it->w.payload,
 			    &it->plan) != 0)
 		return -1;
 	if (log_enabled(LOG_DEBUG)) {
@@ -469,7 +469,8 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 	} else if (rep && fieldmerge_observe(a->map, a->to, it->w.payload, rep, it->ts, written) != 0) {
 		goto out;
 	}
-	if (fieldmerge_stamp(written, it->sent_ms, a->from) != 0)
+	const cJSON *vn = rep ? cJSON_GetObjectItemCaseSensitive(rep, "versionnumber") : NULL;
+	if (fieldmerge_stamp(written, it->sent_ms, a->from, cJSON_IsNumber(vn) ? (long long)vn->valuedouble : 0) != 0)
 		goto out;
 	it->image_out = cJSON_PrintUnformatted(written);
 	it->out.image = it->image_out;
@@ -1374,7 +1375,8 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 			if (!it->known_src && it->ai.src_image)
 				it->known_src = cJSON_Parse(it->ai.src_image);
 			cJSON *e = it->out.deleted ? NULL
-						   : fieldmerge_changed_entries(a->map, a->from, it->ev.data, it->ts,
+						   : fieldmerge_changed_entries(a->map, a->from, it->ev.data,
+										it->ev.source.version, it->ts,
 										it->known_src);
 			it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
 			cJSON_Delete(e);
