@@ -3,7 +3,9 @@
 #   tests/run.sh          unit suites, then a private Kafka + PostgreSQL stack (.state/test,
 #                         port base DW_TEST_PORT_BASE, default 29000: keep it below 32768, the
 #                         start of Linux's ephemeral port range, or a client socket may hold a port
-#                         the stack needs) for the integration suites, stopped again at the end
+#                         the stack needs) for the integration suites and then the end-to-end
+#                         suites (FO outage shortened to E2E_OUTAGE_S=20 s unless set), stopped
+#                         again at the end
 #   tests/run.sh unit     unit suites only (no services)
 #   tests/run.sh e2e      the end-to-end suites under tests/e2e on the same private stack (`make e2e`)
 # Suites are the cmocka binaries under $DW_BUILD/tests/{unit,integration} and the scripts
@@ -80,6 +82,8 @@ if [ "$mode" = all ] || [ "$mode" = e2e ]; then
 			run_layer e2e
 		else
 			run_layer integration
+			export E2E_OUTAGE_S=${E2E_OUTAGE_S:-20}
+			run_layer e2e
 		fi
 	fi
 fi

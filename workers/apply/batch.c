@@ -347,14 +347,10 @@ static int plan_write(struct apply *a, struct item *it)
 		return -1;
 	if (log_enabled(LOG_DEBUG)) {
 		char nw[16], nu[16], nl[16];
-		char *body = cJSON_PrintUnformatted(it->w.payload);
 		snprintf(nw, sizeof(nw), "%d", it->plan.nwrite);
 		snprintf(nu, sizeof(nu), "%d", it->plan.nunchanged);
 		snprintf(nl, sizeof(nl), "%d", it->plan.nlost);
-		log_debug("field plan", "map", a->map->name, "record", it->tkey, "write", nw, "unchanged", nu, "lost", nl,
-			  "payload", body ? body : "", "known_src", it->known_src ? "yes" : "no", "known_dst",
-			  it->known_dst ? "yes" : "no");
-		free(body);
+		log_debug("field plan", "map", a->map->name, "record", it->tkey, "write", nw, "unchanged", nu, "lost", nl);
 	}
 	if (it->plan.nwrite == 0 && it->known_dst)
 		return 0;
