@@ -267,22 +267,24 @@ static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum eve
 	return put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE));
 }
 
+static int plan_start(struct fieldmerge_plan *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->written = cJSON_CreateObject();
+	return out->written ? 0 : -1;
+}
+
 int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
 		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
 {
 	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
-	memset(out, 0, sizeof(*out));
-	out->written = cJSON_CreateObject();
-	if (!out->written)
+	if (plan_start(out) != 0)
 		return -1;
-	cJSON *p = payload ? payload->child : NULL;
-	while (p) {
-		cJSON *next = p->next;
+	for (cJSON *p = payload ? payload->child : NULL, *next; p; p = next) {
+		next = p->next;
 		int idx = member_field(m, to, p->string);
-		if (idx == MEMBER_KEEP) {
-			p = next;
+		if (idx == MEMBER_KEEP)
 			continue;
-		}
 		const struct map_field *f = &m->fields[idx];
 		const char *sname = image_name(f, from), *dname = image_name(f, to);
 		int drop = 0;
@@ -298,7 +300,6 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		if (drop) {
 			out->nunchanged++;
 			cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
-			p = next;
 			continue;
 		}
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
@@ -311,13 +312,11 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			} else {
 				out->nlost++;
 				cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
-				p = next;
 				continue;
 			}
 		}
 		if (keep(out, f, to, p, t) != 0)
 			return -1;
-		p = next;
 	}
 	return 0;
 }
@@ -327,18 +326,13 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			struct fieldmerge_plan *out)
 {
 	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
-	memset(out, 0, sizeof(*out));
-	out->written = cJSON_CreateObject();
-	if (!out->written)
+	if (plan_start(out) != 0)
 		return -1;
-	cJSON *p = payload ? payload->child : NULL;
-	while (p) {
-		cJSON *next = p->next;
+	for (cJSON *p = payload ? payload->child : NULL, *next; p; p = next) {
+		next = p->next;
 		int idx = member_field(m, to, p->string);
-		if (idx == MEMBER_KEEP) {
-			p = next;
+		if (idx == MEMBER_KEEP)
 			continue;
-		}
 		const struct map_field *f = &m->fields[idx];
 		const char *dname = image_name(f, to);
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
@@ -349,7 +343,6 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 		if (!changed_there) {
 			if (keep(out, f, to, p, t) != 0)
 				return -1;
-			p = next;
 			continue;
 		}
 		int win = fixed_winner(m, from);
@@ -357,7 +350,6 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			out->nwait++;
 			if (keep(out, f, to, p, t) != 0)
 				return -1;
-			p = next;
 			continue;
 		}
 		if (win < 0)
@@ -372,7 +364,6 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			out->nlost++;
 			cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
 		}
-		p = next;
 	}
 	return 0;
 }

@@ -213,6 +213,39 @@ static void test_conflict_merges_and_settles(void **state)
 	map_free(m);
 }
 
+/* A value we wrote on the target is not the target's own change: no conflict. A CE event is placed
+ * by its version against an entry that has one, whatever the times say. */
+static void test_plan_origin_and_versions(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *img = ce_image("new", "c0");
+	cJSON *known_dst = json("{\"OrganizationName\":{\"v\":\"x\",\"t\":3000,\"o\":\"ce\"}}");
+	cJSON *p = fo_payload("new", "c0");
+	struct fieldmerge_plan plan;
+	m->conflict = MAP_CONFLICT_LATEST_WINS;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, NULL, known_dst, p, &plan));
+	assert_int_equal(0, plan.nlost);
+	assert_true(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON *known_src = json("{\"name\":{\"v\":\"old\",\"t\":9000,\"n\":5,\"o\":\"fo\"}}");
+	p = fo_payload("new", "c0");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 6, 1000, known_src, NULL, p, &plan));
+	assert_true(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	p = fo_payload("new", "c0");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 4, 99999, known_src, NULL, p, &plan));
+	assert_false(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON_Delete(known_src);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(img);
+	map_free(m);
+}
+
 /* Known images merge field by field: the newer time wins, a tie goes to the update. */
 static void test_merge_newer_time_wins(void **state)
 {
@@ -229,6 +262,15 @@ static void test_merge_newer_time_wins(void **state)
 	cJSON_Delete(v);
 	cJSON_Delete(base);
 	cJSON_Delete(upd);
+	/* with versions on both sides the version decides */
+	base = json("{\"a\":{\"v\":1,\"t\":9,\"n\":3}}");
+	upd = json("{\"a\":{\"v\":2,\"t\":1,\"n\":4}}");
+	assert_int_equal(0, fieldmerge_merge(base, upd));
+	v = fieldmerge_values(base);
+	assert_int_equal(2, cJSON_GetObjectItemCaseSensitive(v, "a")->valueint);
+	cJSON_Delete(v);
+	cJSON_Delete(base);
+	cJSON_Delete(upd);
 }
 
 int main(void)
@@ -239,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_plan_skips_values_older_than_known),
 		cmocka_unit_test(test_plan_conflict_follows_policy),
 		cmocka_unit_test(test_conflict_merges_and_settles),
+		cmocka_unit_test(test_plan_origin_and_versions),
 		cmocka_unit_test(test_merge_newer_time_wins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
