@@ -346,7 +346,7 @@ static int load_side(struct ld *l, const cJSON *root, const char *name, struct m
 
 static int load_company(struct ld *l, const cJSON *root, struct map *m)
 {
-	static const char *const allowed[] = { "fo", "ce", "ce_nav", "ce_set", "ce_key", NULL };
+	static const char *const allowed[] = { "fo", "ce", "ce_nav", "ce_set", "ce_key", "in_ce_key", NULL };
 	static const char *const required[] = { "fo", "ce", "ce_set", "ce_key", NULL };
 	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "company");
 	if (!obj)
@@ -376,8 +376,18 @@ static int load_company(struct ld *l, const cJSON *root, struct map *m)
 		lerr(l, "company.fo", "'%s' must be one of the fo.key fields (the company is part of every key)", fo);
 		return -1;
 	}
-	if (!list_has(m->ce.key, m->ce.nkey, ce)) {
+	const cJSON *in_key = cJSON_GetObjectItemCaseSensitive(obj, "in_ce_key");
+	if (in_key && !cJSON_IsBool(in_key)) {
+		lerr(l, "company.in_ce_key", "must be true or false");
+		return -1;
+	}
+	c->in_ce_key = !in_key || cJSON_IsTrue(in_key);
+	if (c->in_ce_key && !list_has(m->ce.key, m->ce.nkey, ce)) {
 		lerr(l, "company.ce", "'%s' must be one of the ce.key fields (the company is part of every key)", ce);
+		return -1;
+	}
+	if (!c->in_ce_key && list_has(m->ce.key, m->ce.nkey, ce)) {
+		lerr(l, "company.in_ce_key", "is false, but '%s' is one of the ce.key fields", ce);
 		return -1;
 	}
 	return 0;
@@ -555,7 +565,7 @@ static const struct symbol symbols[] = {
 
 static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struct map_field *f)
 {
-	static const char *const allowed[] = { "set", "key", "nav", "value", NULL };
+	static const char *const allowed[] = { "set", "key", "nav", "value", "company_key", NULL };
 	static const char *const required[] = { "set", "key", NULL };
 	char sub[JPATH_MAX];
 	jmember(sub, jpath, "lookup");
@@ -570,6 +580,7 @@ static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struc
 	const char *key = get_str(l, obj, sub, "key", 1, S_IDENT);
 	const char *nav = get_str(l, obj, sub, "nav", 0, S_IDENT);
 	const char *value = get_str(l, obj, sub, "value", 0, S_IDENT);
+	const char *ckey = get_str(l, obj, sub, "company_key", 0, S_IDENT);
 	if (!set || !key || l->failed)
 		return -1;
 	f->lookup = calloc(1, sizeof(*f->lookup));
@@ -581,6 +592,8 @@ static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struc
 	snprintf(defvalue, sizeof(defvalue), "_%s_value", f->ce);
 	if (!(f->lookup->set = xstrdup(l, set)) || !(f->lookup->key = xstrdup(l, key)) ||
 	    !(f->lookup->nav = xstrdup(l, nav ? nav : f->ce)) || !(f->lookup->value = xstrdup(l, value ? value : defvalue)))
+		return -1;
+	if (ckey && !(f->lookup->company_key = xstrdup(l, ckey)))
 		return -1;
 	return 0;
 }
@@ -783,6 +796,23 @@ static const struct map_field *field_named(const struct map *m, int ce_side, con
 
 /* Every key field of a side written to must be mapped towards it; in a bidirectional map, in
  * both directions (DIPV1004). The company part is mapped by `company`. */
+/* A lookup bound with the company (lookup.company_key) needs a company code: the map's company,
+ * or for maps without one the F&O dataAreaId key field. */
+static int check_company_keys(struct ld *l, const struct map *m)
+{
+	for (size_t i = 0; i < m->nfields; i++) {
+		const struct map_field *f = &m->fields[i];
+		if (!f->lookup || !f->lookup->company_key || m->company || list_has(m->fo.key, m->fo.nkey, "dataAreaId"))
+			continue;
+		char jpath[JPATH_MAX], sub[JPATH_MAX];
+		jindex(jpath, "fields", i);
+		jmember(sub, jpath, "lookup");
+		lerr(l, sub, "company_key needs a company code: give the map a company, or dataAreaId in fo.key");
+		return -1;
+	}
+	return 0;
+}
+
 static int check_keys(struct ld *l, const struct map *m)
 {
 	for (int ce_side = 0; ce_side < 2; ce_side++) {
@@ -825,13 +855,51 @@ static int check_keys(struct ld *l, const struct map *m)
 	return 0;
 }
 
+/* aggregate.join: fields of another F&O entity added to each group's image (the unit of the
+ * item for product inventory), read by the group_by values named in `on`. */
+static int load_join(struct ld *l, const cJSON *agg, const struct map *m, struct map_aggregate *a)
+{
+	static const char *const allowed[] = { "entity_set", "on", "fields", NULL };
+	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(agg, "join");
+	if (!obj)
+		return 0;
+	if (check_object(l, obj, "aggregate.join", allowed, allowed) != 0)
+		return -1;
+	const char *set = get_str(l, obj, "aggregate.join", "entity_set", 1, S_IDENT);
+	if (!set || !(a->join_set = xstrdup(l, set)))
+		return -1;
+	if (get_str_list(l, obj, "aggregate.join", "on", MAP_KEY_FIELDS_MAX, S_IDENT, &a->join_on, &a->njoin_on) != 0 ||
+	    get_str_list(l, obj, "aggregate.join", "fields", MAP_FIELDS_MAX, S_IDENT, &a->join_fields,
+			 &a->njoin_fields) != 0)
+		return -1;
+	for (size_t i = 0; i < a->njoin_on; i++)
+		if (!list_has(a->group_by, a->ngroup_by, a->join_on[i])) {
+			char jpath[JPATH_MAX];
+			jindex(jpath, "aggregate.join.on", i);
+			lerr(l, jpath, "'%s' is not one of aggregate.group_by (the join reads by the group's values)",
+			     a->join_on[i]);
+			return -1;
+		}
+	for (size_t i = 0; i < a->njoin_fields; i++) {
+		const struct map_field *f = field_named(m, 0, a->join_fields[i]);
+		if (!f || !f->ce) {
+			char jpath[JPATH_MAX];
+			jindex(jpath, "aggregate.join.fields", i);
+			lerr(l, jpath, "'%s' is not a mapped fo field", a->join_fields[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int load_aggregate(struct ld *l, const cJSON *root, struct map *m)
 {
-	static const char *const allowed[] = { "group_by", "sum", NULL };
+	static const char *const allowed[] = { "group_by", "sum", "join", NULL };
+	static const char *const required[] = { "group_by", "sum", NULL };
 	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "aggregate");
 	if (!obj)
 		return 0;
-	if (check_object(l, obj, "aggregate", allowed, allowed) != 0)
+	if (check_object(l, obj, "aggregate", allowed, required) != 0)
 		return -1;
 	if (m->direction != MAP_DIR_FO_TO_CE) {
 		lerr(l, "aggregate", "only maps with direction fo_to_ce can aggregate FO rows");
@@ -864,7 +932,7 @@ static int load_aggregate(struct ld *l, const cJSON *root, struct map *m)
 			return -1;
 		}
 	}
-	return 0;
+	return load_join(l, obj, m, a);
 }
 
 static const char *const directions[] = { "ce_to_fo", "fo_to_ce", "both", NULL };
@@ -938,7 +1006,7 @@ static int load_root(struct ld *l, const cJSON *root, const char *stem, struct m
 		return -1;
 	}
 	if (load_threshold(l, root, m) != 0 || load_company(l, root, m) != 0 || load_value_maps(l, root, m) != 0 ||
-	    load_fields(l, root, m) != 0 || check_keys(l, m) != 0 || load_aggregate(l, root, m) != 0)
+	    load_fields(l, root, m) != 0 || check_keys(l, m) != 0 || check_company_keys(l, m) != 0 || load_aggregate(l, root, m) != 0)
 		return -1;
 	if (cJSON_GetObjectItemCaseSensitive(root, "dependencies")) {
 		if (get_str_list(l, root, "$", "dependencies", MAP_MAPS_MAX, S_NAME, &m->dependencies, &m->ndependencies) != 0)
@@ -1087,6 +1155,7 @@ void map_free(struct map *m)
 			free(f->lookup->key);
 			free(f->lookup->nav);
 			free(f->lookup->value);
+			free(f->lookup->company_key);
 			free(f->lookup);
 		}
 	}
@@ -1106,6 +1175,9 @@ void map_free(struct map *m)
 	if (m->aggregate) {
 		free_list(m->aggregate->group_by, m->aggregate->ngroup_by);
 		free_list(m->aggregate->sum, m->aggregate->nsum);
+		free(m->aggregate->join_set);
+		free_list(m->aggregate->join_on, m->aggregate->njoin_on);
+		free_list(m->aggregate->join_fields, m->aggregate->njoin_fields);
 		free(m->aggregate);
 	}
 	free(m);

@@ -53,6 +53,10 @@ struct map_side {
 	struct map_filter *filter; /* parsed filter_text, NULL when none */
 };
 
+/* Where lookups with company_key find the company's GUID in maps without a `company` member. */
+#define MAP_COMPANY_SET_DEFAULT "cdm_companies"
+#define MAP_COMPANY_KEY_DEFAULT "cdm_companycode"
+
 /* FO dataAreaId <-> CE lookup to cdm_company, bound by the company code (dynamics.md 1.8). */
 struct map_company {
 	char *fo;       /* "dataAreaId" */
@@ -61,6 +65,8 @@ struct map_company {
 	char *ce_value; /* attribute holding the GUID when read, "_<ce>_value" */
 	char *ce_set;   /* "cdm_companies" */
 	char *ce_key;   /* "cdm_companycode" */
+	int in_ce_key;  /* the company column is part of the CE key (default); 0 for tables whose CE
+			 * rows are identified through a company-specific parent (purchase order lines) */
 };
 
 struct map_value_pair {
@@ -81,6 +87,9 @@ struct map_lookup {
 	char *key;   /* its alternate key column, e.g. "msdyn_groupid" */
 	char *nav;   /* navigation property, default = the field's ce name */
 	char *value; /* attribute with the GUID on reads, default "_<ce>_value" */
+	char *company_key; /* NULL, or the company lookup column that is part of the related table's
+			    * alternate key (msdyn_company): the bind then reads
+			    * /<set>(<key>='<v>',<company_key>=<GUID of the company>) */
 };
 
 struct map_field {
@@ -106,6 +115,11 @@ struct map_aggregate {
 	size_t ngroup_by;
 	char **sum;      /* FO numeric fields */
 	size_t nsum;
+	char *join_set;  /* NULL, or an FO entity set read once per group ... */
+	char **join_on;  /* ... by these group_by fields (same names there) ... */
+	size_t njoin_on;
+	char **join_fields; /* ... whose first row's fields are added to the group's image */
+	size_t njoin_fields;
 };
 
 /* A loaded map. Read-only for users; freed with map_free. */
@@ -222,6 +236,10 @@ struct map_resolver {
 	int (*resolve)(void *ctx, enum event_side side, const char *entity_set, const char *guid,
 		       const char *key_field, char *out, size_t outlen, char *err, size_t errlen);
 	void *ctx;
+	/* Optional (needed only for lookups with company_key, towards CE): the GUID of the CE row of
+	 * entity_set whose alternate key key_field is value, into out[37]. Same results as resolve. */
+	int (*guid)(void *ctx, const char *entity_set, const char *key_field, const char *value, char out[37],
+		    char *err, size_t errlen);
 };
 
 enum map_write_op { MAP_WRITE_UPSERT = 1, MAP_WRITE_DELETE = 2 };
@@ -233,7 +251,9 @@ struct map_write {
 	const char *entity_set; /* target entity set, borrowed from the map */
 	cJSON *key;             /* target key fields -> values (see docs/maps.md "Keys") */
 	cJSON *payload;         /* upsert body in the target's names; NULL for deletes */
-	char *company;          /* company code (dataAreaId), NULL for maps without company */
+	char *company;          /* company code (dataAreaId), NULL for maps without company (except
+				 * that a map without company whose lookups use company_key gets
+				 * the event's dataAreaId here) */
 	char hash[SHA256_HEX_LEN + 1]; /* map_content_hash of payload; "" for deletes */
 };
 

@@ -368,7 +368,7 @@ static int map_company_part(const struct map *m, const struct event *ev, const s
 		terr(err, errlen, "out of memory");
 		return MAP_ERR_EVENT;
 	}
-	if (add(out->key, to_ce ? c->ce : c->fo, cJSON_CreateString(code), err, errlen) != 0)
+	if ((!to_ce || c->in_ce_key) && add(out->key, to_ce ? c->ce : c->fo, cJSON_CreateString(code), err, errlen) != 0)
 		return MAP_ERR_EVENT;
 	if (!out->payload)
 		return MAP_OK;
@@ -381,6 +381,51 @@ static int map_company_part(const struct map *m, const struct event *ev, const s
 	if (!bind)
 		return MAP_ERR_EVENT;
 	return add(out->payload, name, bind, err, errlen) == 0 ? MAP_OK : MAP_ERR_EVENT;
+}
+
+/* A lookup bound by an alternate key that includes the company (lookup.company_key):
+ * "/<set>(<key>='<literal>',<company_key>=<GUID of the company>)". The company code is the one
+ * already mapped (out->company: the map's company, else the event's dataAreaId). */
+static int company_bind(const struct map *m, const struct map_field *f, const struct map_resolver *r,
+			const struct map_write *out, const cJSON *v, cJSON **bind, char *err, size_t errlen)
+{
+	const char *code = out->company;
+	if (!code) {
+		terr(err, errlen, "%s: the lookup is bound with the company, and the event has none", f->fo ? f->fo : f->ce);
+		return MAP_ERR_EVENT;
+	}
+	if (!r || !r->guid) {
+		terr(err, errlen, "%s: the lookup is bound with the company, and no resolver can find its GUID", f->ce);
+		return MAP_ERR_RESOLVE;
+	}
+	const char *cset = m->company ? m->company->ce_set : MAP_COMPANY_SET_DEFAULT;
+	const char *ckey = m->company ? m->company->ce_key : MAP_COMPANY_KEY_DEFAULT;
+	char guid[37];
+	err[0] = '\0';
+	int rc = r->guid(r->ctx, cset, ckey, code, guid, err, errlen);
+	if (rc == MAP_NOT_FOUND && !err[0])
+		terr(err, errlen, "%s: no %s row with %s = '%s'", f->ce, cset, ckey, code);
+	if (rc != MAP_OK)
+		return rc;
+	cJSON *plain = bind_value(f->lookup->set, f->lookup->key, v, err, errlen);
+	if (!plain)
+		return MAP_ERR_EVENT;
+	size_t len = strlen(plain->valuestring), cap = len + strlen(f->lookup->company_key) + 48;
+	char *buf = malloc(cap);
+	if (!buf) {
+		cJSON_Delete(plain);
+		terr(err, errlen, "out of memory");
+		return MAP_ERR_EVENT;
+	}
+	snprintf(buf, cap, "%.*s,%s=%s)", (int)(len - 1), plain->valuestring, f->lookup->company_key, guid);
+	cJSON_Delete(plain);
+	*bind = cJSON_CreateString(buf);
+	free(buf);
+	if (!*bind) {
+		terr(err, errlen, "out of memory");
+		return MAP_ERR_EVENT;
+	}
+	return MAP_OK;
 }
 
 /* The target value of one field: a new cJSON value in *out, or *out NULL when the source event
@@ -438,6 +483,15 @@ done:
 	return MAP_OK;
 }
 
+/* Whether some lookup of the map is bound with the company (lookup.company_key). */
+static int has_company_keys(const struct map *m)
+{
+	for (size_t i = 0; i < m->nfields; i++)
+		if (m->fields[i].lookup && m->fields[i].lookup->company_key)
+			return 1;
+	return 0;
+}
+
 int map_transform(const struct map *m, const struct event *ev, const struct map_resolver *r, struct map_write *out,
 		  char *err, size_t errlen)
 {
@@ -480,6 +534,14 @@ int map_transform(const struct map *m, const struct event *ev, const struct map_
 	}
 	if (m->company && (rc = map_company_part(m, ev, r, to_ce, out, err, errlen)) != MAP_OK)
 		goto out;
+	if (!m->company && to_ce && has_company_keys(m)) {
+		/* lookups bound with the company take it from the F&O dataAreaId */
+		const cJSON *d = source_value(ev, "dataAreaId");
+		if (cJSON_IsString(d) && d->valuestring[0] && !(out->company = strdup(d->valuestring))) {
+			terr(err, errlen, "out of memory");
+			goto out;
+		}
+	}
 	rc = MAP_ERR_EVENT;
 	for (size_t i = 0; i < m->nfields; i++) {
 		const struct map_field *f = &m->fields[i];
@@ -515,7 +577,19 @@ int map_transform(const struct map *m, const struct event *ev, const struct map_
 		if (to_ce && f->lookup) {
 			char name[MAP_IDENT_MAX + 16];
 			snprintf(name, sizeof(name), "%s@odata.bind", f->lookup->nav);
-			cJSON *bind = cJSON_IsNull(v) ? cJSON_CreateNull() : bind_value(f->lookup->set, f->lookup->key, v, err, errlen);
+			cJSON *bind = NULL;
+			if (cJSON_IsNull(v)) {
+				bind = cJSON_CreateNull();
+			} else if (f->lookup->company_key) {
+				rc = company_bind(m, f, r, out, v, &bind, err, errlen);
+				if (rc != MAP_OK) {
+					cJSON_Delete(v);
+					goto out;
+				}
+				rc = MAP_ERR_EVENT;
+			} else {
+				bind = bind_value(f->lookup->set, f->lookup->key, v, err, errlen);
+			}
 			cJSON_Delete(v);
 			if (!bind) {
 				if (!err[0])

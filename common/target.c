@@ -370,6 +370,12 @@ static int check_write(const struct target_write *w, size_t i, char *errbuf, siz
 	return 0;
 }
 
+/* An FO upsert the caller marked as a create (target_write.create): POST at once. */
+static int creates_fo(const struct target *t, const struct target_write *w)
+{
+	return !t->ce && w->create && w->op == TARGET_UPSERT;
+}
+
 /* One write as single requests (PATCH, then POST for FO on 404; or DELETE). */
 static int apply_single(struct target *t, struct target_write *w, char *errbuf, size_t errlen)
 {
@@ -388,15 +394,20 @@ static int apply_single(struct target *t, struct target_write *w, char *errbuf, 
 	if (w->op == TARGET_UPSERT)
 		extra[ne++] = (struct http_header){ "Prefer", "return=representation" };
 	const char *method = w->op == TARGET_DELETE ? "DELETE" : "PATCH";
-	int rc = send_req(t, method, url, extra, ne, w->body, w->body ? strlen(w->body) : 0, &resp, err, sizeof(err));
-	if (rc != 0) {
-		classify_failure(w, rc, err);
+	if (creates_fo(t, w)) {
+		w->outcome = NEEDS_POST; /* the caller knows the record is not there: no PATCH first */
 	} else {
-		classify(t, w, method, resp.status, http_response_header(&resp, "ETag"),
-			 http_response_header(&resp, "OData-EntityId"), http_response_header(&resp, "Retry-After"),
-			 resp.body, resp.body_len);
+		int rc = send_req(t, method, url, extra, ne, w->body, w->body ? strlen(w->body) : 0, &resp, err,
+				  sizeof(err));
+		if (rc != 0) {
+			classify_failure(w, rc, err);
+		} else {
+			classify(t, w, method, resp.status, http_response_header(&resp, "ETag"),
+				 http_response_header(&resp, "OData-EntityId"), http_response_header(&resp, "Retry-After"),
+				 resp.body, resp.body_len);
+		}
+		http_response_free(&resp);
 	}
-	http_response_free(&resp);
 	free(url);
 	if (w->outcome != NEEDS_POST)
 		return 0;
@@ -410,7 +421,7 @@ static int apply_single(struct target *t, struct target_write *w, char *errbuf, 
 		snprintf(errbuf, errlen, "%s", err);
 		return -1;
 	}
-	rc = send_req(t, "POST", url, NULL, 0, body, strlen(body), &resp, err, sizeof(err));
+	int rc = send_req(t, "POST", url, NULL, 0, body, strlen(body), &resp, err, sizeof(err));
 	if (rc != 0)
 		classify_failure(w, rc, err);
 	else
@@ -482,7 +493,7 @@ static int apply_batch(struct target *t, struct target_write *w, const size_t *i
 		o->write = idx[i];
 		snprintf(o->cid, sizeof(o->cid), "%zu", q + 1);
 		size_t nh = 0;
-		if (post) {
+		if (post || creates_fo(t, x)) {
 			o->method = "POST";
 			o->url = record_url(t, x->entity_set, NULL, 0, err, sizeof(err));
 			o->body = o->url ? post_body(x, err, sizeof(err)) : NULL;
@@ -668,8 +679,9 @@ int target_apply(struct target *t, struct target_write *w, size_t n, char *errbu
 	return rc;
 }
 
-int target_read(struct target *t, const char *entity_set, const struct odata_key_part *key, size_t nkey,
-		int *found, char **body, char **etag, int *retryable, char *errbuf, size_t errlen)
+/* GET url: 200 -> *found 1 with *body and *etag; 404 -> *found 0; else -1 with errbuf. */
+static int get_url(struct target *t, const char *url, const char *what, int *found, char **body, char **etag,
+		   int *retryable, char *errbuf, size_t errlen)
 {
 	struct http_response resp;
 	*found = 0;
@@ -677,11 +689,7 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 	*etag = NULL;
 	if (retryable)
 		*retryable = 0;
-	char *url = record_url(t, entity_set, key, nkey, errbuf, errlen);
-	if (!url)
-		return -1;
 	int rc = send_req(t, "GET", url, NULL, 0, NULL, 0, &resp, errbuf, errlen);
-	free(url);
 	if (rc != 0) {
 		if (retryable)
 			*retryable = rc == HTTP_ERR_TRANSPORT || rc == HTTP_ERR_TIMEOUT;
@@ -692,7 +700,7 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 		return 0;
 	}
 	if (resp.status != 200) {
-		snprintf(errbuf, errlen, "read %s: HTTP %ld", entity_set, resp.status);
+		snprintf(errbuf, errlen, "read %s: HTTP %ld", what, resp.status);
 		if (retryable)
 			*retryable = http_status_retryable(resp.status);
 		http_response_free(&resp);
@@ -707,4 +715,48 @@ int target_read(struct target *t, const char *entity_set, const struct odata_key
 	}
 	*found = 1;
 	return 0;
+}
+
+int target_read(struct target *t, const char *entity_set, const struct odata_key_part *key, size_t nkey,
+		int *found, char **body, char **etag, int *retryable, char *errbuf, size_t errlen)
+{
+	*found = 0;
+	*body = NULL;
+	*etag = NULL;
+	if (retryable)
+		*retryable = 0;
+	char *url = record_url(t, entity_set, key, nkey, errbuf, errlen);
+	if (!url)
+		return -1;
+	int rc = get_url(t, url, entity_set, found, body, etag, retryable, errbuf, errlen);
+	free(url);
+	return rc;
+}
+
+int target_query(struct target *t, const char *entity_set, const char *query, char **body, int *retryable,
+		 char *errbuf, size_t errlen)
+{
+	*body = NULL;
+	if (retryable)
+		*retryable = 0;
+	char *base = record_url(t, entity_set, NULL, 0, errbuf, errlen);
+	if (!base)
+		return -1;
+	char *url = NULL, *etag = NULL;
+	int found = 0, rc = -1;
+	if (asprintf(&url, "%s?%s", base, query) < 0) {
+		url = NULL;
+		snprintf(errbuf, errlen, "out of memory");
+		goto out;
+	}
+	rc = get_url(t, url, entity_set, &found, body, &etag, retryable, errbuf, errlen);
+	if (rc == 0 && !found) {
+		snprintf(errbuf, errlen, "query %s: HTTP 404", entity_set);
+		rc = -1;
+	}
+out:
+	free(etag);
+	free(url);
+	free(base);
+	return rc;
 }

@@ -83,6 +83,8 @@ struct target_write {
 	const char *body;     /* UPSERT: a JSON object (the fields to write); NULL for DELETE */
 	const char *if_match; /* the ETag last seen, or NULL */
 	int unit;             /* 0: its own changeset; equal non-zero values: one changeset */
+	int create;           /* FO upsert known not to exist: POST at once instead of PATCH first
+			       * (inside a changeset a PATCH that 404s fails the whole changeset) */
 	/* outputs */
 	enum target_outcome outcome;
 	long status;         /* final HTTP status; 0 when no response arrived */
@@ -118,6 +120,13 @@ void target_write_clear(struct target_write *w);
 int target_read(struct target *t, const char *entity_set, const struct odata_key_part *key, size_t nkey,
 		int *found, char **body, char **etag, int *retryable, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* GETs <root><entity_set>?<query> (query already percent-encoded, e.g.
+ * "cross-company=true&$filter=ItemNumber%20eq%20%27A%27") and returns the answer of a 200 as
+ * *body (new JSON text, caller frees). Returns -1 with errbuf on any other answer or failure,
+ * and *retryable (may be NULL) says whether trying again later may help. */
+int target_query(struct target *t, const char *entity_set, const char *query, char **body, int *retryable,
+		 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Requests sent so far (a $batch counts as one); for metrics and tests. */
 unsigned long target_request_count(const struct target *t);

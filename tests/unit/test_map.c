@@ -26,6 +26,8 @@
 #define G_PO "0a6b1c1e-0000-4000-8000-000000000040"
 #define G_P100 "0a6b1c1e-0000-4000-8000-000000000050"
 #define G_EA "0a6b1c1e-0000-4000-8000-000000000060"
+#define G_VENDOR "0a6b1c1e-0000-4000-8000-000000000070"
+#define G_CUSTOMER "0a6b1c1e-0000-4000-8000-000000000080"
 #define G_UNKNOWN "0a6b1c1e-0000-4000-8000-0000000000ff"
 #define G_FAILS "0a6b1c1e-0000-4000-8000-0000000000ee"
 #define ACCOUNT_ID "6d81597f-0f9f-e711-8122-000d3aa2331c"
@@ -113,7 +115,26 @@ static const struct fake_row fake_rows[] = {
 	{ "msdyn_purchaseorders", G_PO, "msdyn_name", "00000123" },
 	{ "products", G_P100, "msdyn_productnumber", "P-100" },
 	{ "uoms", G_EA, "msdyn_symbol", "ea" },
+	{ "accounts", G_VENDOR, "accountnumber", "V-1001" },
+	{ "accounts", G_CUSTOMER, "accountnumber", "US-001" },
 };
+
+/* The map_resolver.guid side of the fake: value -> GUID from the same rows. */
+static int fake_guid(void *ctx, const char *set, const char *key_field, const char *value, char out[37], char *err,
+		     size_t errlen)
+{
+	struct fake *f = ctx;
+	f->calls++;
+	(void)err;
+	(void)errlen;
+	for (size_t i = 0; i < sizeof(fake_rows) / sizeof(fake_rows[0]); i++)
+		if (strcmp(fake_rows[i].set, set) == 0 && strcmp(fake_rows[i].key_field, key_field) == 0 &&
+		    strcmp(fake_rows[i].value, value) == 0) {
+			snprintf(out, 37, "%s", fake_rows[i].guid);
+			return MAP_OK;
+		}
+	return MAP_NOT_FOUND;
+}
 
 static int fake_resolve(void *ctx, enum event_side side, const char *set, const char *guid, const char *key_field,
 			char *out, size_t outlen, char *err, size_t errlen)
@@ -338,6 +359,13 @@ static void test_malformed_maps_name_file_path_and_reason(void **state)
 		{ "aggregate_two_way", "aggregate: only maps with direction fo_to_ce can aggregate FO rows" },
 		{ "aggregate_sum_unmapped", "aggregate.sum[0]: 'CreditLimit' is not a mapped fo field" },
 		{ "no_fields", "fields: must have 1 to 512 items, has 0" },
+		{ "company_in_ce_key_false_but_listed",
+		  "company.in_ce_key: is false, but 'msdyn_company' is one of the ce.key fields" },
+		{ "lookup_company_key_without_company",
+		  "fields[2].lookup: company_key needs a company code: give the map a company, or dataAreaId in fo.key" },
+		{ "aggregate_join_not_grouped",
+		  "aggregate.join.on[0]: 'CustomerGroupId' is not one of aggregate.group_by (the join reads by the group's "
+		  "values)" },
 	};
 	size_t ncases = sizeof(cases) / sizeof(cases[0]);
 	int failures = 0;
@@ -361,7 +389,9 @@ static void test_malformed_maps_name_file_path_and_reason(void **state)
 	struct map_set *set = NULL;
 	assert_int_equal(map_load_dir(BAD, &set, err, sizeof(err)), -1);
 	assert_null(set);
-	assert_string_equal(err, BAD "/aggregate_sum_unmapped.json: aggregate.sum[0]: 'CreditLimit' is not a mapped fo field");
+	/* the directory loader stops at the first file, alphabetically */
+	assert_string_equal(err, BAD "/aggregate_join_not_grouped.json: aggregate.join.on[0]: 'CustomerGroupId' is not "
+				     "one of aggregate.group_by (the join reads by the group's values)");
 	FILE *ls = popen("ls " BAD " | grep -c '\\.json$'", "r");
 	assert_non_null(ls);
 	assert_int_equal(fscanf(ls, "%zu", &files), 1);
@@ -435,7 +465,7 @@ static void test_fo_to_ce_update(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	make_event(&ev, "fo", "CustomersV3", "update", FO_CUSTOMER_KEY, FO_CUSTOMER);
 	struct map_write w;
@@ -485,7 +515,7 @@ static void test_ce_to_fo_update(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
 	struct map_write w;
@@ -517,7 +547,7 @@ static void test_ce_null_credit_limit_becomes_zero(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	make_event(&ev, "ce", "account", "update", CE_ACCOUNT_KEY, CE_ACCOUNT);
 	cJSON_ReplaceItemInObjectCaseSensitive(ev.data, "creditlimit", cJSON_CreateNull());
@@ -539,7 +569,7 @@ static void test_delete_events_delete_the_target_key(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -581,7 +611,7 @@ static void test_lookup_not_found_and_resolver_failure(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -729,7 +759,7 @@ static void test_lookups_in_keys_and_one_way_fields_omitted(void **state)
 {
 	(void)state;
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w;
 	char err[512];
@@ -993,7 +1023,7 @@ static void test_write_hash_stable_and_image_hash(void **state)
 	(void)state;
 	struct map *m = load(ACCOUNTS);
 	struct fake fk = { 0 };
-	struct map_resolver r = { fake_resolve, &fk };
+	struct map_resolver r = { fake_resolve, &fk, NULL };
 	struct event ev;
 	struct map_write w1, w2;
 	char err[512];
@@ -1148,6 +1178,203 @@ static void test_mutated_map_files_fail_cleanly(void **state)
 	assert_true(loaded > 0);     /* ... some (inside descriptions, say) do not */
 }
 
+/* ---- the Field Service maps in schemas/maps (issue 6): each loads and maps a realistic event ---- */
+
+#define MAPS "schemas/maps"
+
+static void transform_ok(const char *file, const char *side, const char *entity, const char *key, const char *data,
+			 struct map_write *w)
+{
+	struct map *m = load(file);
+	struct fake fk = { 0 };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
+	struct event ev;
+	char err[512];
+	make_event(&ev, side, entity, "create", key, data);
+	int rc = map_transform(m, &ev, &r, w, err, sizeof(err));
+	event_clear(&ev);
+	map_free(m);
+	if (rc != MAP_OK)
+		fail_msg("%s: rc %d: %s", file, rc, err);
+}
+
+static void test_fs_maps_load_in_dependency_order(void **state)
+{
+	(void)state;
+	struct map_set *set = NULL;
+	char err[1024];
+	if (map_load_dir(MAPS, &set, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(6, set->n);
+	size_t pos[6];
+	static const char *const names[] = { "accounts", "products", "customer_assets", "purchase_order_headers",
+					     "purchase_order_lines", "product_inventory" };
+	for (size_t i = 0; i < 6; i++) {
+		pos[i] = SIZE_MAX;
+		for (size_t j = 0; j < set->n; j++)
+			if (strcmp(set->maps[j]->name, names[i]) == 0)
+				pos[i] = j;
+		assert_true(pos[i] != SIZE_MAX);
+	}
+	assert_true(pos[0] < pos[2] && pos[1] < pos[2]); /* assets after accounts and products */
+	assert_true(pos[3] < pos[4] && pos[1] < pos[4]); /* lines after headers and products */
+	assert_true(pos[1] < pos[5]);                    /* inventory after products */
+	assert_string_equal("purchase_orders", map_set_find(set, "purchase_order_headers")->atomic_unit);
+	assert_string_equal("purchase_orders", map_set_find(set, "purchase_order_lines")->atomic_unit);
+	map_set_free(set);
+}
+
+static void test_fs_customer_asset_links_account_and_product_both_ways(void **state)
+{
+	(void)state;
+	struct map_write w;
+	transform_ok(MAPS "/customer_assets.json", "fo", "AssetMaintenanceAssetsV3",
+		     "{`dataAreaId`:`usmf`,`MaintenanceAssetId`:`MA-0007`}",
+		     "{`dataAreaId`:`usmf`,`MaintenanceAssetId`:`MA-0007`,`Name`:`Pump 7`,`SerialID`:`SN-77`,"
+		     "`OwnerCustomerAccountNumber`:`US-001`,`ProductId`:`P-100`,`ParentMaintenanceAssetId`:``,"
+		     "`AcquisitionCost`:1200,`FunctionalLocationId`:`FL-1`}",
+		     &w);
+	assert_json(w.key, "{`msdyn_maintenanceassetid`:`MA-0007`,`msdyn_company`:`usmf`}");
+	assert_json(w.payload,
+		    "{`msdyn_company@odata.bind`:`/cdm_companies(cdm_companycode='usmf')`,"
+		    "`msdyn_maintenanceassetid`:`MA-0007`,`msdyn_name`:`Pump 7`,`msdyn_serialid`:`SN-77`,"
+		    "`msdyn_account@odata.bind`:`/accounts(accountnumber='US-001',msdyn_company=" G_USMF ")`,"
+		    "`msdyn_product@odata.bind`:`/products(msdyn_productnumber='P-100')`,"
+		    "`msdyn_parentasset_msdyn_customerasset@odata.bind`:null}");
+	map_write_clear(&w);
+	transform_ok(MAPS "/customer_assets.json", "ce", "msdyn_customerasset",
+		     "{`msdyn_maintenanceassetid`:`MA-0008`,`_msdyn_company_value`:`" G_USMF "`}",
+		     "{`msdyn_customerassetid`:`9d4b8a2e-1111-4000-8000-000000000001`,`msdyn_maintenanceassetid`:`MA-0008`,"
+		     "`msdyn_name`:`Pump 8`,`msdyn_serialid`:null,`_msdyn_account_value`:`" G_CUSTOMER "`,"
+		     "`_msdyn_product_value`:`" G_P100 "`,`_msdyn_parentasset_value`:null,`_msdyn_company_value`:`" G_USMF "`}",
+		     &w);
+	assert_json(w.key, "{`dataAreaId`:`usmf`,`MaintenanceAssetId`:`MA-0008`}");
+	assert_json(w.payload, "{`dataAreaId`:`usmf`,`MaintenanceAssetId`:`MA-0008`,`Name`:`Pump 8`,`SerialID`:null,"
+			       "`OwnerCustomerAccountNumber`:`US-001`,`ProductId`:`P-100`,`ParentMaintenanceAssetId`:null}");
+	map_write_clear(&w);
+}
+
+static void test_fs_products_from_fo_with_value_maps(void **state)
+{
+	(void)state;
+	struct map_write w;
+	transform_ok(MAPS "/products.json", "fo", "CDSReleasedDistinctProducts",
+		     "{`dataAreaId`:`usmf`,`ProductNumber`:`P-100`}",
+		     "{`dataAreaId`:`usmf`,`ProductNumber`:`P-100`,`ItemNumber`:`P-100`,`ProductName`:`Pump`,"
+		     "`ProductDescription`:`Centrifugal pump`,`ProductType`:`Item`,`FieldServiceProductType`:`NotAvailable`,"
+		     "`IsStockedProduct`:`No`,`SalesUnitSymbol`:`ea`,`InventoryUnitSymbol`:`ea`,`SalesPrice`:99.5,"
+		     "`UnitCost`:60,`CurrencyCode`:`USD`,`SalesUnitDecimalPrecision`:2,`ProductColorId`:``}",
+		     &w);
+	assert_null(w.company);
+	assert_json(w.key, "{`msdyn_productnumber`:`P-100`}");
+	assert_json(w.payload,
+		    "{`msdyn_productnumber`:`P-100`,`name`:`Pump`,`description`:`Centrifugal pump`,`msdyn_itemnumber`:`P-100`,"
+		    "`defaultuomid@odata.bind`:`/uoms(msdyn_symbol='ea')`,`price`:99.5,`currentcost`:60,"
+		    "`transactioncurrencyid@odata.bind`:`/transactioncurrencies(isocurrencycode='USD')`,`producttypecode`:1,"
+		    "`msdyn_isstockedproduct`:false,`msdyn_fieldserviceproducttype`:null,`quantitydecimal`:2}");
+	map_write_clear(&w);
+}
+
+static void test_fs_purchase_order_header_both_ways(void **state)
+{
+	(void)state;
+	struct map_write w;
+	/* CE -> FO: F&O-owned statuses and the delivery address are not sent; a CE order is a Purch */
+	transform_ok(MAPS "/purchase_order_headers.json", "ce", "msdyn_purchaseorder",
+		     "{`msdyn_name`:`PO-000123`,`_msdyn_company_value`:`" G_USMF "`}",
+		     "{`msdyn_name`:`PO-000123`,`_msdyn_company_value`:`" G_USMF "`,`_msdyn_vendor_value`:`" G_VENDOR "`,"
+		     "`_msdyn_invoicevendoraccount_value`:null,`_transactioncurrencyid_value`:`" G_USD "`,"
+		     "`msdyn_ordererpersonnelnumber`:`000042`,`msdyn_purchaseorderstatus`:192350001,`msdyn_city`:`Oslo`}",
+		     &w);
+	assert_json(w.key, "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-000123`}");
+	assert_json(w.payload, "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-000123`,`OrderVendorAccountNumber`:`V-1001`,"
+			       "`InvoiceVendorAccountNumber`:null,`CurrencyCode`:`USD`,`OrdererPersonnelNumber`:`000042`,"
+			       "`PurchaseType`:`Purch`}");
+	map_write_clear(&w);
+	/* FO -> CE: vendor bound by account number and company, statuses value-mapped */
+	transform_ok(MAPS "/purchase_order_headers.json", "fo", "PurchaseOrderHeadersV2",
+		     "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-000124`}",
+		     "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-000124`,`OrderVendorAccountNumber`:`V-1001`,"
+		     "`InvoiceVendorAccountNumber`:``,`CurrencyCode`:`USD`,`PurchaseOrderStatus`:`Received`,"
+		     "`DocumentApprovalStatus`:`Confirmed`,`PurchaseType`:`Purch`,`DeliveryAddressStreet`:`1 Quay`,"
+		     "`DeliveryAddressCity`:`Oslo`,`DeliveryAddressZipCode`:`0150`,`DeliveryAddressCountryRegionId`:`NOR`,"
+		     "`RequestedDeliveryDate`:`2026-12-01T00:00:00Z`}",
+		     &w);
+	assert_json(w.key, "{`msdyn_name`:`PO-000124`,`msdyn_company`:`usmf`}");
+	assert_json(w.payload,
+		    "{`msdyn_company@odata.bind`:`/cdm_companies(cdm_companycode='usmf')`,`msdyn_name`:`PO-000124`,"
+		    "`msdyn_vendor@odata.bind`:`/accounts(accountnumber='V-1001',msdyn_company=" G_USMF ")`,"
+		    "`msdyn_invoicevendoraccount@odata.bind`:null,"
+		    "`transactioncurrencyid@odata.bind`:`/transactioncurrencies(isocurrencycode='USD')`,"
+		    "`msdyn_purchaseorderstatus`:192350002,`msdyn_documentapprovalstatus`:192350006,`msdyn_address1`:`1 Quay`,"
+		    "`msdyn_city`:`Oslo`,`msdyn_postalcode`:`0150`,`msdyn_country`:`NOR`}");
+	map_write_clear(&w);
+}
+
+static void test_fs_purchase_order_line_keyed_by_its_header(void **state)
+{
+	(void)state;
+	struct map_write w;
+	transform_ok(MAPS "/purchase_order_lines.json", "fo", "PurchaseOrderLinesV2",
+		     "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`00000123`,`LineNumber`:2}",
+		     "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`00000123`,`LineNumber`:2,`ItemNumber`:`P-100`,"
+		     "`ProductNumber`:`P-100`,`OrderedPurchaseQuantity`:4,`PurchaseUnitSymbol`:`ea`,`PurchasePrice`:60,"
+		     "`LineAmount`:240,`LineDescription`:`Pumps`,`CurrencyCode`:`USD`,`PurchaseOrderLineStatus`:`Backorder`}",
+		     &w);
+	/* the CE key is the header (a lookup) and the line number; the company is written, not keyed */
+	assert_string_equal("usmf", w.company);
+	assert_json(w.key, "{`msdyn_purchaseorder`:`00000123`,`msdyn_lineorder`:2}");
+	assert_json(w.payload,
+		    "{`msdyn_company@odata.bind`:`/cdm_companies(cdm_companycode='usmf')`,"
+		    "`msdyn_purchaseorder@odata.bind`:`/msdyn_purchaseorders(msdyn_name='00000123',msdyn_company=" G_USMF ")`,"
+		    "`msdyn_lineorder`:2,`msdyn_product@odata.bind`:`/products(msdyn_productnumber='P-100')`,"
+		    "`msdyn_quantity`:4,`msdyn_unit@odata.bind`:`/uoms(msdyn_symbol='ea')`,`msdyn_description`:`Pumps`,"
+		    "`transactioncurrencyid@odata.bind`:`/transactioncurrencies(isocurrencycode='USD')`,`msdyn_unitcost`:60,"
+		    "`msdyn_lineamount`:240,`msdyn_purchaseorderlinestatus`:192350001}");
+	map_write_clear(&w);
+	transform_ok(MAPS "/purchase_order_lines.json", "ce", "msdyn_purchaseorderproduct",
+		     "{`_msdyn_purchaseorder_value`:`" G_PO "`,`msdyn_lineorder`:3}",
+		     "{`_msdyn_purchaseorder_value`:`" G_PO "`,`msdyn_lineorder`:3,`_msdyn_company_value`:`" G_USMF "`,"
+		     "`_msdyn_product_value`:`" G_P100 "`,`msdyn_quantity`:1,`_msdyn_unit_value`:`" G_EA "`,"
+		     "`msdyn_description`:null,`_transactioncurrencyid_value`:`" G_USD "`,`msdyn_unitcost`:5}",
+		     &w);
+	assert_json(w.key, "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`00000123`,`LineNumber`:3}");
+	assert_json(w.payload, "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`00000123`,`LineNumber`:3,`ProductNumber`:`P-100`,"
+			       "`OrderedPurchaseQuantity`:1,`PurchaseUnitSymbol`:`ea`,`LineDescription`:null,"
+			       "`CurrencyCode`:`USD`}");
+	map_write_clear(&w);
+}
+
+static void test_fs_product_inventory_binds_product_warehouse_and_unit(void **state)
+{
+	(void)state;
+	struct map_write w;
+	/* the image as the aggregation leaves it: the group's sums and the joined inventory unit */
+	transform_ok(MAPS "/product_inventory.json", "fo", "WarehousesOnHandV2",
+		     "{`dataAreaId`:`usmf`,`ItemNumber`:`P-100`,`ProductColorId`:`Red`,`ProductConfigurationId`:``,"
+		     "`ProductSizeId`:``,`ProductStyleId`:``,`ProductVersionId`:``,`InventorySiteId`:`1`,"
+		     "`InventoryWarehouseId`:`13`}",
+		     "{`dataAreaId`:`usmf`,`ItemNumber`:`P-100`,`ProductColorId`:`Red`,`ProductConfigurationId`:``,"
+		     "`ProductSizeId`:``,`ProductStyleId`:``,`ProductVersionId`:``,`InventorySiteId`:`1`,"
+		     "`InventoryWarehouseId`:`13`,`OnHandQuantity`:12,`AvailableOnHandQuantity`:10,"
+		     "`ReservedOnHandQuantity`:2,`OnOrderQuantity`:4,`InventoryUnitSymbol`:`ea`,`ProductName`:`Pump`}",
+		     &w);
+	assert_string_equal("usmf", w.company);
+	assert_json(w.key, "{`msdyn_product`:`P-100`,`msdyn_warehouse`:`13`}");
+	assert_json(w.payload,
+		    "{`msdyn_product@odata.bind`:`/products(msdyn_productnumber='P-100')`,"
+		    "`msdyn_warehouse@odata.bind`:`/msdyn_warehouses(msdyn_warehouseidentifier='13',msdyn_company=" G_USMF ")`,"
+		    "`msdyn_unit@odata.bind`:`/uoms(msdyn_symbol='ea')`,`msdyn_name`:`F&O on-hand`,`msdyn_qtyonhand`:12,"
+		    "`msdyn_qtyavailable`:10,`msdyn_qtyallocated`:2,`msdyn_qtyonorder`:4}");
+	map_write_clear(&w);
+	struct map *m = load(MAPS "/product_inventory.json");
+	assert_non_null(m->aggregate);
+	assert_string_equal("CDSReleasedDistinctProducts", m->aggregate->join_set);
+	assert_int_equal(3, m->aggregate->ngroup_by);
+	assert_int_equal(4, m->aggregate->nsum);
+	map_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1171,6 +1398,12 @@ int main(void)
 		cmocka_unit_test(test_write_hash_stable_and_image_hash),
 		cmocka_unit_test(test_image_hash_reads_lookup_keys_by_guid),
 		cmocka_unit_test(test_mutated_map_files_fail_cleanly),
+		cmocka_unit_test(test_fs_maps_load_in_dependency_order),
+		cmocka_unit_test(test_fs_customer_asset_links_account_and_product_both_ways),
+		cmocka_unit_test(test_fs_products_from_fo_with_value_maps),
+		cmocka_unit_test(test_fs_purchase_order_header_both_ways),
+		cmocka_unit_test(test_fs_purchase_order_line_keyed_by_its_header),
+		cmocka_unit_test(test_fs_product_inventory_binds_product_warehouse_and_unit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

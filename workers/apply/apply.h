@@ -8,6 +8,7 @@
 #include "applystate.h"
 #include "config.h"
 #include "event.h"
+#include "fieldmerge.h"
 #include "httpd.h"
 #include "kafka.h"
 #include "map.h"
@@ -43,6 +44,22 @@ int resolver_map_cb(void *ctx, enum event_side side, const char *entity_set, con
 int resolver_guid(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
 		  char out[37], char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* Tells the resolver that the row of entity_set with key_field = value (and, when company_field
+ * is not NULL, that company GUID) has GUID guid: for a row about to be created with that id in
+ * the same changeset. Later look-ups answer guid without reading CE. */
+void resolver_assume(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+		     const char *company_field, const char *company_guid, const char *guid);
+
+/* resolver_guid as the map engine's struct map_resolver.guid callback (ctx = struct resolver). */
+int resolver_guid_cb(void *ctx, const char *entity_set, const char *key_field, const char *value, char out[37],
+		     char *err, size_t errlen);
+
+/* As resolver_guid, for a row whose alternate key is key_field + the company lookup column
+ * company_field (its value the company's GUID company_guid). */
+int resolver_guid_company(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+			  const char *company_field, const char *company_guid, char out[37], char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* ---- batch.c: one poll batch ---------------------------------------------------------------- */
 
 struct apply_metrics {
@@ -76,6 +93,9 @@ struct apply {
 	struct target *target;
 	struct resolver *resolver; /* NULL when CE is not reachable (no lookups needed) */
 	struct httpd *httpd;       /* may be NULL */
+	const struct map_set *maps; /* the maps directory (siblings of a unit); may be NULL */
+	PGconn *pg;                 /* the state connection (a sibling map's state); may be NULL */
+	struct target *fo_reads;    /* F&O reads of an aggregated map's groups; NULL otherwise */
 	struct apply_metrics m;
 	/* loop state */
 	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
@@ -150,5 +170,119 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 
 /* Monotonic milliseconds. */
 long long apply_now_ms(void);
+
+/* ---- aggregate.c: aggregated maps (product inventory) --------------------------------------- */
+
+/*
+ * For a map with `aggregate` and an FO event: re-reads the event's group (the rows sharing its
+ * group_by values, cross-company) from F&O through a->fo_reads and turns the event into the
+ * group's current state: its image (data, or the key for a delete) with every `sum` field
+ * replaced by the sum over the group's rows, op update (a delete rewrites what remains, zeros
+ * when nothing does), and version now_ms (a later re-read supersedes an earlier one, so the
+ * result does not depend on the order or repetition of events). Other maps and events: nothing.
+ * Returns MAP_OK, MAP_ERR_RESOLVE with err (F&O not readable now: retry) or MAP_ERR_EVENT with
+ * err (the event or the group cannot be summed: dead-letter).
+ */
+int apply_aggregate(struct apply *a, struct event *ev, long long now_ms, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* ---- batch.c internals shared with unit.c: one event through the pipeline ------------------- */
+
+enum st { ST_PENDING = 0, ST_DONE, ST_RETRY };
+
+struct item {
+	struct kafka_message *msg;
+	struct event ev;
+	int decoded;
+	struct map_write w;
+	int mapped;
+	char *tkey; /* canonical key of the target record */
+	char *skey; /* the record's key on the source side, in the map's terms (for echoes) */
+	char *skey_fallback;
+	char shash[SHA256_HEX_LEN + 1]; /* image hash of the event on its source side; "" if none */
+	char thash[SHA256_HEX_LEN + 1]; /* image hash of the write in target terms; "" for deletes */
+	char rhash[SHA256_HEX_LEN + 1]; /* image hash of the target's answer; "" when none */
+	int rep;                        /* index of the item that stands for this record; self if none */
+	enum st st;
+	long retry_after_ms;
+	/* outcome to record */
+	int has_out;
+	struct applystate_outcome out;
+	char *reason_owned;
+	/* dead letter */
+	int dlq;
+	const char *dlq_reason;
+	long http_status;
+	char *error;
+	char *error_body;
+	/* decision and write */
+	struct applystate_item ai;
+	int writing;
+	struct target_write tw;
+	struct odata_key_part keys[EVENT_KEY_FIELDS_MAX];
+	char keybuf[EVENT_KEY_FIELDS_MAX][64];
+	char *body;
+	char *if_match;
+	char *event_json;
+	/* re-drive of a parked event (rule 6) */
+	int redrive;
+	int64_t park_id;
+	int park_attempts;
+	/* atomic units (rule 5) */
+	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
+	int in_unit;         /* a part being applied with its unit */
+	const char *dlq_topic; /* its dead-letter topic when not the worker's (a sibling map's part) */
+	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
+	/* field-level decisions (rules 3 and 4, docs/conflicts.md) */
+	long long ts;               /* the event's source time, or when it has none, the time it was read */
+	long long sent_ms;          /* when the (last) write was sent (wall clock) */
+	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
+	struct fieldmerge_plan plan;  /* what the write carries */
+	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
+	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
+};
+
+/* Counts one event of a metric family under label. */
+void count(struct metrics_family *f, const char *label);
+/* Frees what an item owns. */
+void item_clear(struct item *it);
+/* Marks the item for the dead-letter topic (produced later by produce_dlq). */
+void to_dlq(struct item *it, const char *reason, long status, const char *error, const char *body);
+/* Marks the item for a retry (its partition is sought back and paused). */
+void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms);
+/* Records outcome r for a decoded event, keyed by `key` (borrowed). */
+void set_outcome(struct item *it, enum applystate_result r, const char *key);
+/* A copy of the message value as a new NUL-terminated string; NULL when out of memory. */
+char *value_text(const struct kafka_message *m);
+/* Step 1: decodes and maps one message with a's map (a part of a unit only when it->in_unit). */
+void prepare(struct apply *a, struct item *it);
+/* The target key parts of the item's write into it->tw. Returns MAP_OK, MAP_NOT_FOUND,
+ * MAP_ERR_RESOLVE or MAP_ERR_EVENT with err. */
+int key_parts(struct apply *a, struct item *it, char *err, size_t errlen);
+/* Turns a write's result into the item's outcome; 1 when a second write is needed. */
+int settle(struct apply *a, struct item *it, int second);
+/* Parks the event (or queues it behind the record's parked events) under its source key. */
+void park(struct item *it, const char *reason);
+/* Produces the dead letters of items[0..n) and waits for delivery; undelivered ones become
+ * retries. Returns APPLY_OK or APPLY_FATAL. */
+int produce_dlq(struct apply *a, struct item *items, size_t n);
+
+/* ---- unit.c: atomic units (rule 5) ----------------------------------------------------------- */
+
+/* Stages a part of a unit (its offset may then be stored: the staging is the recorded outcome)
+ * and applies the unit when this part completes it. A part whose event id is recorded (its unit
+ * was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
+int stage_part(struct apply *a, struct item *it);
+
+/* The source topic (<prefix>.<from>.<entity, lower case>) and dead-letter topic
+ * (<prefix>.dlq.<map>.<to>) of map m. Returns 0, or -1 with err. */
+int apply_topics(const char *prefix, const struct map *m, enum event_side from, const char *to_name, char *source,
+		 size_t source_len, char *dlq, size_t dlq_len, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* The map a part of one of the worker's units belongs to, by the part's source entity: the
+ * worker's own map, or a map of the worker's map set with the same atomic_unit that syncs the
+ * same direction and reads that entity; NULL when none. Borrowed from the worker. */
+const struct map *apply_unit_sibling(const struct apply *a, const char *entity);
 
 #endif

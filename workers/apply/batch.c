@@ -15,59 +15,6 @@
 /* Retries a 412 waits for the target's own change event before deciding without it. */
 #define CONFLICT_WAIT_MAX 8
 
-enum st { ST_PENDING = 0, ST_DONE, ST_RETRY };
-
-struct item {
-	struct kafka_message *msg;
-	struct event ev;
-	int decoded;
-	struct map_write w;
-	int mapped;
-	char *tkey; /* canonical key of the target record */
-	char *skey; /* the record's key on the source side, in the map's terms (for echoes) */
-	char *skey_fallback;
-	char shash[SHA256_HEX_LEN + 1]; /* image hash of the event on its source side; "" if none */
-	char thash[SHA256_HEX_LEN + 1]; /* image hash of the write in target terms; "" for deletes */
-	char rhash[SHA256_HEX_LEN + 1]; /* image hash of the target's answer; "" when none */
-	int rep;                        /* index of the item that stands for this record; self if none */
-	enum st st;
-	long retry_after_ms;
-	/* outcome to record */
-	int has_out;
-	struct applystate_outcome out;
-	char *reason_owned;
-	/* dead letter */
-	int dlq;
-	const char *dlq_reason;
-	long http_status;
-	char *error;
-	char *error_body;
-	/* decision and write */
-	struct applystate_item ai;
-	int writing;
-	struct target_write tw;
-	struct odata_key_part keys[EVENT_KEY_FIELDS_MAX];
-	char keybuf[EVENT_KEY_FIELDS_MAX][64];
-	char *body;
-	char *if_match;
-	char *event_json;
-	/* re-drive of a parked event (rule 6) */
-	int redrive;
-	int64_t park_id;
-	int park_attempts;
-	/* atomic units (rule 5) */
-	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
-	int in_unit;         /* a part being applied with its unit */
-	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
-	/* field-level decisions (rules 3 and 4, docs/conflicts.md) */
-	long long ts;               /* the event's source time, or when it has none, the time it was read */
-	long long sent_ms;          /* when the (last) write was sent (wall clock) */
-	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
-	struct fieldmerge_plan plan;  /* what the write carries */
-	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
-	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
-};
-
 long long apply_now_ms(void)
 {
 	struct timespec ts;
@@ -112,13 +59,13 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 	return 0;
 }
 
-static void count(struct metrics_family *f, const char *label)
+void count(struct metrics_family *f, const char *label)
 {
 	const char *v[] = { label };
 	metrics_counter_add(f, v, 1);
 }
 
-static void item_clear(struct item *it)
+void item_clear(struct item *it)
 {
 	event_clear(&it->ev);
 	map_write_clear(&it->w);
@@ -147,7 +94,7 @@ static void set_text(char **dst, const char *src)
 }
 
 /* Sends the item to the dead-letter topic (produced later, in one go). */
-static void to_dlq(struct item *it, const char *reason, long status, const char *error, const char *body)
+void to_dlq(struct item *it, const char *reason, long status, const char *error, const char *body)
 {
 	it->dlq = 1;
 	it->dlq_reason = reason;
@@ -157,7 +104,7 @@ static void to_dlq(struct item *it, const char *reason, long status, const char 
 	it->st = ST_DONE;
 }
 
-static void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
+void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
 {
 	it->st = ST_RETRY;
 	if (retry_after_ms > it->retry_after_ms)
@@ -166,7 +113,7 @@ static void to_retry(struct apply *a, struct item *it, const char *reason, long 
 }
 
 /* Records outcome r for a decoded event, keyed by `key`. */
-static void set_outcome(struct item *it, enum applystate_result r, const char *key)
+void set_outcome(struct item *it, enum applystate_result r, const char *key)
 {
 	it->has_out = 1;
 	it->st = ST_DONE;
@@ -175,7 +122,7 @@ static void set_outcome(struct item *it, enum applystate_result r, const char *k
 }
 
 /* A copy of the message value as a NUL-terminated string (for parking). */
-static char *value_text(const struct kafka_message *m)
+char *value_text(const struct kafka_message *m)
 {
 	char *s = malloc(m->value_len + 1);
 	if (s) {
@@ -188,7 +135,7 @@ static char *value_text(const struct kafka_message *m)
 /* Parks the event (or queues it behind the record's parked events). Parked events are filed under
  * the event's canonical source key (the Kafka message key), which is known even when mapping
  * failed, so that every later event of the record finds them (applystate_item.park_key). */
-static void park(struct item *it, const char *reason)
+void park(struct item *it, const char *reason)
 {
 	it->event_json = value_text(it->msg);
 	set_text(&it->reason_owned, reason && reason[0] ? reason : "lookup target not found");
@@ -267,7 +214,7 @@ out:
 }
 
 /* Step 1: decode and map one message. */
-static void prepare(struct apply *a, struct item *it)
+void prepare(struct apply *a, struct item *it)
 {
 	char err[1024];
 	const struct map_side *src = map_side_of(a->map, a->from);
@@ -298,7 +245,23 @@ static void prepare(struct apply *a, struct item *it)
 		it->txn = 1;
 		return;
 	}
-	struct map_resolver r = { resolver_map_cb, a->resolver };
+	if (a->map->aggregate) {
+		int arc = apply_aggregate(a, &it->ev, wall_ms(), err, sizeof(err));
+		if (arc == MAP_NOT_FOUND) {
+			park(it, err);
+			return;
+		}
+		if (arc == MAP_ERR_RESOLVE) {
+			log_warn("aggregate group not read; will retry", "map", a->map->name, "error", err);
+			to_retry(a, it, "aggregate", 0);
+			return;
+		}
+		if (arc != MAP_OK) {
+			to_dlq(it, "map", 0, err, NULL);
+			return;
+		}
+	}
+	struct map_resolver r = { resolver_map_cb, a->resolver, resolver_guid_cb };
 	int rc = map_transform(a->map, &it->ev, a->resolver ? &r : NULL, &it->w, err, sizeof(err));
 	switch (rc) {
 	case MAP_OK:
@@ -358,7 +321,7 @@ static int plan_write(struct apply *a, struct item *it)
 }
 
 /* Step 3: the target key parts of a CE or FO write. Returns 0, MAP_NOT_FOUND or MAP_ERR_RESOLVE. */
-static int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
+int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
 {
 	const cJSON *k;
 	size_t n = 0;
@@ -403,7 +366,18 @@ static int key_parts(struct apply *a, struct item *it, char *err, size_t errlen)
 				return MAP_ERR_EVENT;
 			}
 			err[0] = '\0';
-			int rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			int rc;
+			if (lk && lk->company_key && it->w.company) {
+				/* the related row's alternate key includes the company */
+				char cguid[37];
+				rc = resolver_guid(a->resolver, c ? c->ce_set : MAP_COMPANY_SET_DEFAULT,
+						   c ? c->ce_key : MAP_COMPANY_KEY_DEFAULT, it->w.company, cguid, err, errlen);
+				if (rc == MAP_OK)
+					rc = resolver_guid_company(a->resolver, set, field, value, lk->company_key, cguid,
+								   it->keybuf[n], err, errlen);
+			} else {
+				rc = resolver_guid(a->resolver, set, field, value, it->keybuf[n], err, errlen);
+			}
 			if (rc == MAP_NOT_FOUND && !err[0])
 				snprintf(err, errlen, "key field %s: no %s row with %s = '%s' on CE", k->string, set, field,
 					 value);
@@ -487,7 +461,7 @@ out:
 
 /* Turns a write's result into the item's outcome. Returns 1 when it needs a second write (a
  * conflict the policy resolves in the source's favour), else 0. */
-static int settle(struct apply *a, struct item *it, int second)
+int settle(struct apply *a, struct item *it, int second)
 {
 	struct target_write *w = &it->tw;
 	char code[16];
@@ -636,11 +610,10 @@ done:
 }
 
 static void note_error(struct apply *a, const char *what);
-static int produce_dlq(struct apply *a, struct item *items, size_t n);
 
 /* Produces every dead letter of the batch and waits for delivery. Items whose dead letter was not
  * delivered turn into retries. */
-static int produce_dlq(struct apply *a, struct item *items, size_t n)
+int produce_dlq(struct apply *a, struct item *items, size_t n)
 {
 	char err[512];
 	size_t queued = 0;
@@ -668,13 +641,14 @@ static int produce_dlq(struct apply *a, struct item *items, size_t n)
 			{ "dw.source.partition", part, strlen(part) },
 			{ "dw.source.offset", off, strlen(off) },
 		};
-		int rc = kafka_produce(a->dlq, a->dlq_topic, it->msg->key, it->msg->key ? it->msg->key_len : 0,
+		const char *topic = it->dlq_topic ? it->dlq_topic : a->dlq_topic;
+		int rc = kafka_produce(a->dlq, topic, it->msg->key, it->msg->key ? it->msg->key_len : 0,
 				       it->msg->value, it->msg->value ? it->msg->value_len : 0, h,
 				       sizeof(h) / sizeof(h[0]), NULL, err, sizeof(err));
 		if (rc == KAFKA_ERR_FATAL)
 			return APPLY_FATAL;
 		if (rc != 0) {
-			log_error("dead letter not queued; will retry", "topic", a->dlq_topic, "error", err);
+			log_error("dead letter not queued; will retry", "topic", topic, "error", err);
 			it->dlq = 0;
 			to_retry(a, it, "dead_letter", 0);
 			continue;
@@ -870,269 +844,6 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	if (at > a->resume_at_ms)
 		a->resume_at_ms = at;
 	return 0;
-}
-
-/* A unit that must be tried again: the completing message is retried (none for an expired unit:
- * the next expiry check takes it again). */
-static void unit_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
-{
-	if (it)
-		to_retry(a, it, reason, retry_after_ms);
-	else
-		count(a->m.retries, reason);
-}
-
-/* Applies the complete unit txn_id (from `side`, `total` parts) whose last part `it` just staged,
- * as ONE changeset: every part is decoded and mapped again from its staged document; a part the
- * map or the target rejects sends the whole unit to the dead-letter topic with the reason;
- * anything retryable (a lookup not resolved yet included) retries the completing message, the
- * parts staying staged. Outcomes of all parts are recorded in one transaction, then the parts are
- * cleared. With `expired` (it is then NULL) the unit timed out incomplete: its staged parts are
- * dead-lettered with that reason. Returns APPLY_OK or APPLY_FATAL (dead-letter producer). */
-static int apply_unit(struct apply *a, struct item *it, const char *side, const char *txn_id, int total,
-		      const char *expired)
-{
-	char err[1024];
-	char **parts = NULL;
-	size_t np = 0, nw = 0;
-	int rc = APPLY_OK;
-	struct item *u = NULL;
-	struct kafka_message *um = NULL;
-	struct target_write *tw = NULL;
-	size_t *widx = NULL;
-	struct applystate_outcome *outs = NULL;
-	char *bad_error = NULL, *bad_body = NULL;
-	long bad_status = 0;
-	int bad = -1, retry = 0;
-	if (applystate_txn_parts(a->state, side, txn_id, &parts, &np, err, sizeof(err)) != 0) {
-		log_warn("unit parts not read; will retry", "map", a->map->name, "txn", txn_id, "error", err);
-		unit_retry(a, it, "state", 0);
-		goto out;
-	}
-	if (!expired && np != (size_t)total) {
-		if (np == 0) {
-			/* applied (or dead-lettered) and cleared meanwhile by another worker */
-			it->st = ST_DONE;
-			it->label = "duplicate";
-		} else {
-			unit_retry(a, it, "txn", 0);
-		}
-		goto out;
-	}
-	u = calloc(np ? np : 1, sizeof(*u));
-	um = calloc(np ? np : 1, sizeof(*um));
-	tw = calloc(np ? np : 1, sizeof(*tw));
-	widx = calloc(np ? np : 1, sizeof(*widx));
-	outs = calloc(np ? np : 1, sizeof(*outs));
-	if (!u || !um || !tw || !widx || !outs) {
-		unit_retry(a, it, "memory", 0);
-		goto out;
-	}
-	for (size_t k = 0; k < np; k++) {
-		um[k] = (struct kafka_message){ .topic = it ? it->msg->topic : a->source_topic,
-						.partition = it ? it->msg->partition : -1, .offset = it ? it->msg->offset : -1,
-						.timestamp_ms = -1, .value = parts[k], .value_len = strlen(parts[k]) };
-		u[k].msg = &um[k];
-		u[k].rep = (int)k;
-		u[k].in_unit = 1;
-		prepare(a, &u[k]);
-		if (u[k].skey_fallback) {
-			um[k].key = u[k].skey_fallback;
-			um[k].key_len = strlen(u[k].skey_fallback);
-		}
-	}
-	if (expired) {
-		bad = 0;
-		bad_error = strdup(expired);
-	}
-	for (size_t k = 0; k < np && bad < 0; k++) {
-		struct item *p = &u[k];
-		if (p->st == ST_RETRY || (p->has_out && p->out.result == APPLYSTATE_PARKED)) {
-			retry = 1;
-			continue;
-		}
-		if (p->dlq) {
-			bad = (int)k;
-			bad_status = p->http_status;
-			bad_error = p->error ? strdup(p->error) : NULL;
-			continue;
-		}
-		if (p->has_out || !p->mapped)
-			continue; /* filtered, or our own change: nothing to write */
-		int krc = key_parts(a, p, err, sizeof(err));
-		if (krc == MAP_NOT_FOUND || krc == MAP_ERR_RESOLVE) {
-			retry = 1;
-			continue;
-		}
-		if (krc != MAP_OK) {
-			bad = (int)k;
-			bad_error = strdup(err);
-			continue;
-		}
-		p->tw.op = p->w.op == MAP_WRITE_DELETE ? TARGET_DELETE : TARGET_UPSERT;
-		p->tw.entity_set = p->w.entity_set;
-		p->tw.unit = 1;
-		if (p->tw.op == TARGET_UPSERT) {
-			p->body = cJSON_PrintUnformatted(p->w.payload);
-			if (!p->body) {
-				retry = 1;
-				continue;
-			}
-			p->tw.body = p->body;
-		}
-		p->writing = 1;
-		widx[nw++] = k;
-	}
-	if (bad < 0 && retry) {
-		log_warn("unit not applicable yet; will retry", "map", a->map->name, "txn", txn_id);
-		unit_retry(a, it, "txn", 0);
-		goto out;
-	}
-	if (bad < 0 && nw > 0) {
-		for (size_t j = 0; j < nw; j++)
-			tw[j] = u[widx[j]].tw;
-		int arc = target_apply(a->target, tw, nw, err, sizeof(err));
-		for (size_t j = 0; j < nw; j++) {
-			u[widx[j]].tw = tw[j];
-			memset(&tw[j], 0, sizeof(tw[j]));
-		}
-		if (arc != 0) {
-			log_error("unit write failed; will retry", "map", a->map->name, "txn", txn_id, "error", err);
-			unit_retry(a, it, "target", 0);
-			goto out;
-		}
-		long after = 0;
-		for (size_t j = 0; j < nw; j++) {
-			const struct target_write *w = &u[widx[j]].tw;
-			/* a changeset fails with one answer for all its writes: prefer a write that failed by
-			 * itself over one rolled back with it, when the target told them apart */
-			if (w->outcome == TARGET_INVALID &&
-			    (bad < 0 || (w->error && strncmp(w->error, "unit rolled back", 16) != 0 &&
-					 u[bad].tw.error && strncmp(u[bad].tw.error, "unit rolled back", 16) == 0)))
-				bad = (int)widx[j];
-			else if (w->outcome != TARGET_OK && w->outcome != TARGET_INVALID) {
-				retry = 1;
-				if (w->retry_after_ms > after)
-					after = w->retry_after_ms;
-			}
-		}
-		if (bad >= 0) {
-			bad_status = u[bad].tw.status;
-			bad_error = u[bad].tw.error ? strdup(u[bad].tw.error) : NULL;
-			bad_body = u[bad].tw.error_body ? strdup(u[bad].tw.error_body) : NULL;
-		} else if (retry) {
-			log_warn("unit write will be retried", "map", a->map->name, "txn", txn_id);
-			unit_retry(a, it, "target", after);
-			goto out;
-		} else {
-			for (size_t j = 0; j < nw; j++)
-				(void)settle(a, &u[widx[j]], 1);
-		}
-	}
-	if (bad >= 0) {
-		char why[1024];
-		if (expired)
-			snprintf(why, sizeof(why), "unit %s incomplete: %s", txn_id, expired);
-		else if (u[bad].writing)
-			snprintf(why, sizeof(why), "unit %s (%d parts) rejected by the target: %s", txn_id,
-				 total, bad_error ? bad_error : "invalid");
-		else
-			snprintf(why, sizeof(why), "unit %s: part %d of %d rejected: %s", txn_id,
-				 u[bad].decoded ? u[bad].ev.txn.order : 0, total,
-				 bad_error ? bad_error : "invalid");
-		for (size_t k = 0; k < np; k++) {
-			u[k].has_out = 0;
-			to_dlq(&u[k], expired ? "txn_timeout" : "txn_rejected", bad_status, why, bad_body);
-			if (u[k].decoded && (u[k].tkey || u[k].skey_fallback))
-				set_outcome(&u[k], APPLYSTATE_DEAD_LETTER, u[k].tkey ? u[k].tkey : u[k].skey_fallback);
-		}
-		rc = produce_dlq(a, u, np);
-		if (rc == APPLY_FATAL)
-			goto out;
-		for (size_t k = 0; k < np; k++)
-			if (u[k].st == ST_RETRY) {
-				unit_retry(a, it, "dead_letter", 0);
-				goto out;
-			}
-	}
-	size_t no = 0;
-	for (size_t k = 0; k < np; k++)
-		if (u[k].has_out && u[k].st == ST_DONE)
-			outs[no++] = u[k].out;
-	if (applystate_record(a->state, outs, no, err, sizeof(err)) != 0) {
-		log_error("recording the unit failed; will retry", "map", a->map->name, "txn", txn_id, "error", err);
-		unit_retry(a, it, "state", 0);
-		goto out;
-	}
-	if (applystate_txn_clear(a->state, side, txn_id, err, sizeof(err)) != 0)
-		log_warn("unit parts not cleared (recorded; re-delivered parts are skipped)", "map", a->map->name, "txn",
-			 txn_id, "error", err);
-	for (size_t k = 0; k < np; k++)
-		count(a->m.events, u[k].dlq ? "dead_letter" : u[k].has_out ? applystate_result_name(u[k].out.result) : "none");
-	log_info(bad >= 0 ? "unit dead-lettered whole" : "unit applied", "map", a->map->name, "txn", txn_id);
-	if (it) {
-		it->st = ST_DONE;
-		it->label = bad >= 0 ? "unit_dead_letter" : "unit_applied";
-	}
-out:
-	if (u)
-		for (size_t k = 0; k < np; k++)
-			item_clear(&u[k]);
-	for (size_t j = 0; tw && j < np; j++)
-		target_write_clear(&tw[j]);
-	free(u);
-	free(um);
-	free(tw);
-	free(widx);
-	free(outs);
-	free(bad_error);
-	free(bad_body);
-	applystate_strings_free(parts, np);
-	return rc;
-}
-
-/* Rule 5: stages a part of a unit (its offset may then be stored: the staging is the recorded
- * outcome) and applies the unit when this part completes it. A part whose event id is recorded
- * (its unit was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
-static int stage_part(struct apply *a, struct item *it)
-{
-	char err[1024];
-	struct applystate_item d = { .record_key = it->skey_fallback, .event_id = it->ev.id,
-				     .version = it->ev.source.version };
-	int src = applystate_decide(a->state, &d, 1, err, sizeof(err));
-	int dup = d.decision == APPLYSTATE_SKIP_DUPLICATE;
-	applystate_item_clear(&d);
-	if (src != 0) {
-		to_retry(a, it, "state", 0);
-		return APPLY_OK;
-	}
-	if (dup) {
-		it->st = ST_DONE;
-		it->label = "duplicate";
-		return APPLY_OK;
-	}
-	char *json = value_text(it->msg);
-	int staged = 0, complete = 0;
-	if (!json) {
-		to_retry(a, it, "memory", 0);
-		return APPLY_OK;
-	}
-	src = applystate_txn_stage(a->state, event_side_name(it->ev.source.side), it->ev.txn.id, it->ev.txn.order,
-				   it->ev.txn.total, it->ev.id, json, &staged, &complete, err, sizeof(err));
-	free(json);
-	if (src != 0) {
-		if (strstr(err, "disagree") || strstr(err, "out of range"))
-			to_dlq(it, "txn_inconsistent", 0, err, NULL);
-		else
-			to_retry(a, it, "state", 0);
-		return APPLY_OK;
-	}
-	if (!complete) {
-		it->st = ST_DONE;
-		it->label = "staged";
-		return APPLY_OK;
-	}
-	return apply_unit(a, it, event_side_name(it->ev.source.side), it->ev.txn.id, it->ev.txn.total, NULL);
 }
 
 /* Parking back-off: backoff_min doubled per failed attempt, capped at backoff_max, at least what
@@ -1403,7 +1114,9 @@ finish:
 		/* re-drive: unpark what is recorded; back off what failed again */
 		for (size_t i = 0; i < n; i++) {
 			struct item *it = &items[i];
-			int again = it->st == ST_RETRY || !it->has_out || it->out.result == APPLYSTATE_PARKED;
+			/* a unit's part ends done without an outcome of its own (staged, unit applied) */
+			int again = it->st == ST_RETRY || (it->has_out ? it->out.result == APPLYSTATE_PARKED
+								       : !it->dlq && !it->label);
 			int src2 = again ? applystate_park_retry_later(a->state, it->park_id,
 								      park_delay_ms(a, it->park_attempts, it->retry_after_ms),
 								      err, sizeof(err))
@@ -1415,7 +1128,7 @@ finish:
 				(*unparked)++;
 			if (!again)
 				log_info("parked event re-driven", "map", a->map->name, "record", it->skey_fallback ? it->skey_fallback : "",
-					 "outcome", it->dlq ? "dead_letter" : applystate_result_name(it->out.result));
+					 "outcome", it->dlq ? "dead_letter" : it->has_out ? applystate_result_name(it->out.result) : it->label);
 		}
 		rc = APPLY_OK;
 		goto gauges;
@@ -1574,36 +1287,5 @@ int apply_redrive(struct apply *a, char *errbuf, size_t errlen)
 		if (unparked == 0)
 			break;
 	}
-	return rc;
-}
-
-int apply_expire_units(struct apply *a, char *errbuf, size_t errlen)
-{
-	long long now = apply_now_ms();
-	if (a->map_paused || now < a->next_txn_check_ms)
-		return 0;
-	a->next_txn_check_ms = now + (a->txn_timeout_ms < 10000 ? a->txn_timeout_ms / 2 + 1 : 5000);
-	char **sides = NULL, **ids = NULL, err[1024];
-	int *staged = NULL, *total = NULL;
-	size_t n = 0;
-	if (applystate_txn_expired(a->state, a->txn_timeout_ms, 100, &sides, &ids, &staged, &total, &n, err,
-				   sizeof(err)) != 0) {
-		log_warn("expired units not read; checked again later", "map", a->map->name, "error", err);
-		return 0;
-	}
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		char why[256];
-		snprintf(why, sizeof(why), "%d of %d parts staged after the %ld ms timeout", staged[i], total[i],
-			 a->txn_timeout_ms);
-		if (apply_unit(a, NULL, sides[i], ids[i], total[i], why) == APPLY_FATAL) {
-			snprintf(errbuf, errlen, "dead-letter producer: fatal error");
-			rc = -1;
-		}
-	}
-	applystate_strings_free(sides, n);
-	applystate_strings_free(ids, n);
-	free(staged);
-	free(total);
 	return rc;
 }

@@ -137,7 +137,7 @@ int main(int argc, char **argv)
 	struct map_set *maps = NULL;
 	char *maps_dir = NULL;
 	PGconn *pg = NULL;
-	struct side_conn tgt = { 0 }, ce = { 0 };
+	struct side_conn tgt = { 0 }, ce = { 0 }, fo = { 0 };
 	struct kafka_consumer *consumer = NULL;
 	struct kafka_producer *dlq = NULL;
 	struct metrics *reg = NULL;
@@ -230,21 +230,12 @@ int main(int argc, char **argv)
 		log_error("out of memory", "where", "error threshold");
 		goto out;
 	}
-	{
-		char table[160], entity[130];
-		const char *e = map_side_of(a.map, a.from)->entity;
-		size_t k = 0;
-		for (; e[k] && k < sizeof(entity) - 1; k++)
-			entity[k] = (char)tolower((unsigned char)e[k]);
-		entity[k] = '\0';
-		snprintf(table, sizeof(table), "%s.%s", a.from_name, entity);
-		if (kafka_table_topic(cfg.topic_prefix, table, a.source_topic, sizeof(a.source_topic), err,
-				      sizeof(err)) != 0) {
-			log_error("source topic", "error", err);
-			goto out;
-		}
-		snprintf(a.dlq_topic, sizeof(a.dlq_topic), "%s.dlq.%s.%s", cfg.topic_prefix, a.map->name, a.to_name);
+	if (apply_topics(cfg.topic_prefix, a.map, a.from, a.to_name, a.source_topic, sizeof(a.source_topic), a.dlq_topic,
+			 sizeof(a.dlq_topic), err, sizeof(err)) != 0) {
+		log_error("source topic", "error", err);
+		goto out;
 	}
+	a.maps = maps;
 
 	reg = metrics_new();
 	if (!reg || apply_metrics_init(reg, &a.m, err, sizeof(err)) != 0) {
@@ -270,6 +261,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a.target = tgt.target;
+	if (a.map->aggregate) {
+		if (side_open("fo", http_timeout, 1, &fo, err, sizeof(err)) != 0) {
+			log_error("F&O reads for the aggregate", "error", err);
+			goto out;
+		}
+		a.fo_reads = fo.target;
+	}
 	if (needs_ce_reads(a.map)) {
 		struct target *ce_reads = tgt.target;
 		if (a.to != EVENT_SIDE_CE) {
@@ -288,6 +286,20 @@ int main(int argc, char **argv)
 	if (ensure_dlq(&cfg, a.dlq_topic, err, sizeof(err)) != 0) {
 		log_error("dead-letter topic", "topic", a.dlq_topic, "error", err);
 		goto out;
+	}
+	a.pg = pg;
+	/* a unit's parts of a sibling map go to that map's dead-letter topic (unit.c) */
+	for (size_t i = 0; a.map->atomic_unit && i < maps->n; i++) {
+		char src[256], sdlq[256];
+		const struct map *m = maps->maps[i];
+		if (m == a.map || apply_unit_sibling(&a, map_side_of(m, a.from)->entity) != m)
+			continue;
+		if (apply_topics(cfg.topic_prefix, m, a.from, a.to_name, src, sizeof(src), sdlq, sizeof(sdlq), err,
+				 sizeof(err)) != 0 ||
+		    ensure_dlq(&cfg, sdlq, err, sizeof(err)) != 0) {
+			log_error("dead-letter topic of a sibling map", "map", m->name, "error", err);
+			goto out;
+		}
 	}
 	char client_id[128];
 	snprintf(client_id, sizeof(client_id), "dw-apply-dlq-%s-%s", a.map->name, a.to_name);
@@ -406,6 +418,7 @@ out:
 		exit_code = 1;
 	resolver_free(a.resolver);
 	side_close(&ce);
+	side_close(&fo);
 	side_close(&tgt);
 	applystate_free(a.state);
 	store_close(pg);

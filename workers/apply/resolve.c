@@ -65,13 +65,13 @@ static void cache_put(struct resolver *r, const char *q, const char *v)
 }
 
 /* Reads one CE row by key; MAP_OK with *row (caller deletes), MAP_NOT_FOUND or MAP_ERR_RESOLVE. */
-static int read_row(struct resolver *r, const char *set, const struct odata_key_part *key, cJSON **row, char *err,
-		    size_t errlen)
+static int read_row(struct resolver *r, const char *set, const struct odata_key_part *key, size_t nkey, cJSON **row,
+		    char *err, size_t errlen)
 {
 	int found = 0, retryable = 0;
 	char *body = NULL, *etag = NULL;
 	*row = NULL;
-	if (target_read(r->ce, set, key, 1, &found, &body, &etag, &retryable, err, errlen) != 0)
+	if (target_read(r->ce, set, key, nkey, &found, &body, &etag, &retryable, err, errlen) != 0)
 		return MAP_ERR_RESOLVE;
 	free(etag);
 	if (!found)
@@ -104,7 +104,7 @@ int resolver_map_cb(void *ctx, enum event_side side, const char *entity_set, con
 	}
 	struct odata_key_part k = { NULL, guid, ODATA_KIND_GUID, NULL };
 	cJSON *row = NULL;
-	int rc = read_row(r, entity_set, &k, &row, err, errlen);
+	int rc = read_row(r, entity_set, &k, 1, &row, err, errlen);
 	if (rc != MAP_OK)
 		return rc;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key_field);
@@ -145,24 +145,22 @@ static const char *row_id(const cJSON *row, const char *set)
 	return NULL;
 }
 
-int resolver_guid(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
-		  char out[37], char *err, size_t errlen)
+/* The GUID of the row of entity_set with key parts k[0..n), cached under q. */
+static int guid_by_key(struct resolver *r, const char *entity_set, const struct odata_key_part *k, size_t n,
+		       const char *q, char out[37], char *err, size_t errlen)
 {
-	char q[2048];
-	snprintf(q, sizeof(q), "k|%s|%s|%s", entity_set, key_field, value);
 	const char *hit = cache_get(r, q);
 	if (hit) {
 		snprintf(out, 37, "%s", hit);
 		return MAP_OK;
 	}
-	struct odata_key_part k = { key_field, value, ODATA_KIND_STRING, NULL };
 	cJSON *row = NULL;
-	int rc = read_row(r, entity_set, &k, &row, err, errlen);
+	int rc = read_row(r, entity_set, k, n, &row, err, errlen);
 	if (rc != MAP_OK)
 		return rc;
 	const char *id = row_id(row, entity_set);
 	if (!id) {
-		snprintf(err, errlen, "%s(%s='%s'): no primary key column in the row", entity_set, key_field, value);
+		snprintf(err, errlen, "%s(%s='%s'): no primary key column in the row", entity_set, k[0].name, k[0].value);
 		cJSON_Delete(row);
 		return MAP_ERR_RESOLVE;
 	}
@@ -170,4 +168,47 @@ int resolver_guid(struct resolver *r, const char *entity_set, const char *key_fi
 	cJSON_Delete(row);
 	cache_put(r, q, out);
 	return MAP_OK;
+}
+
+int resolver_guid(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+		  char out[37], char *err, size_t errlen)
+{
+	char q[2048];
+	snprintf(q, sizeof(q), "k|%s|%s|%s", entity_set, key_field, value);
+	struct odata_key_part k = { key_field, value, ODATA_KIND_STRING, NULL };
+	return guid_by_key(r, entity_set, &k, 1, q, out, err, errlen);
+}
+
+int resolver_guid_cb(void *ctx, const char *entity_set, const char *key_field, const char *value, char out[37],
+		     char *err, size_t errlen)
+{
+	return resolver_guid(ctx, entity_set, key_field, value, out, err, errlen);
+}
+
+/* The cache key of a company-keyed look-up. */
+static void company_query(char *q, size_t qlen, const char *entity_set, const char *key_field, const char *value,
+			  const char *company_field, const char *company_guid)
+{
+	snprintf(q, qlen, "c|%s|%s|%s|%s|%s", entity_set, key_field, value, company_field, company_guid);
+}
+
+void resolver_assume(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+		     const char *company_field, const char *company_guid, const char *guid)
+{
+	char q[2048];
+	if (company_field)
+		company_query(q, sizeof(q), entity_set, key_field, value, company_field, company_guid);
+	else
+		snprintf(q, sizeof(q), "k|%s|%s|%s", entity_set, key_field, value);
+	cache_put(r, q, guid);
+}
+
+int resolver_guid_company(struct resolver *r, const char *entity_set, const char *key_field, const char *value,
+			  const char *company_field, const char *company_guid, char out[37], char *err, size_t errlen)
+{
+	char q[2048];
+	company_query(q, sizeof(q), entity_set, key_field, value, company_field, company_guid);
+	struct odata_key_part k[2] = { { key_field, value, ODATA_KIND_STRING, NULL },
+				       { company_field, company_guid, ODATA_KIND_GUID, NULL } };
+	return guid_by_key(r, entity_set, k, 2, q, out, err, errlen);
 }
