@@ -136,8 +136,7 @@ test-unit:
 	@$(MAKE) --no-print-directory SAN=$(TEST_SAN) build
 	@DW_BUILD=build/$(if $(filter 1,$(TEST_SAN)),san,release) tests/run.sh unit
 
-# End-to-end suites (capture + apply both ways on both emulators). Not yet part of `make test`:
-# they expose open apply work (DESIGN 5 rule 4 merge, echo settling) that issue 5 tracks.
+# End-to-end suites only (capture + apply both ways on both emulators); `make test` runs them too.
 e2e: deps
 	@$(MAKE) --no-print-directory SAN=$(TEST_SAN) build
 	@DW_BUILD=build/$(if $(filter 1,$(TEST_SAN)),san,release) tests/run.sh e2e

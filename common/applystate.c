@@ -191,6 +191,7 @@ void applystate_record_clear(struct applystate_record *r)
 	free(r->etag);
 	free(r->target_id);
 	free(r->seen_hash);
+	free(r->image);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -199,6 +200,8 @@ void applystate_item_clear(struct applystate_item *item)
 	if (!item)
 		return;
 	applystate_record_clear(&item->prev);
+	free(item->src_image);
+	item->src_image = NULL;
 	item->has_prev = 0;
 	item->decision = 0;
 }
@@ -232,6 +235,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	for (size_t i = 0; i < n; i++) {
 		items[i].decision = 0;
 		items[i].has_prev = 0;
+		items[i].src_image = NULL;
 		memset(&items[i].prev, 0, sizeof(items[i].prev));
 	}
 	if (n == 0)
@@ -261,7 +265,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		sb_array_elem(&pkeys, items[i].park_key ? items[i].park_key : items[i].record_key, i == 0);
 		sb_array_elem(&ids, items[i].event_id, i == 0);
 		sb_array_elem(&keys, items[i].record_key, i == 0);
-		if (items[i].source_key && items[i].source_hash)
+		if (items[i].source_key)
 			sb_array_elem(&skeys, items[i].source_key, nsrc++ == 0);
 	}
 	sb_putn(&ids, "}", 1);
@@ -288,7 +292,8 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	if (rc != 0)
 		goto out;
 	rc = store_exec(s->conn,
-			"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash "
+			"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash, "
+			"CASE WHEN NOT deleted THEN image::text END "
 			"FROM dw_record_state WHERE map_name = $1 AND target_side = $2 AND record_key = ANY($3::text[])",
 			3, p_keys, &r_state, errbuf, errlen);
 	if (rc != 0)
@@ -296,9 +301,8 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	if (nsrc > 0) {
 		const char *p_src[] = { s->map, s->other, skeys.p };
 		rc = store_exec(s->conn,
-				"SELECT record_key, seen_hash FROM dw_record_state WHERE map_name = $1 "
-				"AND target_side = $2 AND record_key = ANY($3::text[]) AND NOT deleted "
-				"AND seen_hash IS NOT NULL",
+				"SELECT record_key, seen_hash, image::text FROM dw_record_state WHERE map_name = $1 "
+				"AND target_side = $2 AND record_key = ANY($3::text[]) AND NOT deleted",
 				3, p_src, &r_src, errbuf, errlen);
 		if (rc != 0)
 			goto out;
@@ -314,7 +318,9 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 			it->prev.target_id = dup_or_null(r_state, row, 4);
 			it->prev.deleted = strcmp(PQgetvalue(r_state, row, 5), "t") == 0;
 			it->prev.seen_hash = dup_or_null(r_state, row, 6);
+			it->prev.image = dup_or_null(r_state, row, 7);
 			if ((!PQgetisnull(r_state, row, 2) && !it->prev.content_hash) ||
+			    (!PQgetisnull(r_state, row, 7) && !it->prev.image) ||
 			    (!PQgetisnull(r_state, row, 6) && !it->prev.seen_hash) ||
 			    (!PQgetisnull(r_state, row, 3) && !it->prev.etag) ||
 			    (!PQgetisnull(r_state, row, 4) && !it->prev.target_id)) {
@@ -323,6 +329,13 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 				goto out;
 			}
 		}
+		if (r_src && it->source_key && (srow = result_row(r_src, 0, it->source_key)) >= 0 &&
+		    !PQgetisnull(r_src, srow, 2) && !(it->src_image = strdup(PQgetvalue(r_src, srow, 2)))) {
+			snprintf(errbuf, errlen, "applystate_decide: out of memory");
+			rc = STORE_ERR;
+			goto out;
+		}
+		srow = -1;
 		if (!it->redrive && result_has(r_ids, 0, it->event_id))
 			it->decision = APPLYSTATE_SKIP_DUPLICATE;
 		else if (!it->redrive && result_has(r_parked, 0, it->park_key ? it->park_key : it->record_key))
@@ -330,7 +343,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		else if (it->has_prev && it->version <= it->prev.source_version)
 			it->decision = APPLYSTATE_SKIP_STALE;
 		else if (r_src && it->source_key && it->source_hash &&
-			 (srow = result_row(r_src, 0, it->source_key)) >= 0 &&
+			 (srow = result_row(r_src, 0, it->source_key)) >= 0 && !PQgetisnull(r_src, srow, 1) &&
 			 strcmp(PQgetvalue(r_src, srow, 1), it->source_hash) == 0)
 			it->decision = APPLYSTATE_SKIP_ECHO;
 		else if (it->has_prev && it->is_delete && it->prev.deleted)
@@ -364,7 +377,8 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 		return STORE_ERR;
 	const char *p[] = { s->map, s->side, record_key };
 	int rc = store_exec(s->conn,
-			    "SELECT source_version, content_hash, etag, target_id, deleted, seen_hash FROM dw_record_state "
+			    "SELECT source_version, content_hash, etag, target_id, deleted, seen_hash, image::text "
+			    "FROM dw_record_state "
 			    "WHERE map_name = $1 AND target_side = $2 AND record_key = $3",
 			    3, p, &r, errbuf, errlen);
 	if (rc != 0)
@@ -377,6 +391,7 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 		out->target_id = dup_or_null(r, 0, 3);
 		out->deleted = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
 		out->seen_hash = dup_or_null(r, 0, 5);
+		out->image = dup_or_null(r, 0, 6);
 	}
 	PQclear(r);
 	return 0;
@@ -390,6 +405,29 @@ static void sb_array_i64(struct sbuf *b, int64_t v, int first)
 	sb_puts(b, num);
 }
 
+/* Records SEEN rows on the event's source side (see applystate_record). What the event's source
+ * side holds now: a change there makes the payload last written there stale (content_hash
+ * cleared); a new row has version -1 (nothing applied to that side yet). The last SEEN of a key in
+ * the batch wins; images merge field by field. */
+static int record_seen(struct applystate *s, const struct sbuf *keys, const struct sbuf *hashes, const struct sbuf *del,
+		       const struct sbuf *img, char *errbuf, size_t errlen)
+{
+	const char *p[] = { s->map, s->other, keys->p, hashes->p, del->p, img->p };
+	return store_exec(s->conn,
+			  "INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
+			  "seen_hash, deleted, image, updated_at) "
+			  "SELECT $1, $2, k, -1, h, d, im::jsonb, now() FROM (SELECT DISTINCT ON (k) k, h, d, im FROM "
+			  "unnest($3::text[], $4::text[], $5::boolean[], $6::text[]) WITH ORDINALITY AS u(k, h, d, im, n) "
+			  "ORDER BY k, n DESC) AS x "
+			  "ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
+			  "content_hash = CASE WHEN rs.seen_hash IS NOT DISTINCT FROM EXCLUDED.seen_hash "
+			  "  AND rs.deleted = EXCLUDED.deleted THEN rs.content_hash END, "
+			  "image = CASE WHEN EXCLUDED.deleted THEN NULL WHEN rs.deleted THEN EXCLUDED.image "
+			  "  ELSE dw_image_merge(rs.image, EXCLUDED.image) END, "
+			  "seen_hash = EXCLUDED.seen_hash, deleted = EXCLUDED.deleted, updated_at = now()",
+			  6, p, NULL, errbuf, errlen);
+}
+
 int applystate_record(struct applystate *s, const struct applystate_outcome *o, size_t n, char *errbuf,
 		      size_t errlen)
 {
@@ -398,9 +436,9 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 	struct sbuf a_ids = { 0 }, a_outcomes = { 0 };
 	/* dw_record_state rows */
 	struct sbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
-		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 };
+		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 }, r_img = { 0 };
 	/* SEEN rows, on the other side */
-	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 };
+	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 }, s_img = { 0 };
 	/* dw_parked_event rows */
 	struct sbuf p_keys = { 0 }, p_ids = { 0 }, p_events = { 0 }, p_reasons = { 0 };
 	/* echo outcomes: version moves on only */
@@ -414,7 +452,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		return STORE_ERR;
 	}
 	struct sbuf *all[] = { &a_ids, &a_outcomes, &r_keys, &r_vers, &r_hashes, &r_etags, &r_tids,
-			       &r_ts, &r_del, &r_seen, &s_keys, &s_hashes, &s_del, &p_keys, &p_ids, &p_events, &p_reasons,
+			       &r_ts, &r_del, &r_seen, &r_img, &s_keys, &s_hashes, &s_del, &s_img, &p_keys, &p_ids, &p_events, &p_reasons,
 			       &e_keys, &e_vers, &e_ts };
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
 		sb_putn(all[k], "{", 1);
@@ -444,6 +482,9 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		snprintf(what, sizeof(what), "outcome %zu: target_id", i);
 		if (check_text(what, x->target_id, 0, errbuf, errlen) != 0)
 			goto out;
+		snprintf(what, sizeof(what), "outcome %zu: image", i);
+		if (check_text(what, x->image, 0, errbuf, errlen) != 0)
+			goto out;
 		if (x->event_id) {
 			sb_array_elem(&a_ids, x->event_id, na == 0);
 			sb_array_elem(&a_outcomes, name, na == 0);
@@ -470,12 +511,14 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			sb_array_i64(&r_ts, x->source_ts_ms, nr == 0);
 			sb_array_elem(&r_del, x->deleted ? "t" : "f", nr == 0);
 			sb_array_elem(&r_seen, x->deleted ? NULL : x->seen_hash, nr == 0);
+			sb_array_elem(&r_img, x->deleted ? NULL : x->image, nr == 0);
 			nr++;
 		}
 		if (x->result == APPLYSTATE_SEEN) {
 			sb_array_elem(&s_keys, x->record_key, ns == 0);
 			sb_array_elem(&s_hashes, x->deleted ? NULL : x->seen_hash, ns == 0);
 			sb_array_elem(&s_del, x->deleted ? "t" : "f", ns == 0);
+			sb_array_elem(&s_img, x->deleted ? NULL : x->image, ns == 0);
 			ns++;
 		}
 		if (x->result == APPLYSTATE_PARKED) {
@@ -513,43 +556,33 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		if (rc != 0)
 			goto out;
 	}
+	/* The two workers of a map (one per direction) touch the rows of both sides, each in one
+	 * transaction: rows are locked side by side in one order ("ce" rows first) so that they never
+	 * wait on each other in a cycle (a deadlock would lose a recorded write's outcome). */
+	int seen_first = strcmp(s->other, s->side) < 0;
+	if (seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, errbuf, errlen)) != 0)
+		goto out;
 	if (nr > 0) {
 		/* DISTINCT ON keeps the newest outcome per key: one statement may not touch a row twice */
 		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p,
-				    r_seen.p };
+				    r_seen.p, r_img.p };
 		rc = store_exec(s->conn,
 				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-				"content_hash, etag, target_id, source_ts, deleted, seen_hash, updated_at) "
-				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, sh, now() "
-				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, sh FROM unnest($3::text[], $4::bigint[], "
-				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], $10::text[]) "
-				" AS u(k, v, h, e, t, ts, d, sh) ORDER BY k, v DESC) AS x "
+				"content_hash, etag, target_id, source_ts, deleted, seen_hash, image, updated_at) "
+				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, sh, "
+				"im::jsonb, now() "
+				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, sh, im FROM unnest($3::text[], $4::bigint[], "
+				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], $10::text[], $11::text[]) "
+				" AS u(k, v, h, e, t, ts, d, sh, im) ORDER BY k, v DESC) AS x "
 				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
 				"source_version = EXCLUDED.source_version, content_hash = EXCLUDED.content_hash, "
 				"etag = COALESCE(EXCLUDED.etag, rs.etag), target_id = COALESCE(EXCLUDED.target_id, rs.target_id), "
 				"source_ts = COALESCE(EXCLUDED.source_ts, rs.source_ts), deleted = EXCLUDED.deleted, "
-				"seen_hash = EXCLUDED.seen_hash, updated_at = now() "
+				"seen_hash = EXCLUDED.seen_hash, image = CASE WHEN EXCLUDED.deleted THEN NULL "
+				"  WHEN rs.deleted THEN EXCLUDED.image ELSE dw_image_merge(rs.image, EXCLUDED.image) END, "
+				"updated_at = now() "
 				"WHERE rs.source_version < EXCLUDED.source_version",
-				10, p, NULL, errbuf, errlen);
-		if (rc != 0)
-			goto out;
-	}
-	if (ns > 0) {
-		/* What the event's source side holds now. A change there makes the payload last written
-		 * there stale (content_hash cleared); a new row has version -1 (nothing applied to that
-		 * side yet). The last SEEN of a key in the batch wins. */
-		const char *p[] = { s->map, s->other, s_keys.p, s_hashes.p, s_del.p };
-		rc = store_exec(s->conn,
-				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-				"seen_hash, deleted, updated_at) "
-				"SELECT $1, $2, k, -1, h, d, now() FROM (SELECT DISTINCT ON (k) k, h, d FROM "
-				"unnest($3::text[], $4::text[], $5::boolean[]) WITH ORDINALITY AS u(k, h, d, n) "
-				"ORDER BY k, n DESC) AS x "
-				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
-				"content_hash = CASE WHEN rs.seen_hash IS NOT DISTINCT FROM EXCLUDED.seen_hash "
-				"  AND rs.deleted = EXCLUDED.deleted THEN rs.content_hash END, "
-				"seen_hash = EXCLUDED.seen_hash, deleted = EXCLUDED.deleted, updated_at = now()",
-				5, p, NULL, errbuf, errlen);
+				11, p, NULL, errbuf, errlen);
 		if (rc != 0)
 			goto out;
 	}
@@ -567,6 +600,8 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		if (rc != 0)
 			goto out;
 	}
+	if (!seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, errbuf, errlen)) != 0)
+		goto out;
 	if (np > 0) {
 		const char *p[] = { s->map, s->side, p_keys.p, p_ids.p, p_events.p, p_reasons.p };
 		rc = store_exec(s->conn,

@@ -59,6 +59,8 @@ struct applystate_record {
 	char *target_id;
 	int deleted;
 	char *seen_hash; /* hash of the record's image as that side holds it */
+	char *image;     /* the known image of the record on that side (JSON text, see fieldmerge.h;
+			  * schemas/sql/004), NULL when none is known or the record is deleted there */
 };
 
 /* One event to decide on. The caller fills the inputs (borrowed for the call); applystate_decide
@@ -81,6 +83,7 @@ struct applystate_item {
 	enum applystate_decision decision;
 	int has_prev; /* a state row exists for the record; then prev holds it */
 	struct applystate_record prev;
+	char *src_image; /* the known image of source_key on the source side (JSON text), or NULL */
 };
 
 /*
@@ -93,7 +96,7 @@ struct applystate_item {
  * record not marked deleted (the same payload again: a no-op write), or a delete of a record
  * marked deleted -> SKIP_ECHO; else WRITE.
  * Items with the same record key are decided independently against the stored state (collapse
- * them before). Fills decision/has_prev/prev of every item (clear them with
+ * them before). Fills decision/has_prev/prev/src_image of every item (clear them with
  * applystate_item_clear even on failure). n <= APPLYSTATE_BATCH_MAX.
  */
 int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf,
@@ -142,13 +145,17 @@ struct applystate_outcome {
 	int deleted;              /* APPLIED/SEEN: the record is now deleted on that side */
 	const char *event_json;   /* PARKED: the event document (valid JSON) */
 	const char *reason;       /* PARKED: why (required) */
+	const char *image;        /* APPLIED/SEEN: known-image entries (JSON object text, see
+				   * fieldmerge.h) merged field by field into the row's image, the
+				   * newer time winning; NULL leaves it; a delete clears it */
 };
 
 /*
  * Records n outcomes in one transaction: every event id goes to dw_applied_event (an id already
  * there is left as it is); APPLIED replaces the target record's state and ECHO advances its
  * version, each only when its version is higher than the stored one (the newest wins when one
- * key occurs several times); SEEN sets the source side's seen_hash; PARKED events are added
+ * key occurs several times); SEEN sets the source side's seen_hash; APPLIED and SEEN merge their
+ * image entries into the row's known image; PARKED events are added
  * to dw_parked_event. All or nothing: on failure
  * the transaction is rolled back and nothing is recorded. The connection must not be inside a
  * transaction. n <= APPLYSTATE_BATCH_MAX; n == 0 does nothing.

@@ -3,7 +3,9 @@
 #   tests/run.sh          unit suites, then a private Kafka + PostgreSQL stack (.state/test,
 #                         port base DW_TEST_PORT_BASE, default 29000: keep it below 32768, the
 #                         start of Linux's ephemeral port range, or a client socket may hold a port
-#                         the stack needs) for the integration suites, stopped again at the end
+#                         the stack needs) for the integration suites and then the end-to-end
+#                         suites (FO outage shortened to E2E_OUTAGE_S=20 s unless set), stopped
+#                         again at the end
 #   tests/run.sh unit     unit suites only (no services)
 #   tests/run.sh e2e      the end-to-end suites under tests/e2e on the same private stack (`make e2e`)
 # After the integration suites, `all` runs the demo headless on the same stack (deploy/demo/demo.sh
@@ -83,6 +85,8 @@ if [ "$mode" = all ] || [ "$mode" = e2e ]; then
 			run_layer e2e
 		else
 			run_layer integration
+			export E2E_OUTAGE_S=${E2E_OUTAGE_S:-20}
+			run_layer e2e
 			run_suite demo/headless env DW_DEMO_HEADLESS=1 DW_DEMO_ROWS="${DW_DEMO_ROWS:-20}" deploy/demo/demo.sh run
 			deploy/demo/demo.sh stop >/dev/null 2>&1
 		fi

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -44,6 +46,7 @@ static struct config_common kcfg;
 static const char *fo_base;
 static char *fo_token;
 static unsigned run_id;
+static long long event_ts; /* source time of the events produced; 0: a fixed time plus the version */
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -213,7 +216,7 @@ static void produce_account(const char *acct, const char *op, int64_t v, const c
 	ev.source.entity = strdup("account");
 	ev.source.entity_set = strdup("accounts");
 	ev.source.version = v;
-	ev.source.ts = 1764464400000LL + v;
+	ev.source.ts = event_ts > 0 ? event_ts : 1764464400000LL + v;
 	ev.source.own = own;
 	ev.op = event_op_parse(op);
 	ev.key = cJSON_CreateObject();
@@ -427,7 +430,7 @@ static void produce_event_txn(const char *side, const char *entity, const char *
 	ev.source.entity = strdup(entity);
 	ev.source.entity_set = strdup(set);
 	ev.source.version = v;
-	ev.source.ts = 1764464400000LL + v;
+	ev.source.ts = event_ts > 0 ? event_ts : 1764464400000LL + v;
 	ev.op = event_op_parse(op);
 	ev.key = cJSON_Duplicate(key, 1);
 	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;
@@ -950,7 +953,7 @@ static void test_throttling_honours_retry_after_without_loss(void **state)
 	assert_true(metric("fo", "dw_apply_target_http_total{status=\"429\"}") >= 1);
 }
 
-static void test_conflict_on_target_change_is_resolved_by_policy(void **state)
+static void test_concurrent_edits_of_different_fields_both_survive(void **state)
 {
 	(void)state;
 	char a[32];
@@ -968,14 +971,222 @@ static void test_conflict_on_target_change_is_resolved_by_policy(void **state)
 	emu_http("PATCH", url, h, "{\"PrimaryContactEmail\":\"edited@fo.example\"}", &r);
 	assert_true(r.status == 204 || r.status == 200);
 	emu_resp_free(&r);
-	double c0 = metric("fo", "dw_apply_conflicts_total{outcome=\"source_won\"}");
-	/* the CE change made after it: 412, re-read, the map's latest_wins lets it through */
+	double c0 = metric("fo", "dw_apply_conflicts_total{outcome=\"merged\"}");
+	long w0 = fo_writes(a, NULL);
+	/* the CE change made after it: 412, re-read, the fields differ: merged and written again */
 	produce_account(a, "update", 2, "After", 0);
 	flush_producer();
 	wait_caught_up();
 	assert_name(a, "After");
-	assert_int_equal(c0 + 1, metric("fo", "dw_apply_conflicts_total{outcome=\"source_won\"}"));
+	assert_int_equal(c0 + 1, metric("fo", "dw_apply_conflicts_total{outcome=\"merged\"}"));
 	assert_true(metric("fo", "dw_apply_target_http_total{status=\"412\"}") >= 1);
+	/* both edits survive, and the merge wrote once */
+	cJSON *f = fo_customer(a);
+	assert_non_null(f);
+	assert_string_equal("edited@fo.example", str_of(f, "PrimaryContactEmail"));
+	assert_string_equal("After", str_of(f, "OrganizationName"));
+	cJSON_Delete(f);
+	assert_int_equal(w0 + 1, fo_writes(a, NULL));
+}
+
+/* ---- conflicts on one field (rule 4) --------------------------------------------------------- */
+
+static long ce_record_writes(const char *guid)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "records/accounts?id=%s", guid);
+	struct emu_resp r;
+	emu_admin(harness_env("DW_CE_URL"), "GET", path, NULL, &r);
+	assert_int_equal(200, r.status);
+	cJSON *j = emu_json(&r);
+	long w = (long)cJSON_GetObjectItem(j, "writes")->valuedouble;
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return w;
+}
+
+/* A service API call on one side; fails the test unless the status is 2xx. */
+static void side_call(const char *side, const char *method, const char *path, const char *body)
+{
+	char url[1024], auth[8192];
+	int ce = strcmp(side, "ce") == 0;
+	snprintf(url, sizeof(url), "%s%s%s", ce ? harness_env("DW_CE_URL") : fo_base, ce ? "/api/data/v9.2/" : "/data/",
+		 path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ce ? ce_token : fo_token);
+	const char *h[] = { auth, "Content-Type: application/json", NULL };
+	struct emu_resp r;
+	emu_http(method, url, h, body, &r);
+	if (r.status < 200 || r.status > 299)
+		fail_msg("%s %s %s: HTTP %d", side, method, path, (int)r.status);
+	emu_resp_free(&r);
+}
+
+static long long wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Produces the change event of the record as it is now on `side`, as capture would, with source
+ * time ts (0: now). */
+static void produce_current(const char *side, const char *acct, const char *op, int64_t v, long long ts)
+{
+	event_ts = ts > 0 ? ts : wall_ms();
+	if (strcmp(side, "ce") == 0) {
+		cJSON *img = ce_account(acct), *k = cJSON_CreateObject();
+		assert_non_null(img);
+		cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
+		cJSON_AddStringToObject(k, "accountnumber", acct);
+		produce_event("ce", "account", "accounts", topic, op, v, k, img);
+		cJSON_Delete(k);
+		cJSON_Delete(img);
+	} else {
+		cJSON *img = fo_customer(acct), *k = fo_key(acct);
+		assert_non_null(img);
+		produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, op, v, k, img);
+		cJSON_Delete(k);
+		cJSON_Delete(img);
+	}
+	event_ts = 0;
+}
+
+/* Restarts both workers on a copy of the accounts map with conflict_policy `policy`. */
+static void restart_with_policy(const char *policy)
+{
+	char dir[1024], path[1100], *text = NULL;
+	snprintf(dir, sizeof(dir), "%s/apply-maps-%u-%s", harness_env("DW_STATE_DIR"), run_id, policy);
+	mkdir(dir, 0755);
+	FILE *in = fopen("schemas/maps/accounts.json", "r");
+	assert_non_null(in);
+	size_t cap = 1 << 20, len = 0;
+	text = calloc(1, cap);
+	assert_non_null(text);
+	len = fread(text, 1, cap - 1, in);
+	fclose(in);
+	const char *at = strstr(text, "\"latest_wins\"");
+	assert_non_null(at);
+	snprintf(path, sizeof(path), "%s/accounts.json", dir);
+	FILE *out = fopen(path, "w");
+	assert_non_null(out);
+	fprintf(out, "%.*s\"%s\"%s", (int)(at - text), text, policy, at + strlen("\"latest_wins\""));
+	fclose(out);
+	free(text);
+	(void)len;
+	assert_int_equal(0, worker_stop("fo"));
+	assert_int_equal(0, worker_stop("ce"));
+	snprintf(maps_dir, sizeof(maps_dir), "%s", dir);
+	worker_start("fo", "500");
+	worker_start("ce", "500");
+}
+
+/*
+ * One account edited in the same field on both sides at once (CE first, FO 50 ms later), both
+ * change events applied concurrently: both sides end with the value of the side `want`, and only
+ * the losing side is written (once).
+ */
+static void same_field_conflict(const char *policy, const char *want, unsigned n)
+{
+	restart_with_policy(policy);
+	char a[32], path[256], body[512];
+	account_no(a, sizeof(a), n);
+	/* the account made on CE reaches FO; an FO edit reaches CE; CE's echo of it comes back */
+	snprintf(body, sizeof(body),
+		 "{\"name\":\"base\",\"accountnumber\":\"%s\",\"customertypecode\":3,\"creditlimit\":0,"
+		 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\"}",
+		 a, company_guid);
+	side_call("ce", "POST", "accounts", body);
+	produce_current("ce", a, "create", 1, 0);
+	flush_producer();
+	wait_caught_up();
+	char pred[128], ce_path[256];
+	fo_pred(a, pred, sizeof(pred));
+	snprintf(path, sizeof(path), "CustomersV3%s", pred);
+	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"p1\"}");
+	produce_current("fo", a, "update", 1, 0);
+	flush_producer();
+	wait_caught_up();
+	produce_current("ce", a, "update", 2, 0);
+	flush_producer();
+	wait_caught_up();
+	/* the worker may still be joining its group after the restart: poll with a deadline */
+	cJSON *c = NULL;
+	for (long long end = harness_now_ms() + 30000;;) {
+		c = ce_account(a);
+		assert_non_null(c);
+		if (strcmp(str_of(c, "telephone1"), "p1") == 0 || harness_now_ms() > end)
+			break;
+		cJSON_Delete(c);
+		usleep(200000);
+	}
+	if (strcmp(str_of(c, "telephone1"), "p1") != 0) {
+		char have[64];
+		snprintf(have, sizeof(have), "%s", str_of(c, "telephone1"));
+		cJSON_Delete(c);
+		fail_msg("%s: FO's phone edit did not reach CE (telephone1 '%s')", policy, have);
+	}
+	char guid[40];
+	snprintf(guid, sizeof(guid), "%s", str_of(c, "accountid"));
+	cJSON_Delete(c);
+	/* the concurrent edits */
+	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-edit\"}");
+	long long t1 = wall_ms();
+	usleep(50000);
+	side_call("fo", "PATCH", path, "{\"OrganizationName\":\"fo-edit\"}");
+	long long t2 = wall_ms();
+	long cw0 = ce_record_writes(guid), fw0 = fo_writes(a, NULL);
+	produce_current("ce", a, "update", 3, t1);
+	produce_current("fo", a, "update", 2, t2);
+	flush_producer();
+	wait_caught_up();
+	c = ce_account(a);
+	cJSON *f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	const char *wanted = strcmp(want, "ce") == 0 ? "ce-edit" : "fo-edit";
+	if (strcmp(str_of(c, "name"), wanted) != 0 || strcmp(str_of(f, "OrganizationName"), wanted) != 0)
+		fail_msg("%s: ce name '%s', fo OrganizationName '%s', want '%s' on both", policy, str_of(c, "name"),
+			 str_of(f, "OrganizationName"), wanted);
+	/* the other edits stay */
+	assert_string_equal("p1", str_of(c, "telephone1"));
+	assert_string_equal("p1", str_of(f, "PrimaryContactPhone"));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+	long cw = ce_record_writes(guid) - cw0, fw = fo_writes(a, NULL) - fw0;
+	assert_int_equal(strcmp(want, "fo") == 0 ? 1 : 0, cw);
+	assert_int_equal(strcmp(want, "ce") == 0 ? 1 : 0, fw);
+}
+
+static int default_policy(void **state)
+{
+	(void)state;
+	char cwd[512];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(maps_dir, sizeof(maps_dir), "%s/schemas/maps", cwd);
+	assert_int_equal(0, worker_stop("fo"));
+	assert_int_equal(0, worker_stop("ce"));
+	worker_start("fo", "500");
+	worker_start("ce", "500");
+	return 0;
+}
+
+static void test_same_field_latest_wins_ends_equal(void **state)
+{
+	(void)state;
+	same_field_conflict("latest_wins", "fo", 310);
+}
+
+static void test_same_field_ce_wins_ends_equal(void **state)
+{
+	(void)state;
+	same_field_conflict("ce_wins", "ce", 311);
+}
+
+static void test_same_field_fo_wins_ends_equal(void **state)
+{
+	(void)state;
+	same_field_conflict("fo_wins", "fo", 312);
 }
 
 /* Total requests the FO emulator answered. */
@@ -1348,7 +1559,10 @@ int main(void)
 		cmocka_unit_test(test_paused_map_holds_backlog_then_catches_up_in_order),
 		cmocka_unit_test_teardown(test_outage_pauses_and_retries_without_loss, faults_off),
 		cmocka_unit_test_teardown(test_throttling_honours_retry_after_without_loss, faults_off),
-		cmocka_unit_test(test_conflict_on_target_change_is_resolved_by_policy),
+		cmocka_unit_test(test_concurrent_edits_of_different_fields_both_survive),
+		cmocka_unit_test(test_same_field_latest_wins_ends_equal),
+		cmocka_unit_test(test_same_field_ce_wins_ends_equal),
+		cmocka_unit_test_teardown(test_same_field_fo_wins_ends_equal, default_policy),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),

@@ -8,6 +8,7 @@
 #include "applystate.h"
 #include "config.h"
 #include "event.h"
+#include "fieldmerge.h"
 #include "httpd.h"
 #include "kafka.h"
 #include "map.h"
@@ -233,6 +234,13 @@ struct item {
 	int in_unit;         /* a part being applied with its unit */
 	const char *dlq_topic; /* its dead-letter topic when not the worker's (a sibling map's part) */
 	const char *label;   /* the events metric's outcome when no outcome is recorded for it */
+	/* field-level decisions (rules 3 and 4, docs/conflicts.md) */
+	long long ts;               /* the event's source time, or when it has none, the time it was read */
+	long long sent_ms;          /* when the (last) write was sent (wall clock) */
+	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
+	struct fieldmerge_plan plan;  /* what the write carries */
+	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
+	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
 };
 
 /* Counts one event of a metric family under label. */

@@ -9,7 +9,11 @@
 #include <cjson/cJSON.h>
 
 #include "apply.h"
+#include "fieldmerge.h"
 #include "log.h"
+
+/* Retries a 412 waits for the target's own change event before deciding without it. */
+#define CONFLICT_WAIT_MAX 8
 
 long long apply_now_ms(void)
 {
@@ -76,6 +80,11 @@ void item_clear(struct item *it)
 	free(it->body);
 	free(it->if_match);
 	free(it->event_json);
+	cJSON_Delete(it->known_src);
+	cJSON_Delete(it->known_dst);
+	fieldmerge_plan_clear(&it->plan);
+	free(it->image_out);
+	free(it->seen_image);
 }
 
 static void set_text(char **dst, const char *src)
@@ -218,6 +227,7 @@ void prepare(struct apply *a, struct item *it)
 		return;
 	}
 	it->decoded = 1;
+	it->ts = it->ev.source.ts > 0 ? it->ev.source.ts : wall_ms();
 	if (it->ev.source.side != a->from || strcmp(it->ev.source.entity, src->entity) != 0) {
 		snprintf(err, sizeof(err), "event from %s.%s does not belong to map %s (%s.%s)",
 			 event_side_name(it->ev.source.side), it->ev.source.entity, a->map->name, a->from_name,
@@ -229,7 +239,9 @@ void prepare(struct apply *a, struct item *it)
 		to_dlq(it, "decode", 0, err, NULL);
 		return;
 	}
-	if (it->ev.has_txn && !it->in_unit) {
+	/* a unit of one part is atomic by itself: it takes the per-record path, with its echo and
+	 * field-level checks (Dataverse marks single writes made in a changeset as a transaction) */
+	if (it->ev.has_txn && it->ev.txn.total > 1 && !it->in_unit) {
 		it->txn = 1;
 		return;
 	}
@@ -282,6 +294,30 @@ void prepare(struct apply *a, struct item *it)
 		it->shash[0] = '\0';
 	if (it->ev.source.own)
 		set_outcome(it, APPLYSTATE_ECHO, it->tkey);
+}
+
+/* Step 2: restricts the item's payload to the fields its event changed and settles fields the
+ * target changed later by the map's policy (fieldmerge_plan). Returns 1 when something is left to
+ * write, 0 when nothing is (an echo or a change already overtaken), -1 on out of memory. */
+static int plan_write(struct apply *a, struct item *it)
+{
+	if (it->ai.src_image)
+		it->known_src = cJSON_Parse(it->ai.src_image);
+	if (it->ai.has_prev && it->ai.prev.image)
+		it->known_dst = cJSON_Parse(it->ai.prev.image);
+	if (fieldmerge_plan(a->map, a->from, it->ev.data, it->ev.source.version, it->ts, it->known_src, it->known_dst, it->w.payload,
+			    &it->plan) != 0)
+		return -1;
+	if (log_enabled(LOG_DEBUG)) {
+		char nw[16], nu[16], nl[16];
+		snprintf(nw, sizeof(nw), "%d", it->plan.nwrite);
+		snprintf(nu, sizeof(nu), "%d", it->plan.nunchanged);
+		snprintf(nl, sizeof(nl), "%d", it->plan.nlost);
+		log_debug("field plan", "map", a->map->name, "record", it->tkey, "write", nw, "unchanged", nu, "lost", nl);
+	}
+	if (it->plan.nwrite == 0 && it->known_dst)
+		return 0;
+	return 1;
 }
 
 /* Step 3: the target key parts of a CE or FO write. Returns 0, MAP_NOT_FOUND or MAP_ERR_RESOLVE. */
@@ -375,6 +411,54 @@ static int source_wins(const struct apply *a)
 	return 0;
 }
 
+/*
+ * The target's known-image entries after a successful upsert (it->image_out) and the hash of its
+ * image (it->out.seen_hash): from the representation when the target returned one; otherwise the
+ * image known before with the written fields laid over it (FO answers 204 without a body), so that
+ * the echo of this write is recognised either way.
+ */
+static void applied_image(struct apply *a, struct item *it, const char *representation)
+{
+	cJSON *rep = representation ? cJSON_Parse(representation) : NULL;
+	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1) : NULL;
+	cJSON *merged = NULL, *values = NULL;
+	if (rep && map_image_hash(a->map, a->to, rep, it->rhash) == 0)
+		it->out.seen_hash = it->rhash;
+	if (!written)
+		goto out;
+	if (it->tw.created) {
+		/* a record we just created holds nothing but what we wrote (and its defaults): every
+		 * field of its image is known */
+		cJSON *all = fieldmerge_entries(a->map, a->to, rep ? rep : it->w.payload, it->ts);
+		if (!all || (!rep && fieldmerge_merge(all, written) != 0)) {
+			cJSON_Delete(all);
+			goto out;
+		}
+		cJSON_Delete(written);
+		written = all;
+	} else if (rep && fieldmerge_observe(a->map, a->to, it->w.payload, rep, it->ts, written) != 0) {
+		goto out;
+	}
+	const cJSON *vn = rep ? cJSON_GetObjectItemCaseSensitive(rep, "versionnumber") : NULL;
+	if (fieldmerge_stamp(written, it->sent_ms, a->from, cJSON_IsNumber(vn) ? (long long)vn->valuedouble : 0) != 0)
+		goto out;
+	it->image_out = cJSON_PrintUnformatted(written);
+	it->out.image = it->image_out;
+	if (rep || !it->known_dst)
+		goto out;
+	merged = cJSON_Duplicate(it->known_dst, 1);
+	if (!merged || fieldmerge_merge(merged, written) != 0)
+		goto out;
+	values = fieldmerge_values(merged);
+	if (values && map_image_hash(a->map, a->to, values, it->rhash) == 0)
+		it->out.seen_hash = it->rhash;
+out:
+	cJSON_Delete(rep);
+	cJSON_Delete(written);
+	cJSON_Delete(merged);
+	cJSON_Delete(values);
+}
+
 /* Turns a write's result into the item's outcome. Returns 1 when it needs a second write (a
  * conflict the policy resolves in the source's favour), else 0. */
 int settle(struct apply *a, struct item *it, int second)
@@ -390,12 +474,8 @@ int settle(struct apply *a, struct item *it, int second)
 		it->out.deleted = w->op == TARGET_DELETE;
 		it->out.etag = w->etag;
 		it->out.target_id = w->target_id;
-		if (w->representation) {
-			cJSON *img = cJSON_Parse(w->representation);
-			if (img && map_image_hash(a->map, a->to, img, it->rhash) == 0)
-				it->out.seen_hash = it->rhash;
-			cJSON_Delete(img);
-		}
+		if (w->op == TARGET_UPSERT)
+			applied_image(a, it, w->representation);
 		if (it->ev.source.ts > 0) {
 			metrics_histogram_observe(a->m.e2e_s, NULL, (double)(wall_ms() - it->ev.source.ts) / 1000.0);
 		}
@@ -448,9 +528,9 @@ int settle(struct apply *a, struct item *it, int second)
 	cJSON *row = cJSON_Parse(body);
 	int same = row && it->thash[0] && map_image_hash(a->map, a->to, row, have) == 0 &&
 		   strcmp(have, it->thash) == 0;
-	cJSON_Delete(row);
 	free(body);
 	if (same) {
+		cJSON_Delete(row);
 		/* the target already holds exactly this (our own write whose outcome was not recorded) */
 		target_write_clear(w);
 		w->outcome = TARGET_OK;
@@ -463,16 +543,64 @@ int settle(struct apply *a, struct item *it, int second)
 		count(a->m.conflicts, "already_applied");
 		return 0;
 	}
-	if (source_wins(a)) {
-		free(it->if_match);
-		it->if_match = etag;
-		again = 1;
-		count(a->m.conflicts, "source_won");
-	} else {
-		free(etag);
-		set_outcome(it, APPLYSTATE_DUPLICATE, it->tkey);
-		count(a->m.conflicts, "target_won");
+	if (w->op == TARGET_DELETE || !it->w.payload) {
+		cJSON_Delete(row);
+		/* a delete of a record changed there meanwhile: the policy decides for the whole record */
+		if (source_wins(a)) {
+			free(it->if_match);
+			it->if_match = etag;
+			again = 1;
+			count(a->m.conflicts, "source_won");
+		} else {
+			free(etag);
+			set_outcome(it, APPLYSTATE_DUPLICATE, it->tkey);
+			count(a->m.conflicts, "target_won");
+		}
+		goto done;
 	}
+	/* field-level merge (rule 4): keep our changed fields the target did not change, settle the
+	 * fields both changed by the map's policy, write the rest with the new ETag */
+	struct fieldmerge_plan c;
+	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
+	if (tts == 0 && a->consecutive_retries >= CONFLICT_WAIT_MAX)
+		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
+	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), it->known_dst, it->ts, it->w.payload,
+					&c) != 0) {
+		cJSON_Delete(row);
+		free(etag);
+		to_retry(a, it, "memory", 0);
+		return 0;
+	}
+	cJSON_Delete(row);
+	if (c.nwait > 0) {
+		/* the target changed a field we write and its change event is not known yet: decide once
+		 * it is (the other direction's worker records it) */
+		fieldmerge_plan_clear(&c);
+		free(etag);
+		count(a->m.conflicts, "wait");
+		to_retry(a, it, "conflict_wait", 0);
+		return 0;
+	}
+	fieldmerge_plan_clear(&it->plan);
+	it->plan = c;
+	if (c.nwrite == 0) {
+		free(etag);
+		set_outcome(it, APPLYSTATE_ECHO, it->tkey);
+		count(a->m.conflicts, "target_won");
+		return 0;
+	}
+	free(it->body);
+	it->body = cJSON_PrintUnformatted(it->w.payload);
+	if (!it->body) {
+		free(etag);
+		to_retry(a, it, "memory", 0);
+		return 0;
+	}
+	it->tw.body = it->body;
+	free(it->if_match);
+	it->if_match = etag;
+	again = 1;
+	count(a->m.conflicts, c.nlost ? "merged_target_won" : c.nwon ? "merged_source_won" : "merged");
 done:
 	if (again) {
 		it->tw.if_match = it->if_match;
@@ -689,16 +817,18 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 		rd_kafka_topic_partition_list_add(l, items[i].msg->topic, items[i].msg->partition)->offset =
 			items[i].msg->offset;
 	}
-	rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 10000);
-	if (e) {
-		snprintf(errbuf, errlen, "seek back for a retry: %s", rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
-		rd_kafka_topic_partition_list_destroy(l);
-		return -1;
-	}
+	/* pause first, then seek without waiting (librdkafka 2.0 applies the position in its fetcher;
+	 * a blocking seek could time out under load and stop the worker) */
 	rd_kafka_resp_err_t pe = rd_kafka_pause_partitions(rk, l);
 	if (pe) {
 		snprintf(errbuf, errlen, "pause for a retry: %s", rd_kafka_err2str(pe));
+		rd_kafka_topic_partition_list_destroy(l);
+		return -1;
+	}
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, l, 0);
+	if (e) {
+		snprintf(errbuf, errlen, "seek back for a retry: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
 		rd_kafka_topic_partition_list_destroy(l);
 		return -1;
 	}
@@ -814,7 +944,10 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 						   .version = it->ev.source.version,
 						   .content_hash = it->w.op == MAP_WRITE_DELETE ? NULL : it->thash,
 						   .is_delete = it->w.op == MAP_WRITE_DELETE,
-						   .source_key = it->skey, .source_hash = it->shash[0] ? it->shash : NULL,
+						   /* no echo by image hash: an image of the source may hold its
+						    * own unsynced changes besides our write; fieldmerge_plan
+						    * tells echoes field by field */
+						   .source_key = it->skey, .source_hash = NULL,
 						   .park_key = it->skey_fallback, .redrive = it->redrive };
 		aidx[na++] = i;
 	}
@@ -844,6 +977,19 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 			continue;
 		case APPLYSTATE_WRITE:
 			break;
+		}
+		if (it->w.op == MAP_WRITE_UPSERT) {
+			int prc = plan_write(a, it);
+			if (prc < 0) {
+				to_retry(a, it, "memory", 0);
+				continue;
+			}
+			if (prc == 0) {
+				set_outcome(it, APPLYSTATE_ECHO, it->tkey);
+				if (it->plan.nlost)
+					count(a->m.conflicts, "target_won");
+				continue;
+			}
 		}
 		int krc = key_parts(a, it, err, sizeof(err));
 		if (krc == MAP_NOT_FOUND) {
@@ -878,8 +1024,11 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 	}
 	/* write: two rounds at most (the second for conflicts the policy settles) */
 	for (int round = 0; round < 2 && nw > 0; round++) {
-		for (size_t k = 0; k < nw; k++)
+		long long sent = wall_ms();
+		for (size_t k = 0; k < nw; k++) {
 			tw[k] = items[widx[k]].tw;
+			items[widx[k]].sent_ms = sent;
+		}
 		if (target_apply(a->target, tw, nw, err, sizeof(err)) != 0) {
 			for (size_t k = 0; k < nw; k++) {
 				items[widx[k]].tw = tw[k];
@@ -926,10 +1075,22 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		if (it->st != ST_DONE || !it->has_out || (it->redrive && it->out.result == APPLYSTATE_PARKED))
 			continue;
 		outs[no++] = it->out;
-		if (it->out.result == APPLYSTATE_APPLIED && it->skey && (it->shash[0] || it->out.deleted))
+		int seen = it->out.result == APPLYSTATE_APPLIED || (it->out.result == APPLYSTATE_ECHO && it->mapped &&
+										 it->w.op == MAP_WRITE_UPSERT);
+		if (seen && it->skey && (it->shash[0] || it->out.deleted)) {
+			/* what the source side holds: its image hash and its known-image entries */
+			if (!it->known_src && it->ai.src_image)
+				it->known_src = cJSON_Parse(it->ai.src_image);
+			cJSON *e = it->out.deleted ? NULL
+						   : fieldmerge_changed_entries(a->map, a->from, it->ev.data,
+										it->ev.source.version, it->ts,
+										it->known_src);
+			it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
+			cJSON_Delete(e);
 			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
 								  .seen_hash = it->shash[0] ? it->shash : NULL,
-								  .deleted = it->out.deleted };
+								  .deleted = it->out.deleted, .image = it->seen_image };
+		}
 	}
 	src = applystate_record(a->state, outs, no, err, sizeof(err));
 	if (src != 0) {

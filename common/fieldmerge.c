@@ -1,0 +1,418 @@
+/* Field-level sync decisions: changed fields, conflicts by policy, known-image merges. */
+#include "fieldmerge.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "capture_ce.h"
+
+void fieldmerge_plan_clear(struct fieldmerge_plan *p)
+{
+	if (!p)
+		return;
+	cJSON_Delete(p->written);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The name of field f in side's images (CE lookups by their GUID attribute); NULL when the field
+ * has no column on that side. */
+static const char *image_name(const struct map_field *f, enum event_side side)
+{
+	if (side == EVENT_SIDE_FO)
+		return f->fo;
+	if (!f->ce)
+		return NULL;
+	return f->lookup ? f->lookup->value : f->ce;
+}
+
+#define MEMBER_KEEP (-1) /* a key, the company, or a member the map does not know: always kept */
+
+/* Which map field a payload member written to `to` carries: its index, or MEMBER_KEEP. */
+static int member_field(const struct map *m, enum event_side to, const char *name)
+{
+	const struct map_side *s = map_side_of(m, to);
+	for (size_t i = 0; i < s->nkey; i++)
+		if (strcmp(s->key[i], name) == 0)
+			return MEMBER_KEEP;
+	if (m->company) {
+		if (to == EVENT_SIDE_FO && strcmp(name, m->company->fo) == 0)
+			return MEMBER_KEEP;
+		if (to == EVENT_SIDE_CE) {
+			size_t n = strlen(m->company->ce_nav);
+			if (strncmp(name, m->company->ce_nav, n) == 0 && strcmp(name + n, "@odata.bind") == 0)
+				return MEMBER_KEEP;
+		}
+	}
+	for (size_t i = 0; i < m->nfields; i++) {
+		const struct map_field *f = &m->fields[i];
+		if (to == EVENT_SIDE_FO) {
+			if (f->fo && strcmp(f->fo, name) == 0)
+				return (int)i;
+		} else if (f->ce && f->lookup) {
+			size_t n = strlen(f->lookup->nav);
+			if (strncmp(name, f->lookup->nav, n) == 0 && strcmp(name + n, "@odata.bind") == 0)
+				return (int)i;
+		} else if (f->ce && strcmp(f->ce, name) == 0) {
+			return (int)i;
+		}
+	}
+	return MEMBER_KEEP;
+}
+
+static long long entry_t(const cJSON *e)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "t");
+	return cJSON_IsNumber(t) ? (long long)t->valuedouble : 0;
+}
+
+static long long entry_n(const cJSON *e)
+{
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "n");
+	return cJSON_IsNumber(n) ? (long long)n->valuedouble : 0;
+}
+
+/* Whether entry a is newer than b (by version when both have one, else by time). */
+static int entry_newer(const cJSON *a, const cJSON *b)
+{
+	if (entry_n(a) > 0 && entry_n(b) > 0)
+		return entry_n(a) > entry_n(b);
+	return entry_t(a) > entry_t(b);
+}
+
+/* Whether an event of the entry's side at version/ts predates the entry's value. */
+static int event_older(const cJSON *e, long long version, long long ts)
+{
+	if (entry_n(e) > 0 && version > 0)
+		return version < entry_n(e);
+	return ts < entry_t(e);
+}
+
+static const char *entry_o(const cJSON *e)
+{
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "o");
+	return cJSON_IsString(o) ? o->valuestring : NULL;
+}
+
+/* Whether the entry's value is a change made on `side` itself (not one we wrote there); entries
+ * without an origin count as the side's own. */
+static int entry_own(const cJSON *e, enum event_side side)
+{
+	const char *o = entry_o(e);
+	return !o || strcmp(o, event_side_name(side)) == 0;
+}
+
+static const cJSON *entry_v(const cJSON *e)
+{
+	return cJSON_GetObjectItemCaseSensitive(e, "v");
+}
+
+/* Value equality; absent (NULL) equals JSON null. */
+static int same_value(const cJSON *a, const cJSON *b)
+{
+	int an = !a || cJSON_IsNull(a), bn = !b || cJSON_IsNull(b);
+	if (an || bn)
+		return an && bn;
+	return cJSON_Compare(a, b, 1);
+}
+
+/* Adds {"v": copy of v (null when NULL), "t": t} under name to obj, replacing an older one. */
+static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, const char *origin)
+{
+	cJSON *e = cJSON_CreateObject();
+	cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+	if (!e || !c) {
+		cJSON_Delete(e);
+		cJSON_Delete(c);
+		return -1;
+	}
+	if (!cJSON_AddItemToObject(e, "v", c)) {
+		cJSON_Delete(e);
+		cJSON_Delete(c);
+		return -1;
+	}
+	if (!cJSON_AddNumberToObject(e, "t", (double)t) || (origin && !cJSON_AddStringToObject(e, "o", origin))) {
+		cJSON_Delete(e);
+		return -1;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
+	if (!cJSON_AddItemToObject(obj, name, e)) {
+		cJSON_Delete(e);
+		return -1;
+	}
+	return 0;
+}
+
+static int put_image_member(cJSON *obj, const cJSON *image, const char *name, long long ts, const char *origin)
+{
+	if (!name || cJSON_GetObjectItemCaseSensitive(obj, name))
+		return 0;
+	return put_entry(obj, name, cJSON_GetObjectItemCaseSensitive(image, name), ts, origin);
+}
+
+cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts)
+{
+	if (!cJSON_IsObject(image))
+		return NULL;
+	cJSON *obj = cJSON_CreateObject();
+	if (!obj)
+		return NULL;
+	const struct map_side *s = map_side_of(m, side);
+	int ce = side == EVENT_SIDE_CE;
+	const char *o = event_side_name(side);
+	for (size_t i = 0; i < s->nkey; i++) {
+		const char *name = s->key[i];
+		if (ce && m->company && strcmp(name, m->company->ce) == 0)
+			name = m->company->ce_value;
+		if (put_image_member(obj, image, name, ts, o) != 0)
+			goto fail;
+	}
+	if (m->company && put_image_member(obj, image, ce ? m->company->ce_value : m->company->fo, ts, o) != 0)
+		goto fail;
+	for (size_t i = 0; i < m->nfields; i++)
+		if (put_image_member(obj, image, image_name(&m->fields[i], side), ts, o) != 0)
+			goto fail;
+	return obj;
+fail:
+	cJSON_Delete(obj);
+	return NULL;
+}
+
+cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
+				  long long ts, const cJSON *known)
+{
+	cJSON *e = fieldmerge_entries(m, side, image, ts);
+	if (e && version > 0) {
+		cJSON *x;
+		cJSON_ArrayForEach(x, e)
+		if (!cJSON_AddNumberToObject(x, "n", (double)version)) {
+			cJSON_Delete(e);
+			return NULL;
+		}
+	}
+	if (!e || !known)
+		return e;
+	cJSON *x = e->child;
+	while (x) {
+		cJSON *next = x->next;
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
+		if (k && same_value(entry_v(k), entry_v(x)))
+			cJSON_Delete(cJSON_DetachItemViaPointer(e, x));
+		x = next;
+	}
+	return e;
+}
+
+int fieldmerge_merge(cJSON *base, const cJSON *upd)
+{
+	if (!cJSON_IsObject(base) || !cJSON_IsObject(upd))
+		return -1;
+	const cJSON *u;
+	cJSON_ArrayForEach(u, upd)
+	{
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(base, u->string);
+		if (b && entry_newer(b, u))
+			continue;
+		cJSON *c = cJSON_Duplicate(u, 1);
+		if (!c)
+			return -1;
+		cJSON_DeleteItemFromObjectCaseSensitive(base, u->string);
+		if (!cJSON_AddItemToObject(base, u->string, c)) {
+			cJSON_Delete(c);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+cJSON *fieldmerge_values(const cJSON *known)
+{
+	if (!cJSON_IsObject(known))
+		return NULL;
+	cJSON *out = cJSON_CreateObject();
+	const cJSON *e;
+	if (!out)
+		return NULL;
+	cJSON_ArrayForEach(e, known)
+	{
+		const cJSON *v = entry_v(e);
+		cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+		if (!c || !cJSON_AddItemToObject(out, e->string, c)) {
+			cJSON_Delete(c);
+			cJSON_Delete(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+/* Under a fixed policy, whether the source side wins; under latest_wins -1 (times decide). */
+static int fixed_winner(const struct map *m, enum event_side from)
+{
+	switch (m->conflict) {
+	case MAP_CONFLICT_CE_WINS: return from == EVENT_SIDE_CE;
+	case MAP_CONFLICT_FO_WINS: return from == EVENT_SIDE_FO;
+	case MAP_CONFLICT_LATEST_WINS: break;
+	}
+	return -1;
+}
+
+/* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding). */
+static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
+		long long t)
+{
+	out->nwrite++;
+	const char *dname = image_name(f, to);
+	if (!dname || (to == EVENT_SIDE_CE && f->lookup))
+		return 0;
+	return put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE));
+}
+
+static int plan_start(struct fieldmerge_plan *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->written = cJSON_CreateObject();
+	return out->written ? 0 : -1;
+}
+
+int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
+		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
+{
+	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
+	if (plan_start(out) != 0)
+		return -1;
+	for (cJSON *p = payload ? payload->child : NULL, *next; p; p = next) {
+		next = p->next;
+		int idx = member_field(m, to, p->string);
+		if (idx == MEMBER_KEEP)
+			continue;
+		const struct map_field *f = &m->fields[idx];
+		const char *sname = image_name(f, from), *dname = image_name(f, to);
+		int drop = 0;
+		long long t = ts;
+		if (!sname) {
+			drop = known_dst != NULL; /* a constant: written with the first write only */
+		} else if (known_src) {
+			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
+			const cJSON *ke = cJSON_GetObjectItemCaseSensitive(known_src, sname);
+			/* absent from the event: not changed by it */
+			drop = !sv || (ke && (same_value(sv, entry_v(ke)) || event_older(ke, version, ts)));
+		}
+		if (drop) {
+			out->nunchanged++;
+			cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
+			continue;
+		}
+		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
+		int bind = to == EVENT_SIDE_CE && f->lookup;
+		if (kd && entry_own(kd, to) && entry_t(kd) > ts && (bind || !same_value(p, entry_v(kd)))) {
+			/* the target changed this field after the source did */
+			if (fixed_winner(m, from) == 1) {
+				out->nwon++;
+				t = entry_t(kd);
+			} else {
+				out->nlost++;
+				cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
+				continue;
+			}
+		}
+		if (keep(out, f, to, p, t) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
+			long long now_ms, const cJSON *known_dst, long long ts, cJSON *payload,
+			struct fieldmerge_plan *out)
+{
+	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
+	if (plan_start(out) != 0)
+		return -1;
+	for (cJSON *p = payload ? payload->child : NULL, *next; p; p = next) {
+		next = p->next;
+		int idx = member_field(m, to, p->string);
+		if (idx == MEMBER_KEEP)
+			continue;
+		const struct map_field *f = &m->fields[idx];
+		const char *dname = image_name(f, to);
+		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
+		const cJSON *rv = dname ? cJSON_GetObjectItemCaseSensitive(reread, dname) : NULL;
+		int bind = to == EVENT_SIDE_CE && f->lookup;
+		long long t = kd && entry_t(kd) > ts ? entry_t(kd) : ts;
+		int changed_there = kd && !same_value(rv, entry_v(kd)) && (bind || !same_value(rv, p));
+		if (!changed_there) {
+			if (keep(out, f, to, p, t) != 0)
+				return -1;
+			continue;
+		}
+		int win = fixed_winner(m, from);
+		if (win < 0 && target_ts <= 0) {
+			out->nwait++;
+			if (keep(out, f, to, p, t) != 0)
+				return -1;
+			continue;
+		}
+		if (win < 0)
+			win = ts > target_ts;
+		else if (win)
+			t = t > now_ms ? t : now_ms;
+		if (win) {
+			out->nwon++;
+			if (keep(out, f, to, p, t) != 0)
+				return -1;
+		} else {
+			out->nlost++;
+			cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
+		}
+	}
+	return 0;
+}
+
+int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *payload, const cJSON *rep, long long ts,
+		       cJSON *written)
+{
+	const cJSON *p;
+	if (!cJSON_IsObject(rep) || !cJSON_IsObject(written))
+		return 0;
+	cJSON_ArrayForEach(p, payload)
+	{
+		int idx = member_field(m, to, p->string);
+		if (idx == MEMBER_KEEP)
+			continue;
+		const char *dname = image_name(&m->fields[idx], to);
+		const cJSON *rv = dname ? cJSON_GetObjectItemCaseSensitive(rep, dname) : NULL;
+		if (!rv)
+			continue;
+		const cJSON *old = cJSON_GetObjectItemCaseSensitive(written, dname);
+		if (put_entry(written, dname, rv, old ? entry_t(old) : ts, old ? entry_o(old) : NULL) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version)
+{
+	cJSON *e;
+	cJSON_ArrayForEach(e, written)
+	{
+		cJSON *et = cJSON_GetObjectItemCaseSensitive(e, "t");
+		if (cJSON_IsNumber(et) && et->valuedouble < (double)t)
+			cJSON_SetNumberValue(et, (double)t);
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "o");
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "n");
+		if (!cJSON_AddStringToObject(e, "o", event_side_name(origin)) ||
+		    (version > 0 && !cJSON_AddNumberToObject(e, "n", (double)version)))
+			return -1;
+	}
+	return 0;
+}
+
+long long fieldmerge_ce_modified_ms(const cJSON *image)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(image, "modifiedon");
+	long long ms = 0;
+	if (!cJSON_IsString(v) ||
+	    (capture_ce_parse_iso(v->valuestring, &ms) != 0 && capture_ce_parse_date(v->valuestring, &ms) != 0))
+		return 0;
+	return ms;
+}

@@ -1,0 +1,114 @@
+#ifndef DW_FIELDMERGE_H
+#define DW_FIELDMERGE_H
+
+#include <cjson/cJSON.h>
+
+#include "event.h"
+#include "map.h"
+
+/*
+ * Field-level sync decisions (DESIGN 5 rules 3 and 4; docs/conflicts.md). Pure functions, no I/O.
+ *
+ * A "known image" is what the apply workers know of one record on one side, per mapped field in
+ * that side's image names (CE lookups and the company by their _<name>_value attribute, FO by
+ * field name): a JSON object {"<field>": {"v": <value>, "t": <ms>, "o": "ce"|"fo"}}. t is a time
+ * on that side's own timeline: when the side changed the value (its change event's source time),
+ * or, for a value we wrote there, when our write was sent; so an event of that side older than t
+ * predates the value and does not change it. n, when known, is the side's own version of the record
+ * with that value (CE versionnumber; the event's source version): an event is then placed by its
+ * version rather than its time (CE change times have whole seconds only). o is the side whose change the value is (the side
+ * itself, or the other side for a value we wrote); only a side's own changes are conflicts. Known images merge field by field, the newer t winning (fieldmerge_merge, and
+ * dw_image_merge in schemas/sql/004_merge.sql, which must agree).
+ *
+ * An event from side S with image I at time ts changes field f when the known image of S has no
+ * entry for f, or holds another value with an older time. Only changed fields are written to the
+ * other side T (its key and company always go along), so a change never carries stale values of
+ * fields it did not touch over T's newer ones; an event that changes nothing is an echo.
+ * A field the known image of T shows changed later than ts is a conflict: the map's policy decides
+ * (latest_wins: the later change; ce_wins/fo_wins: that side).
+ */
+
+/* What a plan or a conflict merge left in the payload. */
+struct fieldmerge_plan {
+	int nwrite;          /* payload members left to write, keys and company not counted */
+	int nunchanged;      /* members dropped: the source did not change them */
+	int nwon;            /* conflicts the source won (written) */
+	int nlost;           /* conflicts the target won (dropped) */
+	int nwait;           /* conflict merge only: fields changed on the target at an unknown time */
+	cJSON *written;      /* known-image entries of the target for the members left (image names;
+			      * lookups written by binding are left out: their GUID is not known) */
+};
+
+/* Frees plan->written and zeroes the plan; NULL-safe. */
+void fieldmerge_plan_clear(struct fieldmerge_plan *p);
+
+/*
+ * The known-image entries of every mapped field of `side` (keys and company included) in image
+ * (a record image of that side; an absent field is null) with time ts. Returns a new object the
+ * caller frees with cJSON_Delete, or NULL when image is not an object or memory ran out.
+ */
+cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts);
+
+/*
+ * As fieldmerge_entries (with the side's record version when version > 0), but only the fields whose value differs from the known image `known` (or
+ * that it lacks): what the side changed at ts. Unchanged fields keep the time they were set.
+ * known NULL: every field. New object (cJSON_Delete), NULL when image is not an object or on OOM.
+ */
+cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
+				  long long ts, const cJSON *known);
+
+/*
+ * Merges known-image entries upd into base (modified in place; upd borrowed): per field the entry
+ * with the newer t wins, ties go to upd. Returns 0, or -1 when memory ran out (base then partly
+ * merged) or either is not an object.
+ */
+int fieldmerge_merge(cJSON *base, const cJSON *upd) __attribute__((warn_unused_result));
+
+/* The plain values {"<field>": <v>} of a known image. New object (cJSON_Delete), NULL on failure. */
+cJSON *fieldmerge_values(const cJSON *known);
+
+/*
+ * Restricts payload (the write of map_transform for the side other than `from`, modified in place)
+ * to the fields the event changed: src_image is the event's image (borrowed), version and ts its
+ * source version (0: unknown) and time,
+ * known_src / known_dst the known images of the source and target sides (NULL: nothing known; then
+ * nothing is dropped for that reason). A payload member whose field has no source (a constant) is
+ * written only while nothing is known of the target. Conflicts against known_dst follow the map's
+ * policy. Fills *out (clear it with fieldmerge_plan_clear). Returns 0, or -1 on out of memory.
+ */
+int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
+		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
+	__attribute__((warn_unused_result));
+
+/*
+ * After a 412: reread is the target's record as it is now, target_ts the time of its last change
+ * when the target tells it (CE modifiedon), else 0; now_ms the current time. A payload member
+ * whose target value differs both from the known image of the target and from the value being
+ * written was changed there concurrently: under ce_wins/fo_wins the policy decides at once (a
+ * win is recorded with time max(ts, now_ms), so the overruled change, when its event arrives, is
+ * older than it); under latest_wins it is decided by target_ts, and when that is 0 the field
+ * counts in nwait (the caller should retry once the target's event is known). Other members are
+ * merged (kept). Fills *out as fieldmerge_plan does. Returns 0, or -1 on out of memory.
+ */
+int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
+			long long now_ms, const cJSON *known_dst, long long ts, cJSON *payload,
+			struct fieldmerge_plan *out) __attribute__((warn_unused_result));
+
+/*
+ * After a write the target answered with its record (rep, borrowed): the entries of `written` for
+ * the payload's fields take the values the target holds (normalised as it stores them), and fields
+ * written by a CE lookup binding get their GUID attribute's value, with time ts. Returns 0, or -1
+ * on out of memory.
+ */
+int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *payload, const cJSON *rep, long long ts,
+		       cJSON *written) __attribute__((warn_unused_result));
+
+/* Raises the time of every entry of `written` to at least t (when the write was sent), marks the
+ * entries as changes of side `origin` and, when version > 0, as the target's record version. Returns 0, or -1 on out of memory. */
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version)
+	__attribute__((warn_unused_result));
+
+/* The CE image's change time (modifiedon, ms) or 0 when absent or unreadable. */
+long long fieldmerge_ce_modified_ms(const cJSON *image);
+
+#endif

@@ -1,0 +1,288 @@
+/* Unit tests of the field-level sync decisions (common/fieldmerge.c) on the accounts map. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fieldmerge.h"
+#include "map.h"
+
+static struct map *load(void)
+{
+	struct map *m = NULL;
+	char err[512];
+	if (map_load_file("schemas/maps/accounts.json", &m, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	return m;
+}
+
+static cJSON *json(const char *text)
+{
+	cJSON *j = cJSON_Parse(text);
+	assert_non_null(j);
+	return j;
+}
+
+static int has(const cJSON *o, const char *name)
+{
+	return cJSON_GetObjectItemCaseSensitive(o, name) != NULL;
+}
+
+/* A CE event image of account A1 with the given name and city. */
+static cJSON *ce_image(const char *name, const char *city)
+{
+	char text[512];
+	snprintf(text, sizeof(text),
+		 "{\"accountnumber\":\"A1\",\"_msdyn_company_value\":\"usmf\",\"name\":\"%s\",\"address1_city\":\"%s\","
+		 "\"telephone1\":\"t0\"}",
+		 name, city);
+	return json(text);
+}
+
+static cJSON *fo_payload(const char *name, const char *city)
+{
+	char text[512];
+	snprintf(text, sizeof(text),
+		 "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"OrganizationName\":\"%s\",\"AddressCity\":\"%s\","
+		 "\"PrimaryContactPhone\":\"t0\",\"PartyType\":\"Organization\"}",
+		 name, city);
+	return json(text);
+}
+
+/* Only the fields the event changed against the known source image are written; keys always go. */
+static void test_plan_writes_only_changed_fields(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *old = ce_image("n0", "c0"), *now = ce_image("n0", "Springfield");
+	cJSON *known_src = fieldmerge_entries(m, EVENT_SIDE_CE, old, 1000);
+	cJSON *known_dst = json("{\"OrganizationName\":{\"v\":\"n0\",\"t\":1000}}");
+	cJSON *p = fo_payload("n0", "Springfield");
+	struct fieldmerge_plan plan;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, now, 0, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(1, plan.nwrite);
+	assert_true(has(p, "AddressCity"));
+	assert_true(has(p, "CustomerAccount"));
+	assert_true(has(p, "dataAreaId"));
+	assert_false(has(p, "OrganizationName"));
+	assert_false(has(p, "PrimaryContactPhone"));
+	assert_false(has(p, "PartyType")); /* a constant: first write only */
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(plan.written, "AddressCity");
+	assert_non_null(e);
+	assert_string_equal("Springfield", cJSON_GetObjectItemCaseSensitive(e, "v")->valuestring);
+	assert_int_equal(2000, (int)cJSON_GetObjectItemCaseSensitive(e, "t")->valuedouble);
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(old);
+	cJSON_Delete(now);
+	cJSON_Delete(known_src);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(p);
+	map_free(m);
+}
+
+/* The echo of our own write (same values as known) writes nothing; nothing known writes everything. */
+static void test_plan_echo_writes_nothing_and_first_write_is_full(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *img = ce_image("n1", "c1");
+	cJSON *known_src = fieldmerge_entries(m, EVENT_SIDE_CE, img, 1000);
+	cJSON *known_dst = json("{}");
+	cJSON *p = fo_payload("n1", "c1");
+	struct fieldmerge_plan plan;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 5000, known_src, known_dst, p, &plan));
+	assert_int_equal(0, plan.nwrite);
+	assert_int_equal(4, plan.nunchanged);
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	p = fo_payload("n1", "c1");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 5000, NULL, NULL, p, &plan));
+	assert_int_equal(4, plan.nwrite);
+	assert_true(has(p, "PartyType"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(img);
+	cJSON_Delete(known_src);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(p);
+	map_free(m);
+}
+
+/* A source value older than the known one (an event overtaken by a newer value) is not written. */
+static void test_plan_skips_values_older_than_known(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *known_src = json("{\"name\":{\"v\":\"from-fo\",\"t\":3000},\"address1_city\":{\"v\":\"c0\",\"t\":1000}}");
+	cJSON *img = ce_image("stale", "c0");
+	cJSON *p = fo_payload("stale", "c0");
+	struct fieldmerge_plan plan;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, NULL, p, &plan));
+	assert_false(has(p, "OrganizationName"));
+	assert_false(has(p, "AddressCity"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(known_src);
+	cJSON_Delete(img);
+	cJSON_Delete(p);
+	map_free(m);
+}
+
+/* The same field changed later on the target: latest_wins keeps the target's, ce_wins the CE one. */
+static void test_plan_conflict_follows_policy(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *known_src = json("{\"name\":{\"v\":\"n0\",\"t\":1000}}");
+	cJSON *known_dst = json("{\"OrganizationName\":{\"v\":\"fo-newer\",\"t\":3000}}");
+	cJSON *img = ce_image("ce-older", "c0");
+	struct fieldmerge_plan plan;
+	cJSON *p = fo_payload("ce-older", "c0");
+	m->conflict = MAP_CONFLICT_LATEST_WINS;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(1, plan.nlost);
+	assert_false(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	p = fo_payload("ce-older", "c0");
+	m->conflict = MAP_CONFLICT_CE_WINS;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(1, plan.nwon);
+	assert_true(has(p, "OrganizationName"));
+	/* recorded with the overruled change's time, so its event is older when it arrives */
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(plan.written, "OrganizationName");
+	assert_int_equal(3000, (int)cJSON_GetObjectItemCaseSensitive(e, "t")->valuedouble);
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	p = fo_payload("ce-older", "c0");
+	m->conflict = MAP_CONFLICT_FO_WINS;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, known_src, known_dst, p, &plan));
+	assert_int_equal(1, plan.nlost);
+	assert_false(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON_Delete(known_src);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(img);
+	map_free(m);
+}
+
+/* After a 412: fields the target did not change are merged; a field it changed is settled by the
+ * policy, or waits when latest_wins has no time for the target's change. */
+static void test_conflict_merges_and_settles(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *known_dst = json("{\"OrganizationName\":{\"v\":\"n0\",\"t\":1000},\"AddressCity\":{\"v\":\"c0\",\"t\":1000}}");
+	cJSON *reread = json("{\"OrganizationName\":\"n0\",\"AddressCity\":\"fo-city\"}");
+	struct fieldmerge_plan c;
+	cJSON *p = json("{\"CustomerAccount\":\"A1\",\"OrganizationName\":\"ce-name\"}");
+	m->conflict = MAP_CONFLICT_LATEST_WINS;
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 9000, known_dst, 2000, p, &c));
+	assert_int_equal(1, c.nwrite);
+	assert_int_equal(0, c.nwait);
+	assert_true(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&c);
+	cJSON_Delete(p);
+	p = json("{\"CustomerAccount\":\"A1\",\"AddressCity\":\"ce-city\"}");
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 9000, known_dst, 2000, p, &c));
+	assert_int_equal(1, c.nwait);
+	fieldmerge_plan_clear(&c);
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 1500, 9000, known_dst, 2000, p, &c));
+	assert_int_equal(1, c.nwon);
+	assert_true(has(p, "AddressCity"));
+	fieldmerge_plan_clear(&c);
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 9000, known_dst, 2000, p, &c));
+	assert_int_equal(1, c.nlost);
+	assert_false(has(p, "AddressCity"));
+	fieldmerge_plan_clear(&c);
+	cJSON_Delete(p);
+	p = json("{\"CustomerAccount\":\"A1\",\"AddressCity\":\"ce-city\"}");
+	m->conflict = MAP_CONFLICT_CE_WINS;
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 9000, known_dst, 2000, p, &c));
+	assert_int_equal(1, c.nwon);
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(c.written, "AddressCity");
+	assert_int_equal(9000, (int)cJSON_GetObjectItemCaseSensitive(e, "t")->valuedouble);
+	fieldmerge_plan_clear(&c);
+	cJSON_Delete(p);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(reread);
+	map_free(m);
+}
+
+/* A value we wrote on the target is not the target's own change: no conflict. A CE event is placed
+ * by its version against an entry that has one, whatever the times say. */
+static void test_plan_origin_and_versions(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *img = ce_image("new", "c0");
+	cJSON *known_dst = json("{\"OrganizationName\":{\"v\":\"x\",\"t\":3000,\"o\":\"ce\"}}");
+	cJSON *p = fo_payload("new", "c0");
+	struct fieldmerge_plan plan;
+	m->conflict = MAP_CONFLICT_LATEST_WINS;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, 2000, NULL, known_dst, p, &plan));
+	assert_int_equal(0, plan.nlost);
+	assert_true(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON *known_src = json("{\"name\":{\"v\":\"old\",\"t\":9000,\"n\":5,\"o\":\"fo\"}}");
+	p = fo_payload("new", "c0");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 6, 1000, known_src, NULL, p, &plan));
+	assert_true(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	p = fo_payload("new", "c0");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 4, 99999, known_src, NULL, p, &plan));
+	assert_false(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON_Delete(known_src);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(img);
+	map_free(m);
+}
+
+/* Known images merge field by field: the newer time wins, a tie goes to the update. */
+static void test_merge_newer_time_wins(void **state)
+{
+	(void)state;
+	cJSON *base = json("{\"a\":{\"v\":1,\"t\":5},\"b\":{\"v\":1,\"t\":5},\"c\":{\"v\":1,\"t\":5}}");
+	cJSON *upd = json("{\"a\":{\"v\":2,\"t\":4},\"b\":{\"v\":2,\"t\":5},\"c\":{\"v\":2,\"t\":6},\"d\":{\"v\":2,\"t\":1}}");
+	assert_int_equal(0, fieldmerge_merge(base, upd));
+	cJSON *v = fieldmerge_values(base);
+	assert_non_null(v);
+	assert_int_equal(1, cJSON_GetObjectItemCaseSensitive(v, "a")->valueint);
+	assert_int_equal(2, cJSON_GetObjectItemCaseSensitive(v, "b")->valueint);
+	assert_int_equal(2, cJSON_GetObjectItemCaseSensitive(v, "c")->valueint);
+	assert_int_equal(2, cJSON_GetObjectItemCaseSensitive(v, "d")->valueint);
+	cJSON_Delete(v);
+	cJSON_Delete(base);
+	cJSON_Delete(upd);
+	/* with versions on both sides the version decides */
+	base = json("{\"a\":{\"v\":1,\"t\":9,\"n\":3}}");
+	upd = json("{\"a\":{\"v\":2,\"t\":1,\"n\":4}}");
+	assert_int_equal(0, fieldmerge_merge(base, upd));
+	v = fieldmerge_values(base);
+	assert_int_equal(2, cJSON_GetObjectItemCaseSensitive(v, "a")->valueint);
+	cJSON_Delete(v);
+	cJSON_Delete(base);
+	cJSON_Delete(upd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plan_writes_only_changed_fields),
+		cmocka_unit_test(test_plan_echo_writes_nothing_and_first_write_is_full),
+		cmocka_unit_test(test_plan_skips_values_older_than_known),
+		cmocka_unit_test(test_plan_conflict_follows_policy),
+		cmocka_unit_test(test_conflict_merges_and_settles),
+		cmocka_unit_test(test_plan_origin_and_versions),
+		cmocka_unit_test(test_merge_newer_time_wins),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
