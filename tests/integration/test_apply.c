@@ -1189,6 +1189,66 @@ static void test_same_field_fo_wins_ends_equal(void **state)
 	same_field_conflict("fo_wins", "fo", 312);
 }
 
+/*
+ * Issue 5 (e2e concurrent edits ended with the phone different on the two sides): FO changes the
+ * phone at .700 of a second, the FO->CE worker writes it to CE, then CE changes the phone again in
+ * the same second. CE's change time has whole seconds only, so it is older than FO's; but CE's
+ * change overwrote our copy of FO's change and follows it: it must reach FO (FO's own event was
+ * applied already and will not carry anything to CE again), and both sides end with it.
+ */
+static void test_change_after_our_copy_reaches_other_side(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256], pred[128], body[512];
+	account_no(a, sizeof(a), 313);
+	snprintf(body, sizeof(body),
+		 "{\"name\":\"base\",\"accountnumber\":\"%s\",\"customertypecode\":3,\"creditlimit\":0,"
+		 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\"}",
+		 a, company_guid);
+	side_call("ce", "POST", "accounts", body);
+	produce_current("ce", a, "create", 1, 0);
+	flush_producer();
+	wait_caught_up();
+	fo_pred(a, pred, sizeof(pred));
+	snprintf(path, sizeof(path), "CustomersV3%s", pred);
+	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	long long sec = wall_ms() / 1000 * 1000;
+	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-first\"}");
+	produce_current("fo", a, "update", 1, sec + 700);
+	flush_producer();
+	wait_caught_up();
+	cJSON *c = NULL;
+	for (long long end = harness_now_ms() + 30000;;) {
+		c = ce_account(a);
+		assert_non_null(c);
+		if (strcmp(str_of(c, "telephone1"), "fo-first") == 0 || harness_now_ms() > end)
+			break;
+		cJSON_Delete(c);
+		usleep(200000);
+	}
+	assert_string_equal("fo-first", str_of(c, "telephone1"));
+	cJSON_Delete(c);
+	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-after\"}");
+	c = ce_account(a);
+	assert_non_null(c);
+	const cJSON *vn = cJSON_GetObjectItemCaseSensitive(c, "versionnumber");
+	assert_true(cJSON_IsNumber(vn));
+	int64_t version = (int64_t)vn->valuedouble;
+	cJSON_Delete(c);
+	produce_current("ce", a, "update", version, sec);
+	flush_producer();
+	wait_caught_up();
+	c = ce_account(a);
+	cJSON *f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	if (strcmp(str_of(c, "telephone1"), "ce-after") != 0 || strcmp(str_of(f, "PrimaryContactPhone"), "ce-after") != 0)
+		fail_msg("ce telephone1 '%s', fo PrimaryContactPhone '%s', want 'ce-after' on both",
+			 str_of(c, "telephone1"), str_of(f, "PrimaryContactPhone"));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+}
+
 /* Total requests the FO emulator answered. */
 static long fo_requests(void)
 {
@@ -1563,6 +1623,7 @@ int main(void)
 		cmocka_unit_test(test_same_field_latest_wins_ends_equal),
 		cmocka_unit_test(test_same_field_ce_wins_ends_equal),
 		cmocka_unit_test_teardown(test_same_field_fo_wins_ends_equal, default_policy),
+		cmocka_unit_test(test_change_after_our_copy_reaches_other_side),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
