@@ -280,6 +280,18 @@ static int fixed_winner(const struct map *m, enum event_side from)
 	return -1;
 }
 
+/*
+ * Whether the target's change at t_dst counts as later than the source's at ts. Both directions
+ * must see one order: equal times are a conflict for the policy to settle under ce_wins/fo_wins,
+ * and under latest_wins go to CE (as fieldmerge_conflict does after a 412).
+ */
+static int target_later(const struct map *m, enum event_side to, long long t_dst, long long ts)
+{
+	if (t_dst != ts)
+		return t_dst > ts;
+	return fixed_winner(m, to) >= 0 || to == EVENT_SIDE_CE;
+}
+
 /* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding). */
 static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
 		long long t)
@@ -329,7 +341,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
 		const cJSON *ke = known_src && sname ? cJSON_GetObjectItemCaseSensitive(known_src, sname) : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
-		if (kd && entry_own(kd, to) && entry_t(kd) > ts && (bind || !same_value(p, entry_v(kd))) &&
+		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), ts) && (bind || !same_value(p, entry_v(kd))) &&
 		    !carried(ke, kd, to)) {
 			/* the target changed this field after the source did */
 			if (fixed_winner(m, from) == 1) {

@@ -294,6 +294,42 @@ static void test_plan_change_after_our_copy_is_no_conflict(void **state)
 	map_free(m);
 }
 
+/* Equal times of the two sides' changes of one field: both directions must pick the same winner
+ * (latest_wins: CE; a fixed policy: its side), else each side takes the other's value. */
+static void test_plan_equal_times_one_winner(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *ce_img = ce_image("n0", "c0");
+	cJSON_ReplaceItemInObjectCaseSensitive(ce_img, "telephone1", cJSON_CreateString("ce-v"));
+	cJSON *fo_img = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"PrimaryContactPhone\":\"fo-v\"}");
+	cJSON *known_fo = json("{\"PrimaryContactPhone\":{\"v\":\"fo-v\",\"t\":2000,\"o\":\"fo\"}}");
+	cJSON *known_ce = json("{\"telephone1\":{\"v\":\"ce-v\",\"t\":2000,\"o\":\"ce\"}}");
+	const struct {
+		enum map_conflict policy;
+		int ce_written, fo_written;
+	} cases[] = { { MAP_CONFLICT_LATEST_WINS, 1, 0 }, { MAP_CONFLICT_CE_WINS, 1, 0 }, { MAP_CONFLICT_FO_WINS, 0, 1 } };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		m->conflict = cases[i].policy;
+		struct fieldmerge_plan plan;
+		cJSON *p = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"PrimaryContactPhone\":\"ce-v\"}");
+		assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, ce_img, 0, 2000, NULL, known_fo, p, &plan));
+		assert_int_equal(cases[i].ce_written, has(p, "PrimaryContactPhone"));
+		fieldmerge_plan_clear(&plan);
+		cJSON_Delete(p);
+		p = json("{\"accountnumber\":\"A1\",\"telephone1\":\"fo-v\"}");
+		assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_FO, fo_img, 0, 2000, NULL, known_ce, p, &plan));
+		assert_int_equal(cases[i].fo_written, has(p, "telephone1"));
+		fieldmerge_plan_clear(&plan);
+		cJSON_Delete(p);
+	}
+	cJSON_Delete(ce_img);
+	cJSON_Delete(fo_img);
+	cJSON_Delete(known_fo);
+	cJSON_Delete(known_ce);
+	map_free(m);
+}
+
 /* Known images merge field by field: the newer time wins, a tie goes to the update. */
 static void test_merge_newer_time_wins(void **state)
 {
@@ -331,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_conflict_merges_and_settles),
 		cmocka_unit_test(test_plan_origin_and_versions),
 		cmocka_unit_test(test_plan_change_after_our_copy_is_no_conflict),
+		cmocka_unit_test(test_plan_equal_times_one_winner),
 		cmocka_unit_test(test_merge_newer_time_wins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
