@@ -1212,9 +1212,12 @@ static void test_change_after_our_copy_reaches_other_side(void **state)
 	fo_pred(a, pred, sizeof(pred));
 	snprintf(path, sizeof(path), "CustomersV3%s", pred);
 	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
-	long long sec = wall_ms() / 1000 * 1000;
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-first\"}");
-	produce_current("fo", a, "update", 1, sec + 700);
+	/* FO's change time (after the account reached FO); CE's below is its whole second */
+	long long t_fo = wall_ms();
+	if (t_fo % 1000 == 0)
+		t_fo++;
+	produce_current("fo", a, "update", 1, t_fo);
 	flush_producer();
 	wait_caught_up();
 	cJSON *c = NULL;
@@ -1235,7 +1238,7 @@ static void test_change_after_our_copy_reaches_other_side(void **state)
 	assert_true(cJSON_IsNumber(vn));
 	int64_t version = (int64_t)vn->valuedouble;
 	cJSON_Delete(c);
-	produce_current("ce", a, "update", version, sec);
+	produce_current("ce", a, "update", version, t_fo / 1000 * 1000);
 	flush_producer();
 	wait_caught_up();
 	c = ce_account(a);
@@ -1245,6 +1248,72 @@ static void test_change_after_our_copy_reaches_other_side(void **state)
 	if (strcmp(str_of(c, "telephone1"), "ce-after") != 0 || strcmp(str_of(f, "PrimaryContactPhone"), "ce-after") != 0)
 		fail_msg("ce telephone1 '%s', fo PrimaryContactPhone '%s', want 'ce-after' on both",
 			 str_of(c, "telephone1"), str_of(f, "PrimaryContactPhone"));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+}
+
+/*
+ * An account made on FO, so the CE->FO worker has never written it and knows no ETag for it. FO
+ * changes the city, then an earlier CE change of the city arrives: the worker must not overwrite
+ * FO's change blindly (FO's change times are taken when its request begins, so its event could then
+ * look older than our write and be dropped as such). It finds FO's change (a 412), and under
+ * latest_wins FO's later value ends on both sides.
+ */
+static void test_first_write_does_not_overwrite_unseen_change(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256], pred[128], body[512];
+	account_no(a, sizeof(a), 314);
+	snprintf(body, sizeof(body),
+		 "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"%s\",\"OrganizationName\":\"base\","
+		 "\"PartyType\":\"Organization\",\"CreditLimit\":0}",
+		 a);
+	side_call("fo", "POST", "CustomersV3", body);
+	produce_current("fo", a, "create", 1, 0);
+	flush_producer();
+	wait_caught_up();
+	fo_pred(a, pred, sizeof(pred));
+	snprintf(path, sizeof(path), "CustomersV3%s", pred);
+	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	cJSON *c = NULL;
+	for (long long end = harness_now_ms() + 30000;;) {
+		c = ce_account(a);
+		if (c || harness_now_ms() > end)
+			break;
+		usleep(200000);
+	}
+	assert_non_null(c);
+	cJSON_Delete(c);
+	long long t_ce = wall_ms() - 1000;
+	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-earlier\"}");
+	side_call("fo", "PATCH", path, "{\"AddressCity\":\"fo-later\"}");
+	c = ce_account(a);
+	assert_non_null(c);
+	int64_t version = (int64_t)cJSON_GetObjectItemCaseSensitive(c, "versionnumber")->valuedouble;
+	cJSON_Delete(c);
+	produce_current("ce", a, "update", version, t_ce);
+	flush_producer();
+	/* give a blind write time to land (it would within this); FO's own event follows */
+	cJSON *f = NULL;
+	for (long long end = harness_now_ms() + 2000;;) {
+		f = fo_customer(a);
+		assert_non_null(f);
+		if (strcmp(str_of(f, "AddressCity"), "fo-later") != 0 || harness_now_ms() > end)
+			break;
+		cJSON_Delete(f);
+		usleep(100000);
+	}
+	cJSON_Delete(f);
+	produce_current("fo", a, "update", 2, 0);
+	flush_producer();
+	wait_caught_up();
+	c = ce_account(a);
+	f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	if (strcmp(str_of(c, "address1_city"), "fo-later") != 0 || strcmp(str_of(f, "AddressCity"), "fo-later") != 0)
+		fail_msg("ce address1_city '%s', fo AddressCity '%s', want FO's later 'fo-later' on both",
+			 str_of(c, "address1_city"), str_of(f, "AddressCity"));
 	cJSON_Delete(c);
 	cJSON_Delete(f);
 }
@@ -1624,6 +1693,7 @@ int main(void)
 		cmocka_unit_test(test_same_field_ce_wins_ends_equal),
 		cmocka_unit_test_teardown(test_same_field_fo_wins_ends_equal, default_policy),
 		cmocka_unit_test(test_change_after_our_copy_reaches_other_side),
+		cmocka_unit_test(test_first_write_does_not_overwrite_unseen_change),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),

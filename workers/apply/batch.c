@@ -15,6 +15,9 @@
 /* Retries a 412 waits for the target's own change event before deciding without it. */
 #define CONFLICT_WAIT_MAX 8
 
+/* If-Match for a record whose ETag this worker does not know: matches no entity tag. */
+#define ETAG_UNKNOWN "W/\"dw-unknown\""
+
 long long apply_now_ms(void)
 {
 	struct timespec ts;
@@ -1036,6 +1039,14 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		}
 		if (it->ai.has_prev && !it->ai.prev.deleted && it->ai.prev.etag)
 			it->if_match = strdup(it->ai.prev.etag);
+		else if (it->tw.op == TARGET_UPSERT && it->known_dst && !(it->ai.has_prev && it->ai.prev.deleted))
+			/* a record known on the target (the other direction saw it) that this worker never
+			 * wrote: no ETag to guard the write with. A blind write would overwrite a change made
+			 * there meanwhile, and with FO's change times (taken when its request began) the
+			 * change could then look older than our write and be lost on the way back. An ETag
+			 * that matches nothing makes the target answer 412, and the conflict merge below
+			 * reads the record, settles what changed there and writes with the real ETag. */
+			it->if_match = strdup(ETAG_UNKNOWN);
 		it->tw.if_match = it->if_match;
 		it->writing = 1;
 		widx[nw++] = aidx[k];
