@@ -1080,17 +1080,10 @@ static void restart_with_policy(const char *policy)
 	worker_start("ce", "500");
 }
 
-/*
- * One account edited in the same field on both sides at once (CE first, FO 50 ms later), both
- * change events applied concurrently: both sides end with the value of the side `want`, and only
- * the losing side is written (once).
- */
-static void same_field_conflict(const char *policy, const char *want, unsigned n)
+/* Makes account a on CE and lets it reach FO; fills the FO and CE record paths. */
+static void make_on_ce(const char *a, char *path, size_t plen, char *ce_path, size_t clen)
 {
-	restart_with_policy(policy);
-	char a[32], path[256], body[512];
-	account_no(a, sizeof(a), n);
-	/* the account made on CE reaches FO; an FO edit reaches CE; CE's echo of it comes back */
+	char body[512], pred[128];
 	snprintf(body, sizeof(body),
 		 "{\"name\":\"base\",\"accountnumber\":\"%s\",\"customertypecode\":3,\"creditlimit\":0,"
 		 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\"}",
@@ -1099,10 +1092,38 @@ static void same_field_conflict(const char *policy, const char *want, unsigned n
 	produce_current("ce", a, "create", 1, 0);
 	flush_producer();
 	wait_caught_up();
-	char pred[128], ce_path[256];
 	fo_pred(a, pred, sizeof(pred));
-	snprintf(path, sizeof(path), "CustomersV3%s", pred);
-	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	snprintf(path, plen, "CustomersV3%s", pred);
+	snprintf(ce_path, clen, "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+}
+
+/* CE's account a once its telephone1 is `want`, or after 30 s (a worker may still be joining its
+ * group after a restart). The caller frees it. */
+static cJSON *ce_account_with_phone(const char *a, const char *want)
+{
+	cJSON *c = NULL;
+	for (long long end = harness_now_ms() + 30000;;) {
+		c = ce_account(a);
+		assert_non_null(c);
+		if (strcmp(str_of(c, "telephone1"), want) == 0 || harness_now_ms() > end)
+			return c;
+		cJSON_Delete(c);
+		usleep(200000);
+	}
+}
+
+/*
+ * One account edited in the same field on both sides at once (CE first, FO 50 ms later), both
+ * change events applied concurrently: both sides end with the value of the side `want`, and only
+ * the losing side is written (once).
+ */
+static void same_field_conflict(const char *policy, const char *want, unsigned n)
+{
+	restart_with_policy(policy);
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), n);
+	/* the account made on CE reaches FO; an FO edit reaches CE; CE's echo of it comes back */
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"p1\"}");
 	produce_current("fo", a, "update", 1, 0);
 	flush_producer();
@@ -1110,16 +1131,7 @@ static void same_field_conflict(const char *policy, const char *want, unsigned n
 	produce_current("ce", a, "update", 2, 0);
 	flush_producer();
 	wait_caught_up();
-	/* the worker may still be joining its group after the restart: poll with a deadline */
-	cJSON *c = NULL;
-	for (long long end = harness_now_ms() + 30000;;) {
-		c = ce_account(a);
-		assert_non_null(c);
-		if (strcmp(str_of(c, "telephone1"), "p1") == 0 || harness_now_ms() > end)
-			break;
-		cJSON_Delete(c);
-		usleep(200000);
-	}
+	cJSON *c = ce_account_with_phone(a, "p1");
 	if (strcmp(str_of(c, "telephone1"), "p1") != 0) {
 		char have[64];
 		snprintf(have, sizeof(have), "%s", str_of(c, "telephone1"));
@@ -1199,19 +1211,9 @@ static void test_same_field_fo_wins_ends_equal(void **state)
 static void test_change_after_our_copy_reaches_other_side(void **state)
 {
 	(void)state;
-	char a[32], path[256], ce_path[256], pred[128], body[512];
+	char a[32], path[256], ce_path[256];
 	account_no(a, sizeof(a), 313);
-	snprintf(body, sizeof(body),
-		 "{\"name\":\"base\",\"accountnumber\":\"%s\",\"customertypecode\":3,\"creditlimit\":0,"
-		 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\"}",
-		 a, company_guid);
-	side_call("ce", "POST", "accounts", body);
-	produce_current("ce", a, "create", 1, 0);
-	flush_producer();
-	wait_caught_up();
-	fo_pred(a, pred, sizeof(pred));
-	snprintf(path, sizeof(path), "CustomersV3%s", pred);
-	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-first\"}");
 	/* FO's change time (after the account reached FO); CE's below is its whole second */
 	long long t_fo = wall_ms();
@@ -1220,15 +1222,7 @@ static void test_change_after_our_copy_reaches_other_side(void **state)
 	produce_current("fo", a, "update", 1, t_fo);
 	flush_producer();
 	wait_caught_up();
-	cJSON *c = NULL;
-	for (long long end = harness_now_ms() + 30000;;) {
-		c = ce_account(a);
-		assert_non_null(c);
-		if (strcmp(str_of(c, "telephone1"), "fo-first") == 0 || harness_now_ms() > end)
-			break;
-		cJSON_Delete(c);
-		usleep(200000);
-	}
+	cJSON *c = ce_account_with_phone(a, "fo-first");
 	assert_string_equal("fo-first", str_of(c, "telephone1"));
 	cJSON_Delete(c);
 	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-after\"}");
