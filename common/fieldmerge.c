@@ -87,6 +87,30 @@ static int event_older(const cJSON *e, long long version, long long ts)
 	return ts < entry_t(e);
 }
 
+static long long entry_num(const cJSON *e, const char *name)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(e, name);
+	return cJSON_IsNumber(x) ? (long long)x->valuedouble : 0;
+}
+
+/*
+ * Whether source entry ke is a value we wrote on the source that carried the target's change kd (or
+ * a later one): ke's "s"/"sn" are the time and version, on the target's own timeline, of the target
+ * change our write carried (fieldmerge_stamp), compared with kd's like for like (by version when
+ * both have one). An event of the source that changed such a value was made after the target's
+ * change reached the source: it supersedes that change and is not a conflict with it.
+ */
+static int carried(const cJSON *ke, const cJSON *kd, enum event_side to)
+{
+	const cJSON *o = ke ? cJSON_GetObjectItemCaseSensitive(ke, "o") : NULL;
+	if (!cJSON_IsString(o) || strcmp(o->valuestring, event_side_name(to)) != 0)
+		return 0;
+	long long sn = entry_num(ke, "sn"), st = entry_num(ke, "s");
+	if (sn > 0 && entry_n(kd) > 0)
+		return sn >= entry_n(kd);
+	return st > 0 && st >= entry_t(kd);
+}
+
 static const char *entry_o(const cJSON *e)
 {
 	const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "o");
@@ -256,6 +280,18 @@ static int fixed_winner(const struct map *m, enum event_side from)
 	return -1;
 }
 
+/*
+ * Whether the target's change at t_dst counts as later than the source's at ts. Both directions
+ * must see one order: equal times are a conflict for the policy to settle under ce_wins/fo_wins,
+ * and under latest_wins go to CE (as fieldmerge_conflict does after a 412).
+ */
+static int target_later(const struct map *m, enum event_side to, long long t_dst, long long ts)
+{
+	if (t_dst != ts)
+		return t_dst > ts;
+	return fixed_winner(m, to) >= 0 || to == EVENT_SIDE_CE;
+}
+
 /* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding). */
 static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
 		long long t)
@@ -303,8 +339,10 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			continue;
 		}
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
+		const cJSON *ke = known_src && sname ? cJSON_GetObjectItemCaseSensitive(known_src, sname) : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
-		if (kd && entry_own(kd, to) && entry_t(kd) > ts && (bind || !same_value(p, entry_v(kd)))) {
+		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), ts) && (bind || !same_value(p, entry_v(kd))) &&
+		    !carried(ke, kd, to)) {
 			/* the target changed this field after the source did */
 			if (fixed_winner(m, from) == 1) {
 				out->nwon++;
@@ -390,11 +428,17 @@ int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *pay
 	return 0;
 }
 
-int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version)
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version, long long src_ts,
+		     long long src_version)
 {
 	cJSON *e;
 	cJSON_ArrayForEach(e, written)
 	{
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "s");
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "sn");
+		if ((src_ts > 0 && !cJSON_AddNumberToObject(e, "s", (double)src_ts)) ||
+		    (src_version > 0 && !cJSON_AddNumberToObject(e, "sn", (double)src_version)))
+			return -1;
 		cJSON *et = cJSON_GetObjectItemCaseSensitive(e, "t");
 		if (cJSON_IsNumber(et) && et->valuedouble < (double)t)
 			cJSON_SetNumberValue(et, (double)t);

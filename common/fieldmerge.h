@@ -25,7 +25,10 @@
  * other side T (its key and company always go along), so a change never carries stale values of
  * fields it did not touch over T's newer ones; an event that changes nothing is an echo.
  * A field the known image of T shows changed later than ts is a conflict: the map's policy decides
- * (latest_wins: the later change; ce_wins/fo_wins: that side).
+ * (latest_wins: the later change; ce_wins/fo_wins: that side). It is not one when the known image
+ * of S shows that T's change (or a later one) was already written to S and the event changed it
+ * since: the event then follows T's change, whatever the times of the two sides say (CE's change
+ * times have whole seconds only).
  */
 
 /* What a plan or a conflict merge left in the payload. */
@@ -104,9 +107,13 @@ int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *pay
 		       cJSON *written) __attribute__((warn_unused_result));
 
 /* Raises the time of every entry of `written` to at least t (when the write was sent), marks the
- * entries as changes of side `origin` and, when version > 0, as the target's record version. Returns 0, or -1 on out of memory. */
-int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version)
-	__attribute__((warn_unused_result));
+ * entries as changes of side `origin` and, when version > 0, as the target's record version. Each
+ * entry also notes the source change it carries: "s" its time src_ts and, when src_version > 0,
+ * "sn" its version, on the origin side's timeline. With them fieldmerge_plan tells a later change
+ * of the target that overwrote our copy of a source change (no conflict) from a concurrent one.
+ * Returns 0, or -1 on out of memory. */
+int fieldmerge_stamp(cJSON *written, long long t, enum event_side origin, long long version, long long src_ts,
+		     long long src_version) __attribute__((warn_unused_result));
 
 /* The CE image's change time (modifiedon, ms) or 0 when absent or unreadable. */
 long long fieldmerge_ce_modified_ms(const cJSON *image);

@@ -1080,17 +1080,10 @@ static void restart_with_policy(const char *policy)
 	worker_start("ce", "500");
 }
 
-/*
- * One account edited in the same field on both sides at once (CE first, FO 50 ms later), both
- * change events applied concurrently: both sides end with the value of the side `want`, and only
- * the losing side is written (once).
- */
-static void same_field_conflict(const char *policy, const char *want, unsigned n)
+/* Makes account a on CE and lets it reach FO; fills the FO and CE record paths. */
+static void make_on_ce(const char *a, char *path, size_t plen, char *ce_path, size_t clen)
 {
-	restart_with_policy(policy);
-	char a[32], path[256], body[512];
-	account_no(a, sizeof(a), n);
-	/* the account made on CE reaches FO; an FO edit reaches CE; CE's echo of it comes back */
+	char body[512], pred[128];
 	snprintf(body, sizeof(body),
 		 "{\"name\":\"base\",\"accountnumber\":\"%s\",\"customertypecode\":3,\"creditlimit\":0,"
 		 "\"msdyn_company@odata.bind\":\"/cdm_companies(%s)\"}",
@@ -1099,10 +1092,38 @@ static void same_field_conflict(const char *policy, const char *want, unsigned n
 	produce_current("ce", a, "create", 1, 0);
 	flush_producer();
 	wait_caught_up();
-	char pred[128], ce_path[256];
 	fo_pred(a, pred, sizeof(pred));
-	snprintf(path, sizeof(path), "CustomersV3%s", pred);
-	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	snprintf(path, plen, "CustomersV3%s", pred);
+	snprintf(ce_path, clen, "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+}
+
+/* CE's account a once its telephone1 is `want`, or after 30 s (a worker may still be joining its
+ * group after a restart). The caller frees it. */
+static cJSON *ce_account_with_phone(const char *a, const char *want)
+{
+	cJSON *c = NULL;
+	for (long long end = harness_now_ms() + 30000;;) {
+		c = ce_account(a);
+		assert_non_null(c);
+		if (strcmp(str_of(c, "telephone1"), want) == 0 || harness_now_ms() > end)
+			return c;
+		cJSON_Delete(c);
+		usleep(200000);
+	}
+}
+
+/*
+ * One account edited in the same field on both sides at once (CE first, FO 50 ms later), both
+ * change events applied concurrently: both sides end with the value of the side `want`, and only
+ * the losing side is written (once).
+ */
+static void same_field_conflict(const char *policy, const char *want, unsigned n)
+{
+	restart_with_policy(policy);
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), n);
+	/* the account made on CE reaches FO; an FO edit reaches CE; CE's echo of it comes back */
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"p1\"}");
 	produce_current("fo", a, "update", 1, 0);
 	flush_producer();
@@ -1110,16 +1131,7 @@ static void same_field_conflict(const char *policy, const char *want, unsigned n
 	produce_current("ce", a, "update", 2, 0);
 	flush_producer();
 	wait_caught_up();
-	/* the worker may still be joining its group after the restart: poll with a deadline */
-	cJSON *c = NULL;
-	for (long long end = harness_now_ms() + 30000;;) {
-		c = ce_account(a);
-		assert_non_null(c);
-		if (strcmp(str_of(c, "telephone1"), "p1") == 0 || harness_now_ms() > end)
-			break;
-		cJSON_Delete(c);
-		usleep(200000);
-	}
+	cJSON *c = ce_account_with_phone(a, "p1");
 	if (strcmp(str_of(c, "telephone1"), "p1") != 0) {
 		char have[64];
 		snprintf(have, sizeof(have), "%s", str_of(c, "telephone1"));
@@ -1187,6 +1199,117 @@ static void test_same_field_fo_wins_ends_equal(void **state)
 {
 	(void)state;
 	same_field_conflict("fo_wins", "fo", 312);
+}
+
+/*
+ * Issue 5 (e2e concurrent edits ended with the phone different on the two sides): FO changes the
+ * phone at .700 of a second, the FO->CE worker writes it to CE, then CE changes the phone again in
+ * the same second. CE's change time has whole seconds only, so it is older than FO's; but CE's
+ * change overwrote our copy of FO's change and follows it: it must reach FO (FO's own event was
+ * applied already and will not carry anything to CE again), and both sides end with it.
+ */
+static void test_change_after_our_copy_reaches_other_side(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), 313);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
+	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-first\"}");
+	/* FO's change time (after the account reached FO); CE's below is its whole second */
+	long long t_fo = wall_ms();
+	if (t_fo % 1000 == 0)
+		t_fo++;
+	produce_current("fo", a, "update", 1, t_fo);
+	flush_producer();
+	wait_caught_up();
+	cJSON *c = ce_account_with_phone(a, "fo-first");
+	assert_string_equal("fo-first", str_of(c, "telephone1"));
+	cJSON_Delete(c);
+	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-after\"}");
+	c = ce_account(a);
+	assert_non_null(c);
+	const cJSON *vn = cJSON_GetObjectItemCaseSensitive(c, "versionnumber");
+	assert_true(cJSON_IsNumber(vn));
+	int64_t version = (int64_t)vn->valuedouble;
+	cJSON_Delete(c);
+	produce_current("ce", a, "update", version, t_fo / 1000 * 1000);
+	flush_producer();
+	wait_caught_up();
+	c = ce_account(a);
+	cJSON *f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	if (strcmp(str_of(c, "telephone1"), "ce-after") != 0 || strcmp(str_of(f, "PrimaryContactPhone"), "ce-after") != 0)
+		fail_msg("ce telephone1 '%s', fo PrimaryContactPhone '%s', want 'ce-after' on both",
+			 str_of(c, "telephone1"), str_of(f, "PrimaryContactPhone"));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+}
+
+/*
+ * An account made on FO, so the CE->FO worker has never written it and knows no ETag for it. FO
+ * changes the city, then an earlier CE change of the city arrives: the worker must not overwrite
+ * FO's change blindly (FO's change times are taken when its request begins, so its event could then
+ * look older than our write and be dropped as such). It finds FO's change (a 412), and under
+ * latest_wins FO's later value ends on both sides.
+ */
+static void test_first_write_does_not_overwrite_unseen_change(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256], pred[128], body[512];
+	account_no(a, sizeof(a), 314);
+	snprintf(body, sizeof(body),
+		 "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"%s\",\"OrganizationName\":\"base\","
+		 "\"PartyType\":\"Organization\",\"CreditLimit\":0}",
+		 a);
+	side_call("fo", "POST", "CustomersV3", body);
+	produce_current("fo", a, "create", 1, 0);
+	flush_producer();
+	wait_caught_up();
+	fo_pred(a, pred, sizeof(pred));
+	snprintf(path, sizeof(path), "CustomersV3%s", pred);
+	snprintf(ce_path, sizeof(ce_path), "accounts(accountnumber='%s',msdyn_company=%s)", a, company_guid);
+	cJSON *c = NULL;
+	for (long long end = harness_now_ms() + 30000;;) {
+		c = ce_account(a);
+		if (c || harness_now_ms() > end)
+			break;
+		usleep(200000);
+	}
+	assert_non_null(c);
+	cJSON_Delete(c);
+	long long t_ce = wall_ms() - 1000;
+	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-earlier\"}");
+	side_call("fo", "PATCH", path, "{\"AddressCity\":\"fo-later\"}");
+	c = ce_account(a);
+	assert_non_null(c);
+	int64_t version = (int64_t)cJSON_GetObjectItemCaseSensitive(c, "versionnumber")->valuedouble;
+	cJSON_Delete(c);
+	produce_current("ce", a, "update", version, t_ce);
+	flush_producer();
+	/* give a blind write time to land (it would within this); FO's own event follows */
+	cJSON *f = NULL;
+	for (long long end = harness_now_ms() + 2000;;) {
+		f = fo_customer(a);
+		assert_non_null(f);
+		if (strcmp(str_of(f, "AddressCity"), "fo-later") != 0 || harness_now_ms() > end)
+			break;
+		cJSON_Delete(f);
+		usleep(100000);
+	}
+	cJSON_Delete(f);
+	produce_current("fo", a, "update", 2, 0);
+	flush_producer();
+	wait_caught_up();
+	c = ce_account(a);
+	f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	if (strcmp(str_of(c, "address1_city"), "fo-later") != 0 || strcmp(str_of(f, "AddressCity"), "fo-later") != 0)
+		fail_msg("ce address1_city '%s', fo AddressCity '%s', want FO's later 'fo-later' on both",
+			 str_of(c, "address1_city"), str_of(f, "AddressCity"));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
 }
 
 /* Total requests the FO emulator answered. */
@@ -1563,6 +1686,8 @@ int main(void)
 		cmocka_unit_test(test_same_field_latest_wins_ends_equal),
 		cmocka_unit_test(test_same_field_ce_wins_ends_equal),
 		cmocka_unit_test_teardown(test_same_field_fo_wins_ends_equal, default_policy),
+		cmocka_unit_test(test_change_after_our_copy_reaches_other_side),
+		cmocka_unit_test(test_first_write_does_not_overwrite_unseen_change),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),

@@ -246,6 +246,90 @@ static void test_plan_origin_and_versions(void **state)
 	map_free(m);
 }
 
+/*
+ * The e2e race (issue 5): FO changes the phone at 3780 (its version 7), the FO->CE worker writes it
+ * to CE (CE version 10), then CE changes the phone again within the same second (version 11, CE's
+ * time has whole seconds: 3000). The CE change overwrote our copy of FO's change: it follows it and
+ * must reach FO under every policy, though its time is older. Only an FO change our write did not
+ * carry (one made after it) is a conflict the policy settles.
+ */
+static void test_plan_change_after_our_copy_is_no_conflict(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *img = json("{\"accountnumber\":\"A1\",\"_msdyn_company_value\":\"usmf\",\"name\":\"n0\","
+			  "\"address1_city\":\"c0\",\"telephone1\":\"ce-later\"}");
+	cJSON *known_dst = json("{\"PrimaryContactPhone\":{\"v\":\"fo-v\",\"t\":3780,\"n\":7,\"o\":\"fo\"}}");
+	/* what the FO->CE worker recorded for its write: fieldmerge_stamp with FO's change */
+	cJSON *known_src = json("{\"telephone1\":{\"v\":\"fo-v\",\"t\":3850,\"n\":10}}");
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(known_src, "telephone1");
+	assert_int_equal(0, fieldmerge_stamp(known_src, 3850, EVENT_SIDE_FO, 10, 3780, 7));
+	assert_int_equal(3780, (int)cJSON_GetObjectItemCaseSensitive(e, "s")->valuedouble);
+	assert_int_equal(7, (int)cJSON_GetObjectItemCaseSensitive(e, "sn")->valuedouble);
+	const enum map_conflict policies[] = { MAP_CONFLICT_LATEST_WINS, MAP_CONFLICT_FO_WINS, MAP_CONFLICT_CE_WINS };
+	struct fieldmerge_plan plan;
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+		m->conflict = policies[i];
+		cJSON *p = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"PrimaryContactPhone\":\"ce-later\"}");
+		assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 11, 3000, known_src, known_dst, p, &plan));
+		assert_int_equal(1, plan.nwrite);
+		assert_int_equal(0, plan.nlost);
+		assert_string_equal("ce-later", cJSON_GetObjectItemCaseSensitive(p, "PrimaryContactPhone")->valuestring);
+		fieldmerge_plan_clear(&plan);
+		cJSON_Delete(p);
+	}
+	/* FO changed again (version 8) after the change we copied: a real conflict */
+	cJSON_Delete(known_dst);
+	known_dst = json("{\"PrimaryContactPhone\":{\"v\":\"fo-newer\",\"t\":3900,\"n\":8,\"o\":\"fo\"}}");
+	m->conflict = MAP_CONFLICT_LATEST_WINS;
+	cJSON *p = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"PrimaryContactPhone\":\"ce-later\"}");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 11, 3000, known_src, known_dst, p, &plan));
+	assert_int_equal(1, plan.nlost);
+	assert_false(has(p, "PrimaryContactPhone"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON_Delete(known_src);
+	cJSON_Delete(known_dst);
+	cJSON_Delete(img);
+	map_free(m);
+}
+
+/* Equal times of the two sides' changes of one field: both directions must pick the same winner
+ * (latest_wins: CE; a fixed policy: its side), else each side takes the other's value. */
+static void test_plan_equal_times_one_winner(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *ce_img = ce_image("n0", "c0");
+	cJSON_ReplaceItemInObjectCaseSensitive(ce_img, "telephone1", cJSON_CreateString("ce-v"));
+	cJSON *fo_img = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"PrimaryContactPhone\":\"fo-v\"}");
+	cJSON *known_fo = json("{\"PrimaryContactPhone\":{\"v\":\"fo-v\",\"t\":2000,\"o\":\"fo\"}}");
+	cJSON *known_ce = json("{\"telephone1\":{\"v\":\"ce-v\",\"t\":2000,\"o\":\"ce\"}}");
+	const struct {
+		enum map_conflict policy;
+		int ce_written, fo_written;
+	} cases[] = { { MAP_CONFLICT_LATEST_WINS, 1, 0 }, { MAP_CONFLICT_CE_WINS, 1, 0 }, { MAP_CONFLICT_FO_WINS, 0, 1 } };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		m->conflict = cases[i].policy;
+		struct fieldmerge_plan plan;
+		cJSON *p = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"PrimaryContactPhone\":\"ce-v\"}");
+		assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, ce_img, 0, 2000, NULL, known_fo, p, &plan));
+		assert_int_equal(cases[i].ce_written, has(p, "PrimaryContactPhone"));
+		fieldmerge_plan_clear(&plan);
+		cJSON_Delete(p);
+		p = json("{\"accountnumber\":\"A1\",\"telephone1\":\"fo-v\"}");
+		assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_FO, fo_img, 0, 2000, NULL, known_ce, p, &plan));
+		assert_int_equal(cases[i].fo_written, has(p, "telephone1"));
+		fieldmerge_plan_clear(&plan);
+		cJSON_Delete(p);
+	}
+	cJSON_Delete(ce_img);
+	cJSON_Delete(fo_img);
+	cJSON_Delete(known_fo);
+	cJSON_Delete(known_ce);
+	map_free(m);
+}
+
 /* Known images merge field by field: the newer time wins, a tie goes to the update. */
 static void test_merge_newer_time_wins(void **state)
 {
@@ -282,6 +366,8 @@ int main(void)
 		cmocka_unit_test(test_plan_conflict_follows_policy),
 		cmocka_unit_test(test_conflict_merges_and_settles),
 		cmocka_unit_test(test_plan_origin_and_versions),
+		cmocka_unit_test(test_plan_change_after_our_copy_is_no_conflict),
+		cmocka_unit_test(test_plan_equal_times_one_winner),
 		cmocka_unit_test(test_merge_newer_time_wins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

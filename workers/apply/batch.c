@@ -15,6 +15,9 @@
 /* Retries a 412 waits for the target's own change event before deciding without it. */
 #define CONFLICT_WAIT_MAX 8
 
+/* If-Match for a record whose ETag this worker does not know: matches no entity tag. */
+#define ETAG_UNKNOWN "W/\"dw-unknown\""
+
 long long apply_now_ms(void)
 {
 	struct timespec ts;
@@ -107,6 +110,7 @@ void to_dlq(struct item *it, const char *reason, long status, const char *error,
 void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms)
 {
 	it->st = ST_RETRY;
+	log_debug("retry", "map", a->map->name, "record", it->tkey ? it->tkey : "", "reason", reason);
 	if (retry_after_ms > it->retry_after_ms)
 		it->retry_after_ms = retry_after_ms;
 	count(a->m.retries, reason);
@@ -313,7 +317,12 @@ static int plan_write(struct apply *a, struct item *it)
 		snprintf(nw, sizeof(nw), "%d", it->plan.nwrite);
 		snprintf(nu, sizeof(nu), "%d", it->plan.nunchanged);
 		snprintf(nl, sizeof(nl), "%d", it->plan.nlost);
-		log_debug("field plan", "map", a->map->name, "record", it->tkey, "write", nw, "unchanged", nu, "lost", nl);
+		char tsb[32];
+		snprintf(tsb, sizeof(tsb), "%lld", it->ts);
+		char *pl = cJSON_PrintUnformatted(it->w.payload);
+		log_debug("field plan", "map", a->map->name, "record", it->tkey, "ts", tsb, "write", nw, "unchanged", nu,
+			  "lost", nl, "payload", pl ? pl : "");
+		free(pl);
 	}
 	if (it->plan.nwrite == 0 && it->known_dst)
 		return 0;
@@ -440,7 +449,8 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 		goto out;
 	}
 	const cJSON *vn = rep ? cJSON_GetObjectItemCaseSensitive(rep, "versionnumber") : NULL;
-	if (fieldmerge_stamp(written, it->sent_ms, a->from, cJSON_IsNumber(vn) ? (long long)vn->valuedouble : 0) != 0)
+	if (fieldmerge_stamp(written, it->sent_ms, a->from, cJSON_IsNumber(vn) ? (long long)vn->valuedouble : 0, it->ts,
+			     it->ev.source.version) != 0)
 		goto out;
 	it->image_out = cJSON_PrintUnformatted(written);
 	it->out.image = it->image_out;
@@ -572,6 +582,17 @@ int settle(struct apply *a, struct item *it, int second)
 		return 0;
 	}
 	cJSON_Delete(row);
+	if (log_enabled(LOG_DEBUG)) {
+		char s1[32], s2[32], s3[16], s4[16], s5[16], s6[16];
+		snprintf(s1, sizeof(s1), "%lld", it->ts);
+		snprintf(s2, sizeof(s2), "%lld", tts);
+		snprintf(s3, sizeof(s3), "%d", c.nwrite);
+		snprintf(s4, sizeof(s4), "%d", c.nwon);
+		snprintf(s5, sizeof(s5), "%d", c.nlost);
+		snprintf(s6, sizeof(s6), "%d", c.nwait);
+		log_debug("conflict merge", "map", a->map->name, "record", it->tkey, "ts", s1, "target_ts", s2, "write",
+			  s3, "won", s4, "lost", s5, "wait", s6, "payload", it->body ? it->body : "");
+	}
 	if (c.nwait > 0) {
 		/* the target changed a field we write and its change event is not known yet: decide once
 		 * it is (the other direction's worker records it) */
@@ -1018,6 +1039,14 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		}
 		if (it->ai.has_prev && !it->ai.prev.deleted && it->ai.prev.etag)
 			it->if_match = strdup(it->ai.prev.etag);
+		else if (it->tw.op == TARGET_UPSERT && it->known_dst && !(it->ai.has_prev && it->ai.prev.deleted))
+			/* a record known on the target (the other direction saw it) that this worker never
+			 * wrote: no ETag to guard the write with. A blind write would overwrite a change made
+			 * there meanwhile, and with FO's change times (taken when its request began) the
+			 * change could then look older than our write and be lost on the way back. An ETag
+			 * that matches nothing makes the target answer 412, and the conflict merge below
+			 * reads the record, settles what changed there and writes with the real ETag. */
+			it->if_match = strdup(ETAG_UNKNOWN);
 		it->tw.if_match = it->if_match;
 		it->writing = 1;
 		widx[nw++] = aidx[k];
