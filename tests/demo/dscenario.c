@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -411,8 +412,12 @@ static void step_inventory(struct demo *d)
 }
 
 /* GUID of the first row of a CE set in a map's scope (field `idf`), into out[37]. */
+/* The id (idf) of the first row of a CE set whose filter_field equals filter_value (filter_field NULL:
+ * any row) and, when company is not NULL, whose msdyn_company is that company (cdm_companyid): a
+ * record that names another (a vendor on an order) must be of the same company, as the other
+ * direction resolves it by its number and the company. Returns 0, or -1 with d->err filled. */
 static int ce_first_id(struct demo *d, const char *set, const char *idf, const char *filter_field, double filter_value,
-		       char out[37])
+		       const char *company, char out[37])
 {
 	cJSON *all = NULL;
 	int rc = -1;
@@ -424,6 +429,9 @@ static int ce_first_id(struct demo *d, const char *set, const char *idf, const c
 		const cJSON *fv = filter_field ? cJSON_GetObjectItemCaseSensitive(r, filter_field) : NULL;
 		if (filter_field && !(cJSON_IsNumber(fv) && fv->valuedouble == filter_value))
 			continue;
+		const cJSON *cv = company ? cJSON_GetObjectItemCaseSensitive(r, "_msdyn_company_value") : NULL;
+		if (company && !(cJSON_IsString(cv) && strcasecmp(cv->valuestring, company) == 0))
+			continue;
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, idf);
 		if (cJSON_IsString(id) && strlen(id->valuestring) == 36) {
 			snprintf(out, 37, "%s", id->valuestring);
@@ -432,7 +440,8 @@ static int ce_first_id(struct demo *d, const char *set, const char *idf, const c
 		}
 	}
 	if (rc)
-		snprintf(d->err, sizeof(d->err), "no usable row in %s", set);
+		snprintf(d->err, sizeof(d->err), "no usable row in %s%s%s", set, company ? " of company " : "",
+			 company ? company : "");
 	cJSON_Delete(all);
 	return rc;
 }
@@ -457,8 +466,8 @@ static void step_asset(struct demo *d)
 	if (!m)
 		return;
 	char co[37], acct[37], prod[37], body[1024], id[64], path[PATH_MAX_LEN];
-	if (company_id(d, co) != 0 || ce_first_id(d, "accounts", "accountid", "customertypecode", 3, acct) != 0 ||
-	    ce_first_id(d, "products", "productid", NULL, 0, prod) != 0) {
+	if (company_id(d, co) != 0 || ce_first_id(d, "accounts", "accountid", "customertypecode", 3, NULL, acct) != 0 ||
+	    ce_first_id(d, "products", "productid", NULL, 0, NULL, prod) != 0) {
 		fail(d, "%s", d->err);
 		return;
 	}
@@ -498,10 +507,10 @@ static void step_purchase_order(struct demo *d)
 	if (!h || !l)
 		return;
 	char co[37], vendor[37], cur[37], prod[37], unit[37], po[64];
-	if (company_id(d, co) != 0 || ce_first_id(d, "accounts", "accountid", "customertypecode", 11, vendor) != 0 ||
-	    ce_first_id(d, "transactioncurrencies", "transactioncurrencyid", NULL, 0, cur) != 0 ||
-	    ce_first_id(d, "products", "productid", NULL, 0, prod) != 0 ||
-	    ce_first_id(d, "uoms", "uomid", NULL, 0, unit) != 0) {
+	if (company_id(d, co) != 0 || ce_first_id(d, "accounts", "accountid", "customertypecode", 11, co, vendor) != 0 ||
+	    ce_first_id(d, "transactioncurrencies", "transactioncurrencyid", NULL, 0, NULL, cur) != 0 ||
+	    ce_first_id(d, "products", "productid", NULL, 0, NULL, prod) != 0 ||
+	    ce_first_id(d, "uoms", "uomid", NULL, 0, NULL, unit) != 0) {
 		fail(d, "%s", d->err);
 		return;
 	}
