@@ -324,9 +324,24 @@ static int plan_write(struct apply *a, struct item *it)
 			  "lost", nl, "payload", pl ? pl : "");
 		free(pl);
 	}
-	if (it->plan.nwrite == 0 && it->known_dst)
+	int known = it->known_dst != NULL;
+	/* the parsed images are the largest part of an item: drop them until they are needed again
+	 * (known_dst_of, the outcome), so a batch of 1000 does not hold 2000 trees at once */
+	cJSON_Delete(it->known_src);
+	cJSON_Delete(it->known_dst);
+	it->known_src = it->known_dst = NULL;
+	if (it->plan.nwrite == 0 && known)
 		return 0;
 	return 1;
+}
+
+/* The known image of the target record, parsed again from its text when plan_write dropped it;
+ * NULL when nothing is known (or out of memory: then the caller treats it as unknown, as before). */
+static const cJSON *known_dst_of(struct item *it)
+{
+	if (!it->known_dst && it->ai.has_prev && it->ai.prev.image)
+		it->known_dst = cJSON_Parse(it->ai.prev.image);
+	return it->known_dst;
 }
 
 /* Step 3: the target key parts of a CE or FO write. Returns 0, MAP_NOT_FOUND or MAP_ERR_RESOLVE. */
@@ -454,7 +469,7 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 		goto out;
 	it->image_out = cJSON_PrintUnformatted(written);
 	it->out.image = it->image_out;
-	if (rep || !it->known_dst)
+	if (rep || !known_dst_of(it))
 		goto out;
 	merged = cJSON_Duplicate(it->known_dst, 1);
 	if (!merged || fieldmerge_merge(merged, written) != 0)
@@ -467,6 +482,8 @@ out:
 	cJSON_Delete(written);
 	cJSON_Delete(merged);
 	cJSON_Delete(values);
+	cJSON_Delete(it->known_dst);
+	it->known_dst = NULL;
 }
 
 /* Turns a write's result into the item's outcome. Returns 1 when it needs a second write (a
@@ -574,7 +591,7 @@ int settle(struct apply *a, struct item *it, int second)
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
 	if (tts == 0 && a->consecutive_retries >= CONFLICT_WAIT_MAX)
 		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
-	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), it->known_dst, it->ts, it->w.payload,
+	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), known_dst_of(it), it->ts, it->w.payload,
 					&c) != 0) {
 		cJSON_Delete(row);
 		free(etag);
@@ -1039,7 +1056,7 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		}
 		if (it->ai.has_prev && !it->ai.prev.deleted && it->ai.prev.etag)
 			it->if_match = strdup(it->ai.prev.etag);
-		else if (it->tw.op == TARGET_UPSERT && it->known_dst && !(it->ai.has_prev && it->ai.prev.deleted))
+		else if (it->tw.op == TARGET_UPSERT && it->ai.has_prev && it->ai.prev.image && !it->ai.prev.deleted)
 			/* a record known on the target (the other direction saw it) that this worker never
 			 * wrote: no ETag to guard the write with. A blind write would overwrite a change made
 			 * there meanwhile, and with FO's change times (taken when its request began) the
@@ -1116,6 +1133,8 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 										it->known_src);
 			it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
 			cJSON_Delete(e);
+			cJSON_Delete(it->known_src);
+			it->known_src = NULL;
 			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
 								  .seen_hash = it->shash[0] ? it->shash : NULL,
 								  .deleted = it->out.deleted, .image = it->seen_image };
