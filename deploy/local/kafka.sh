@@ -74,8 +74,10 @@ log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
 log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 PROPS
 	if [ ! -f "$state/data/meta.properties" ]; then
+		# cluster id: 16 random bytes in base64 with only letters and digits for + and /, so it
+		# never starts with '-' (which the tool would read as an option, about one start in 64)
 		kafka_java kafka.tools.StorageTool format --ignore-formatted \
-			-t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)" \
+			-t "$(head -c 16 /dev/urandom | base64 | tr '+/' 'AB' | cut -c1-22)" \
 			-c "$state/server.properties" >"$state/format.log" 2>&1 ||
 			{ cat "$state/format.log" >&2; exit 1; }
 	fi
