@@ -27,6 +27,7 @@
 #include "kafka.h"
 #include "migrate.h"
 #include "store.h"
+#include "apply_test.h"
 
 #define WAIT_MS 120000
 #define PARTITIONS 3
@@ -169,20 +170,7 @@ static int worker_stop(const char *to)
 {
 	pid_t worker = workers[widx(to)];
 	workers[widx(to)] = -1;
-	if (worker <= 0)
-		return 0;
-	kill(worker, SIGTERM);
-	long long deadline = harness_now_ms() + 30000;
-	int status = 0;
-	while (harness_now_ms() < deadline) {
-		pid_t r = waitpid(worker, &status, WNOHANG);
-		if (r == worker)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		usleep(50000);
-	}
-	kill(worker, SIGKILL);
-	waitpid(worker, &status, 0);
-	return -1;
+	return at_stop_child(worker);
 }
 
 static void worker_kill(const char *to)

@@ -26,6 +26,7 @@
 #include "kafka.h"
 #include "migrate.h"
 #include "store.h"
+#include "apply_test.h"
 
 #define WAIT_MS 120000
 #define PARTITIONS 3
@@ -203,19 +204,7 @@ static int worker_stop(void)
 {
 	pid_t w = worker;
 	worker = -1;
-	if (w <= 0)
-		return 0;
-	kill(w, SIGTERM);
-	long long deadline = harness_now_ms() + 30000;
-	int status = 0;
-	while (harness_now_ms() < deadline) {
-		if (waitpid(w, &status, WNOHANG) == w)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		usleep(50000);
-	}
-	kill(w, SIGKILL);
-	waitpid(w, &status, 0);
-	return -1;
+	return at_stop_child(w);
 }
 
 static void produce_account(const char *acct, const char *op, int64_t v, const char *name)
