@@ -50,6 +50,12 @@ struct estore_tx {
 	size_t dn, dkeys;
 	int defer_failed;
 	int fenced; /* holds the shared write fence (see ESTORE_FENCE_KEY) */
+	/* A queued update (estore_put_at): written with the next statement or with COMMIT. */
+	int upd;
+	char upd_entity[ESTORE_MAX_ENTITY];
+	char upd_id[37];
+	char upd_version[24];
+	char *upd_text;
 };
 
 /*
@@ -66,6 +72,8 @@ struct estore_tx {
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen);
 static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char *const *p, int write);
 static int flush_deferred(struct estore_tx *tx, char *errbuf, size_t errlen);
+static int flush_update(struct estore_tx *tx, char *errbuf, size_t errlen);
+static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen);
 static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
@@ -299,6 +307,7 @@ int estore_begin(struct estore *s, struct estore_tx **out, char *errbuf, size_t 
 static void tx_free(struct estore_tx *tx)
 {
 	checkin(tx->s, tx->idx);
+	free(tx->upd_text);
 	free(tx->dbuf);
 	free(tx->pend);
 	free(tx);
@@ -331,7 +340,7 @@ int estore_commit(struct estore_tx *tx, char *errbuf, size_t errlen)
 		return ESTORE_EDB;
 	}
 	/* Nothing was sent in a transaction: nothing to commit. */
-	int rc = tx->begun ? exec_ok(tx->conn, "COMMIT", errbuf, errlen) : 0;
+	int rc = tx->upd ? commit_update(tx, errbuf, errlen) : tx->begun ? exec_ok(tx->conn, "COMMIT", errbuf, errlen) : 0;
 	if (rc == 0 && tx->npend > 0) {
 		pthread_mutex_lock(&tx->s->stat_mu);
 		for (size_t i = 0; i < tx->npend; i++)
@@ -446,9 +455,22 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" WHERE emu_key.id = EXCLUDED.id RETURNING 1)"                                                            \
 	" SELECT (SELECT count(*) FROM rec), (SELECT count(*) FROM k)"
 
+/* SQL_FIND_GET plus the version the record's next write will carry (allocated under the fence,
+ * like every version). */
+#define SQL_FIND_GET_NEXT                                                                                         \
+	"SELECT " RECORD_COLS ", nextval('emu_version') FROM emu_record WHERE entity = $1 AND NOT deleted AND id = ("  \
+	"SELECT id FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) FOR UPDATE"
+/* The queued update (estore_put_at) of a record locked by the transaction: it fails (division by
+ * zero) when no live row was written, so the COMMIT sent behind it in the same round trip is then
+ * skipped and nothing is committed. */
+#define SQL_UPDATE_AT                                                                                             \
+	"WITH u AS (UPDATE emu_record SET data = $3::jsonb, version = $4::bigint, modified_at = now(),"           \
+	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING 1)"                   \
+	" SELECT 1 / (SELECT count(*) FROM u)::int"
+
 static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
 				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
-				       SQL_CREATE_MANY, SQL_FIND_GET};
+				       SQL_CREATE_MANY, SQL_FIND_GET, SQL_FIND_GET_NEXT, SQL_UPDATE_AT};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -505,6 +527,11 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 	if (tx->dn) {
 		char ignore[256];
 		if (flush_deferred(tx, ignore, sizeof(ignore)) < 0)
+			return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	}
+	if (tx->upd) {
+		char ignore[256];
+		if (flush_update(tx, ignore, sizeof(ignore)) < 0)
 			return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
 	}
 	int need_begin = !tx->begun, need_fence = write && !tx->fenced;
@@ -680,6 +707,107 @@ int estore_find_get(struct estore_tx *tx, const char *entity, const char *keynam
 	const char *p[] = {entity, keyname, keyvalue};
 	/* a locking read: the fence first, as for estore_get */
 	return read_one(tx, NULL, SQL_FIND_GET, p, 3, out, errbuf, errlen);
+}
+
+int estore_find_get_next(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
+			 struct estore_record *out, long long *next_version, char *errbuf, size_t errlen)
+{
+	const char *p[] = {entity, keyname, keyvalue};
+	/* a locking read: the fence first, as for estore_get */
+	PGresult *r = tx_px(tx, SQL_FIND_GET_NEXT, 3, p, 1);
+	int rc;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "read record", tx->conn, r);
+		rc = ESTORE_EDB;
+	} else if (PQntuples(r) == 0) {
+		rc = ESTORE_NOTFOUND;
+	} else {
+		rc = row_to_record(r, 0, out, errbuf, errlen);
+		*next_version = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+	}
+	PQclear(r);
+	return rc;
+}
+
+int estore_put_at(struct estore_tx *tx, const char *entity, const char *id, const cJSON *data, long long version,
+		  char *errbuf, size_t errlen)
+{
+	if (tx->upd && flush_update(tx, errbuf, errlen) < 0)
+		return ESTORE_EDB;
+	if (strlen(entity) >= sizeof(tx->upd_entity) || strlen(id) >= sizeof(tx->upd_id)) {
+		snprintf(errbuf, errlen, "entity or id too long");
+		return ESTORE_EDB;
+	}
+	char *text = cJSON_PrintUnformatted(data);
+	if (!text) {
+		snprintf(errbuf, errlen, "out of memory");
+		return ESTORE_EDB;
+	}
+	free(tx->upd_text);
+	tx->upd_text = text;
+	snprintf(tx->upd_entity, sizeof(tx->upd_entity), "%s", entity);
+	snprintf(tx->upd_id, sizeof(tx->upd_id), "%s", id);
+	snprintf(tx->upd_version, sizeof(tx->upd_version), "%lld", version);
+	tx->upd = 1;
+	note_write(tx, entity, ESTORE_OP_UPDATE);
+	return 0;
+}
+
+/* Writes the queued update now (another statement follows in the transaction). 0 or ESTORE_EDB. */
+static int flush_update(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	const char *p[] = {tx->upd_entity, tx->upd_id, tx->upd_text, tx->upd_version};
+	tx->upd = 0; /* tx_px below must not flush again */
+	PGresult *r = tx_px(tx, SQL_UPDATE_AT, 4, p, 1);
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "update record", tx->conn, r);
+		rc = ESTORE_EDB;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* The queued update and COMMIT in one pipelined round trip. A failed update aborts the
+ * transaction (COMMIT is then skipped by the pipeline): it is rolled back. 0 or ESTORE_EDB. */
+static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	PGconn *c = tx->conn;
+	const char *p[] = {tx->upd_entity, tx->upd_id, tx->upd_text, tx->upd_version};
+	tx->upd = 0;
+	if (PQenterPipelineMode(c) != 1) {
+		pg_err(errbuf, errlen, "pipeline", c, NULL);
+		return ESTORE_EDB;
+	}
+	if (!send_px(c, SQL_UPDATE_AT, 4, p) || !PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
+	    !PQpipelineSync(c)) {
+		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
+		pg_err(errbuf, errlen, "update and commit", c, NULL);
+		PQreset(c);
+		return ESTORE_EDB;
+	}
+	int rc = 0;
+	for (int q = 0; q < 2; q++) {
+		PGresult *r = PQgetResult(c), *extra;
+		while ((extra = PQgetResult(c)) != NULL) /* the NULL that ends each query's results */
+			PQclear(extra);
+		ExecStatusType st = PQresultStatus(r);
+		if (rc == 0 && st != (q == 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
+			pg_err(errbuf, errlen, q == 0 ? "update record" : "commit", c, r);
+			rc = ESTORE_EDB;
+		}
+		PQclear(r);
+	}
+	PQclear(PQgetResult(c)); /* the sync */
+	if (PQexitPipelineMode(c) != 1) {
+		PQreset(c);
+		return ESTORE_EDB;
+	}
+	if (rc != 0) {
+		char ignore[256];
+		(void)exec_ok(c, "ROLLBACK", ignore, sizeof(ignore));
+	}
+	return rc;
 }
 
 static int write_keys(struct estore_tx *tx, const char *entity, const char *id, const cJSON *keys, char *errbuf,

@@ -89,6 +89,22 @@ int estore_find(struct estore_tx *tx, const char *entity, const char *keyname, c
 int estore_find_get(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
 		    struct estore_record *out, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
+/* As estore_find_get, for a record about to be written in tx: also allocates the version its
+ * write will carry (*next_version, for estore_put_at; unused when the request fails). */
+int estore_find_get_next(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
+			 struct estore_record *out, long long *next_version, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*
+ * Replaces the data of live record `id`, read and locked in tx by estore_find_get_next, giving it
+ * `version` (that call's *next_version); keys are left as they are. The statement is queued and
+ * goes to PostgreSQL with the transaction's next statement or together with its COMMIT in one
+ * round trip; if it fails then, that statement or the commit fails (and the transaction is rolled
+ * back). 0 or ESTORE_EDB. Counts as an update once committed. Borrows data.
+ */
+int estore_put_at(struct estore_tx *tx, const char *entity, const char *id, const cJSON *data, long long version,
+		  char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
 /*
  * Creates (op CREATE) or replaces the data of (op UPDATE) record `id`. `keys` (may be NULL to
  * leave an update's keys as they are) is a JSON object {keyname: canonical value text}; the

@@ -246,9 +246,11 @@ static int check_if_match(struct api *a, const struct server_request *req, const
 	return -1;
 }
 
+/* PATCH or PUT of record `old` (locked in t by estore_find_get_next); `version` is the one its
+ * write carries. */
 static void do_update(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
 		      const struct server_request *req, const cJSON *body, const struct estore_record *old,
-		      struct server_response *resp)
+		      long long version, struct server_response *resp)
 {
 	struct schema_error serr;
 	char err[256];
@@ -280,8 +282,7 @@ static void do_update(struct api *a, struct api_txn *t, const struct schema_enti
 			goto out;
 		}
 	}
-	long long version = 0;
-	int rc = estore_put(t->tx, ESTORE_OP_UPDATE, e->set_names[0], old->id, data, NULL, &version, err, sizeof(err));
+	int rc = estore_put_at(t->tx, e->set_names[0], old->id, data, version, err, sizeof(err));
 	if (rc != 0) {
 		store_error(a, resp, "update", err);
 		goto out;
@@ -359,7 +360,12 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 		api_std_error(a, resp, SCHEMA_E_BAD_KEY, e, NULL);
 		goto out;
 	}
-	int rc = estore_find_get(t->tx, e->set_names[0], "primary", text, &rec, err, sizeof(err));
+	/* a write gets its version with the locking read, so that its update can go with the commit */
+	int writes = strcmp(req->method, "PATCH") == 0 || strcmp(req->method, "PUT") == 0;
+	long long next_version = 0;
+	int rc = writes ? estore_find_get_next(t->tx, e->set_names[0], "primary", text, &rec, &next_version, err,
+					       sizeof(err))
+			: estore_find_get(t->tx, e->set_names[0], "primary", text, &rec, err, sizeof(err));
 	if (rc < 0) {
 		store_error(a, resp, "get", err);
 		goto out;
@@ -382,7 +388,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	} else if (strcmp(req->method, "PATCH") == 0 || strcmp(req->method, "PUT") == 0) {
 		body = api_parse_body(a, req, resp);
 		if (body)
-			do_update(a, t, e, set, req, body, &rec, resp);
+			do_update(a, t, e, set, req, body, &rec, next_version, resp);
 	} else if (strcmp(req->method, "DELETE") == 0) {
 		if (check_if_match(a, req, e, rec.version, resp) < 0)
 			goto out;
