@@ -74,6 +74,7 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 static int flush_deferred(struct estore_tx *tx, char *errbuf, size_t errlen);
 static int flush_update(struct estore_tx *tx, char *errbuf, size_t errlen);
 static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen);
+static int commit_plain(struct estore_tx *tx, char *errbuf, size_t errlen);
 static PGconn *read_conn(struct estore *s, struct estore_tx *tx, int *idx);
 
 static const char *const SCHEMA_SQL[] = {
@@ -340,7 +341,7 @@ int estore_commit(struct estore_tx *tx, char *errbuf, size_t errlen)
 		return ESTORE_EDB;
 	}
 	/* Nothing was sent in a transaction: nothing to commit. */
-	int rc = tx->upd ? commit_update(tx, errbuf, errlen) : tx->begun ? exec_ok(tx->conn, "COMMIT", errbuf, errlen) : 0;
+	int rc = tx->upd ? commit_update(tx, errbuf, errlen) : tx->begun ? commit_plain(tx, errbuf, errlen) : 0;
 	if (rc == 0 && tx->npend > 0) {
 		pthread_mutex_lock(&tx->s->stat_mu);
 		for (size_t i = 0; i < tx->npend; i++)
@@ -468,7 +469,12 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING 1)"                   \
 	" SELECT 1 / (SELECT count(*) FROM u)::int"
 
-static const char *const PREPARED[] = {SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
+/* Transaction control and the fence, sent for every transaction: prepared too (no parse each time). */
+#define SQL_BEGIN "BEGIN"
+#define SQL_COMMIT "COMMIT"
+#define SQL_FENCE "SELECT pg_advisory_xact_lock_shared(" ESTORE_FENCE_KEY ")"
+
+static const char *const PREPARED[] = {SQL_BEGIN, SQL_COMMIT, SQL_FENCE, SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
 				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
 				       SQL_CREATE_MANY, SQL_FIND_GET, SQL_FIND_GET_NEXT, SQL_UPDATE_AT};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
@@ -541,12 +547,11 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
 	int nq = 0, sent = 1;
 	if (need_begin) {
-		sent = sent && PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+		sent = sent && send_px(c, SQL_BEGIN, 0, NULL);
 		nq++;
 	}
 	if (need_fence) {
-		sent = sent && PQsendQueryParams(c, "SELECT pg_advisory_xact_lock_shared(" ESTORE_FENCE_KEY ")", 0, NULL,
-						 NULL, NULL, NULL, 0);
+		sent = sent && send_px(c, SQL_FENCE, 0, NULL);
 		nq++;
 	}
 	sent = sent && send_px(c, sql, n, p);
@@ -768,6 +773,17 @@ static int flush_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 	return rc;
 }
 
+/* COMMIT (prepared). 0 or ESTORE_EDB. */
+static int commit_plain(struct estore_tx *tx, char *errbuf, size_t errlen)
+{
+	PGresult *r = px(tx->conn, SQL_COMMIT, 0, NULL);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		pg_err(errbuf, errlen, "COMMIT", tx->conn, r);
+	PQclear(r);
+	return ok ? 0 : ESTORE_EDB;
+}
+
 /* The queued update and COMMIT in one pipelined round trip. A failed update aborts the
  * transaction (COMMIT is then skipped by the pipeline): it is rolled back. 0 or ESTORE_EDB. */
 static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
@@ -779,7 +795,7 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 		pg_err(errbuf, errlen, "pipeline", c, NULL);
 		return ESTORE_EDB;
 	}
-	if (!send_px(c, SQL_UPDATE_AT, 4, p) || !PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
+	if (!send_px(c, SQL_UPDATE_AT, 4, p) || !send_px(c, SQL_COMMIT, 0, NULL) ||
 	    !PQpipelineSync(c)) {
 		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
 		pg_err(errbuf, errlen, "update and commit", c, NULL);
