@@ -110,6 +110,16 @@ static int check_text(const char *what, const char *v, int required, char *errbu
 	return 0;
 }
 
+/* check_text for a field of batch item i; the message names the item. */
+static int check_item_text(size_t i, const char *what, const char *v, int required, char *errbuf, size_t errlen)
+{
+	char msg[256];
+	if (check_text(what, v, required, msg, sizeof(msg)) == 0)
+		return 0;
+	snprintf(errbuf, errlen, "item %zu: %s", i, msg);
+	return STORE_ERR;
+}
+
 int applystate_new(PGconn *conn, const char *map_name, const char *target_side, struct applystate **out,
 		   char *errbuf, size_t errlen)
 {
@@ -206,24 +216,64 @@ void applystate_item_clear(struct applystate_item *item)
 	item->decision = 0;
 }
 
-/* Linear lookups below are over result sets no larger than the batch; a batch is at most
- * APPLYSTATE_BATCH_MAX items and normally a few hundred, so a sort would not pay. */
-static int result_has(const PGresult *r, int col, const char *v)
+/* Rows of a result found by the text of one column: the row numbers sorted by that text (byte
+ * order), searched by bisection. A batch's results hold up to APPLYSTATE_BATCH_MAX rows, so a
+ * linear search per item would cost a batch of n items n * n / 2 comparisons. */
+struct rowidx {
+	const PGresult *r;
+	int col;
+	int *rows;
+	int n;
+};
+
+static const PGresult *sort_r;
+static int sort_col;
+
+static int cmp_rows(const void *a, const void *b)
 {
-	int rows = PQntuples(r);
-	for (int i = 0; i < rows; i++)
-		if (strcmp(PQgetvalue(r, i, col), v) == 0)
-			return 1;
+	return strcmp(PQgetvalue(sort_r, *(const int *)a, sort_col), PQgetvalue(sort_r, *(const int *)b, sort_col));
+}
+
+/* Indexes column col of r (NULL: an empty index). 0, or -1 when out of memory. */
+static int rowidx_build(struct rowidx *x, const PGresult *r, int col)
+{
+	memset(x, 0, sizeof(*x));
+	x->r = r;
+	x->col = col;
+	x->n = r ? PQntuples(r) : 0;
+	if (x->n == 0)
+		return 0;
+	if (!(x->rows = malloc((size_t)x->n * sizeof(*x->rows))))
+		return -1;
+	for (int i = 0; i < x->n; i++)
+		x->rows[i] = i;
+	sort_r = r; /* qsort has no context argument; the worker is single-threaded here */
+	sort_col = col;
+	qsort(x->rows, (size_t)x->n, sizeof(*x->rows), cmp_rows);
 	return 0;
 }
 
-static int result_row(const PGresult *r, int col, const char *v)
+/* The row whose column holds v, or -1. */
+static int rowidx_find(const struct rowidx *x, const char *v)
 {
-	int rows = PQntuples(r);
-	for (int i = 0; i < rows; i++)
-		if (strcmp(PQgetvalue(r, i, col), v) == 0)
-			return i;
+	int lo = 0, hi = x->n - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(PQgetvalue(x->r, x->rows[mid], x->col), v);
+		if (c == 0)
+			return x->rows[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
 	return -1;
+}
+
+static void rowidx_free(struct rowidx *x)
+{
+	free(x->rows);
+	memset(x, 0, sizeof(*x));
 }
 
 int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf, size_t errlen)
@@ -231,6 +281,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	int rc = STORE_ERR;
 	struct sbuf ids = { 0 }, keys = { 0 }, skeys = { 0 }, pkeys = { 0 };
 	PGresult *r_ids = NULL, *r_parked = NULL, *r_state = NULL, *r_src = NULL;
+	struct rowidx x_ids = { 0 }, x_parked = { 0 }, x_state = { 0 }, x_src = { 0 };
 	size_t nsrc = 0;
 	for (size_t i = 0; i < n; i++) {
 		items[i].decision = 0;
@@ -249,18 +300,10 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	sb_putn(&skeys, "{", 1);
 	sb_putn(&pkeys, "{", 1);
 	for (size_t i = 0; i < n; i++) {
-		char what[64];
-		snprintf(what, sizeof(what), "item %zu: record_key", i);
-		if (check_text(what, items[i].record_key, 1, errbuf, errlen) != 0)
-			goto out;
-		snprintf(what, sizeof(what), "item %zu: event_id", i);
-		if (check_text(what, items[i].event_id, 1, errbuf, errlen) != 0)
-			goto out;
-		snprintf(what, sizeof(what), "item %zu: source_key", i);
-		if (check_text(what, items[i].source_key, 0, errbuf, errlen) != 0)
-			goto out;
-		snprintf(what, sizeof(what), "item %zu: park_key", i);
-		if (check_text(what, items[i].park_key, 0, errbuf, errlen) != 0)
+		if (check_item_text(i, "record_key", items[i].record_key, 1, errbuf, errlen) != 0 ||
+		    check_item_text(i, "event_id", items[i].event_id, 1, errbuf, errlen) != 0 ||
+		    check_item_text(i, "source_key", items[i].source_key, 0, errbuf, errlen) != 0 ||
+		    check_item_text(i, "park_key", items[i].park_key, 0, errbuf, errlen) != 0)
 			goto out;
 		sb_array_elem(&pkeys, items[i].park_key ? items[i].park_key : items[i].record_key, i == 0);
 		sb_array_elem(&ids, items[i].event_id, i == 0);
@@ -307,9 +350,15 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		if (rc != 0)
 			goto out;
 	}
+	if (rowidx_build(&x_ids, r_ids, 0) != 0 || rowidx_build(&x_parked, r_parked, 0) != 0 ||
+	    rowidx_build(&x_state, r_state, 0) != 0 || rowidx_build(&x_src, r_src, 0) != 0) {
+		snprintf(errbuf, errlen, "applystate_decide: out of memory");
+		rc = STORE_ERR;
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct applystate_item *it = &items[i];
-		int row = result_row(r_state, 0, it->record_key), srow = -1;
+		int row = rowidx_find(&x_state, it->record_key), srow = -1;
 		if (row >= 0) {
 			it->has_prev = 1;
 			it->prev.source_version = parse_i64(PQgetvalue(r_state, row, 1));
@@ -329,21 +378,19 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 				goto out;
 			}
 		}
-		if (r_src && it->source_key && (srow = result_row(r_src, 0, it->source_key)) >= 0 &&
+		if (it->source_key && (srow = rowidx_find(&x_src, it->source_key)) >= 0 &&
 		    !PQgetisnull(r_src, srow, 2) && !(it->src_image = strdup(PQgetvalue(r_src, srow, 2)))) {
 			snprintf(errbuf, errlen, "applystate_decide: out of memory");
 			rc = STORE_ERR;
 			goto out;
 		}
-		srow = -1;
-		if (!it->redrive && result_has(r_ids, 0, it->event_id))
+		if (!it->redrive && rowidx_find(&x_ids, it->event_id) >= 0)
 			it->decision = APPLYSTATE_SKIP_DUPLICATE;
-		else if (!it->redrive && result_has(r_parked, 0, it->park_key ? it->park_key : it->record_key))
+		else if (!it->redrive && rowidx_find(&x_parked, it->park_key ? it->park_key : it->record_key) >= 0)
 			it->decision = APPLYSTATE_QUEUE_PARKED;
 		else if (it->has_prev && it->version <= it->prev.source_version)
 			it->decision = APPLYSTATE_SKIP_STALE;
-		else if (r_src && it->source_key && it->source_hash &&
-			 (srow = result_row(r_src, 0, it->source_key)) >= 0 && !PQgetisnull(r_src, srow, 1) &&
+		else if (it->source_key && it->source_hash && srow >= 0 && !PQgetisnull(r_src, srow, 1) &&
 			 strcmp(PQgetvalue(r_src, srow, 1), it->source_hash) == 0)
 			it->decision = APPLYSTATE_SKIP_ECHO;
 		else if (it->has_prev && it->is_delete && it->prev.deleted)
@@ -356,6 +403,10 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 	}
 	rc = 0;
 out:
+	rowidx_free(&x_ids);
+	rowidx_free(&x_parked);
+	rowidx_free(&x_state);
+	rowidx_free(&x_src);
 	PQclear(r_ids);
 	PQclear(r_parked);
 	PQclear(r_state);
