@@ -635,10 +635,11 @@ static int rows_to_records(PGresult *r, struct estore_record **out, size_t *n, c
 	return 0;
 }
 
-/* Runs sql (RECORD_COLS of at most one record) with params p[0..n): in tx (a locking read) when
- * not NULL, else on connection c. 0 with *out filled, ESTORE_NOTFOUND or ESTORE_EDB. */
+/* Runs sql (RECORD_COLS of at most one record, then when next_version is not NULL the version
+ * allocated for its next write) with params p[0..n): in tx (a locking read) when not NULL, else
+ * on connection c. 0 with *out (and *next_version) filled, ESTORE_NOTFOUND or ESTORE_EDB. */
 static int read_one(struct estore_tx *tx, PGconn *c, const char *sql, const char *const *p, int n,
-		    struct estore_record *out, char *errbuf, size_t errlen)
+		    struct estore_record *out, long long *next_version, char *errbuf, size_t errlen)
 {
 	if (tx)
 		c = tx->conn;
@@ -656,6 +657,8 @@ static int read_one(struct estore_tx *tx, PGconn *c, const char *sql, const char
 		rc = ESTORE_NOTFOUND;
 	} else {
 		rc = row_to_record(r, 0, out, errbuf, errlen);
+		if (next_version)
+			*next_version = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
 	}
 	PQclear(r);
 	return rc;
@@ -666,7 +669,7 @@ static int get_one(struct estore_tx *tx, PGconn *c, const char *sql, const char 
 		   struct estore_record *out, char *errbuf, size_t errlen)
 {
 	const char *p[] = {entity, id};
-	return read_one(tx, c, sql, p, 2, out, errbuf, errlen);
+	return read_one(tx, c, sql, p, 2, out, NULL, errbuf, errlen);
 }
 
 int estore_get(struct estore_tx *tx, const char *entity, const char *id, struct estore_record *out, char *errbuf,
@@ -711,7 +714,7 @@ int estore_find_get(struct estore_tx *tx, const char *entity, const char *keynam
 {
 	const char *p[] = {entity, keyname, keyvalue};
 	/* a locking read: the fence first, as for estore_get */
-	return read_one(tx, NULL, SQL_FIND_GET, p, 3, out, errbuf, errlen);
+	return read_one(tx, NULL, SQL_FIND_GET, p, 3, out, NULL, errbuf, errlen);
 }
 
 int estore_find_get_next(struct estore_tx *tx, const char *entity, const char *keyname, const char *keyvalue,
@@ -719,19 +722,7 @@ int estore_find_get_next(struct estore_tx *tx, const char *entity, const char *k
 {
 	const char *p[] = {entity, keyname, keyvalue};
 	/* a locking read: the fence first, as for estore_get */
-	PGresult *r = tx_px(tx, SQL_FIND_GET_NEXT, 3, p, 1);
-	int rc;
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		pg_err(errbuf, errlen, "read record", tx->conn, r);
-		rc = ESTORE_EDB;
-	} else if (PQntuples(r) == 0) {
-		rc = ESTORE_NOTFOUND;
-	} else {
-		rc = row_to_record(r, 0, out, errbuf, errlen);
-		*next_version = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
-	}
-	PQclear(r);
-	return rc;
+	return read_one(tx, NULL, SQL_FIND_GET_NEXT, p, 3, out, next_version, errbuf, errlen);
 }
 
 int estore_put_at(struct estore_tx *tx, const char *entity, const char *id, const cJSON *data, long long version,
