@@ -241,6 +241,34 @@ struct ct_capture {
 	char log[512];
 };
 
+/* Captures started and not yet reaped: a failed assertion jumps past a test's own stop, so the
+ * suites' group teardown (ct_captures_teardown) stops whatever is left. */
+static pid_t ct_capture_pids[64];
+
+static __attribute__((unused)) void ct_capture_track(pid_t pid, int add)
+{
+	for (size_t i = 0; i < sizeof(ct_capture_pids) / sizeof(ct_capture_pids[0]); i++) {
+		if (add ? ct_capture_pids[i] == 0 : ct_capture_pids[i] == pid) {
+			ct_capture_pids[i] = add ? pid : 0;
+			return;
+		}
+	}
+}
+
+/* Group teardown: SIGKILLs and reaps every capture a test started and did not stop. */
+static __attribute__((unused)) int ct_captures_teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(ct_capture_pids) / sizeof(ct_capture_pids[0]); i++) {
+		if (ct_capture_pids[i] > 0) {
+			kill(ct_capture_pids[i], SIGKILL);
+			waitpid(ct_capture_pids[i], NULL, 0);
+			ct_capture_pids[i] = 0;
+		}
+	}
+	return 0;
+}
+
 /* Starts `capture --side side [--once]` with the current environment plus env (NULL-terminated
  * "NAME=value" list). Unless once, waits until it logs its port and /readyz answers 200. */
 static __attribute__((unused)) struct ct_capture ct_capture_start(const char *side, const char *const *env, int once, int wait_ready)
@@ -281,6 +309,7 @@ static __attribute__((unused)) struct ct_capture ct_capture_start(const char *si
 		execvp(args[0], (char *const *)args);
 		_exit(127);
 	}
+	ct_capture_track(c.pid, 1);
 	if (once)
 		return c;
 	long long deadline = harness_now_ms() + CT_WAIT_MS;
@@ -325,12 +354,15 @@ static __attribute__((unused)) int ct_capture_wait(struct ct_capture *c, int ter
 	long long deadline = harness_now_ms() + CT_WAIT_MS;
 	while (harness_now_ms() < deadline) {
 		pid_t r = waitpid(c->pid, &st, WNOHANG);
-		if (r == c->pid)
+		if (r == c->pid) {
+			ct_capture_track(c->pid, 0);
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
 		ct_sleep_ms(20);
 	}
 	kill(c->pid, SIGKILL);
 	waitpid(c->pid, &st, 0);
+	ct_capture_track(c->pid, 0);
 	fail_msg("capture did not exit; log %s", c->log);
 	return -1;
 }

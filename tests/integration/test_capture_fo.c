@@ -423,10 +423,10 @@ int main(void)
 {
 	log_init("test_capture_fo", LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_data_events_every_change_once),
-		cmocka_unit_test(test_redelivery_same_id),
-		cmocka_unit_test(test_changeset_one_unit),
-		cmocka_unit_test(test_modified_time_polling),
+		cmocka_unit_test_teardown(test_data_events_every_change_once, ct_captures_teardown),
+		cmocka_unit_test_teardown(test_redelivery_same_id, ct_captures_teardown),
+		cmocka_unit_test_teardown(test_changeset_one_unit, ct_captures_teardown),
+		cmocka_unit_test_teardown(test_modified_time_polling, ct_captures_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup_all, NULL);
 }
