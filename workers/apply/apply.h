@@ -116,6 +116,10 @@ struct apply {
 	long txn_timeout_ms;         /* a unit still incomplete this long after its first part is
 				      * dead-lettered */
 	long long next_txn_check_ms;
+	/* idempotency keys (DESIGN 6: pruned after the topic retention) */
+	long long applied_retention_ms; /* dw_applied_event rows older than this are deleted */
+	long long prune_interval_ms;    /* how often */
+	long long next_prune_ms;
 };
 
 /* The batch result. */
@@ -150,6 +154,11 @@ int apply_redrive(struct apply *a, char *errbuf, size_t errlen) __attribute__((w
  * parts are cleared. Returns 0, or -1 with errbuf on a fatal dead-letter producer error.
  */
 int apply_expire_units(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Every prune_interval_ms: deletes this map and target's idempotency keys older than
+ * applied_retention_ms, a bounded number per call so the loop stays responsive. A database error
+ * is logged and retried at the next interval (never fatal). */
+void apply_prune(struct apply *a);
 
 /* Resumes the partitions paused for a back-off once it has passed. */
 void apply_resume_due(struct apply *a);
