@@ -244,9 +244,9 @@ static void flush_producer(void)
 /* Waits until the group of the worker writing to `to` has committed every partition up to its end. */
 static void wait_caught_up_to(const char *to)
 {
-	char group[64];
+	char group[96];
 	const char *topic_ = strcmp(to, "fo") == 0 ? topic : fo_topic;
-	snprintf(group, sizeof(group), "dw-apply.accounts.%s", to);
+	snprintf(group, sizeof(group), "%s.apply.accounts.%s", prefix, to);
 	char errstr[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));

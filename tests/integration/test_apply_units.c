@@ -182,7 +182,7 @@ static void flush_producer(void)
 static void wait_caught_up(int w, int t)
 {
 	char group[128];
-	snprintf(group, sizeof(group), "dw-apply.%s.%s", w_map[w], w_to[w]);
+	snprintf(group, sizeof(group), "%s.apply.%s.%s", prefix, w_map[w], w_to[w]);
 	at_wait_committed(kcfg.kafka_brokers, group, topics[t], PARTITIONS, WAIT_MS);
 }
 

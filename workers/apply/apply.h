@@ -284,12 +284,6 @@ int produce_dlq(struct apply *a, struct item *items, size_t n);
  * was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
 int stage_part(struct apply *a, struct item *it);
 
-/* The source topic (<prefix>.<from>.<entity, lower case>) and dead-letter topic
- * (<prefix>.dlq.<map>.<to>) of map m. Returns 0, or -1 with err. */
-int apply_topics(const char *prefix, const struct map *m, enum event_side from, const char *to_name, char *source,
-		 size_t source_len, char *dlq, size_t dlq_len, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
 /* The map a part of one of the worker's units belongs to, by the part's source entity: the
  * worker's own map, or a map of the worker's map set with the same atomic_unit that syncs the
  * same direction and reads that entity; NULL when none. Borrowed from the worker. */

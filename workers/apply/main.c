@@ -10,6 +10,7 @@
 
 #include "apply.h"
 #include "log.h"
+#include "mapnames.h"
 #include "store.h"
 
 static const char usage[] =
@@ -242,11 +243,13 @@ int main(int argc, char **argv)
 		log_error("out of memory", "where", "error threshold");
 		goto out;
 	}
-	if (apply_topics(cfg.topic_prefix, a.map, a.from, a.to_name, a.source_topic, sizeof(a.source_topic), a.dlq_topic,
-			 sizeof(a.dlq_topic), err, sizeof(err)) != 0) {
-		log_error("source topic", "error", err);
+	struct mapnames names;
+	if (mapnames_of(cfg.topic_prefix, a.map, a.to, &names, err, sizeof(err)) != 0) {
+		log_error("topic names", "error", err);
 		goto out;
 	}
+	snprintf(a.source_topic, sizeof(a.source_topic), "%s", names.source_topic);
+	snprintf(a.dlq_topic, sizeof(a.dlq_topic), "%s", names.dlq_topic);
 	a.maps = maps;
 
 	reg = metrics_new();
@@ -302,13 +305,12 @@ int main(int argc, char **argv)
 	a.pg = pg;
 	/* a unit's parts of a sibling map go to that map's dead-letter topic (unit.c) */
 	for (size_t i = 0; a.map->atomic_unit && i < maps->n; i++) {
-		char src[256], sdlq[256];
+		struct mapnames sn;
 		const struct map *m = maps->maps[i];
 		if (m == a.map || apply_unit_sibling(&a, map_side_of(m, a.from)->entity) != m)
 			continue;
-		if (apply_topics(cfg.topic_prefix, m, a.from, a.to_name, src, sizeof(src), sdlq, sizeof(sdlq), err,
-				 sizeof(err)) != 0 ||
-		    ensure_dlq(&cfg, sdlq, err, sizeof(err)) != 0) {
+		if (mapnames_of(cfg.topic_prefix, m, a.to, &sn, err, sizeof(err)) != 0 ||
+		    ensure_dlq(&cfg, sn.dlq_topic, err, sizeof(err)) != 0) {
 			log_error("dead-letter topic of a sibling map", "map", m->name, "error", err);
 			goto out;
 		}
@@ -321,8 +323,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a.dlq = dlq;
-	char group[160];
-	snprintf(group, sizeof(group), "dw-apply.%s.%s", a.map->name, a.to_name);
+	const char *group = names.group;
 	char *instance = NULL;
 	if (config_str("DW_KAFKA_GROUP_INSTANCE_ID", NULL, &instance, err, sizeof(err)) != 0) {
 		log_error("configuration", "error", err);
