@@ -290,23 +290,9 @@ static __attribute__((unused)) struct ct_capture ct_capture_start(const char *si
 			dup2(fd, 2);
 			close(fd);
 		}
-		const char *bin = harness_bin("capture");
-		/* DW_TEST_CAPTURE_WRAPPER (e.g. "valgrind --leak-check=full --error-exitcode=1", `make
-		 * valgrind`): words put before the program; its exit status is what the tests check */
-		const char *wrap = getenv("DW_TEST_CAPTURE_WRAPPER");
-		char *words = wrap && *wrap ? strdup(wrap) : NULL;
-		const char *args[32];
-		size_t na = 0;
-		char *save = NULL;
-		for (char *w = words ? strtok_r(words, " \t", &save) : NULL; w && na < 24; w = strtok_r(NULL, " \t", &save))
-			args[na++] = w;
-		args[na++] = bin;
-		args[na++] = "--side";
-		args[na++] = side;
-		if (once)
-			args[na++] = "--once";
-		args[na] = NULL;
-		execvp(args[0], (char *const *)args);
+		/* DW_TEST_CAPTURE_WRAPPER (`make valgrind`): its exit status is what the tests check */
+		const char *args[] = { "--side", side, once ? "--once" : NULL, NULL };
+		harness_exec("DW_TEST_CAPTURE_WRAPPER", harness_bin("capture"), args);
 		_exit(127);
 	}
 	ct_capture_track(c.pid, 1);
