@@ -145,10 +145,10 @@ bench: deps
 	@$(MAKE) --no-print-directory SAN=0 build
 	@DW_BUILD=build/release tests/bench/run.sh
 
-# The capture program under valgrind (release build) through an integration scenario.
+# The long-running programs (capture, apply; release build) under valgrind through integration scenarios.
 valgrind: deps
 	@$(MAKE) --no-print-directory SAN=0 build
-	@tests/integration/capture_valgrind.sh
+	@tests/integration/valgrind.sh
 
 up: deps build
 	@DW_BUILD=$(BUILD) deploy/local/stack.sh up

@@ -998,3 +998,25 @@ int applystate_map_set(struct applystate *s, enum applystate_map_state st, const
 			  "updated_at = now()",
 			  3, p, NULL, errbuf, errlen);
 }
+
+int applystate_prune_applied(struct applystate *s, long long older_than_ms, long limit, long *deleted, char *errbuf,
+			     size_t errlen)
+{
+	PGresult *r = NULL;
+	char ms[32], lim[32];
+	*deleted = 0;
+	snprintf(ms, sizeof(ms), "%lld", older_than_ms < 0 ? 0 : older_than_ms);
+	snprintf(lim, sizeof(lim), "%ld", limit < 1 ? 1 : limit);
+	const char *p[] = { s->map, s->side, ms, lim };
+	int rc = store_exec(s->conn,
+			    "WITH old AS (SELECT event_id FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 "
+			    "  AND applied_at < now() - $3::bigint * interval '1 millisecond' LIMIT $4::bigint) "
+			    "DELETE FROM dw_applied_event e USING old WHERE e.map_name = $1 AND e.target_side = $2 "
+			    "AND e.event_id = old.event_id",
+			    4, p, &r, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	*deleted = (long)parse_i64(PQcmdTuples(r));
+	PQclear(r);
+	return 0;
+}

@@ -250,4 +250,12 @@ int applystate_map_get(struct applystate *s, enum applystate_map_state *st, char
 int applystate_map_set(struct applystate *s, enum applystate_map_state st, const char *reason, char *errbuf,
 		       size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * Deletes up to `limit` idempotency keys (dw_applied_event rows) of this map and target recorded
+ * more than older_than_ms ago (DESIGN section 6: pruned after the topic retention; the version
+ * check still stops an older event replayed later). *deleted is how many went.
+ */
+int applystate_prune_applied(struct applystate *s, long long older_than_ms, long limit, long *deleted, char *errbuf,
+			     size_t errlen) __attribute__((warn_unused_result));
+
 #endif

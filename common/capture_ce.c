@@ -299,6 +299,23 @@ static int fill_source(const struct capture_ce_ctx *ctx, const struct capture_ce
 	return ev->source.env && ev->source.entity && ev->source.entity_set ? 0 : -1;
 }
 
+/* A versionnumber / RowVersion value (a number, or digits in a string as the webhook sends it):
+ * the version, or -1 when absent or not a non-negative integer. */
+static long long version_value(const cJSON *v)
+{
+	if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= (double)EVENT_INT_MAX &&
+	    v->valuedouble == floor(v->valuedouble))
+		return (long long)v->valuedouble;
+	if (cJSON_IsString(v)) {
+		char *end;
+		errno = 0;
+		long long n = strtoll(v->valuestring, &end, 10);
+		if (end != v->valuestring && *end == '\0' && n >= 0 && n <= EVENT_INT_MAX && errno == 0)
+			return n;
+	}
+	return -1;
+}
+
 int capture_ce_row_event(const struct capture_ce_ctx *ctx, const struct capture_ce_table *t, const cJSON *row,
 			 int op, struct event *out, char *err, size_t errlen)
 {
@@ -315,17 +332,7 @@ int capture_ce_row_event(const struct capture_ce_ctx *ctx, const struct capture_
 		snprintf(err, errlen, "%s row: %s missing or not a GUID", t->set, t->id_field);
 		goto fail;
 	}
-	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(row, "versionnumber");
-	long long version = -1;
-	if (cJSON_IsNumber(ver) && ver->valuedouble >= 0 && ver->valuedouble <= (double)EVENT_INT_MAX &&
-	    ver->valuedouble == floor(ver->valuedouble))
-		version = (long long)ver->valuedouble;
-	else if (cJSON_IsString(ver)) {
-		char *end;
-		long long v = strtoll(ver->valuestring, &end, 10);
-		if (end != ver->valuestring && *end == '\0' && v >= 0)
-			version = v;
-	}
+	long long version = version_value(cJSON_GetObjectItemCaseSensitive(row, "versionnumber"));
 	if (version < 0) {
 		snprintf(err, errlen, "%s row %s: versionnumber missing or invalid", t->set, guid);
 		goto fail;
@@ -588,6 +595,18 @@ static const cJSON *kv_find(const cJSON *list, const char *name)
 	return NULL;
 }
 
+/* The version of the first pre-image (its versionnumber attribute, else its RowVersion), or -1. */
+static long long pre_image_version(const cJSON *pres)
+{
+	const cJSON *first = cJSON_IsArray(pres) ? cJSON_GetArrayItem(pres, 0) : NULL;
+	const cJSON *image = first ? cJSON_GetObjectItemCaseSensitive(first, "value") : NULL;
+	if (!cJSON_IsObject(image))
+		return -1;
+	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(image, "Attributes");
+	long long v = cJSON_IsArray(attrs) ? version_value(kv_find(attrs, "versionnumber")) : -1;
+	return v >= 0 ? v : version_value(cJSON_GetObjectItemCaseSensitive(image, "RowVersion"));
+}
+
 void capture_ce_hook_clear(struct capture_ce_hook *h)
 {
 	if (!h)
@@ -668,6 +687,11 @@ int capture_ce_webhook_parse(const struct capture_ce_ctx *ctx, const struct capt
 	if (out->op == EVENT_OP_DELETE) {
 		if (capture_ce_delete_event(ctx, t, out->id, out->ts_ms, out->user, &out->ev, err, errlen) != 0)
 			goto out;
+		/* a pre-image (when the step registers one) gives the row's last version: the delete
+		 * orders after it even when that update's event is still on its way */
+		long long pre = pre_image_version(cJSON_GetObjectItemCaseSensitive(doc, "PreEntityImages"));
+		if (pre >= 0 && pre < EVENT_INT_MAX)
+			out->ev.source.version = pre + 1;
 		out->action = CAPTURE_CE_HOOK_DELETE;
 		rc = 0;
 		goto out;

@@ -99,7 +99,9 @@ void capture_ce_delta_free(struct capture_ce_delta *d);
 /* A parsed webhook post. */
 enum capture_ce_hook_action {
 	CAPTURE_CE_HOOK_EVENT = 1,  /* ev is complete (create/update with an image) */
-	CAPTURE_CE_HOOK_DELETE = 2, /* ev is a delete skeleton (see capture_ce_delete_event) */
+	CAPTURE_CE_HOOK_DELETE = 2, /* ev is a delete skeleton (see capture_ce_delete_event); its
+				       source.version is the pre-image's version + 1 when the post
+				       carried a pre-image with one, else 0 */
 	CAPTURE_CE_HOOK_REREAD = 3  /* no usable image (stripped for size, or no PostImage): re-read
 				       row `id` and build the event with capture_ce_row_event(op) */
 };

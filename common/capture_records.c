@@ -309,18 +309,21 @@ out:
 }
 
 int capture_records_delete(struct capture_records *r, const char *side, const char *env, const char *entity, const char *id,
-		   const char *key_json, long long *version, char **key_json_out, char *errbuf, size_t errlen)
+		   const char *key_json, long long floor, long long *version, char **key_json_out, char *errbuf,
+		   size_t errlen)
 {
 	PGresult *res = NULL;
-	const char *p[] = { side, env, entity, id, key_json };
+	char fl[24];
+	snprintf(fl, sizeof(fl), "%lld", floor > 0 ? floor : 0);
+	const char *p[] = { side, env, entity, id, key_json, fl };
 	*key_json_out = NULL;
 	if (exec(r,
 		 "INSERT INTO dw_capture_record AS r (side, environment, entity, record_id, record_key, version, "
-		 "deleted_version) VALUES ($1, $2, $3, $4, $5::jsonb, 0, 1) "
+		 "deleted_version) VALUES ($1, $2, $3, $4, $5::jsonb, 0, GREATEST(1, $6::bigint)) "
 		 "ON CONFLICT (side, environment, entity, record_id) DO UPDATE SET "
-		 "deleted_version = COALESCE(r.deleted_version, r.version + 1), updated_at = now() "
+		 "deleted_version = GREATEST(COALESCE(r.deleted_version, r.version + 1), $6::bigint), updated_at = now() "
 		 "RETURNING deleted_version, record_key::text",
-		 5, p, &res, errbuf, errlen) != 0)
+		 6, p, &res, errbuf, errlen) != 0)
 		return -1;
 	int rc = -1;
 	if (PQntuples(res) == 1) {

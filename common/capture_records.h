@@ -86,11 +86,13 @@ int capture_records_confirm(struct capture_records *r, const char *side, const c
 		    char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /* Assigns the delete version of record id: the existing tombstone when there is one, else last
- * version + 1 (1 for an unknown record, whose key is then key_json). *version and *key_json_out
- * (new string, free(): the record's last key) are set. */
+ * version + 1 (1 for an unknown record, whose key is then key_json); and never below `floor` (0:
+ * none; a webhook's pre-image gives the row's last version + 1, which orders the delete after an
+ * update whose event is still being published). A tombstone below the floor is raised to it.
+ * *version and *key_json_out (new string, free(): the record's last key) are set. */
 int capture_records_delete(struct capture_records *r, const char *side, const char *env, const char *entity, const char *id,
-		   const char *key_json, long long *version, char **key_json_out, char *errbuf, size_t errlen)
-	__attribute__((warn_unused_result));
+		   const char *key_json, long long floor, long long *version, char **key_json_out, char *errbuf,
+		   size_t errlen) __attribute__((warn_unused_result));
 
 /* FO: the version of an image with content hash `hash` for record id: the last version when the
  * hash is unchanged and the record is alive, else max(last version, tombstone) + 1 (1 when new);

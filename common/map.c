@@ -600,7 +600,8 @@ static int load_lookup(struct ld *l, const cJSON *fobj, const char *jpath, struc
 
 static int load_field(struct ld *l, struct map *m, const cJSON *fobj, size_t idx, struct map_field *f)
 {
-	static const char *const allowed[] = { "fo", "dir", "ce", "value_map", "default", "lookup", "description", NULL };
+	static const char *const allowed[] = { "fo",	 "dir",	 "ce",		"value_map", "default",
+					       "lookup", "date", "description", NULL };
 	static const char *const required[] = { "fo", "dir", "ce", NULL };
 	char jpath[JPATH_MAX], sub[JPATH_MAX];
 	jindex(jpath, "fields", idx);
@@ -678,6 +679,20 @@ static int load_field(struct ld *l, struct map *m, const cJSON *fobj, size_t idx
 		if (f->value_map) {
 			jmember(sub, jpath, "value_map");
 			lerr(l, sub, "a lookup field cannot also have a value map");
+			return -1;
+		}
+	}
+
+	const cJSON *date = cJSON_GetObjectItemCaseSensitive(fobj, "date");
+	if (date) {
+		jmember(sub, jpath, "date");
+		if (!cJSON_IsBool(date)) {
+			lerr(l, sub, "must be true or false, got %s", type_name(date));
+			return -1;
+		}
+		f->is_date = cJSON_IsTrue(date);
+		if (f->is_date && (f->value_map || f->lookup || !f->fo || !f->ce)) {
+			lerr(l, sub, "a date field maps a date column on each side: no value map, lookup or none source");
 			return -1;
 		}
 	}

@@ -100,6 +100,7 @@ struct map_field {
 	const struct map_value_map *value_map; /* NULL when none; points into map->value_maps */
 	cJSON *def;                            /* default / constant, NULL when none */
 	struct map_lookup *lookup;             /* NULL unless the CE column is a lookup */
+	int is_date;                           /* "date": true: a calendar date (see map_transform) */
 };
 
 struct map_threshold {

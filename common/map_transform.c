@@ -430,6 +430,41 @@ static int company_bind(const struct map *m, const struct map_field *f, const st
 
 /* The target value of one field: a new cJSON value in *out, or *out NULL when the source event
  * does not carry the field at all and there is no default (the field is then left out). */
+/* F&O's empty date: date-only columns are not nullable and hold 1900-01-01 for "no date". */
+#define FO_NO_DATE "1900-01-01"
+
+/*
+ * A date field's value in the target's terms: the calendar date of `v` ("YYYY-MM-DD", alone or
+ * starting a date-time, as CE DateOnly columns, capture's normalised form and F&O's date-only
+ * Edm.DateTimeOffset columns give it) written to CE as "YYYY-MM-DD" and to F&O as
+ * "YYYY-MM-DDT12:00:00Z" (how F&O shows a date-only value); F&O's 1900-01-01 is CE's null and back.
+ * Returns the new value, or NULL with err when v is not such a date.
+ */
+static cJSON *date_value(const char *sname, const cJSON *v, int to_ce, char *err, size_t errlen)
+{
+	const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+	int y = 0, mo = 0, d = 0, n = 0;
+	if (!s || sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 || (s[10] != '\0' && s[10] != 'T') ||
+	    y < 1 || mo < 1 || mo > 12 || d < 1 || d > 31) {
+		char *text = cJSON_PrintUnformatted(v);
+		terr(err, errlen, "%s: %.100s is not a date (YYYY-MM-DD, optionally with a time)", sname, text ? text : "?");
+		free(text);
+		return NULL;
+	}
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02d", y, mo, d);
+	cJSON *out;
+	if (to_ce) {
+		out = strcmp(buf, FO_NO_DATE) == 0 ? cJSON_CreateNull() : cJSON_CreateString(buf);
+	} else {
+		snprintf(buf + 10, sizeof(buf) - 10, "T12:00:00Z");
+		out = cJSON_CreateString(buf);
+	}
+	if (!out)
+		terr(err, errlen, "out of memory");
+	return out;
+}
+
 static int field_value(const struct map_field *f, const struct event *ev, const struct map_resolver *r, int to_ce,
 		       cJSON **out, char *err, size_t errlen)
 {
@@ -447,8 +482,11 @@ static int field_value(const struct map_field *f, const struct event *ev, const 
 		return MAP_OK;
 	int empty = cJSON_IsString(v) && v->valuestring[0] == '\0';
 	if (!v || cJSON_IsNull(v) || (empty && (f->def || f->lookup))) {
-		/* No source value: the default, else null. "" counts as none for lookups and defaults. */
-		*out = f->def ? cJSON_Duplicate(f->def, 0) : cJSON_CreateNull();
+		/* No source value: the default, else null (F&O's empty date for a date field). "" counts
+		 * as none for lookups and defaults. */
+		*out = f->def			  ? cJSON_Duplicate(f->def, 0)
+		       : f->is_date && !to_ce ? cJSON_CreateString(FO_NO_DATE "T12:00:00Z")
+					      : cJSON_CreateNull();
 		goto done;
 	}
 	if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
@@ -462,6 +500,10 @@ static int field_value(const struct map_field *f, const struct event *ev, const 
 			return rc;
 		*out = cJSON_CreateString(val);
 		goto done;
+	}
+	if (f->is_date) {
+		*out = date_value(sname, v, to_ce, err, errlen);
+		return *out ? MAP_OK : MAP_ERR_EVENT;
 	}
 	if (f->value_map) {
 		*out = value_mapped(f->value_map, to_ce, v);

@@ -4,7 +4,7 @@
 #                         port base DW_TEST_PORT_BASE, default 29000: keep it below 32768, the
 #                         start of Linux's ephemeral port range, or a client socket may hold a port
 #                         the stack needs) for the integration suites and then the end-to-end
-#                         suites (FO outage shortened to E2E_OUTAGE_S=20 s unless set; the concurrent
+#                         suites (FO outage of E2E_OUTAGE_S=60 s, as issue 5 asks, unless set; the concurrent
 #                         random-edit test left out, E2E_CONCURRENT=0: `make e2e` runs it), stopped
 #                         again at the end
 #   tests/run.sh unit     unit suites only (no services)
@@ -86,7 +86,7 @@ if [ "$mode" = all ] || [ "$mode" = e2e ]; then
 			run_layer e2e
 		else
 			run_layer integration
-			export E2E_OUTAGE_S=${E2E_OUTAGE_S:-20} E2E_CONCURRENT=${E2E_CONCURRENT:-0}
+			export E2E_OUTAGE_S=${E2E_OUTAGE_S:-60} E2E_CONCURRENT=${E2E_CONCURRENT:-0}
 			run_layer e2e
 			run_suite demo/headless env DW_DEMO_HEADLESS=1 DW_DEMO_ROWS="${DW_DEMO_ROWS:-20}" deploy/demo/demo.sh run
 			deploy/demo/demo.sh stop >/dev/null 2>&1

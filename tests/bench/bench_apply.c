@@ -21,8 +21,8 @@
  * Every phase checks that the worker caught up and that the FO emulator holds the last version of a
  * sample account. Exits non-zero when a step fails. BENCH_APPLY_PHASES (default
  * "batched,single,latency") picks the phases. The workers inherit the environment, so DW_KAFKA_<PROP>
- * settings (e.g. DW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES) reach them. The workers use the fixed group
- * dw-apply.accounts.fo: run no other apply --to fo on the same broker meanwhile.
+ * settings (e.g. DW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES) reach them. Each phase has a topic prefix of its
+ * own, so its workers' group (<prefix>.apply.accounts.fo) is its own too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -456,12 +456,14 @@ static int committed(rd_kafka_t *rk, const char *topic, int parts, int64_t *out)
 	return rc;
 }
 
-static rd_kafka_t *group_reader(void)
+/* A handle for reading the committed offsets of the apply group of topic prefix `prefix`. */
+static rd_kafka_t *group_reader(const char *prefix)
 {
-	char errstr[256];
+	char errstr[256], group[128];
+	snprintf(group, sizeof(group), "%s.apply.accounts.fo", prefix);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));
-	rd_kafka_conf_set(conf, "group.id", "dw-apply.accounts.fo", errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (!rk) {
 		snprintf(err, sizeof(err), "%s", errstr);
@@ -545,7 +547,7 @@ static double drain_phase(const char *tag, const char *batch_max, size_t events,
 	producer_done(p);
 	fprintf(stderr, "bench_apply: %s: %zu events on %s in %.1f s\n", tag, events, topic,
 		(double)(mono_ms() - t0) / 1000.0);
-	rd_kafka_t *rk = group_reader();
+	rd_kafka_t *rk = group_reader(prefix);
 	long long start = mono_ms();
 	pid_t w = worker_start(prefix, batch_max, tag);
 	long long end = wait_drained(rk, topic, PARTITIONS, w);
@@ -582,7 +584,7 @@ static void latency_phase(void)
 		exit(1);
 	for (size_t i = 0; i < events; i++)
 		sent[i].partition = -2; /* not yet delivered */
-	rd_kafka_t *rk = group_reader();
+	rd_kafka_t *rk = group_reader(prefix);
 	/* the worker is up and has its partitions before the clock starts: warm-up events drained */
 	pid_t w = worker_start(prefix, NULL, "latency");
 	struct kafka_producer *p = producer_new();

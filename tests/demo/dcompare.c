@@ -344,6 +344,13 @@ static int rows_equal(struct dside *ce, struct dcmp_cache *cache, const struct m
 				}
 			}
 		}
+		if (f->is_date) {
+			/* calendar dates: the date parts; F&O's 1900-01-01 is no date (docs/maps.md) */
+			fv[strlen(fv) > 10 ? 10 : strlen(fv)] = '\0';
+			cv[strlen(cv) > 10 ? 10 : strlen(cv)] = '\0';
+			if (strcmp(fv, "1900-01-01") == 0)
+				fv[0] = '\0';
+		}
 		if (f->def) {
 			char d[DCMP_VAL_MAX];
 			dcmp_text(f->def, d, sizeof(d));

@@ -241,6 +241,34 @@ struct ct_capture {
 	char log[512];
 };
 
+/* Captures started and not yet reaped: a failed assertion jumps past a test's own stop, so the
+ * suites' group teardown (ct_captures_teardown) stops whatever is left. */
+static pid_t ct_capture_pids[64];
+
+static __attribute__((unused)) void ct_capture_track(pid_t pid, int add)
+{
+	for (size_t i = 0; i < sizeof(ct_capture_pids) / sizeof(ct_capture_pids[0]); i++) {
+		if (add ? ct_capture_pids[i] == 0 : ct_capture_pids[i] == pid) {
+			ct_capture_pids[i] = add ? pid : 0;
+			return;
+		}
+	}
+}
+
+/* Group teardown: SIGKILLs and reaps every capture a test started and did not stop. */
+static __attribute__((unused)) int ct_captures_teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(ct_capture_pids) / sizeof(ct_capture_pids[0]); i++) {
+		if (ct_capture_pids[i] > 0) {
+			kill(ct_capture_pids[i], SIGKILL);
+			waitpid(ct_capture_pids[i], NULL, 0);
+			ct_capture_pids[i] = 0;
+		}
+	}
+	return 0;
+}
+
 /* Starts `capture --side side [--once]` with the current environment plus env (NULL-terminated
  * "NAME=value" list). Unless once, waits until it logs its port and /readyz answers 200. */
 static __attribute__((unused)) struct ct_capture ct_capture_start(const char *side, const char *const *env, int once, int wait_ready)
@@ -262,25 +290,12 @@ static __attribute__((unused)) struct ct_capture ct_capture_start(const char *si
 			dup2(fd, 2);
 			close(fd);
 		}
-		const char *bin = harness_bin("capture");
-		/* DW_TEST_CAPTURE_WRAPPER (e.g. "valgrind --leak-check=full --error-exitcode=1", `make
-		 * valgrind`): words put before the program; its exit status is what the tests check */
-		const char *wrap = getenv("DW_TEST_CAPTURE_WRAPPER");
-		char *words = wrap && *wrap ? strdup(wrap) : NULL;
-		const char *args[32];
-		size_t na = 0;
-		char *save = NULL;
-		for (char *w = words ? strtok_r(words, " \t", &save) : NULL; w && na < 24; w = strtok_r(NULL, " \t", &save))
-			args[na++] = w;
-		args[na++] = bin;
-		args[na++] = "--side";
-		args[na++] = side;
-		if (once)
-			args[na++] = "--once";
-		args[na] = NULL;
-		execvp(args[0], (char *const *)args);
+		/* DW_TEST_CAPTURE_WRAPPER (`make valgrind`): its exit status is what the tests check */
+		const char *args[] = { "--side", side, once ? "--once" : NULL, NULL };
+		harness_exec("DW_TEST_CAPTURE_WRAPPER", harness_bin("capture"), args);
 		_exit(127);
 	}
+	ct_capture_track(c.pid, 1);
 	if (once)
 		return c;
 	long long deadline = harness_now_ms() + CT_WAIT_MS;
@@ -325,12 +340,15 @@ static __attribute__((unused)) int ct_capture_wait(struct ct_capture *c, int ter
 	long long deadline = harness_now_ms() + CT_WAIT_MS;
 	while (harness_now_ms() < deadline) {
 		pid_t r = waitpid(c->pid, &st, WNOHANG);
-		if (r == c->pid)
+		if (r == c->pid) {
+			ct_capture_track(c->pid, 0);
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
 		ct_sleep_ms(20);
 	}
 	kill(c->pid, SIGKILL);
 	waitpid(c->pid, &st, 0);
+	ct_capture_track(c->pid, 0);
 	fail_msg("capture did not exit; log %s", c->log);
 	return -1;
 }

@@ -159,7 +159,11 @@ static void worker_start(const char *to, const char *batch_max)
 		setenv("DW_KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
 		setenv("DW_APPLY_REDRIVE_MS", "300", 1);
 		setenv("DW_APPLY_TXN_TIMEOUT", "8s", 1);
-		execl(harness_bin("apply"), "apply", "--map", "accounts", "--to", to, (char *)NULL);
+		setenv("DW_APPLY_APPLIED_RETENTION", "1h", 1);
+		setenv("DW_APPLY_PRUNE_INTERVAL", "1s", 1);
+		/* DW_TEST_APPLY_WRAPPER (`make valgrind`): a worker's exit status is checked at its stop */
+		const char *args[] = { "--map", "accounts", "--to", to, NULL };
+		harness_exec("DW_TEST_APPLY_WRAPPER", harness_bin("apply"), args);
 		_exit(127);
 	}
 	workers[widx(to)] = pid;
@@ -242,9 +246,9 @@ static void flush_producer(void)
 /* Waits until the group of the worker writing to `to` has committed every partition up to its end. */
 static void wait_caught_up_to(const char *to)
 {
-	char group[64];
+	char group[96];
 	const char *topic_ = strcmp(to, "fo") == 0 ? topic : fo_topic;
-	snprintf(group, sizeof(group), "dw-apply.accounts.%s", to);
+	snprintf(group, sizeof(group), "%s.apply.accounts.%s", prefix, to);
 	char errstr[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_conf_set(conf, "bootstrap.servers", kcfg.kafka_brokers, errstr, sizeof(errstr));
@@ -765,6 +769,40 @@ static void test_replay_and_stale_and_echo_write_nothing(void **state)
 	wait_caught_up();
 	assert_name(a, "Eight");
 	assert_int_equal(2, fo_writes(a, NULL));
+}
+
+/* Idempotency keys older than DW_APPLY_APPLIED_RETENTION (1h here) are pruned by the worker of
+ * their map and target, every DW_APPLY_PRUNE_INTERVAL (1s here); newer ones and other maps' stay. */
+static void test_old_idempotency_keys_pruned(void **state)
+{
+	(void)state;
+	char ids[5][64];
+	static const char *const rows[5][3] = {
+		{ "accounts", "fo", "2 hours" }, { "accounts", "ce", "3 hours" }, { "accounts", "fo", "10 minutes" },
+		{ "other_map", "fo", "2 hours" }, { "accounts", "fo", "0 seconds" },
+	};
+	for (int i = 0; i < 5; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "prune-%u-%d", run_id, i);
+		const char *p[] = { rows[i][0], rows[i][1], ids[i], rows[i][2] };
+		query_ll("WITH x AS (INSERT INTO dw_applied_event (map_name, target_side, event_id, outcome, applied_at) "
+			 "VALUES ($1, $2, $3, 'applied', now() - $4::interval) RETURNING 1) SELECT count(*) FROM x",
+			 4, p);
+	}
+	long long deadline = harness_now_ms() + 20000;
+	long long left = 2;
+	while (harness_now_ms() < deadline) {
+		const char *p[] = { ids[0], ids[1] };
+		left = query_ll("SELECT count(*) FROM dw_applied_event WHERE event_id IN ($1, $2)", 2, p);
+		if (left == 0)
+			break;
+		usleep(200000);
+	}
+	assert_int_equal(0, left);
+	for (int i = 2; i < 5; i++) {
+		const char *p[] = { ids[i] };
+		if (query_ll("SELECT count(*) FROM dw_applied_event WHERE event_id = $1", 1, p) != 1)
+			fail_msg("row %d (%s %s, %s old) was pruned", i, rows[i][0], rows[i][1], rows[i][2]);
+	}
 }
 
 static void test_malformed_event_goes_to_dlq_and_partition_moves_on(void **state)
@@ -1662,6 +1700,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_update_delete_arrive),
 		cmocka_unit_test(test_replay_and_stale_and_echo_write_nothing),
+		cmocka_unit_test(test_old_idempotency_keys_pruned),
 		cmocka_unit_test(test_malformed_event_goes_to_dlq_and_partition_moves_on),
 		cmocka_unit_test(test_validation_error_goes_to_dlq_with_target_body),
 		cmocka_unit_test(test_fo_to_ce_create_update_delete),
@@ -1683,5 +1722,8 @@ int main(void)
 		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
 		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),
 	};
+	const char *only = getenv("DW_TEST_FILTER"); /* e.g. `make valgrind` runs some scenarios */
+	if (only && *only)
+		cmocka_set_test_filter(only);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -182,7 +182,7 @@ static void flush_producer(void)
 static void wait_caught_up(int w, int t)
 {
 	char group[128];
-	snprintf(group, sizeof(group), "dw-apply.%s.%s", w_map[w], w_to[w]);
+	snprintf(group, sizeof(group), "%s.apply.%s.%s", prefix, w_map[w], w_to[w]);
 	at_wait_committed(kcfg.kafka_brokers, group, topics[t], PARTITIONS, WAIT_MS);
 }
 
@@ -443,7 +443,8 @@ static void ce_po_unit(const char *po, int nlines, char products[][40], const ch
 	snprintf(path, sizeof(path), "msdyn_purchaseorders(msdyn_name='%s',msdyn_company=%s)", po, company_guid);
 	snprintf(body, sizeof(body),
 		 "{\"msdyn_vendor@odata.bind\":\"/accounts(%s)\",\"transactioncurrencyid@odata.bind\":"
-		 "\"/transactioncurrencies(%s)\",\"msdyn_ordererpersonnelnumber\":\"000123\"}",
+		 "\"/transactioncurrencies(%s)\",\"msdyn_ordererpersonnelnumber\":\"000123\","
+		 "\"msdyn_dateexpected\":\"2026-12-24\"}",
 		 vendor_guid, cur_guid);
 	cJSON *hdr = ce_call("PATCH", path, body);
 	assert_non_null(hdr);
@@ -499,6 +500,7 @@ static void test_ce_purchase_order_arrives_in_fo_all_at_once(void **state)
 	assert_string_equal(vendor_no, str_of(h, "OrderVendorAccountNumber"));
 	assert_string_equal(CUR, str_of(h, "CurrencyCode"));
 	assert_string_equal("Purch", str_of(h, "PurchaseType"));
+	assert_string_equal("2026-12-24T12:00:00Z", str_of(h, "RequestedDeliveryDate")); /* a date field */
 	cJSON_Delete(h);
 	for (int i = 0; i < 3; i++) {
 		cJSON *l = fo_line(po, i + 1);

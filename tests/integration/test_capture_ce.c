@@ -51,6 +51,14 @@ static int setup_all(void **state)
 	return 0;
 }
 
+/* After each test, also a failed one: no capture left running, no registration left posting. */
+static int teardown_test(void **state)
+{
+	ct_captures_teardown(state);
+	unregister_hooks();
+	return 0;
+}
+
 /* Per test: a fresh environment name (checkpoints, records) and topic prefix. */
 struct fixture {
 	char *env;
@@ -372,6 +380,176 @@ static void unregister_hooks(void)
 }
 
 /*
+ * Posts an account webhook by hand, as Dataverse would, and expects 200. message: "Create",
+ * "Update" or "Delete". Create/Update carry a PostImage at `version`; a Delete carries a PreImage
+ * at pre_version when that is >= 0 (a step registered with a pre-image), else no image.
+ */
+static void post_account_hook(unsigned port, const char *message, const char *id, const char *name,
+			      const char *number, long long version, long long pre_version)
+{
+	char body[8192], url[256], images[2048] = "", target[2048];
+	char attrs[1024];
+	snprintf(attrs, sizeof(attrs),
+		 "[{\"key\":\"accountid\",\"value\":\"%s\"},{\"key\":\"name\",\"value\":\"%s\"},"
+		 "{\"key\":\"accountnumber\",\"value\":\"%s\"},{\"key\":\"msdyn_company\",\"value\":{\"__type\":"
+		 "\"EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts\",\"Id\":\"%s\",\"KeyAttributes\":[],"
+		 "\"LogicalName\":\"cdm_company\",\"Name\":null,\"RowVersion\":null}},"
+		 "{\"key\":\"versionnumber\",\"value\":%lld}]",
+		 id, name, number, company, strcmp(message, "Delete") == 0 ? pre_version : version);
+	int del = strcmp(message, "Delete") == 0;
+	if (del)
+		snprintf(target, sizeof(target),
+			 "{\"__type\":\"EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts\",\"Id\":\"%s\","
+			 "\"KeyAttributes\":[],\"LogicalName\":\"account\",\"Name\":null,\"RowVersion\":null}",
+			 id);
+	else
+		snprintf(target, sizeof(target),
+			 "{\"__type\":\"Entity:http://schemas.microsoft.com/xrm/2011/Contracts\",\"Attributes\":%s,"
+			 "\"Id\":\"%s\",\"LogicalName\":\"account\",\"RowVersion\":\"%lld\"}",
+			 attrs, id, version);
+	if (!del || pre_version >= 0)
+		snprintf(images, sizeof(images),
+			 "[{\"key\":\"%s\",\"value\":{\"Attributes\":%s,\"Id\":\"%s\",\"LogicalName\":\"account\"}}]",
+			 del ? "PreImage" : "PostImage", attrs, id);
+	snprintf(body, sizeof(body),
+		 "{\"CorrelationId\":\"c0ffee00-0000-0000-0002-%012llx\",\"InitiatingUserId\":"
+		 "\"11111111-2222-3333-4444-555555555555\",\"InputParameters\":[{\"key\":\"Target\",\"value\":%s}],"
+		 "\"IsInTransaction\":false,\"MessageName\":\"%s\",\"OperationCreatedOn\":\"/Date(%lld)/\","
+		 "\"PostEntityImages\":%s,\"PreEntityImages\":%s,\"PrimaryEntityId\":\"%s\","
+		 "\"PrimaryEntityName\":\"account\",\"UserId\":\"11111111-2222-3333-4444-555555555555\"}",
+		 (unsigned long long)harness_now_ms() & 0xffffffffffULL, target, message, harness_now_ms(),
+		 del ? "[]" : (images[0] ? images : "[]"), del && images[0] ? images : "[]", id);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/webhook/ce?code=hook-key-1234", port);
+	struct ct_resp r = ct_http("POST", url, "application/json", body, NULL, 0);
+	if (r.status != 200)
+		fail_msg("%s webhook: %ld %s", message, r.status, r.body);
+	ct_resp_free(&r);
+}
+
+/* Creates an account, updates it twice and deletes it through the API; versions[0..2] are the
+ * versions of the create and the two updates. */
+static void account_lifecycle(const char *number, char id[40], long long versions[3], int pause_ms)
+{
+	cJSON *a = create_account("Late one", number, company);
+	snprintf(id, 40, "%s", sget(a, "accountid"));
+	cJSON_Delete(a);
+	versions[0] = row_version("accounts", id);
+	if (pause_ms)
+		ct_sleep_ms(pause_ms);
+	patch("accounts", id, "{\"name\":\"Late two\"}");
+	versions[1] = row_version("accounts", id);
+	patch("accounts", id, "{\"name\":\"Late three\"}");
+	versions[2] = row_version("accounts", id);
+	delete_row("accounts", id);
+}
+
+/* The delete events of account id in msgs[0..n): all share one event id, have a version above
+ * `above`, and the last message of the record on the topic is a delete. Returns how many. */
+static size_t check_deletes_last(const struct ct_msg *msgs, size_t n, const char *id, long long above)
+{
+	size_t deletes = 0;
+	long last = -1, first_del = -1;
+	for (size_t i = 0; i < n; i++) {
+		const char *rid = sget(msgs[i].ev.key, "accountid");
+		if (!rid || strcmp(rid, id) != 0)
+			continue;
+		last = (long)i;
+		if (msgs[i].ev.op != EVENT_OP_DELETE)
+			continue;
+		if (msgs[i].ev.source.version <= above)
+			fail_msg("delete event at version %lld, not above the last update's %lld",
+				 msgs[i].ev.source.version, above);
+		if (first_del < 0)
+			first_del = (long)i;
+		else
+			assert_string_equal(msgs[first_del].ev.id, msgs[i].ev.id);
+		deletes++;
+	}
+	assert_true(deletes > 0);
+	assert_int_equal(EVENT_OP_DELETE, msgs[last].ev.op);
+	return deletes;
+}
+
+/*
+ * Change tracking sees a row's deletion before the webhooks of its last changes arrive (here they
+ * are posted a second after the delete; delta polls every 200 ms). The delete carries no version:
+ * it is held for the grace like a recent change, and its version is assigned only when it goes
+ * out, above every version of the row (the webhooks' updates are all published, none is dropped
+ * as a change of a deleted row, and the delete comes last).
+ */
+static void test_delta_delete_waits_for_late_webhooks(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "DW_CAPTURE_DELTA_GRACE=3s", NULL);
+	struct ct_capture c = ct_capture_start("ce", f.envp, 0, 1);
+	const char *topics[] = { f.topics[0] };
+	struct ct_consumer k = ct_consumer_new(topics, 1);
+	char *u = short_unique("L");
+	char id[40], num[64];
+	long long v[3];
+	snprintf(num, sizeof(num), "%s-1", u);
+	account_lifecycle(num, id, v, 700); /* change tracking sees the row, then its deletion */
+	ct_sleep_ms(1000);
+	post_account_hook(c.port, "Create", id, "Late one", num, v[0], -1);
+	post_account_hook(c.port, "Update", id, "Late two", num, v[1], -1);
+	post_account_hook(c.port, "Update", id, "Late three", num, v[2], -1);
+	post_account_hook(c.port, "Delete", id, NULL, num, 0, -1);
+
+	static struct ct_msg msgs[64];
+	size_t n = 0;
+	ct_consume(&k, msgs, &n, 64, 5, 3000, CT_WAIT_MS); /* past the grace: the held delete too */
+	for (int i = 0; i < 3; i++)
+		if (find(msgs, n, id, v[i]) < 0)
+			fail_msg("version %lld (change %d) is not on the topic (%zu messages)", v[i], i, n);
+	/* the webhook's delete and change tracking's: one change, one id */
+	assert_int_equal(2, check_deletes_last(msgs, n, id, v[2]));
+	assert_int_equal(0, ct_capture_wait(&c, 1));
+	ct_msgs_free(msgs, n);
+	ct_consumer_free(&k);
+	free(u);
+	fixture_free(&f);
+}
+
+/*
+ * Webhooks of one row out of order (Dataverse's async deliveries are not ordered): the delete's
+ * arrives before the last update's. Its pre-image gives the row's last version, so the delete
+ * orders after that update; the update, arriving later, finds the row gone and adds nothing.
+ */
+static void test_delete_preimage_orders_after_pending_update(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f, "DW_CAPTURE_DELTA=false", NULL);
+	struct ct_capture c = ct_capture_start("ce", f.envp, 0, 1);
+	const char *topics[] = { f.topics[0] };
+	struct ct_consumer k = ct_consumer_new(topics, 1);
+	char *u = short_unique("P");
+	char id[40], num[64];
+	long long v[3];
+	snprintf(num, sizeof(num), "%s-1", u);
+	account_lifecycle(num, id, v, 0);
+	post_account_hook(c.port, "Create", id, "Late one", num, v[0], -1);
+	post_account_hook(c.port, "Update", id, "Late two", num, v[1], -1);
+	post_account_hook(c.port, "Delete", id, NULL, num, 0, v[2]);
+	post_account_hook(c.port, "Update", id, "Late three", num, v[2], -1);
+
+	static struct ct_msg msgs[64];
+	size_t n = 0;
+	ct_consume(&k, msgs, &n, 64, 3, 1500, CT_WAIT_MS);
+	assert_int_equal(3, n);
+	assert_true(find(msgs, n, id, v[0]) >= 0);
+	assert_true(find(msgs, n, id, v[1]) >= 0);
+	assert_int_equal(1, check_deletes_last(msgs, n, id, v[2]));
+	assert_int_equal(v[2] + 1, msgs[n - 1].ev.source.version);
+	assert_int_equal(0, ct_capture_wait(&c, 1));
+	ct_msgs_free(msgs, n);
+	ct_consumer_free(&k);
+	free(u);
+	fixture_free(&f);
+}
+
+/*
  * Webhooks and change tracking together: each change has exactly one event id (perhaps published
  * twice), and a purchase order header with three lines created in one changeset arrives as one
  * unit (txn total 4, orders 1..4, one transaction id).
@@ -677,6 +855,7 @@ static void test_txn_staged_in_kafka_survives_kill(void **state)
 	kill(c.pid, SIGKILL);
 	int wst;
 	waitpid(c.pid, &wst, 0);
+	ct_capture_track(c.pid, 0);
 	for (size_t i = 0; f.envp[i]; i++)
 		if (strncmp(f.env_vars[i], "DW_CAPTURE_TXN_SETTLE=", 22) == 0)
 			snprintf(f.env_vars[i], 512, "DW_CAPTURE_TXN_SETTLE=200ms");
@@ -893,13 +1072,15 @@ int main(void)
 {
 	log_init("test_capture_ce", LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_delta_every_change_once),
-		cmocka_unit_test(test_webhook_and_delta_one_id_and_txn_unit),
-		cmocka_unit_test(test_webhook_refusals),
-		cmocka_unit_test(test_stripped_post_rereads),
-		cmocka_unit_test(test_tables_from_maps),
-		cmocka_unit_test(test_txn_staged_in_kafka_survives_kill),
-		cmocka_unit_test(test_delta_waits_for_txn_webhooks),
+		cmocka_unit_test_teardown(test_delta_every_change_once, teardown_test),
+		cmocka_unit_test_teardown(test_webhook_and_delta_one_id_and_txn_unit, teardown_test),
+		cmocka_unit_test_teardown(test_webhook_refusals, teardown_test),
+		cmocka_unit_test_teardown(test_stripped_post_rereads, teardown_test),
+		cmocka_unit_test_teardown(test_tables_from_maps, teardown_test),
+		cmocka_unit_test_teardown(test_txn_staged_in_kafka_survives_kill, teardown_test),
+		cmocka_unit_test_teardown(test_delta_waits_for_txn_webhooks, teardown_test),
+		cmocka_unit_test_teardown(test_delta_delete_waits_for_late_webhooks, teardown_test),
+		cmocka_unit_test_teardown(test_delete_preimage_orders_after_pending_update, teardown_test),
 	};
 	const char *only = getenv("DW_TEST_FILTER"); /* e.g. `make valgrind` runs one scenario */
 	if (only && *only)

@@ -25,6 +25,14 @@ static int setup_all(void **state)
 	return 0;
 }
 
+/* After each test, also a failed one: no capture left running, no registration left posting. */
+static int teardown_test(void **state)
+{
+	ct_captures_teardown(state);
+	unregister_hooks();
+	return 0;
+}
+
 struct fixture {
 	char *env;
 	char *prefix;
@@ -419,14 +427,86 @@ static void test_modified_time_polling(void **state)
 	fixture_free(&f);
 }
 
+/*
+ * Without DW_CAPTURE_TABLES the tables come from the maps: the accounts map's FO side
+ * (CustomersV3, keyed by dataAreaId + CustomerAccount) with the data event named in
+ * DW_CAPTURE_FO_EVENTS. A map whose entity set has no data event there stops the start with a
+ * message naming the map and the set.
+ */
+static void test_tables_from_maps(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f);
+	char dir[] = "/tmp/dw-capture-fo-maps-XXXXXX", path[512];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/accounts.json", dir);
+	char *map = ct_read_file("schemas/maps/accounts.json");
+	assert_non_null(map);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(strlen(map), fwrite(map, 1, strlen(map), fp));
+	assert_int_equal(0, fclose(fp));
+	free(map);
+	snprintf(f.env_vars[2], 512, "DW_MAPS_DIR=%s", dir);
+
+	/* no data event named for CustomersV3: refused at start */
+	snprintf(f.env_vars[7], 512, "DW_CAPTURE_FO_EVENTS=PurchaseOrderHeadersV2=mserp_purchpurchaseorderheaderv2entity");
+	f.envp[7] = f.env_vars[7];
+	f.envp[8] = NULL;
+	struct ct_capture c = ct_capture_start("fo", f.envp, 1, 0);
+	assert_int_not_equal(0, ct_capture_wait(&c, 0));
+	char *log = ct_read_file(c.log);
+	assert_non_null(log);
+	assert_non_null(strstr(log, "map accounts: DW_CAPTURE_FO_EVENTS names no data event for CustomersV3"));
+	free(log);
+
+	snprintf(f.env_vars[7], 512, "DW_CAPTURE_FO_EVENTS=CustomersV3=mserp_custcustomerv3entity");
+	c = ct_capture_start("fo", f.envp, 0, 1);
+	register_hook("CustomersV3", c.port);
+	const char *topics[] = { f.topics[0] };
+	struct ct_consumer k = ct_consumer_new(topics, 1);
+	char *acct = harness_unique("M");
+	char body[512];
+	snprintf(body, sizeof(body),
+		 "{\"dataAreaId\":\"usrt\",\"CustomerAccount\":\"%s\",\"OrganizationName\":\"From maps\","
+		 "\"CustomerGroupId\":\"10\"}",
+		 acct);
+	api_ok("POST", "CustomersV3", body, 201);
+	struct ct_msg msgs[8];
+	size_t n = 0;
+	ct_consume(&k, msgs, &n, 8, 1, 1000, CT_WAIT_MS);
+	assert_int_equal(1, n);
+	assert_int_equal(EVENT_OP_CREATE, msgs[0].ev.op);
+	assert_string_equal("usrt", sget(msgs[0].ev.key, "dataAreaId"));
+	assert_string_equal(acct, sget(msgs[0].ev.key, "CustomerAccount"));
+	assert_int_equal(2, cJSON_GetArraySize(msgs[0].ev.key));
+	unregister_hooks();
+	assert_int_equal(0, ct_capture_wait(&c, 1));
+	log = ct_read_file(c.log);
+	assert_non_null(log);
+	char from[600];
+	snprintf(from, sizeof(from), "\"from\":\"maps in %s\"", dir);
+	assert_non_null(strstr(log, from));
+	assert_non_null(strstr(log, "\"tables\":\"CustomersV3@mserp_custcustomerv3entity:dataAreaId+CustomerAccount\""));
+	free(log);
+	assert_int_equal(0, unlink(path));
+	assert_int_equal(0, rmdir(dir));
+	ct_msgs_free(msgs, n);
+	ct_consumer_free(&k);
+	free(acct);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	log_init("test_capture_fo", LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_data_events_every_change_once),
-		cmocka_unit_test(test_redelivery_same_id),
-		cmocka_unit_test(test_changeset_one_unit),
-		cmocka_unit_test(test_modified_time_polling),
+		cmocka_unit_test_teardown(test_data_events_every_change_once, teardown_test),
+		cmocka_unit_test_teardown(test_redelivery_same_id, teardown_test),
+		cmocka_unit_test_teardown(test_changeset_one_unit, teardown_test),
+		cmocka_unit_test_teardown(test_modified_time_polling, teardown_test),
+		cmocka_unit_test_teardown(test_tables_from_maps, teardown_test),
 	};
 	return cmocka_run_group_tests(tests, setup_all, NULL);
 }

@@ -515,7 +515,9 @@ static void test_replay_refused_while_worker_runs(void **state)
 	(void)state;
 	long before = fo_total_writes();
 	assert_int_equal(1, ctl("replay --map accounts --to fo --from-beginning"));
-	assert_non_null(strstr(eout, "dw-apply.accounts.fo has 1 active member"));
+	char want[128];
+	snprintf(want, sizeof(want), "%s.apply.accounts.fo has 1 active member", prefix);
+	assert_non_null(strstr(eout, want));
 	assert_int_equal(0, (long)status_num("lag")); /* nothing was reset */
 	assert_int_equal(before, fo_total_writes());
 }
@@ -614,9 +616,9 @@ static void test_kafka_own_reset_tool_writes_nothing(void **state)
 	char cmd[2048];
 	snprintf(cmd, sizeof(cmd),
 		 "java -cp '.deps/kafka/libs/*' org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "
-		 "--bootstrap-server %s --group dw-apply.accounts.fo --reset-offsets --to-earliest --topic %s "
+		 "--bootstrap-server %s --group %s.apply.accounts.fo --reset-offsets --to-earliest --topic %s "
 		 "--execute >'%s' 2>&1",
-		 kcfg.kafka_brokers, topic, errpath);
+		 kcfg.kafka_brokers, prefix, topic, errpath);
 	int st = system(cmd);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		read_file(errpath, eout, sizeof(eout));

@@ -278,6 +278,36 @@ static void test_edited_or_unknown_migration_refused(void **state)
 	assert_non_null(strstr(err, "001_first.sql"));
 }
 
+/* Migration 005 drops capture's old PostgreSQL staging table, but never with events in it: it
+ * stops, names the table and the count, and leaves the schema at version 4; emptied, it goes on. */
+static void test_capture_pending_not_dropped_with_events(void **state)
+{
+	struct fixture *f = *state;
+	struct migrate_result res;
+	unsigned upto4 = 0;
+	int v = 0;
+	while (upto4 < migrate_files_len && migrate_version(migrate_files[upto4].name, &v) == 0 && v <= 4)
+		upto4++;
+	assert_int_equal(4, upto4);
+	if (migrate_run(f->conn, migrate_files, upto4, &res, err, sizeof(err)) != 0)
+		fail_msg("up to 4: %s", err);
+	if (store_exec(f->conn,
+		       "INSERT INTO dw_capture_pending (side, environment, txn_id, event_id, event) "
+		       "VALUES ('ce', 'prod', 't1', 'e1', '{}')",
+		       0, NULL, NULL, err, sizeof(err)) != 0)
+		fail_msg("insert: %s", err);
+	assert_int_equal(-1, migrate_run(f->conn, migrate_files, migrate_files_len, &res, err, sizeof(err)));
+	assert_non_null(strstr(err, "005_"));
+	assert_non_null(strstr(err, "dw_capture_pending holds 1 event(s)"));
+	assert_int_equal(4, query_ll(f->conn, "SELECT max(version) FROM dw_schema_version"));
+	assert_int_equal(1, query_ll(f->conn, "SELECT count(*) FROM dw_capture_pending"));
+	if (store_exec(f->conn, "DELETE FROM dw_capture_pending", 0, NULL, NULL, err, sizeof(err)) != 0)
+		fail_msg("delete: %s", err);
+	if (migrate_run(f->conn, migrate_files, migrate_files_len, &res, err, sizeof(err)) != 0)
+		fail_msg("after emptying: %s", err);
+	assert_int_equal(0, query_ll(f->conn, "SELECT (to_regclass('dw_capture_pending') IS NOT NULL)::int"));
+}
+
 static void test_out_of_order_files_refused_before_touching_db(void **state)
 {
 	struct fixture *f = *state;
@@ -301,6 +331,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failing_migration_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edited_or_unknown_migration_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order_files_refused_before_touching_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capture_pending_not_dropped_with_events, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

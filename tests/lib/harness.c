@@ -44,3 +44,20 @@ const char *harness_bin(const char *name)
 	snprintf(path, sizeof(path), "%s/bin/%s", build && *build ? build : "build/release", name);
 	return path;
 }
+
+void harness_exec(const char *wrapper_env, const char *bin, const char *const *args)
+{
+	const char *wrap = wrapper_env ? getenv(wrapper_env) : NULL;
+	char *words = wrap && *wrap ? strdup(wrap) : NULL;
+	const char *argv[64];
+	size_t n = 0;
+	char *save = NULL;
+	for (char *w = words ? strtok_r(words, " \t", &save) : NULL; w && n < 32; w = strtok_r(NULL, " \t", &save))
+		argv[n++] = w;
+	argv[n++] = bin;
+	for (size_t i = 0; args[i] && n < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	execvp(argv[0], (char *const *)argv);
+	free(words);
+}

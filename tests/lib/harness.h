@@ -19,4 +19,11 @@ long long harness_now_ms(void);
 /* Path of a built program (DW_BUILD/bin/<name>), in a static buffer. */
 const char *harness_bin(const char *name);
 
+/*
+ * In a forked child: execs program `bin` with args (NULL-terminated, without argv[0]), behind the
+ * words of environment variable wrapper_env when it is set (e.g. DW_TEST_APPLY_WRAPPER="valgrind
+ * --leak-check=full --error-exitcode=1": `make valgrind`). Returns only when exec fails.
+ */
+void harness_exec(const char *wrapper_env, const char *bin, const char *const *args);
+
 #endif

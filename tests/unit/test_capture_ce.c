@@ -216,6 +216,23 @@ static void test_webhook_delete_and_stripped(void **state)
 	assert_null(h.ev.data);
 	assert_string_equal("6d81597f-0f9f-e711-8122-000d3aa2331c",
 			    cJSON_GetObjectItem(h.ev.key, "accountid")->valuestring);
+	assert_int_equal(0, h.ev.source.version); /* no pre-image: the record table decides */
+	capture_ce_hook_clear(&h);
+	free(body);
+
+	/* a pre-image gives the lowest version the delete may get: its version + 1 */
+	body = slurp("ce_webhook_delete_preimage.json", &len);
+	assert_int_equal(0, capture_ce_webhook_parse(&ctx, &t, 1, body, len, 0, &h, err, sizeof(err)));
+	assert_int_equal(CAPTURE_CE_HOOK_DELETE, h.action);
+	assert_int_equal(4712, h.ev.source.version);
+	capture_ce_hook_clear(&h);
+	/* without the versionnumber attribute the image's RowVersion serves */
+	char *cut = strstr(body, ",\n   {\"key\":\"versionnumber\",\"value\":4711}");
+	assert_non_null(cut);
+	const char *rest = strchr(cut + 1, '}') + 1;
+	memmove(cut, rest, strlen(rest) + 1);
+	assert_int_equal(0, capture_ce_webhook_parse(&ctx, &t, 1, body, strlen(body), 0, &h, err, sizeof(err)));
+	assert_int_equal(4712, h.ev.source.version);
 	capture_ce_hook_clear(&h);
 	free(body);
 

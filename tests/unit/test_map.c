@@ -344,6 +344,9 @@ static void test_malformed_maps_name_file_path_and_reason(void **state)
 		{ "value_map_bad_pair", "value_maps.on_hold[1].ce: must be a string, number, boolean or null, got object" },
 		{ "lookup_without_ce", "fields[2].lookup: a lookup needs a ce column (the lookup column), but ce is null" },
 		{ "lookup_with_value_map", "fields[2].value_map: a lookup field cannot also have a value map" },
+		{ "date_with_lookup",
+		  "fields[2].date: a date field maps a date column on each side: no value map, lookup or none source" },
+		{ "date_not_boolean", "fields[1].date: must be true or false, got string" },
 		{ "company_not_in_key",
 		  "company.ce: 'msdyn_company' must be one of the ce.key fields (the company is part of every key)" },
 		{ "company_in_fields",
@@ -1287,12 +1290,14 @@ static void test_fs_purchase_order_header_both_ways(void **state)
 		     "{`msdyn_name`:`PO-000123`,`_msdyn_company_value`:`" G_USMF "`}",
 		     "{`msdyn_name`:`PO-000123`,`_msdyn_company_value`:`" G_USMF "`,`_msdyn_vendor_value`:`" G_VENDOR "`,"
 		     "`_msdyn_invoicevendoraccount_value`:null,`_transactioncurrencyid_value`:`" G_USD "`,"
-		     "`msdyn_ordererpersonnelnumber`:`000042`,`msdyn_purchaseorderstatus`:192350001,`msdyn_city`:`Oslo`}",
+		     "`msdyn_ordererpersonnelnumber`:`000042`,`msdyn_purchaseorderstatus`:192350001,`msdyn_city`:`Oslo`,"
+		     "`msdyn_dateexpected`:`2026-12-01T00:00:00Z`}",
 		     &w);
 	assert_json(w.key, "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-000123`}");
+	/* a date: capture's midnight-UTC form of the CE date-only value -> F&O's date-only form */
 	assert_json(w.payload, "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-000123`,`OrderVendorAccountNumber`:`V-1001`,"
 			       "`InvoiceVendorAccountNumber`:null,`CurrencyCode`:`USD`,`OrdererPersonnelNumber`:`000042`,"
-			       "`PurchaseType`:`Purch`}");
+			       "`RequestedDeliveryDate`:`2026-12-01T12:00:00Z`,`PurchaseType`:`Purch`}");
 	map_write_clear(&w);
 	/* FO -> CE: vendor bound by account number and company, statuses value-mapped */
 	transform_ok(MAPS "/purchase_order_headers.json", "fo", "PurchaseOrderHeadersV2",
@@ -1309,9 +1314,45 @@ static void test_fs_purchase_order_header_both_ways(void **state)
 		    "`msdyn_vendor@odata.bind`:`/accounts(accountnumber='V-1001',msdyn_company=" G_USMF ")`,"
 		    "`msdyn_invoicevendoraccount@odata.bind`:null,"
 		    "`transactioncurrencyid@odata.bind`:`/transactioncurrencies(isocurrencycode='USD')`,"
+		    "`msdyn_dateexpected`:`2026-12-01`,"
 		    "`msdyn_purchaseorderstatus`:192350002,`msdyn_documentapprovalstatus`:192350006,`msdyn_address1`:`1 Quay`,"
 		    "`msdyn_city`:`Oslo`,`msdyn_postalcode`:`0150`,`msdyn_country`:`NOR`}");
 	map_write_clear(&w);
+}
+
+/* Date fields: F&O's empty date and CE's null are the same; what is not a date is refused with
+ * the field and the value; a date field cannot be a lookup or have a value map. */
+static void test_date_fields(void **state)
+{
+	(void)state;
+	struct map_write w;
+	transform_ok(MAPS "/purchase_order_headers.json", "fo", "PurchaseOrderHeadersV2",
+		     "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-1`}",
+		     "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-1`,`RequestedDeliveryDate`:`1900-01-01T00:00:00Z`}", &w);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(w.payload, "msdyn_dateexpected")));
+	map_write_clear(&w);
+	transform_ok(MAPS "/purchase_order_headers.json", "ce", "msdyn_purchaseorder",
+		     "{`msdyn_name`:`PO-2`,`_msdyn_company_value`:`" G_USMF "`}",
+		     "{`msdyn_name`:`PO-2`,`_msdyn_company_value`:`" G_USMF "`,`msdyn_dateexpected`:null}", &w);
+	assert_string_equal("1900-01-01T12:00:00Z", cJSON_GetObjectItem(w.payload, "RequestedDeliveryDate")->valuestring);
+	map_write_clear(&w);
+	transform_ok(MAPS "/purchase_order_headers.json", "ce", "msdyn_purchaseorder",
+		     "{`msdyn_name`:`PO-3`,`_msdyn_company_value`:`" G_USMF "`}",
+		     "{`msdyn_name`:`PO-3`,`_msdyn_company_value`:`" G_USMF "`,`msdyn_dateexpected`:`2027-02-28`}", &w);
+	assert_string_equal("2027-02-28T12:00:00Z", cJSON_GetObjectItem(w.payload, "RequestedDeliveryDate")->valuestring);
+	map_write_clear(&w);
+
+	struct map *m = load(MAPS "/purchase_order_headers.json");
+	struct fake fk = { 0 };
+	struct map_resolver r = { fake_resolve, &fk, fake_guid };
+	struct event ev;
+	char err[512];
+	make_event(&ev, "fo", "PurchaseOrderHeadersV2", "update", "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-4`}",
+		   "{`dataAreaId`:`usmf`,`PurchaseOrderNumber`:`PO-4`,`RequestedDeliveryDate`:`next week`}");
+	assert_int_equal(MAP_ERR_EVENT, map_transform(m, &ev, &r, &w, err, sizeof(err)));
+	assert_non_null(strstr(err, "RequestedDeliveryDate: \"next week\" is not a date"));
+	event_clear(&ev);
+	map_free(m);
 }
 
 static void test_fs_purchase_order_line_keyed_by_its_header(void **state)
@@ -1406,6 +1447,7 @@ int main(void)
 		cmocka_unit_test(test_fs_products_from_fo_with_value_maps),
 		cmocka_unit_test(test_fs_purchase_order_header_both_ways),
 		cmocka_unit_test(test_fs_purchase_order_line_keyed_by_its_header),
+		cmocka_unit_test(test_date_fields),
 		cmocka_unit_test(test_fs_product_inventory_binds_product_warehouse_and_unit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -116,6 +116,10 @@ struct apply {
 	long txn_timeout_ms;         /* a unit still incomplete this long after its first part is
 				      * dead-lettered */
 	long long next_txn_check_ms;
+	/* idempotency keys (DESIGN 6: pruned after the topic retention) */
+	long long applied_retention_ms; /* dw_applied_event rows older than this are deleted */
+	long long prune_interval_ms;    /* how often */
+	long long next_prune_ms;
 };
 
 /* The batch result. */
@@ -150,6 +154,11 @@ int apply_redrive(struct apply *a, char *errbuf, size_t errlen) __attribute__((w
  * parts are cleared. Returns 0, or -1 with errbuf on a fatal dead-letter producer error.
  */
 int apply_expire_units(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* Every prune_interval_ms: deletes this map and target's idempotency keys older than
+ * applied_retention_ms, a bounded number per call so the loop stays responsive. A database error
+ * is logged and retried at the next interval (never fatal). */
+void apply_prune(struct apply *a);
 
 /* Resumes the partitions paused for a back-off once it has passed. */
 void apply_resume_due(struct apply *a);
@@ -274,12 +283,6 @@ int produce_dlq(struct apply *a, struct item *items, size_t n);
  * and applies the unit when this part completes it. A part whose event id is recorded (its unit
  * was applied or dead-lettered) is a duplicate. Returns APPLY_OK or APPLY_FATAL. */
 int stage_part(struct apply *a, struct item *it);
-
-/* The source topic (<prefix>.<from>.<entity, lower case>) and dead-letter topic
- * (<prefix>.dlq.<map>.<to>) of map m. Returns 0, or -1 with err. */
-int apply_topics(const char *prefix, const struct map *m, enum event_side from, const char *to_name, char *source,
-		 size_t source_len, char *dlq, size_t dlq_len, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
 
 /* The map a part of one of the worker's units belongs to, by the part's source entity: the
  * worker's own map, or a map of the worker's map set with the same atomic_unit that syncs the

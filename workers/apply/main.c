@@ -10,6 +10,7 @@
 
 #include "apply.h"
 #include "log.h"
+#include "mapnames.h"
 #include "store.h"
 
 static const char usage[] =
@@ -24,6 +25,8 @@ static const char usage[] =
 	"  DW_APPLY_HTTP_PARALLEL (4: $batch requests in flight at once per batch),\n"
 	"  DW_APPLY_BACKOFF_MAX_MS (60000), DW_APPLY_DLQ_PARTITIONS (1), DW_APPLY_DLQ_REPLICATION (1),\n"
 	"  DW_APPLY_STATE_CHECK_MS (5000: how often the map's paused/failed state is read),\n"
+	"  DW_APPLY_APPLIED_RETENTION (8d: idempotency keys older than this are pruned; keep it above the\n"
+	"  topic retention), DW_APPLY_PRUNE_INTERVAL (1h),\n"
 	"  DW_HTTP_ADDR, DW_HTTP_PORT (8080; /healthz /readyz /metrics), DW_KAFKA_* (librdkafka)\n"
 	"exit status: 0 clean shutdown, 1 failure, 2 usage error\n";
 
@@ -178,7 +181,7 @@ int main(int argc, char **argv)
 
 	long batch_max = 1000, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
 	long http_parallel = 4;
-	long long txn_timeout = 300000;
+	long long txn_timeout = 300000, applied_retention = 8LL * 86400000, prune_interval = 3600000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_MAX", 1000, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
@@ -189,6 +192,10 @@ int main(int argc, char **argv)
 	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_REDRIVE_MS", 5000, 100, 3600000, &redrive, err, sizeof(err)) != 0 ||
 	    config_duration_ms("DW_APPLY_TXN_TIMEOUT", 300000, 1000, 86400000LL, &txn_timeout, err, sizeof(err)) != 0 ||
+	    config_duration_ms("DW_APPLY_APPLIED_RETENTION", applied_retention, 1000, 3650 * 86400000LL, &applied_retention,
+			       err, sizeof(err)) != 0 ||
+	    config_duration_ms("DW_APPLY_PRUNE_INTERVAL", prune_interval, 1000, 86400000LL, &prune_interval, err,
+			       sizeof(err)) != 0 ||
 	    httpd_config_load(&hc, err, sizeof(err)) != 0) {
 		log_error("configuration", "error", err);
 		goto out;
@@ -226,6 +233,8 @@ int main(int argc, char **argv)
 	a.state_check_ms = state_check;
 	a.redrive_ms = redrive;
 	a.txn_timeout_ms = (long)txn_timeout;
+	a.applied_retention_ms = applied_retention;
+	a.prune_interval_ms = prune_interval;
 	if (batch_max <= 1)
 		log_warn("DW_APPLY_BATCH_MAX=1 sends one request per write: atomic units (txn) are then written "
 			 "part by part, not all or nothing",
@@ -234,11 +243,13 @@ int main(int argc, char **argv)
 		log_error("out of memory", "where", "error threshold");
 		goto out;
 	}
-	if (apply_topics(cfg.topic_prefix, a.map, a.from, a.to_name, a.source_topic, sizeof(a.source_topic), a.dlq_topic,
-			 sizeof(a.dlq_topic), err, sizeof(err)) != 0) {
-		log_error("source topic", "error", err);
+	struct mapnames names;
+	if (mapnames_of(cfg.topic_prefix, a.map, a.to, &names, err, sizeof(err)) != 0) {
+		log_error("topic names", "error", err);
 		goto out;
 	}
+	snprintf(a.source_topic, sizeof(a.source_topic), "%s", names.source_topic);
+	snprintf(a.dlq_topic, sizeof(a.dlq_topic), "%s", names.dlq_topic);
 	a.maps = maps;
 
 	reg = metrics_new();
@@ -294,13 +305,12 @@ int main(int argc, char **argv)
 	a.pg = pg;
 	/* a unit's parts of a sibling map go to that map's dead-letter topic (unit.c) */
 	for (size_t i = 0; a.map->atomic_unit && i < maps->n; i++) {
-		char src[256], sdlq[256];
+		struct mapnames sn;
 		const struct map *m = maps->maps[i];
 		if (m == a.map || apply_unit_sibling(&a, map_side_of(m, a.from)->entity) != m)
 			continue;
-		if (apply_topics(cfg.topic_prefix, m, a.from, a.to_name, src, sizeof(src), sdlq, sizeof(sdlq), err,
-				 sizeof(err)) != 0 ||
-		    ensure_dlq(&cfg, sdlq, err, sizeof(err)) != 0) {
+		if (mapnames_of(cfg.topic_prefix, m, a.to, &sn, err, sizeof(err)) != 0 ||
+		    ensure_dlq(&cfg, sn.dlq_topic, err, sizeof(err)) != 0) {
 			log_error("dead-letter topic of a sibling map", "map", m->name, "error", err);
 			goto out;
 		}
@@ -313,8 +323,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a.dlq = dlq;
-	char group[160];
-	snprintf(group, sizeof(group), "dw-apply.%s.%s", a.map->name, a.to_name);
+	const char *group = names.group;
 	char *instance = NULL;
 	if (config_str("DW_KAFKA_GROUP_INSTANCE_ID", NULL, &instance, err, sizeof(err)) != 0) {
 		log_error("configuration", "error", err);
@@ -344,6 +353,7 @@ int main(int argc, char **argv)
 		if (apply_check_map_state(&a, err, sizeof(err)) != 0)
 			log_warn("map state not read; keeping the last known", "error", err);
 		apply_resume_due(&a);
+		apply_prune(&a);
 		if (apply_redrive(&a, err, sizeof(err)) != 0 || apply_expire_units(&a, err, sizeof(err)) != 0) {
 			log_error("kafka fatal error", "error", err);
 			exit_code = 1;

@@ -9,6 +9,7 @@
 
 #include "apply.h"
 #include "log.h"
+#include "mapnames.h"
 #include "sha256.h"
 
 /* A unit that must be tried again: the completing message is retried (none for an expired unit:
@@ -29,25 +30,6 @@ struct unit_map {
 	struct apply a;
 	struct applystate *own; /* the state handle made for a sibling; NULL for the worker's map */
 };
-
-int apply_topics(const char *prefix, const struct map *m, enum event_side from, const char *to_name, char *source,
-		 size_t source_len, char *dlq, size_t dlq_len, char *err, size_t errlen)
-{
-	char table[160], entity[130];
-	const char *e = map_side_of(m, from)->entity;
-	size_t k = 0;
-	for (; e[k] && k < sizeof(entity) - 1; k++)
-		entity[k] = (char)(e[k] >= 'A' && e[k] <= 'Z' ? e[k] - 'A' + 'a' : e[k]);
-	entity[k] = '\0';
-	snprintf(table, sizeof(table), "%s.%s", event_side_name(from), entity);
-	if (kafka_table_topic(prefix, table, source, source_len, err, errlen) != 0)
-		return -1;
-	if ((size_t)snprintf(dlq, dlq_len, "%s.dlq.%s.%s", prefix, m->name, to_name) >= dlq_len) {
-		snprintf(err, errlen, "dead-letter topic name of map %s too long", m->name);
-		return -1;
-	}
-	return 0;
-}
 
 const struct map *apply_unit_sibling(const struct apply *a, const char *entity)
 {
@@ -92,14 +74,16 @@ static int unit_map_of(struct apply *a, const char *part, struct unit_map *um, s
 	if (m != a->map) {
 		x->a.map = m;
 		x->a.err_times = NULL; /* sized for the worker's own map's threshold */
+		struct mapnames names;
 		if (!a->pg || applystate_new(a->pg, m->name, a->to_name, &x->own, err, errlen) != 0 ||
-		    apply_topics(a->cfg->topic_prefix, m, a->from, a->to_name, x->a.source_topic,
-				 sizeof(x->a.source_topic), x->a.dlq_topic, sizeof(x->a.dlq_topic), err, errlen) != 0) {
+		    mapnames_of(a->cfg->topic_prefix, m, a->to, &names, err, errlen) != 0) {
 			if (!a->pg)
 				snprintf(err, errlen, "no PostgreSQL connection for map %s", m->name);
 			applystate_free(x->own);
 			return -1;
 		}
+		snprintf(x->a.source_topic, sizeof(x->a.source_topic), "%s", names.source_topic);
+		snprintf(x->a.dlq_topic, sizeof(x->a.dlq_topic), "%s", names.dlq_topic);
 		x->a.state = x->own;
 	}
 	return (int)(*n)++;

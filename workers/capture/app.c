@@ -445,8 +445,8 @@ int app_complete_delete(struct app *a, struct event *ev, const char *record_id, 
 		snprintf(errbuf, errlen, "out of memory");
 		goto out;
 	}
-	if (capture_records_delete(a->rec, a->set.side_name, a->set.env, ev->source.entity, record_id, key_text, &version,
-			   &stored, errbuf, errlen) != 0)
+	if (capture_records_delete(a->rec, a->set.side_name, a->set.env, ev->source.entity, record_id, key_text,
+				   ev->source.version, &version, &stored, errbuf, errlen) != 0)
 		goto out;
 	cJSON *key = cJSON_Parse(stored);
 	if (!cJSON_IsObject(key)) {

@@ -99,7 +99,9 @@ int app_confirm(struct app *a, const struct event *evs, size_t n, const int *ali
 	__attribute__((warn_unused_result));
 
 /* Completes a delete skeleton: assigns the version and the full key from the record table, then
- * computes the id. record_id: CE GUID or FO canonical key. Returns 0 or -1 with errbuf. */
+ * computes the id. The skeleton's source.version, when above 0, is the lowest version the delete
+ * may get (a webhook pre-image's version + 1); completing an event twice gives the same result.
+ * record_id: CE GUID or FO canonical key. Returns 0 or -1 with errbuf. */
 int app_complete_delete(struct app *a, struct event *ev, const char *record_id, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 

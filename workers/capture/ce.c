@@ -99,8 +99,8 @@ static long page_events(struct app *a, const struct capture_ce_table *t, const s
 		struct event *ev = &evs[m];
 		alive[m] = 0;
 		if (en->deleted) {
-			if (capture_ce_delete_event(&ctx, t, en->id, wall_ms(), NULL, ev, e, sizeof(e)) != 0 ||
-			    app_complete_delete(a, ev, en->id, e, sizeof(e)) != 0) {
+			/* completed (version, key, id) only when it goes out: see complete_deletes */
+			if (capture_ce_delete_event(&ctx, t, en->id, wall_ms(), NULL, ev, e, sizeof(e)) != 0) {
 				snprintf(errbuf, errlen, "%s", e);
 				event_clear(ev);
 				m = -1;
@@ -171,6 +171,23 @@ out:
 	return m;
 }
 
+/* Completes the delete skeletons among evs[0..n) (op delete, no id yet): version and key from the
+ * record table, then the id (app_complete_delete). Returns 0 or -1 with err. */
+static int complete_deletes(struct app *a, const struct capture_ce_table *t, struct event *evs, size_t n, char *err,
+			    size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (evs[i].op != EVENT_OP_DELETE || evs[i].id[0])
+			continue;
+		char rid[CAPTURE_GUID_LEN + 1];
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(evs[i].key, t->id_field);
+		snprintf(rid, sizeof(rid), "%s", cJSON_IsString(id) ? id->valuestring : "");
+		if (app_complete_delete(a, &evs[i], rid, err, errlen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* ---- holding recent rows back for their webhooks (docs/capture.md "Source transactions") ------ */
 
 struct held_row {
@@ -221,12 +238,24 @@ void ce_hold_free(struct ce_hold *h)
 	free(h);
 }
 
-/* Moves *ev into the held rows of ht (ev is cleared); an event id already held is kept once.
+/* Whether held event h and ev are the same change: the same id, or both a delete of one record
+ * whose version is not assigned yet. */
+static int same_change(const struct event *h, const struct event *ev)
+{
+	if (ev->id[0])
+		return strcmp(h->id, ev->id) == 0;
+	/* a skeleton's key is {id field: GUID}; a completed one holds that member too */
+	const cJSON *k = ev->key ? ev->key->child : NULL;
+	const cJSON *hk = k && k->string ? cJSON_GetObjectItemCaseSensitive(h->key, k->string) : NULL;
+	return h->op == EVENT_OP_DELETE && ev->op == EVENT_OP_DELETE && hk && cJSON_Compare(hk, k, 1);
+}
+
+/* Moves *ev into the held rows of ht (ev is cleared); a change already held is kept once.
  * Returns 0 or -1 when out of memory (ev untouched then). */
 static int hold_row(struct ce_hold_table *ht, struct event *ev, int alive, long long until)
 {
 	for (size_t i = 0; i < ht->n; i++) {
-		if (strcmp(ht->rows[i].ev.id, ev->id) == 0) {
+		if (same_change(&ht->rows[i].ev, ev)) {
 			event_clear(ev);
 			return 0;
 		}
@@ -291,7 +320,10 @@ static int hold_checkpoint(struct app *a, const struct capture_ce_table *t, stru
 }
 
 /* Publishes the held rows whose time is up and that no webhook captured meanwhile (neither staged
- * in a source transaction nor recorded at their version). Returns 0 or -1 with err. */
+ * in a source transaction nor recorded at their version). Creates and updates go first, then the
+ * deletes: a delete's version is assigned only now, above every version recorded for its row
+ * (which includes the rows just published and whatever the webhooks published meanwhile).
+ * Returns 0 or -1 with err. */
 static int hold_release(struct app *a, const struct capture_ce_table *t, struct ce_hold_table *ht, char *err,
 			size_t errlen)
 {
@@ -308,34 +340,46 @@ static int hold_release(struct app *a, const struct capture_ce_table *t, struct 
 	struct capture_records_state *st = calloc(ht->n, sizeof(*st));
 	struct event *out = calloc(ht->n, sizeof(*out));
 	int *alive = calloc(ht->n, sizeof(*alive));
-	size_t m = 0, nd = 0;
 	size_t *idx = calloc(ht->n, sizeof(*idx));
 	if (!eids || !rids || !rbuf || !staged || !st || !out || !alive || !idx) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < ht->n; i++) {
-		if (ht->rows[i].until_ms > now)
+	for (int deletes = 0; deletes <= 1; deletes++) {
+		size_t m = 0, nd = 0;
+		for (size_t i = 0; i < ht->n; i++) {
+			struct event *ev = &ht->rows[i].ev;
+			if (ht->rows[i].until_ms > now || (ev->op == EVENT_OP_DELETE) != deletes)
+				continue;
+			if (deletes && complete_deletes(a, t, ev, 1, err, errlen) != 0)
+				goto out;
+			const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev->key, t->id_field);
+			snprintf(rbuf[nd], sizeof(rbuf[nd]), "%s", cJSON_IsString(id) ? id->valuestring : "");
+			rids[nd] = rbuf[nd];
+			eids[nd] = ev->id;
+			idx[nd++] = i;
+		}
+		if (nd == 0)
 			continue;
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(ht->rows[i].ev.key, t->id_field);
-		snprintf(rbuf[nd], sizeof(rbuf[nd]), "%s", cJSON_IsString(id) ? id->valuestring : "");
-		rids[nd] = rbuf[nd];
-		eids[nd] = ht->rows[i].ev.id;
-		idx[nd++] = i;
+		txn_staged(a->txn, eids, nd, staged);
+		if (!deletes && capture_records_state(a->rec, "ce", a->set.env, t->logical, rids, nd, st, err, errlen) != 0)
+			goto out;
+		for (size_t j = 0; j < nd; j++) {
+			const struct event *ev = &ht->rows[idx[j]].ev;
+			if (staged[j])
+				continue; /* its transaction's unit has it */
+			if (!deletes && st[j].known &&
+			    (st[j].version >= ev->source.version || st[j].deleted > ev->source.version))
+				continue; /* a webhook has it, or a later delete */
+			out[m] = *ev; /* shallow: published from the held copy */
+			alive[m] = ht->rows[idx[j]].alive;
+			m++;
+		}
+		/* a delete a webhook already published goes out again under the same id (its tombstone):
+		 * the record table cannot tell a published tombstone from one whose publish failed */
+		if (m > 0 && app_publish(a, out, m, alive, err, errlen) != 0)
+			goto out;
 	}
-	txn_staged(a->txn, eids, nd, staged);
-	if (capture_records_state(a->rec, "ce", a->set.env, t->logical, rids, nd, st, err, errlen) != 0)
-		goto out;
-	for (size_t j = 0; j < nd; j++) {
-		const struct event *ev = &ht->rows[idx[j]].ev;
-		if (staged[j] || (st[j].known && (st[j].version >= ev->source.version || st[j].deleted > ev->source.version)))
-			continue; /* a webhook (or its transaction's unit) has it */
-		out[m] = *ev; /* shallow: published from the held copy */
-		alive[m] = ht->rows[idx[j]].alive;
-		m++;
-	}
-	if (m > 0 && app_publish(a, out, m, alive, err, errlen) != 0)
-		goto out;
 	/* drop the released rows (published or taken by a webhook) */
 	size_t k = 0;
 	for (size_t i = 0; i < ht->n; i++) {
@@ -410,12 +454,18 @@ static int poll_table(struct app *a, const struct capture_ce_table *t, struct ce
 			 * in its unit, never alone first); the rest goes out now */
 			long long now = wall_ms();
 			int *held = calloc(d.n, sizeof(*held));
-			for (long i = 0; held && i < m; i++)
-				held[i] = grace > 0 && evs[i].op != EVENT_OP_DELETE && evs[i].source.ts > now - grace &&
-					  hold_row(ht, &evs[i], alive[i], evs[i].source.ts + grace) == 0;
+			/* a delete carries no time: it is held from now, so that the webhooks of the row's
+			 * last changes are recorded before its version is assigned */
+			for (long i = 0; held && i < m; i++) {
+				int del = evs[i].op == EVENT_OP_DELETE;
+				held[i] = grace > 0 && (del || evs[i].source.ts > now - grace) &&
+					  hold_row(ht, &evs[i], alive[i], (del ? now : evs[i].source.ts) + grace) == 0;
+			}
 			long k = held ? compact(evs, alive, m, held) : m;
 			free(held);
-			int prc = m < 0 ? -1 : k == 0 ? 0 : app_publish(a, evs, (size_t)k, alive, err, sizeof(err));
+			int prc = m < 0 || (k > 0 && complete_deletes(a, t, evs, (size_t)k, err, sizeof(err)) != 0) ? -1
+				  : k == 0 ? 0
+					   : app_publish(a, evs, (size_t)k, alive, err, sizeof(err));
 			for (long i = 0; i < m; i++)
 				event_clear(&evs[i]);
 			free(evs);

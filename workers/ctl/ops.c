@@ -7,6 +7,7 @@
 
 #include "kafka.h"
 #include "map.h"
+#include "mapnames.h"
 #include "ops.h"
 
 static int fill_target(const struct config_common *cfg, const struct map *m, enum event_side to,
@@ -17,21 +18,12 @@ static int fill_target(const struct config_common *cfg, const struct map *m, enu
 	snprintf(t->map, sizeof(t->map), "%s", m->name);
 	snprintf(t->to, sizeof(t->to), "%s", event_side_name(to));
 	snprintf(t->from, sizeof(t->from), "%s", event_side_name(from));
-	char entity[MAP_IDENT_MAX + 1], table[MAP_IDENT_MAX + 8];
-	const char *e = map_side_of(m, from)->entity;
-	size_t k = 0;
-	for (; e[k] && k < sizeof(entity) - 1; k++)
-		entity[k] = (char)tolower((unsigned char)e[k]);
-	entity[k] = '\0';
-	snprintf(table, sizeof(table), "%s.%s", t->from, entity);
-	if (kafka_table_topic(cfg->topic_prefix, table, t->source_topic, sizeof(t->source_topic), errbuf, errlen) != 0)
+	struct mapnames names;
+	if (mapnames_of(cfg->topic_prefix, m, to, &names, errbuf, errlen) != 0)
 		return -1;
-	int a = snprintf(t->group, sizeof(t->group), "dw-apply.%s.%s", m->name, t->to);
-	int b = snprintf(t->dlq_topic, sizeof(t->dlq_topic), "%s.dlq.%s.%s", cfg->topic_prefix, m->name, t->to);
-	if (a < 0 || (size_t)a >= sizeof(t->group) || b < 0 || (size_t)b >= sizeof(t->dlq_topic)) {
-		snprintf(errbuf, errlen, "map name '%s' is too long for a topic name", m->name);
-		return -1;
-	}
+	snprintf(t->source_topic, sizeof(t->source_topic), "%s", names.source_topic);
+	snprintf(t->group, sizeof(t->group), "%s", names.group);
+	snprintf(t->dlq_topic, sizeof(t->dlq_topic), "%s", names.dlq_topic);
 	return 0;
 }
 

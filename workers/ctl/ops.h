@@ -22,7 +22,7 @@ struct ops_target {
 	char to[3];                       /* "ce" or "fo" */
 	char from[3];                     /* the other side */
 	char source_topic[OPS_NAME_MAX];  /* <prefix>.<from>.<entity> */
-	char group[OPS_NAME_MAX];         /* dw-apply.<map>.<to> */
+	char group[OPS_NAME_MAX];         /* <prefix>.apply.<map>.<to> */
 	char dlq_topic[OPS_NAME_MAX];     /* <prefix>.dlq.<map>.<to> */
 };
 

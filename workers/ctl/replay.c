@@ -1,5 +1,5 @@
 /*
- * `ctl replay`: moves the committed offsets of a map's apply group (dw-apply.<map>.<to>) on its
+ * `ctl replay`: moves the committed offsets of a map's apply group (<prefix>.apply.<map>.<to>) on its
  * source topic back to a point in time or to the beginning, so the worker re-reads from there.
  * Safe: it refuses while the group has members; re-read events already applied are skipped by
  * their recorded event ids.
@@ -17,8 +17,9 @@
 static const char usage[] =
 	"usage: ctl replay --map NAME --to ce|fo (--since TIME | --from-beginning)\n"
 	"\n"
-	"Resets the committed offsets of the apply group dw-apply.NAME.<to> on the map's source topic\n"
-	"(<DW_TOPIC_PREFIX>.<other side>.<entity>): with --since to the first message at or after TIME\n"
+	"Resets the committed offsets of the apply group <DW_TOPIC_PREFIX>.apply.NAME.<to> on the map's\n"
+	"source topic (<DW_TOPIC_PREFIX>.<other side>.<entity>): with --since to the first message at or\n"
+	"after TIME "
 	"in each partition (Kafka's offsets-for-times; a partition with nothing newer goes to its end),\n"
 	"with --from-beginning to the oldest message kept. The next worker of the group then re-reads\n"
 	"from there, in order. Events whose outcome is already recorded are skipped (no second write).\n"
@@ -28,7 +29,7 @@ static const char usage[] =
 	"while it has any; a worker that joins meanwhile makes Kafka reject the commit (a non-member\n"
 	"may only commit offsets of an empty group).\n"
 	"Kafka's own tool works too while the workers are stopped:\n"
-	"  kafka-consumer-groups.sh --bootstrap-server B --group dw-apply.NAME.<to> --topic T\n"
+	"  kafka-consumer-groups.sh --bootstrap-server B --group <prefix>.apply.NAME.<to> --topic T\n"
 	"    --reset-offsets --to-datetime 2026-11-30T01:00:00.000 --execute\n"
 	"\n"
 	"options:\n"

@@ -20,7 +20,7 @@ static const char usage[] =
 	"\n"
 	"Shows, for every map in DW_MAPS_DIR (or just NAME) and every direction it syncs, by target side:\n"
 	"  STATE      running, paused or failed (dw_map_state), with its reason\n"
-	"  LAG        events on the source topic not yet committed by the group dw-apply.<map>.<to>\n"
+	"  LAG        events on the source topic not yet committed by the group <prefix>.apply.<map>.<to>\n"
 	"             (sum over partitions of high watermark - committed offset; a partition without a\n"
 	"             committed offset counts from its low watermark)\n"
 	"  PARKED     events parked behind a conflict or missing dependency (dw_parked_event)\n"
