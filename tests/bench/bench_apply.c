@@ -17,13 +17,16 @@
  *      source ts -> target ack). Prints p50, p99, max;
  *   4. the peak RSS (VmHWM from /proc/<pid>/status) of every worker, read just before it is stopped.
  * The worker's CPU time is printed with its RSS: the rest of a phase's time is spent waiting for
- * the target, PostgreSQL and Kafka.
+ * the target, PostgreSQL and Kafka. When DW_STACK_STATE_DIR (stack.env) names the stack's state, a
+ * drain phase also prints the CPU time its FO emulator and its PostgreSQL server (every backend,
+ * ended ones too) used meanwhile: the batched phase is bound by the CPU of all of them.
  * Every phase checks that the worker caught up and that the FO emulator holds the last version of a
  * sample account. Exits non-zero when a step fails. BENCH_APPLY_PHASES (default
  * "batched,single,latency") picks the phases. The workers inherit the environment, so DW_KAFKA_<PROP>
  * settings (e.g. DW_KAFKA_QUEUED_MAX_MESSAGES_KBYTES) reach them. Each phase has a topic prefix of its
  * own, so its workers' group (<prefix>.apply.accounts.fo) is its own too.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -407,8 +410,9 @@ static long peak_rss_kb(pid_t pid)
 	return kb;
 }
 
-/* CPU seconds (user + system) a process has used so far (-1 when unreadable). */
-static double cpu_s(pid_t pid)
+/* CPU seconds (user + system) a process has used so far, with children: plus what its waited-for
+ * children used; *ppid (may be NULL) gets its parent. -1 when unreadable. */
+static double proc_cpu_s(pid_t pid, int children, pid_t *ppid)
 {
 	char path[64], line[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -416,13 +420,68 @@ static double cpu_s(pid_t pid)
 	double s = -1;
 	if (f && fgets(line, sizeof(line), f)) {
 		const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+		int parent = 0;
 		unsigned long ut = 0, st = 0;
-		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-			s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+		long cut = 0, cst = 0;
+		if (p && sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld", &parent, &ut, &st, &cut,
+				&cst) == 5) {
+			s = (double)(ut + st + (children ? (unsigned long)(cut + cst) : 0)) / (double)sysconf(_SC_CLK_TCK);
+			if (ppid)
+				*ppid = (pid_t)parent;
+		}
 	}
 	if (f)
 		fclose(f);
 	return s;
+}
+
+/* CPU seconds (user + system) a process has used so far (-1 when unreadable). */
+static double cpu_s(pid_t pid)
+{
+	return proc_cpu_s(pid, 0, NULL);
+}
+
+/* The first line of $DW_STACK_STATE_DIR/<name> as a pid; 0 when there is none. */
+static pid_t stack_pid(const char *name)
+{
+	const char *dir = getenv("DW_STACK_STATE_DIR");
+	char path[1024], line[64];
+	if (!dir || !*dir)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+	if (f && fgets(line, sizeof(line), f))
+		pid = strtol(line, NULL, 10);
+	if (f)
+		fclose(f);
+	return pid > 0 ? (pid_t)pid : 0;
+}
+
+/* CPU seconds used so far by the stack's PostgreSQL server: the postmaster with its ended children
+ * (backends of every database, autovacuum) plus its live children. -1 when unknown. */
+static double pg_cpu_s(void)
+{
+	pid_t pm = stack_pid("pg/postmaster.pid");
+	double total = pm ? proc_cpu_s(pm, 1, NULL) : -1;
+	if (total < 0)
+		return -1;
+	/* live children: every process of /proc whose parent is the postmaster */
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		pid_t parent = 0;
+		if (*end || pid <= 0)
+			continue;
+		double c = proc_cpu_s((pid_t)pid, 0, &parent);
+		if (c > 0 && parent == pm)
+			total += c;
+	}
+	if (d)
+		closedir(d);
+	return total;
 }
 
 static long worker_stop(pid_t pid, const char *tag)
@@ -548,11 +607,18 @@ static double drain_phase(const char *tag, const char *batch_max, size_t events,
 	fprintf(stderr, "bench_apply: %s: %zu events on %s in %.1f s\n", tag, events, topic,
 		(double)(mono_ms() - t0) / 1000.0);
 	rd_kafka_t *rk = group_reader(prefix);
+	pid_t emu = stack_pid("emu-fo.pid");
+	double emu0 = emu ? cpu_s(emu) : -1, pg0 = pg_cpu_s();
 	long long start = mono_ms();
 	pid_t w = worker_start(prefix, batch_max, tag);
 	long long end = wait_drained(rk, topic, PARTITIONS, w);
+	double emu1 = emu ? cpu_s(emu) : -1, pg1 = pg_cpu_s();
 	rd_kafka_destroy(rk);
 	worker_stop(w, tag);
+	if (emu0 >= 0 && emu1 >= 0 && pg0 >= 0 && pg1 >= 0)
+		printf("apply %-8s CPU during the drain: FO emulator %.1f s, PostgreSQL %.1f s (every backend of the "
+		       "stack's server: the worker's state and the emulators' stores)\n",
+		       tag, emu1 - emu0, pg1 - pg0);
 	check_last(tag, events, records);
 	double secs = (double)(end - start) / 1000.0;
 	double rate = (double)events / secs;
