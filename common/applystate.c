@@ -226,12 +226,10 @@ struct rowidx {
 	int n;
 };
 
-static const PGresult *sort_r;
-static int sort_col;
-
-static int cmp_rows(const void *a, const void *b)
+static int cmp_rows(const void *a, const void *b, void *ctx)
 {
-	return strcmp(PQgetvalue(sort_r, *(const int *)a, sort_col), PQgetvalue(sort_r, *(const int *)b, sort_col));
+	const struct rowidx *x = ctx;
+	return strcmp(PQgetvalue(x->r, *(const int *)a, x->col), PQgetvalue(x->r, *(const int *)b, x->col));
 }
 
 /* Indexes column col of r (NULL: an empty index). 0, or -1 when out of memory. */
@@ -247,9 +245,7 @@ static int rowidx_build(struct rowidx *x, const PGresult *r, int col)
 		return -1;
 	for (int i = 0; i < x->n; i++)
 		x->rows[i] = i;
-	sort_r = r; /* qsort has no context argument; the worker is single-threaded here */
-	sort_col = col;
-	qsort(x->rows, (size_t)x->n, sizeof(*x->rows), cmp_rows);
+	qsort_r(x->rows, (size_t)x->n, sizeof(*x->rows), cmp_rows, x);
 	return 0;
 }
 
