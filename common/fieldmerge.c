@@ -139,6 +139,40 @@ static int same_value(const cJSON *a, const cJSON *b)
 	return cJSON_Compare(a, b, 1);
 }
 
+/*
+ * Whether value sv of an event of `side` at version/ts is a change the side made after our write
+ * of entry e, although the event is older than e by time. e must be a value we wrote there (its
+ * origin the other side) with "p", the value the side held just before our write landed (the
+ * write was guarded by If-Match, so nothing changed there in between), and "pt"/"pn", the time and
+ * version of that value. The event's image was read no earlier than its source time (or, with
+ * versions, after the image that showed "p"); when that is not before "pt"/"pn", an image read
+ * before our write landed could only hold "p". Any other value than ours and "p" then was set after
+ * our write: a change, even though its event carries an older time (FO's event carries the time of
+ * the change that triggered it, while its image is re-read later and may hold later changes).
+ */
+static int superseded(const cJSON *e, const cJSON *sv, enum event_side side, long long version, long long ts)
+{
+	if (!e || entry_own(e, side) || (entry_n(e) > 0 && version > 0))
+		return 0;
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "p");
+	const cJSON *pt = cJSON_GetObjectItemCaseSensitive(e, "pt");
+	if (!p || !cJSON_IsNumber(pt) || same_value(sv, entry_v(e)) || same_value(sv, p))
+		return 0;
+	long long pn = entry_num(e, "pn");
+	if (pn > 0 && version > 0)
+		return version > pn;
+	return ts >= (long long)pt->valuedouble;
+}
+
+/* The time of the event's change of a field whose known entry is e: ts, or for a change made after
+ * our write of e (superseded) the time of that write, since it was made after it. */
+static long long change_time(const cJSON *e, const cJSON *sv, enum event_side side, long long version, long long ts)
+{
+	if (superseded(e, sv, side, version, ts) && entry_t(e) > ts)
+		return entry_t(e);
+	return ts;
+}
+
 /* Adds {"v": copy of v (null when NULL), "t": t} under name to obj, replacing an older one. */
 static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, const char *origin)
 {
@@ -219,8 +253,16 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 	while (x) {
 		cJSON *next = x->next;
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
-		if (k && same_value(entry_v(k), entry_v(x)))
+		if (k && same_value(entry_v(k), entry_v(x))) {
 			cJSON_Delete(cJSON_DetachItemViaPointer(e, x));
+		} else if (k) {
+			/* a change made after our write there, in an event older than it: it must
+			 * replace our entry, so it takes our write's time */
+			long long tc = change_time(k, entry_v(x), side, version, ts);
+			cJSON *xt = cJSON_GetObjectItemCaseSensitive(x, "t");
+			if (tc != ts && xt)
+				cJSON_SetNumberValue(xt, (double)tc);
+		}
 		x = next;
 	}
 	return e;
@@ -292,15 +334,48 @@ static int target_later(const struct map *m, enum event_side to, long long t_dst
 	return fixed_winner(m, to) >= 0 || to == EVENT_SIDE_CE;
 }
 
-/* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding). */
+/* What the target held in a field just before our write lands there (see superseded). */
+struct prior {
+	int known;      /* 0: not known (no p/pt/pn noted) */
+	const cJSON *v; /* the value (NULL: null) */
+	long long t, n; /* its time and, when > 0, the target's version with it */
+};
+
+/* The prior of a field from its known target entry kd (nothing when kd is NULL). */
+static struct prior prior_of(const cJSON *kd)
+{
+	struct prior pr = { 0 };
+	if (kd) {
+		pr.known = 1;
+		pr.v = entry_v(kd);
+		pr.t = entry_t(kd);
+		pr.n = entry_n(kd);
+	}
+	return pr;
+}
+
+/* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding) with
+ * the value it replaces there (pr). */
 static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
-		long long t)
+		long long t, struct prior pr)
 {
 	out->nwrite++;
 	const char *dname = image_name(f, to);
 	if (!dname || (to == EVENT_SIDE_CE && f->lookup))
 		return 0;
-	return put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE));
+	if (put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE)) != 0)
+		return -1;
+	if (!pr.known)
+		return 0;
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(out->written, dname);
+	cJSON *pv = pr.v ? cJSON_Duplicate(pr.v, 1) : cJSON_CreateNull();
+	if (!pv || !cJSON_AddItemToObject(e, "p", pv)) {
+		cJSON_Delete(pv);
+		return -1;
+	}
+	if (!cJSON_AddNumberToObject(e, "pt", (double)pr.t) || (pr.n > 0 && !cJSON_AddNumberToObject(e, "pn", (double)pr.n)))
+		return -1;
+	return 0;
 }
 
 static int plan_start(struct fieldmerge_plan *out)
@@ -324,14 +399,17 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		const struct map_field *f = &m->fields[idx];
 		const char *sname = image_name(f, from), *dname = image_name(f, to);
 		int drop = 0;
-		long long t = ts;
+		long long t = ts, tc = ts; /* tc: when the source changed this field */
 		if (!sname) {
 			drop = known_dst != NULL; /* a constant: written with the first write only */
 		} else if (known_src) {
 			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
 			const cJSON *ke = cJSON_GetObjectItemCaseSensitive(known_src, sname);
 			/* absent from the event: not changed by it */
-			drop = !sv || (ke && (same_value(sv, entry_v(ke)) || event_older(ke, version, ts)));
+			drop = !sv || (ke && (same_value(sv, entry_v(ke)) ||
+					      (event_older(ke, version, ts) && !superseded(ke, sv, from, version, ts))));
+			if (!drop && ke)
+				t = tc = change_time(ke, sv, from, version, ts);
 		}
 		if (drop) {
 			out->nunchanged++;
@@ -341,7 +419,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
 		const cJSON *ke = known_src && sname ? cJSON_GetObjectItemCaseSensitive(known_src, sname) : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
-		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), ts) && (bind || !same_value(p, entry_v(kd))) &&
+		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), tc) && (bind || !same_value(p, entry_v(kd))) &&
 		    !carried(ke, kd, to)) {
 			/* the target changed this field after the source did */
 			if (fixed_winner(m, from) == 1) {
@@ -353,7 +431,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 				continue;
 			}
 		}
-		if (keep(out, f, to, p, t) != 0)
+		if (keep(out, f, to, p, t, prior_of(kd)) != 0)
 			return -1;
 	}
 	return 0;
@@ -378,15 +456,20 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 		int bind = to == EVENT_SIDE_CE && f->lookup;
 		long long t = kd && entry_t(kd) > ts ? entry_t(kd) : ts;
 		int changed_there = kd && !same_value(rv, entry_v(kd)) && (bind || !same_value(rv, p));
+		/* what the target holds now (the write goes with the ETag of this read): as known, or as
+		 * read at now_ms */
+		struct prior pr = { 1, rv, now_ms, 0 };
+		if (kd && same_value(rv, entry_v(kd)))
+			pr = prior_of(kd);
 		if (!changed_there) {
-			if (keep(out, f, to, p, t) != 0)
+			if (keep(out, f, to, p, t, pr) != 0)
 				return -1;
 			continue;
 		}
 		int win = fixed_winner(m, from);
 		if (win < 0 && target_ts <= 0) {
 			out->nwait++;
-			if (keep(out, f, to, p, t) != 0)
+			if (keep(out, f, to, p, t, pr) != 0)
 				return -1;
 			continue;
 		}
@@ -396,7 +479,7 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			t = t > now_ms ? t : now_ms;
 		if (win) {
 			out->nwon++;
-			if (keep(out, f, to, p, t) != 0)
+			if (keep(out, f, to, p, t, pr) != 0)
 				return -1;
 		} else {
 			out->nlost++;
@@ -421,9 +504,17 @@ int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *pay
 		const cJSON *rv = dname ? cJSON_GetObjectItemCaseSensitive(rep, dname) : NULL;
 		if (!rv)
 			continue;
-		const cJSON *old = cJSON_GetObjectItemCaseSensitive(written, dname);
-		if (put_entry(written, dname, rv, old ? entry_t(old) : ts, old ? entry_o(old) : NULL) != 0)
+		cJSON *old = cJSON_GetObjectItemCaseSensitive(written, dname);
+		if (!old) {
+			if (put_entry(written, dname, rv, ts, NULL) != 0)
+				return -1;
+			continue;
+		}
+		cJSON *c = cJSON_Duplicate(rv, 1);
+		if (!c || !cJSON_ReplaceItemInObjectCaseSensitive(old, "v", c)) {
+			cJSON_Delete(c);
 			return -1;
+		}
 	}
 	return 0;
 }
