@@ -1300,6 +1300,101 @@ static void test_first_write_does_not_overwrite_unseen_change(void **state)
 	cJSON_Delete(f);
 }
 
+/* CE's versionnumber of account a. */
+static int64_t ce_version(const char *a)
+{
+	cJSON *c = ce_account(a);
+	assert_non_null(c);
+	const cJSON *vn = cJSON_GetObjectItemCaseSensitive(c, "versionnumber");
+	assert_true(cJSON_IsNumber(vn));
+	int64_t v = (int64_t)vn->valuedouble;
+	cJSON_Delete(c);
+	return v;
+}
+
+/* FO's event of account a at version v and time ts, its image FO's record now with
+ * OrganizationName set to name (NULL: as it is). */
+static void produce_fo_image(const char *a, int64_t v, long long ts, const char *name)
+{
+	cJSON *img = fo_customer(a), *k = fo_key(a);
+	assert_non_null(img);
+	if (name)
+		cJSON_ReplaceItemInObjectCaseSensitive(img, "OrganizationName", cJSON_CreateString(name));
+	event_ts = ts;
+	produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, "update", v, k, img);
+	event_ts = 0;
+	cJSON_Delete(k);
+	cJSON_Delete(img);
+}
+
+/*
+ * Issue 5 (the concurrent e2e edits ended with a name different on the two sides): FO answers our
+ * writes with 204 and no version, so FO's events are placed against them by time; but an FO event
+ * carries the time of the change that triggered it and an image FO capture re-reads later. Here FO's
+ * event of our first write of the name is re-read only after our second write and an FO user's
+ * change made after it: its time is older than our second write, its image holds FO's newer name.
+ * That name must reach CE (both sides end with it, and CE's echo writes nothing more to FO), while
+ * an image read before our second write landed (it holds the name that write replaced) stays stale.
+ */
+static void test_fo_change_in_event_older_than_our_write_reaches_ce(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), 315);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
+	/* our first write of the name; FO's event of it carries a time at or after its sending */
+	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-1\"}");
+	produce_current("ce", a, "update", ce_version(a), 0);
+	flush_producer();
+	wait_caught_up();
+	long long t_first = wall_ms();
+	usleep(20000);
+	/* our second write */
+	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-2\"}");
+	produce_current("ce", a, "update", ce_version(a), 0);
+	flush_producer();
+	wait_caught_up();
+	cJSON *f = fo_customer(a);
+	assert_non_null(f);
+	assert_string_equal("ce-2", str_of(f, "OrganizationName"));
+	cJSON_Delete(f);
+	/* an image read between the two writes: stale, CE keeps ce-2 */
+	produce_fo_image(a, 1, t_first, "ce-1");
+	flush_producer();
+	wait_caught_up_to("ce");
+	cJSON *c = ce_account(a);
+	assert_non_null(c);
+	assert_string_equal("ce-2", str_of(c, "name"));
+	char guid[40];
+	snprintf(guid, sizeof(guid), "%s", str_of(c, "accountid"));
+	cJSON_Delete(c);
+	/* an FO user changes the name after our second write; FO's event of our first write is
+	 * re-read only now */
+	side_call("fo", "PATCH", path, "{\"OrganizationName\":\"fo-later\"}");
+	long cw0 = ce_record_writes(guid);
+	produce_fo_image(a, 2, t_first, NULL);
+	flush_producer();
+	wait_caught_up_to("ce");
+	c = ce_account(a);
+	f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	char have_ce[64], have_fo[64];
+	snprintf(have_ce, sizeof(have_ce), "%s", str_of(c, "name"));
+	snprintf(have_fo, sizeof(have_fo), "%s", str_of(f, "OrganizationName"));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+	if (strcmp(have_ce, "fo-later") != 0 || strcmp(have_fo, "fo-later") != 0)
+		fail_msg("ce name '%s', fo OrganizationName '%s', want FO's later 'fo-later' on both", have_ce, have_fo);
+	assert_int_equal(cw0 + 1, ce_record_writes(guid));
+	/* CE's event of that write is its echo: nothing goes back to FO */
+	long fw0 = fo_writes(a, NULL);
+	produce_current("ce", a, "update", ce_version(a), 0);
+	flush_producer();
+	wait_caught_up();
+	assert_int_equal(fw0, fo_writes(a, NULL));
+}
+
 /* Total requests the FO emulator answered. */
 static long fo_requests(void)
 {
@@ -1676,6 +1771,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_same_field_fo_wins_ends_equal, default_policy),
 		cmocka_unit_test(test_change_after_our_copy_reaches_other_side),
 		cmocka_unit_test(test_first_write_does_not_overwrite_unseen_change),
+		cmocka_unit_test(test_fo_change_in_event_older_than_our_write_reaches_ce),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
