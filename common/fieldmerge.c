@@ -142,26 +142,29 @@ static int same_value(const cJSON *a, const cJSON *b)
 /*
  * Whether value sv of an event of `side` at version/ts is a change the side made after our write
  * of entry e, although the event is older than e by time. e must be a value we wrote there (its
- * origin the other side) with "p", the value the side held just before our write landed (the
- * write was guarded by If-Match, so nothing changed there in between), and "pt"/"pn", the time and
- * version of that value. The event's image was read no earlier than its source time (or, with
- * versions, after the image that showed "p"); when that is not before "pt"/"pn", an image read
- * before our write landed could only hold "p". Any other value than ours and "p" then was set after
- * our write: a change, even though its event carries an older time (FO's event carries the time of
- * the change that triggered it, while its image is re-read later and may hold later changes).
+ * origin the other side) with "p", the values the side held before it, newest first, each
+ * {"v", "t", "n"?}: our writes are guarded by If-Match, so from the time of the oldest until our
+ * write landed the side held exactly these values, one after the other. An event's image was read
+ * no earlier than its source time (with versions: after the images of older versions), so when the
+ * event is not older than one of them (p_j), an image read before our write landed could only hold
+ * p_j or a newer one. A value other than ours and those was set after our write: a change, even
+ * though its event carries an older time (FO's event carries the time of the change that triggered
+ * it, while its image is re-read later and may hold later changes).
  */
 static int superseded(const cJSON *e, const cJSON *sv, enum event_side side, long long version, long long ts)
 {
-	if (!e || entry_own(e, side) || (entry_n(e) > 0 && version > 0))
+	if (!e || entry_own(e, side) || (entry_n(e) > 0 && version > 0) || same_value(sv, entry_v(e)))
 		return 0;
-	const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "p");
-	const cJSON *pt = cJSON_GetObjectItemCaseSensitive(e, "pt");
-	if (!p || !cJSON_IsNumber(pt) || same_value(sv, entry_v(e)) || same_value(sv, p))
-		return 0;
-	long long pn = entry_num(e, "pn");
-	if (pn > 0 && version > 0)
-		return version > pn;
-	return ts >= (long long)pt->valuedouble;
+	const cJSON *link;
+	cJSON_ArrayForEach(link, cJSON_GetObjectItemCaseSensitive(e, "p"))
+	{
+		if (same_value(sv, entry_v(link)) || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(link, "t")))
+			return 0;
+		/* read after the image that showed it (a later version), or triggered no earlier */
+		if (entry_n(link) > 0 && version > 0 ? version > entry_n(link) : ts >= entry_t(link))
+			return 1;
+	}
+	return 0;
 }
 
 /* The time of the event's change of a field whose known entry is e: ts, or for a change made after
@@ -334,30 +337,72 @@ static int target_later(const struct map *m, enum event_side to, long long t_dst
 	return fixed_winner(m, to) >= 0 || to == EVENT_SIDE_CE;
 }
 
-/* What the target held in a field just before our write lands there (see superseded). */
-struct prior {
-	int known;      /* 0: not known (no p/pt/pn noted) */
-	const cJSON *v; /* the value (NULL: null) */
-	long long t, n; /* its time and, when > 0, the target's version with it */
-};
+/* How many values a written entry notes as held by the target before it ("p", see superseded). */
+#define PRIOR_MAX 4
 
-/* The prior of a field from its known target entry kd (nothing when kd is NULL). */
-static struct prior prior_of(const cJSON *kd)
+/* Adds a copy of {"v": v, "t": t, "n": n when > 0} to array links. */
+static int add_link(cJSON *links, const cJSON *v, long long t, long long n)
 {
-	struct prior pr = { 0 };
-	if (kd) {
-		pr.known = 1;
-		pr.v = entry_v(kd);
-		pr.t = entry_t(kd);
-		pr.n = entry_n(kd);
+	cJSON *l = cJSON_CreateObject();
+	cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+	if (!l || !c || !cJSON_AddItemToObject(l, "v", c)) {
+		cJSON_Delete(l);
+		cJSON_Delete(c);
+		return -1;
 	}
-	return pr;
+	if (!cJSON_AddNumberToObject(l, "t", (double)t) || (n > 0 && !cJSON_AddNumberToObject(l, "n", (double)n)) ||
+	    !cJSON_AddItemToArray(links, l)) {
+		cJSON_Delete(l);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * What the target held in a field before our write lands there: a new array of links for "p"
+ * (cJSON_Delete), NULL on out of memory. kd is the known target entry the write goes against (its
+ * ETag guards it) or NULL; reread, when not NULL, the value a re-read after a 412 found at time
+ * read_ms (the write then goes with that read's ETag). A known value we wrote brings its own links
+ * along (up to PRIOR_MAX in all), since it too replaced them under If-Match.
+ */
+static cJSON *prior_links(const cJSON *kd, enum event_side to, const cJSON *reread, int has_reread, long long read_ms)
+{
+	cJSON *links = cJSON_CreateArray();
+	if (!links)
+		return NULL;
+	if (has_reread && !(kd && same_value(reread, entry_v(kd)))) {
+		/* changed there meanwhile: what came before it is not known */
+		if (add_link(links, reread, read_ms, 0) != 0)
+			goto fail;
+		return links;
+	}
+	if (!kd)
+		return links;
+	if (add_link(links, entry_v(kd), entry_t(kd), entry_n(kd)) != 0)
+		goto fail;
+	if (!entry_own(kd, to)) {
+		const cJSON *l;
+		cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(kd, "p"))
+		{
+			if (cJSON_GetArraySize(links) >= PRIOR_MAX)
+				break;
+			cJSON *c = cJSON_Duplicate(l, 1);
+			if (!c || !cJSON_AddItemToArray(links, c)) {
+				cJSON_Delete(c);
+				goto fail;
+			}
+		}
+	}
+	return links;
+fail:
+	cJSON_Delete(links);
+	return NULL;
 }
 
 /* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding) with
- * the value it replaces there (pr). */
+ * the values it replaces there (links, borrowed; none when empty). */
 static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
-		long long t, struct prior pr)
+		long long t, const cJSON *links)
 {
 	out->nwrite++;
 	const char *dname = image_name(f, to);
@@ -365,16 +410,14 @@ static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum eve
 		return 0;
 	if (put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE)) != 0)
 		return -1;
-	if (!pr.known)
+	if (cJSON_GetArraySize(links) == 0)
 		return 0;
 	cJSON *e = cJSON_GetObjectItemCaseSensitive(out->written, dname);
-	cJSON *pv = pr.v ? cJSON_Duplicate(pr.v, 1) : cJSON_CreateNull();
-	if (!pv || !cJSON_AddItemToObject(e, "p", pv)) {
-		cJSON_Delete(pv);
+	cJSON *c = cJSON_Duplicate(links, 1);
+	if (!c || !cJSON_AddItemToObject(e, "p", c)) {
+		cJSON_Delete(c);
 		return -1;
 	}
-	if (!cJSON_AddNumberToObject(e, "pt", (double)pr.t) || (pr.n > 0 && !cJSON_AddNumberToObject(e, "pn", (double)pr.n)))
-		return -1;
 	return 0;
 }
 
@@ -408,8 +451,10 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			/* absent from the event: not changed by it */
 			drop = !sv || (ke && (same_value(sv, entry_v(ke)) ||
 					      (event_older(ke, version, ts) && !superseded(ke, sv, from, version, ts))));
-			if (!drop && ke)
+			if (!drop && ke) {
 				t = tc = change_time(ke, sv, from, version, ts);
+				out->nlate += tc != ts;
+			}
 		}
 		if (drop) {
 			out->nunchanged++;
@@ -431,10 +476,23 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 				continue;
 			}
 		}
-		if (keep(out, f, to, p, t, prior_of(kd)) != 0)
+		cJSON *links = prior_links(kd, to, NULL, 0, 0);
+		int krc = links ? keep(out, f, to, p, t, links) : -1;
+		cJSON_Delete(links);
+		if (krc != 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* keep() for a write that goes with the ETag of a re-read that found rv at read_ms. */
+static int keep_after_read(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
+			   long long t, const cJSON *kd, const cJSON *rv, long long read_ms)
+{
+	cJSON *links = prior_links(kd, to, rv, 1, read_ms);
+	int rc = links ? keep(out, f, to, p, t, links) : -1;
+	cJSON_Delete(links);
+	return rc;
 }
 
 int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
@@ -456,20 +514,15 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 		int bind = to == EVENT_SIDE_CE && f->lookup;
 		long long t = kd && entry_t(kd) > ts ? entry_t(kd) : ts;
 		int changed_there = kd && !same_value(rv, entry_v(kd)) && (bind || !same_value(rv, p));
-		/* what the target holds now (the write goes with the ETag of this read): as known, or as
-		 * read at now_ms */
-		struct prior pr = { 1, rv, now_ms, 0 };
-		if (kd && same_value(rv, entry_v(kd)))
-			pr = prior_of(kd);
 		if (!changed_there) {
-			if (keep(out, f, to, p, t, pr) != 0)
+			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 			continue;
 		}
 		int win = fixed_winner(m, from);
 		if (win < 0 && target_ts <= 0) {
 			out->nwait++;
-			if (keep(out, f, to, p, t, pr) != 0)
+			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 			continue;
 		}
@@ -479,7 +532,7 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			t = t > now_ms ? t : now_ms;
 		if (win) {
 			out->nwon++;
-			if (keep(out, f, to, p, t, pr) != 0)
+			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 		} else {
 			out->nlost++;

@@ -43,6 +43,7 @@ struct fieldmerge_plan {
 	int nwon;            /* conflicts the source won (written) */
 	int nlost;           /* conflicts the target won (dropped) */
 	int nwait;           /* conflict merge only: fields changed on the target at an unknown time */
+	int nlate;           /* plan only: changes made after our write, found in an event older than it */
 	cJSON *written;      /* known-image entries of the target for the members left (image names;
 			      * lookups written by binding are left out: their GUID is not known) */
 };

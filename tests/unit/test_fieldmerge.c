@@ -353,7 +353,8 @@ static cJSON *fo_after_write(const struct map *m, const char *name, long long ts
 	return known;
 }
 
-/* Whether an FO event at version/ts whose image has OrganizationName `name` writes it to CE. */
+/* Whether an FO event at version/ts whose image has OrganizationName `name` writes it to CE; it
+ * counts as a late change (made after our write) exactly when it is written. */
 static int fo_event_writes(const struct map *m, const cJSON *known_fo, const cJSON *known_ce, const char *name,
 			   long long version, long long ts, long long *t_written)
 {
@@ -366,6 +367,7 @@ static int fo_event_writes(const struct map *m, const cJSON *known_fo, const cJS
 	struct fieldmerge_plan plan;
 	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_FO, img, version, ts, known_fo, known_ce, p, &plan));
 	int w = has(p, "name");
+	assert_int_equal(w, plan.nlate);
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(plan.written, "name");
 	if (t_written)
 		*t_written = e ? (long long)cJSON_GetObjectItemCaseSensitive(e, "t")->valuedouble : 0;
@@ -391,12 +393,16 @@ static void test_plan_change_after_our_write_in_older_event(void **state)
 	cJSON *k0 = json("{\"OrganizationName\":{\"v\":\"start\",\"t\":500,\"o\":\"fo\",\"n\":1}}");
 	cJSON *k1 = fo_after_write(m, "ce-1", 900, 1000, k0);  /* our first write, sent at 1000 */
 	cJSON *k2 = fo_after_write(m, "ce-2", 1900, 2000, k1); /* our second, sent at 2000 */
-	/* our second write notes what it replaced: our first write's value and time */
+	/* our second write notes what FO held before it: our first write's value and time, then what
+	 * that one replaced */
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(k2, "OrganizationName");
-	const cJSON *pv = cJSON_GetObjectItemCaseSensitive(e, "p"), *pt = cJSON_GetObjectItemCaseSensitive(e, "pt");
-	assert_true(cJSON_IsString(pv) && cJSON_IsNumber(pt));
-	assert_string_equal("ce-1", pv->valuestring);
-	assert_int_equal(1000, (int)pt->valuedouble);
+	const cJSON *links = cJSON_GetObjectItemCaseSensitive(e, "p");
+	assert_int_equal(2, cJSON_GetArraySize(links));
+	const cJSON *l0 = cJSON_GetArrayItem(links, 0), *l1 = cJSON_GetArrayItem(links, 1);
+	assert_string_equal("ce-1", cJSON_GetObjectItemCaseSensitive(l0, "v")->valuestring);
+	assert_int_equal(1000, (int)cJSON_GetObjectItemCaseSensitive(l0, "t")->valuedouble);
+	assert_string_equal("start", cJSON_GetObjectItemCaseSensitive(l1, "v")->valuestring);
+	assert_int_equal(1, (int)cJSON_GetObjectItemCaseSensitive(l1, "n")->valuedouble);
 	cJSON *known_ce = json("{\"name\":{\"v\":\"ce-2\",\"t\":1900,\"o\":\"ce\",\"n\":7}}");
 	/* FO's event of our first write (time 1500), re-read after a later FO change */
 	long long t = 0;
@@ -415,6 +421,10 @@ static void test_plan_change_after_our_write_in_older_event(void **state)
 	 * value in an event older than that value */
 	assert_false(fo_event_writes(m, k2, known_ce, "ce-1", 3, 1500, NULL));
 	assert_false(fo_event_writes(m, k2, known_ce, "start", 2, 800, NULL));
+	/* an event triggered before our first write, re-read after both and a later FO change: not
+	 * older than the value our first write replaced, whose version is known */
+	assert_true(fo_event_writes(m, k2, known_ce, "fo-later", 3, 800, NULL));
+	assert_false(fo_event_writes(m, k2, known_ce, "fo-later", 1, 400, NULL));
 	/* with FO's version of the replaced value known, the version decides */
 	cJSON *k4 = fo_after_write(m, "ce-3", 2900, 3000, k3);
 	assert_false(fo_event_writes(m, k4, known_ce, "other", 3, 2500, NULL));

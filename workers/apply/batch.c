@@ -372,15 +372,16 @@ static int plan_write(struct apply *a, struct item *it)
 			    &it->plan) != 0)
 		return -1;
 	if (log_enabled(LOG_DEBUG)) {
-		char nw[16], nu[16], nl[16];
+		char nw[16], nu[16], nl[16], nt[16];
 		snprintf(nw, sizeof(nw), "%d", it->plan.nwrite);
 		snprintf(nu, sizeof(nu), "%d", it->plan.nunchanged);
 		snprintf(nl, sizeof(nl), "%d", it->plan.nlost);
+		snprintf(nt, sizeof(nt), "%d", it->plan.nlate);
 		char tsb[32];
 		snprintf(tsb, sizeof(tsb), "%lld", it->ts);
 		char *pl = cJSON_PrintUnformatted(it->w.payload);
 		log_debug("field plan", "map", a->map->name, "record", it->tkey, "ts", tsb, "write", nw, "unchanged", nu,
-			  "lost", nl, "payload", pl ? pl : "");
+			  "lost", nl, "late", nt, "payload", pl ? pl : "");
 		free(pl);
 	}
 	int known = it->known_dst != NULL;
