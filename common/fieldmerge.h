@@ -19,14 +19,15 @@
  * version rather than its time (CE change times have whole seconds only). o is the side whose change the value is (the side
  * itself, or the other side for a value we wrote); only a side's own changes are conflicts. Known images merge field by field, the newer t winning (fieldmerge_merge, and
  * dw_image_merge in schemas/sql/004_merge.sql, which must agree). A value we wrote also notes, when
- * known, what it replaced there: p (the value; writes go with If-Match, so the side held exactly
- * p until our write landed), pt and pn (its time and version).
+ * known, the values the side held before it: p, [{"v", "t", "n"?}] newest first, up to 4 (writes go
+ * with If-Match, so from the oldest until our write landed the side held exactly these).
  *
  * An event from side S with image I at time ts changes field f when the known image of S has no
  * entry for f, or holds another value with an older time, or holds a value we wrote (with a newer
- * time) while I's value is neither ours nor its p and the event is not older than p: I was then
- * read after our write landed (FO's events carry the time of the change that triggered them and
- * an image re-read later), and the change counts from our write's time. Only changed fields are written to the
+ * time) while I's value is neither ours nor in its p and the event is not older than a value of p
+ * (all newer ones differing from I's too): I was then read after our write landed (FO's events
+ * carry the time of the change that triggered them and an image re-read later), and the change
+ * counts from our write's time. Only changed fields are written to the
  * other side T (its key and company always go along), so a change never carries stale values of
  * fields it did not touch over T's newer ones; an event that changes nothing is an echo.
  * A field the known image of T shows changed later than ts is a conflict: the map's policy decides
@@ -85,7 +86,7 @@ cJSON *fieldmerge_values(const cJSON *known);
  * nothing is dropped for that reason). A payload member whose field has no source (a constant) is
  * written only while nothing is known of the target. Conflicts against known_dst follow the map's
  * policy. Fills *out (clear it with fieldmerge_plan_clear); the entries of written members note
- * the known target value they replace (p, pt, pn). Returns 0, or -1 on out of memory.
+ * the known target values they replace (p). Returns 0, or -1 on out of memory.
  */
 int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
 		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
@@ -100,7 +101,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
  * older than it); under latest_wins it is decided by target_ts, and when that is 0 the field
  * counts in nwait (the caller should retry once the target's event is known). Other members are
  * merged (kept). Fills *out as fieldmerge_plan does; the entries of written members note the
- * re-read value as the one they replace (p; pt now_ms unless it is the known one). Returns 0, or -1
+ * re-read value as the one they replace (at now_ms unless it is the known one). Returns 0, or -1
  * on out of memory.
  */
 int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
