@@ -542,6 +542,21 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 	return 0;
 }
 
+int fieldmerge_unseen(const cJSON *known, const cJSON *reread, const cJSON *written)
+{
+	const cJSON *e;
+	if (!cJSON_IsObject(known) || !cJSON_IsObject(reread))
+		return 0;
+	cJSON_ArrayForEach(e, known)
+	{
+		if (written && cJSON_GetObjectItemCaseSensitive(written, e->string))
+			continue;
+		if (!same_value(cJSON_GetObjectItemCaseSensitive(reread, e->string), entry_v(e)))
+			return 1;
+	}
+	return 0;
+}
+
 int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *payload, const cJSON *rep, long long ts,
 		       cJSON *written)
 {

@@ -109,6 +109,15 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			struct fieldmerge_plan *out) __attribute__((warn_unused_result));
 
 /*
+ * After a 412: whether the re-read record (reread) holds, in a field of the known target image
+ * `known` that the write does not carry (not in `written`, the plan's entries), a value other than
+ * the known one: a change of the target not seen yet. The ETag the merged write gets back then
+ * covers that change, and a later write guarded by it would overwrite the change unnoticed; the
+ * caller keeps no such ETag. 0 when known or reread is NULL.
+ */
+int fieldmerge_unseen(const cJSON *known, const cJSON *reread, const cJSON *written);
+
+/*
  * After a write the target answered with its record (rep, borrowed): the entries of `written` for
  * the payload's fields take the values the target holds (normalised as it stores them; their other
  * members stay), and fields written by a CE lookup binding get their GUID attribute's value, with

@@ -230,6 +230,7 @@ struct item {
 	/* decision and write */
 	struct applystate_item ai;
 	int writing;
+	int etag_unseen;           /* the write's ETag covers a target change not seen yet: keep none */
 	struct target_write tw;
 	struct odata_key_part keys[EVENT_KEY_FIELDS_MAX];
 	char keybuf[EVENT_KEY_FIELDS_MAX][64];

@@ -559,7 +559,9 @@ int settle(struct apply *a, struct item *it, int second)
 		set_outcome(it, APPLYSTATE_APPLIED, it->tkey);
 		it->out.content_hash = w->op == TARGET_DELETE ? NULL : it->thash;
 		it->out.deleted = w->op == TARGET_DELETE;
-		it->out.etag = w->etag;
+		/* an ETag that covers a target change not seen yet would let the next write overwrite it
+		 * unnoticed: that write goes with one that matches nothing, so it re-reads (a 412) */
+		it->out.etag = it->etag_unseen ? ETAG_UNKNOWN : w->etag;
 		it->out.target_id = w->target_id;
 		if (w->op == TARGET_UPSERT)
 			applied_image(a, it, w->representation);
@@ -658,6 +660,7 @@ int settle(struct apply *a, struct item *it, int second)
 		to_retry(a, it, "memory", 0);
 		return 0;
 	}
+	it->etag_unseen = fieldmerge_unseen(known_dst_of(it), row, c.written);
 	cJSON_Delete(row);
 	if (log_enabled(LOG_DEBUG)) {
 		char s1[32], s2[32], s3[16], s4[16], s5[16], s6[16];
