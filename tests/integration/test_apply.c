@@ -1312,16 +1312,40 @@ static int64_t ce_version(const char *a)
 	return v;
 }
 
-/* FO's event of account a at version v and time ts, its image FO's record now with
- * OrganizationName set to name (NULL: as it is). */
-static void produce_fo_image(const char *a, int64_t v, long long ts, const char *name)
+/* Fails unless account a holds `want` in ce_field on CE and in fo_field on FO. */
+static void assert_both(const char *a, const char *ce_field, const char *fo_field, const char *want)
 {
-	cJSON *img = fo_customer(a), *k = fo_key(a);
+	cJSON *c = ce_account(a), *f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	char have_ce[64], have_fo[64];
+	snprintf(have_ce, sizeof(have_ce), "%s", str_of(c, ce_field));
+	snprintf(have_fo, sizeof(have_fo), "%s", str_of(f, fo_field));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+	if (strcmp(have_ce, want) != 0 || strcmp(have_fo, want) != 0)
+		fail_msg("ce %s '%s', fo %s '%s', want '%s' on both", ce_field, have_ce, fo_field, have_fo, want);
+}
+
+/* The change event of account a on `side` at version v and time ts, its image the record as it is
+ * now there with `field` set to a copy of value (field NULL: as it is; value NULL: null). */
+static void produce_edited(const char *side, const char *a, int64_t v, long long ts, const char *field,
+			   const cJSON *value)
+{
+	int ce = strcmp(side, "ce") == 0;
+	cJSON *img = ce ? ce_account(a) : fo_customer(a), *k = ce ? cJSON_CreateObject() : fo_key(a);
 	assert_non_null(img);
-	if (name)
-		cJSON_ReplaceItemInObjectCaseSensitive(img, "OrganizationName", cJSON_CreateString(name));
+	if (field)
+		cJSON_ReplaceItemInObjectCaseSensitive(img, field, value ? cJSON_Duplicate(value, 1) : cJSON_CreateNull());
+	if (ce) {
+		cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
+		cJSON_AddStringToObject(k, "accountnumber", a);
+	}
 	event_ts = ts;
-	produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, "update", v, k, img);
+	if (ce)
+		produce_event("ce", "account", "accounts", topic, "update", v, k, img);
+	else
+		produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, "update", v, k, img);
 	event_ts = 0;
 	cJSON_Delete(k);
 	cJSON_Delete(img);
@@ -1359,7 +1383,9 @@ static void test_fo_change_in_event_older_than_our_write_reaches_ce(void **state
 	assert_string_equal("ce-2", str_of(f, "OrganizationName"));
 	cJSON_Delete(f);
 	/* an image read between the two writes: stale, CE keeps ce-2 */
-	produce_fo_image(a, 1, t_first, "ce-1");
+	cJSON *stale = cJSON_CreateString("ce-1");
+	produce_edited("fo", a, 1, t_first, "OrganizationName", stale);
+	cJSON_Delete(stale);
 	flush_producer();
 	wait_caught_up_to("ce");
 	cJSON *c = ce_account(a);
@@ -1372,20 +1398,10 @@ static void test_fo_change_in_event_older_than_our_write_reaches_ce(void **state
 	 * re-read only now */
 	side_call("fo", "PATCH", path, "{\"OrganizationName\":\"fo-later\"}");
 	long cw0 = ce_record_writes(guid);
-	produce_fo_image(a, 2, t_first, NULL);
+	produce_edited("fo", a, 2, t_first, NULL, NULL);
 	flush_producer();
 	wait_caught_up_to("ce");
-	c = ce_account(a);
-	f = fo_customer(a);
-	assert_non_null(c);
-	assert_non_null(f);
-	char have_ce[64], have_fo[64];
-	snprintf(have_ce, sizeof(have_ce), "%s", str_of(c, "name"));
-	snprintf(have_fo, sizeof(have_fo), "%s", str_of(f, "OrganizationName"));
-	cJSON_Delete(c);
-	cJSON_Delete(f);
-	if (strcmp(have_ce, "fo-later") != 0 || strcmp(have_fo, "fo-later") != 0)
-		fail_msg("ce name '%s', fo OrganizationName '%s', want FO's later 'fo-later' on both", have_ce, have_fo);
+	assert_both(a, "name", "OrganizationName", "fo-later");
 	assert_int_equal(cw0 + 1, ce_record_writes(guid));
 	/* CE's event of that write is its echo: nothing goes back to FO */
 	long fw0 = fo_writes(a, NULL);
@@ -1393,22 +1409,6 @@ static void test_fo_change_in_event_older_than_our_write_reaches_ce(void **state
 	flush_producer();
 	wait_caught_up();
 	assert_int_equal(fw0, fo_writes(a, NULL));
-}
-
-/* CE's event of account a at version v and time ts, its image CE's record now with `field` set back
- * to null. */
-static void produce_ce_without(const char *a, int64_t v, long long ts, const char *field)
-{
-	cJSON *img = ce_account(a), *k = cJSON_CreateObject();
-	assert_non_null(img);
-	cJSON_ReplaceItemInObjectCaseSensitive(img, field, cJSON_CreateNull());
-	cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
-	cJSON_AddStringToObject(k, "accountnumber", a);
-	event_ts = ts;
-	produce_event("ce", "account", "accounts", topic, "update", v, k, img);
-	event_ts = 0;
-	cJSON_Delete(k);
-	cJSON_Delete(img);
 }
 
 /*
@@ -1434,7 +1434,7 @@ static void test_merge_does_not_hide_unseen_change(void **state)
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-phone\"}");
 	long long t_fo = wall_ms();
 	/* CE's city event: 412, re-read, merged write of the city */
-	produce_ce_without(a, v_city, t_city, "telephone1");
+	produce_edited("ce", a, v_city, t_city, "telephone1", NULL);
 	flush_producer();
 	wait_caught_up();
 	cJSON *f = fo_customer(a);
@@ -1456,22 +1456,11 @@ static void test_merge_does_not_hide_unseen_change(void **state)
 		usleep(100000);
 	}
 	/* FO's own event of its phone change */
-	produce_fo_image(a, 1, t_fo, NULL);
+	produce_edited("fo", a, 1, t_fo, NULL, NULL);
 	flush_producer();
 	wait_caught_up();
 	wait_caught_up_to("ce");
-	cJSON *c = ce_account(a);
-	f = fo_customer(a);
-	assert_non_null(c);
-	assert_non_null(f);
-	char have_ce[64], have_fo[64];
-	snprintf(have_ce, sizeof(have_ce), "%s", str_of(c, "telephone1"));
-	snprintf(have_fo, sizeof(have_fo), "%s", str_of(f, "PrimaryContactPhone"));
-	cJSON_Delete(c);
-	cJSON_Delete(f);
-	if (strcmp(have_ce, "fo-phone") != 0 || strcmp(have_fo, "fo-phone") != 0)
-		fail_msg("ce telephone1 '%s', fo PrimaryContactPhone '%s', want FO's later 'fo-phone' on both", have_ce,
-			 have_fo);
+	assert_both(a, "telephone1", "PrimaryContactPhone", "fo-phone");
 }
 
 /* Total requests the FO emulator answered. */
