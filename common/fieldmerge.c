@@ -139,6 +139,43 @@ static int same_value(const cJSON *a, const cJSON *b)
 	return cJSON_Compare(a, b, 1);
 }
 
+/*
+ * Whether value sv of an event of `side` at version/ts is a change the side made after our write
+ * of entry e, although the event is older than e by time. e must be a value we wrote there (its
+ * origin the other side) with "p", the values the side held before it, newest first, each
+ * {"v", "t", "n"?}: our writes are guarded by If-Match, so from the time of the oldest until our
+ * write landed the side held exactly these values, one after the other. An event's image was read
+ * no earlier than its source time (with versions: after the images of older versions), so when the
+ * event is not older than one of them (p_j), an image read before our write landed could only hold
+ * p_j or a newer one. A value other than ours and those was set after our write: a change, even
+ * though its event carries an older time (FO's event carries the time of the change that triggered
+ * it, while its image is re-read later and may hold later changes).
+ */
+static int superseded(const cJSON *e, const cJSON *sv, enum event_side side, long long version, long long ts)
+{
+	if (!e || entry_own(e, side) || (entry_n(e) > 0 && version > 0) || same_value(sv, entry_v(e)))
+		return 0;
+	const cJSON *link;
+	cJSON_ArrayForEach(link, cJSON_GetObjectItemCaseSensitive(e, "p"))
+	{
+		if (same_value(sv, entry_v(link)) || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(link, "t")))
+			return 0;
+		/* read after the image that showed it (a later version), or triggered no earlier */
+		if (entry_n(link) > 0 && version > 0 ? version > entry_n(link) : ts >= entry_t(link))
+			return 1;
+	}
+	return 0;
+}
+
+/* The time of the event's change of a field whose known entry is e: ts, or for a change made after
+ * our write of e (superseded) the time of that write, since it was made after it. */
+static long long change_time(const cJSON *e, const cJSON *sv, enum event_side side, long long version, long long ts)
+{
+	if (superseded(e, sv, side, version, ts) && entry_t(e) > ts)
+		return entry_t(e);
+	return ts;
+}
+
 /* Adds {"v": copy of v (null when NULL), "t": t} under name to obj, replacing an older one. */
 static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, const char *origin)
 {
@@ -219,8 +256,16 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 	while (x) {
 		cJSON *next = x->next;
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
-		if (k && same_value(entry_v(k), entry_v(x)))
+		if (k && same_value(entry_v(k), entry_v(x))) {
 			cJSON_Delete(cJSON_DetachItemViaPointer(e, x));
+		} else if (k) {
+			/* a change made after our write there, in an event older than it: it must
+			 * replace our entry, so it takes our write's time */
+			long long tc = change_time(k, entry_v(x), side, version, ts);
+			cJSON *xt = cJSON_GetObjectItemCaseSensitive(x, "t");
+			if (tc != ts && xt)
+				cJSON_SetNumberValue(xt, (double)tc);
+		}
 		x = next;
 	}
 	return e;
@@ -292,15 +337,88 @@ static int target_later(const struct map *m, enum event_side to, long long t_dst
 	return fixed_winner(m, to) >= 0 || to == EVENT_SIDE_CE;
 }
 
-/* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding). */
+/* How many values a written entry notes as held by the target before it ("p", see superseded). */
+#define PRIOR_MAX 4
+
+/* Adds a copy of {"v": v, "t": t, "n": n when > 0} to array links. */
+static int add_link(cJSON *links, const cJSON *v, long long t, long long n)
+{
+	cJSON *l = cJSON_CreateObject();
+	cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
+	if (!l || !c || !cJSON_AddItemToObject(l, "v", c)) {
+		cJSON_Delete(l);
+		cJSON_Delete(c);
+		return -1;
+	}
+	if (!cJSON_AddNumberToObject(l, "t", (double)t) || (n > 0 && !cJSON_AddNumberToObject(l, "n", (double)n)) ||
+	    !cJSON_AddItemToArray(links, l)) {
+		cJSON_Delete(l);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * What the target held in a field before our write lands there: a new array of links for "p"
+ * (cJSON_Delete), NULL on out of memory. kd is the known target entry the write goes against (its
+ * ETag guards it) or NULL; reread, when not NULL, the value a re-read after a 412 found at time
+ * read_ms (the write then goes with that read's ETag). A known value we wrote brings its own links
+ * along (up to PRIOR_MAX in all), since it too replaced them under If-Match.
+ */
+static cJSON *prior_links(const cJSON *kd, enum event_side to, const cJSON *reread, int has_reread, long long read_ms)
+{
+	cJSON *links = cJSON_CreateArray();
+	if (!links)
+		return NULL;
+	if (has_reread && !(kd && same_value(reread, entry_v(kd)))) {
+		/* changed there meanwhile: what came before it is not known */
+		if (add_link(links, reread, read_ms, 0) != 0)
+			goto fail;
+		return links;
+	}
+	if (!kd)
+		return links;
+	if (add_link(links, entry_v(kd), entry_t(kd), entry_n(kd)) != 0)
+		goto fail;
+	if (!entry_own(kd, to)) {
+		const cJSON *l;
+		cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(kd, "p"))
+		{
+			if (cJSON_GetArraySize(links) >= PRIOR_MAX)
+				break;
+			cJSON *c = cJSON_Duplicate(l, 1);
+			if (!c || !cJSON_AddItemToArray(links, c)) {
+				cJSON_Delete(c);
+				goto fail;
+			}
+		}
+	}
+	return links;
+fail:
+	cJSON_Delete(links);
+	return NULL;
+}
+
+/* Keeps payload member p: counts it and notes its target entry (not for a CE lookup binding) with
+ * the values it replaces there (links, borrowed; none when empty). */
 static int keep(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
-		long long t)
+		long long t, const cJSON *links)
 {
 	out->nwrite++;
 	const char *dname = image_name(f, to);
 	if (!dname || (to == EVENT_SIDE_CE && f->lookup))
 		return 0;
-	return put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE));
+	if (put_entry(out->written, dname, p, t, event_side_name(to == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE)) != 0)
+		return -1;
+	if (cJSON_GetArraySize(links) == 0)
+		return 0;
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(out->written, dname);
+	cJSON *c = cJSON_Duplicate(links, 1);
+	if (!c || !cJSON_AddItemToObject(e, "p", c)) {
+		cJSON_Delete(c);
+		return -1;
+	}
+	return 0;
 }
 
 static int plan_start(struct fieldmerge_plan *out)
@@ -324,14 +442,19 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		const struct map_field *f = &m->fields[idx];
 		const char *sname = image_name(f, from), *dname = image_name(f, to);
 		int drop = 0;
-		long long t = ts;
+		long long t = ts, tc = ts; /* tc: when the source changed this field */
 		if (!sname) {
 			drop = known_dst != NULL; /* a constant: written with the first write only */
 		} else if (known_src) {
 			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
 			const cJSON *ke = cJSON_GetObjectItemCaseSensitive(known_src, sname);
 			/* absent from the event: not changed by it */
-			drop = !sv || (ke && (same_value(sv, entry_v(ke)) || event_older(ke, version, ts)));
+			drop = !sv || (ke && (same_value(sv, entry_v(ke)) ||
+					      (event_older(ke, version, ts) && !superseded(ke, sv, from, version, ts))));
+			if (!drop && ke) {
+				t = tc = change_time(ke, sv, from, version, ts);
+				out->nlate += tc != ts;
+			}
 		}
 		if (drop) {
 			out->nunchanged++;
@@ -341,7 +464,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
 		const cJSON *ke = known_src && sname ? cJSON_GetObjectItemCaseSensitive(known_src, sname) : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
-		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), ts) && (bind || !same_value(p, entry_v(kd))) &&
+		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), tc) && (bind || !same_value(p, entry_v(kd))) &&
 		    !carried(ke, kd, to)) {
 			/* the target changed this field after the source did */
 			if (fixed_winner(m, from) == 1) {
@@ -353,10 +476,23 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 				continue;
 			}
 		}
-		if (keep(out, f, to, p, t) != 0)
+		cJSON *links = prior_links(kd, to, NULL, 0, 0);
+		int krc = links ? keep(out, f, to, p, t, links) : -1;
+		cJSON_Delete(links);
+		if (krc != 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* keep() for a write that goes with the ETag of a re-read that found rv at read_ms. */
+static int keep_after_read(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
+			   long long t, const cJSON *kd, const cJSON *rv, long long read_ms)
+{
+	cJSON *links = prior_links(kd, to, rv, 1, read_ms);
+	int rc = links ? keep(out, f, to, p, t, links) : -1;
+	cJSON_Delete(links);
+	return rc;
 }
 
 int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
@@ -379,14 +515,14 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 		long long t = kd && entry_t(kd) > ts ? entry_t(kd) : ts;
 		int changed_there = kd && !same_value(rv, entry_v(kd)) && (bind || !same_value(rv, p));
 		if (!changed_there) {
-			if (keep(out, f, to, p, t) != 0)
+			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 			continue;
 		}
 		int win = fixed_winner(m, from);
 		if (win < 0 && target_ts <= 0) {
 			out->nwait++;
-			if (keep(out, f, to, p, t) != 0)
+			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 			continue;
 		}
@@ -396,12 +532,27 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			t = t > now_ms ? t : now_ms;
 		if (win) {
 			out->nwon++;
-			if (keep(out, f, to, p, t) != 0)
+			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 		} else {
 			out->nlost++;
 			cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
 		}
+	}
+	return 0;
+}
+
+int fieldmerge_unseen(const cJSON *known, const cJSON *reread, const cJSON *written)
+{
+	const cJSON *e;
+	if (!cJSON_IsObject(known) || !cJSON_IsObject(reread))
+		return 0;
+	cJSON_ArrayForEach(e, known)
+	{
+		if (written && cJSON_GetObjectItemCaseSensitive(written, e->string))
+			continue;
+		if (!same_value(cJSON_GetObjectItemCaseSensitive(reread, e->string), entry_v(e)))
+			return 1;
 	}
 	return 0;
 }
@@ -421,9 +572,17 @@ int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *pay
 		const cJSON *rv = dname ? cJSON_GetObjectItemCaseSensitive(rep, dname) : NULL;
 		if (!rv)
 			continue;
-		const cJSON *old = cJSON_GetObjectItemCaseSensitive(written, dname);
-		if (put_entry(written, dname, rv, old ? entry_t(old) : ts, old ? entry_o(old) : NULL) != 0)
+		cJSON *old = cJSON_GetObjectItemCaseSensitive(written, dname);
+		if (!old) {
+			if (put_entry(written, dname, rv, ts, NULL) != 0)
+				return -1;
+			continue;
+		}
+		cJSON *c = cJSON_Duplicate(rv, 1);
+		if (!c || !cJSON_ReplaceItemInObjectCaseSensitive(old, "v", c)) {
+			cJSON_Delete(c);
 			return -1;
+		}
 	}
 	return 0;
 }

@@ -18,10 +18,16 @@
  * with that value (CE versionnumber; the event's source version): an event is then placed by its
  * version rather than its time (CE change times have whole seconds only). o is the side whose change the value is (the side
  * itself, or the other side for a value we wrote); only a side's own changes are conflicts. Known images merge field by field, the newer t winning (fieldmerge_merge, and
- * dw_image_merge in schemas/sql/004_merge.sql, which must agree).
+ * dw_image_merge in schemas/sql/004_merge.sql, which must agree). A value we wrote also notes, when
+ * known, the values the side held before it: p, [{"v", "t", "n"?}] newest first, up to 4 (writes go
+ * with If-Match, so from the oldest until our write landed the side held exactly these).
  *
  * An event from side S with image I at time ts changes field f when the known image of S has no
- * entry for f, or holds another value with an older time. Only changed fields are written to the
+ * entry for f, or holds another value with an older time, or holds a value we wrote (with a newer
+ * time) while I's value is neither ours nor in its p and the event is not older than a value of p
+ * (all newer ones differing from I's too): I was then read after our write landed (FO's events
+ * carry the time of the change that triggered them and an image re-read later), and the change
+ * counts from our write's time. Only changed fields are written to the
  * other side T (its key and company always go along), so a change never carries stale values of
  * fields it did not touch over T's newer ones; an event that changes nothing is an echo.
  * A field the known image of T shows changed later than ts is a conflict: the map's policy decides
@@ -38,6 +44,7 @@ struct fieldmerge_plan {
 	int nwon;            /* conflicts the source won (written) */
 	int nlost;           /* conflicts the target won (dropped) */
 	int nwait;           /* conflict merge only: fields changed on the target at an unknown time */
+	int nlate;           /* plan only: changes made after our write, found in an event older than it */
 	cJSON *written;      /* known-image entries of the target for the members left (image names;
 			      * lookups written by binding are left out: their GUID is not known) */
 };
@@ -54,7 +61,8 @@ cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON
 
 /*
  * As fieldmerge_entries (with the side's record version when version > 0), but only the fields whose value differs from the known image `known` (or
- * that it lacks): what the side changed at ts. Unchanged fields keep the time they were set.
+ * that it lacks): what the side changed at ts (a change made after our write of a field, in an
+ * event older than that write, at the write's time). Unchanged fields keep the time they were set.
  * known NULL: every field. New object (cJSON_Delete), NULL when image is not an object or on OOM.
  */
 cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
@@ -77,7 +85,8 @@ cJSON *fieldmerge_values(const cJSON *known);
  * known_src / known_dst the known images of the source and target sides (NULL: nothing known; then
  * nothing is dropped for that reason). A payload member whose field has no source (a constant) is
  * written only while nothing is known of the target. Conflicts against known_dst follow the map's
- * policy. Fills *out (clear it with fieldmerge_plan_clear). Returns 0, or -1 on out of memory.
+ * policy. Fills *out (clear it with fieldmerge_plan_clear); the entries of written members note
+ * the known target values they replace (p). Returns 0, or -1 on out of memory.
  */
 int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
 		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
@@ -91,16 +100,28 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
  * win is recorded with time max(ts, now_ms), so the overruled change, when its event arrives, is
  * older than it); under latest_wins it is decided by target_ts, and when that is 0 the field
  * counts in nwait (the caller should retry once the target's event is known). Other members are
- * merged (kept). Fills *out as fieldmerge_plan does. Returns 0, or -1 on out of memory.
+ * merged (kept). Fills *out as fieldmerge_plan does; the entries of written members note the
+ * re-read value as the one they replace (at now_ms unless it is the known one). Returns 0, or -1
+ * on out of memory.
  */
 int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
 			long long now_ms, const cJSON *known_dst, long long ts, cJSON *payload,
 			struct fieldmerge_plan *out) __attribute__((warn_unused_result));
 
 /*
+ * After a 412: whether the re-read record (reread) holds, in a field of the known target image
+ * `known` that the write does not carry (not in `written`, the plan's entries), a value other than
+ * the known one: a change of the target not seen yet. The ETag the merged write gets back then
+ * covers that change, and a later write guarded by it would overwrite the change unnoticed; the
+ * caller keeps no such ETag. 0 when known or reread is NULL.
+ */
+int fieldmerge_unseen(const cJSON *known, const cJSON *reread, const cJSON *written);
+
+/*
  * After a write the target answered with its record (rep, borrowed): the entries of `written` for
- * the payload's fields take the values the target holds (normalised as it stores them), and fields
- * written by a CE lookup binding get their GUID attribute's value, with time ts. Returns 0, or -1
+ * the payload's fields take the values the target holds (normalised as it stores them; their other
+ * members stay), and fields written by a CE lookup binding get their GUID attribute's value, with
+ * time ts. Returns 0, or -1
  * on out of memory.
  */
 int fieldmerge_observe(const struct map *m, enum event_side to, const cJSON *payload, const cJSON *rep, long long ts,

@@ -1338,6 +1338,169 @@ static void test_first_write_does_not_overwrite_unseen_change(void **state)
 	cJSON_Delete(f);
 }
 
+/* CE's versionnumber of account a. */
+static int64_t ce_version(const char *a)
+{
+	cJSON *c = ce_account(a);
+	assert_non_null(c);
+	const cJSON *vn = cJSON_GetObjectItemCaseSensitive(c, "versionnumber");
+	assert_true(cJSON_IsNumber(vn));
+	int64_t v = (int64_t)vn->valuedouble;
+	cJSON_Delete(c);
+	return v;
+}
+
+/* Fails unless account a holds `want` in ce_field on CE and in fo_field on FO. */
+static void assert_both(const char *a, const char *ce_field, const char *fo_field, const char *want)
+{
+	cJSON *c = ce_account(a), *f = fo_customer(a);
+	assert_non_null(c);
+	assert_non_null(f);
+	char have_ce[64], have_fo[64];
+	snprintf(have_ce, sizeof(have_ce), "%s", str_of(c, ce_field));
+	snprintf(have_fo, sizeof(have_fo), "%s", str_of(f, fo_field));
+	cJSON_Delete(c);
+	cJSON_Delete(f);
+	if (strcmp(have_ce, want) != 0 || strcmp(have_fo, want) != 0)
+		fail_msg("ce %s '%s', fo %s '%s', want '%s' on both", ce_field, have_ce, fo_field, have_fo, want);
+}
+
+/* The change event of account a on `side` at version v and time ts, its image the record as it is
+ * now there with `field` set to a copy of value (field NULL: as it is; value NULL: null). */
+static void produce_edited(const char *side, const char *a, int64_t v, long long ts, const char *field,
+			   const cJSON *value)
+{
+	int ce = strcmp(side, "ce") == 0;
+	cJSON *img = ce ? ce_account(a) : fo_customer(a), *k = ce ? cJSON_CreateObject() : fo_key(a);
+	assert_non_null(img);
+	if (field)
+		cJSON_ReplaceItemInObjectCaseSensitive(img, field, value ? cJSON_Duplicate(value, 1) : cJSON_CreateNull());
+	if (ce) {
+		cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
+		cJSON_AddStringToObject(k, "accountnumber", a);
+	}
+	event_ts = ts;
+	if (ce)
+		produce_event("ce", "account", "accounts", topic, "update", v, k, img);
+	else
+		produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, "update", v, k, img);
+	event_ts = 0;
+	cJSON_Delete(k);
+	cJSON_Delete(img);
+}
+
+/*
+ * Issue 5 (the concurrent e2e edits ended with a name different on the two sides): FO answers our
+ * writes with 204 and no version, so FO's events are placed against them by time; but an FO event
+ * carries the time of the change that triggered it and an image FO capture re-reads later. Here FO's
+ * event of our first write of the name is re-read only after our second write and an FO user's
+ * change made after it: its time is older than our second write, its image holds FO's newer name.
+ * That name must reach CE (both sides end with it, and CE's echo writes nothing more to FO), while
+ * an image read before our second write landed (it holds the name that write replaced) stays stale.
+ */
+static void test_fo_change_in_event_older_than_our_write_reaches_ce(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), 315);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
+	/* our first write of the name; FO's event of it carries a time at or after its sending */
+	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-1\"}");
+	produce_current("ce", a, "update", ce_version(a), 0);
+	flush_producer();
+	wait_caught_up();
+	long long t_first = wall_ms();
+	usleep(20000);
+	/* our second write */
+	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-2\"}");
+	produce_current("ce", a, "update", ce_version(a), 0);
+	flush_producer();
+	wait_caught_up();
+	cJSON *f = fo_customer(a);
+	assert_non_null(f);
+	assert_string_equal("ce-2", str_of(f, "OrganizationName"));
+	cJSON_Delete(f);
+	/* an image read between the two writes: stale, CE keeps ce-2 */
+	cJSON *stale = cJSON_CreateString("ce-1");
+	produce_edited("fo", a, 1, t_first, "OrganizationName", stale);
+	cJSON_Delete(stale);
+	flush_producer();
+	wait_caught_up_to("ce");
+	cJSON *c = ce_account(a);
+	assert_non_null(c);
+	assert_string_equal("ce-2", str_of(c, "name"));
+	char guid[40];
+	snprintf(guid, sizeof(guid), "%s", str_of(c, "accountid"));
+	cJSON_Delete(c);
+	/* an FO user changes the name after our second write; FO's event of our first write is
+	 * re-read only now */
+	side_call("fo", "PATCH", path, "{\"OrganizationName\":\"fo-later\"}");
+	long cw0 = ce_record_writes(guid);
+	produce_edited("fo", a, 2, t_first, NULL, NULL);
+	flush_producer();
+	wait_caught_up_to("ce");
+	assert_both(a, "name", "OrganizationName", "fo-later");
+	assert_int_equal(cw0 + 1, ce_record_writes(guid));
+	/* CE's event of that write is its echo: nothing goes back to FO */
+	long fw0 = fo_writes(a, NULL);
+	produce_current("ce", a, "update", ce_version(a), 0);
+	flush_producer();
+	wait_caught_up();
+	assert_int_equal(fw0, fo_writes(a, NULL));
+}
+
+/*
+ * Issue 5 (a concurrent e2e run ended with the phone different on the two sides): CE changes the
+ * city, then the phone; FO changes the phone after that. CE's city event meets a 412, re-reads FO
+ * (which shows FO's phone, not seen yet) and writes the city with the new ETag. That ETag covers
+ * FO's phone change: CE's phone event, older than FO's change, must not pass If-Match with it and
+ * overwrite FO's phone unnoticed. Under latest_wins FO's later phone ends on both sides.
+ */
+static void test_merge_does_not_hide_unseen_change(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), 316);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
+	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-city\"}");
+	long long t_city = wall_ms();
+	int64_t v_city = ce_version(a);
+	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-phone\"}");
+	long long t_phone = wall_ms();
+	int64_t v_phone = ce_version(a);
+	usleep(20000);
+	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-phone\"}");
+	long long t_fo = wall_ms();
+	/* CE's city event: 412, re-read, merged write of the city */
+	produce_edited("ce", a, v_city, t_city, "telephone1", NULL);
+	flush_producer();
+	wait_caught_up();
+	cJSON *f = fo_customer(a);
+	assert_non_null(f);
+	assert_string_equal("ce-city", str_of(f, "AddressCity"));
+	assert_string_equal("fo-phone", str_of(f, "PrimaryContactPhone"));
+	cJSON_Delete(f);
+	/* CE's phone event, older than FO's change */
+	produce_current("ce", a, "update", v_phone, t_phone);
+	flush_producer();
+	/* give a write guarded by the merge's ETag time to land (it would within this) */
+	for (long long end = harness_now_ms() + 2000;;) {
+		f = fo_customer(a);
+		assert_non_null(f);
+		int moved = strcmp(str_of(f, "PrimaryContactPhone"), "fo-phone") != 0;
+		cJSON_Delete(f);
+		if (moved || harness_now_ms() > end)
+			break;
+		usleep(100000);
+	}
+	/* FO's own event of its phone change */
+	produce_edited("fo", a, 1, t_fo, NULL, NULL);
+	flush_producer();
+	wait_caught_up();
+	wait_caught_up_to("ce");
+	assert_both(a, "telephone1", "PrimaryContactPhone", "fo-phone");
+}
+
 /* Total requests the FO emulator answered. */
 static long fo_requests(void)
 {
@@ -1715,6 +1878,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_same_field_fo_wins_ends_equal, default_policy),
 		cmocka_unit_test(test_change_after_our_copy_reaches_other_side),
 		cmocka_unit_test(test_first_write_does_not_overwrite_unseen_change),
+		cmocka_unit_test(test_fo_change_in_event_older_than_our_write_reaches_ce),
+		cmocka_unit_test(test_merge_does_not_hide_unseen_change),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),

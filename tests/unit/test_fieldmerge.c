@@ -330,6 +330,116 @@ static void test_plan_equal_times_one_winner(void **state)
 	map_free(m);
 }
 
+/* The FO entry of OrganizationName after our write of `name` sent at `sent`, whose plan knew
+ * `known_fo` of FO (the FO write answers 204: no version). The caller deletes it. */
+static cJSON *fo_after_write(const struct map *m, const char *name, long long ts, long long sent, const cJSON *known_fo)
+{
+	char text[256];
+	snprintf(text, sizeof(text), "{\"accountnumber\":\"A1\",\"_msdyn_company_value\":\"usmf\",\"name\":\"%s\"}",
+		 name);
+	cJSON *img = json(text);
+	snprintf(text, sizeof(text), "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"OrganizationName\":\"%s\"}",
+		 name);
+	cJSON *p = json(text);
+	struct fieldmerge_plan plan;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, img, 0, ts, NULL, known_fo, p, &plan));
+	assert_int_equal(1, plan.nwrite);
+	assert_int_equal(0, fieldmerge_stamp(plan.written, sent, EVENT_SIDE_CE, 0, ts, 0));
+	cJSON *known = cJSON_Duplicate(known_fo, 1);
+	assert_int_equal(0, fieldmerge_merge(known, plan.written));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(img);
+	cJSON_Delete(p);
+	return known;
+}
+
+/* Whether an FO event at version/ts whose image has OrganizationName `name` writes it to CE; it
+ * counts as a late change (made after our write) exactly when it is written. */
+static int fo_event_writes(const struct map *m, const cJSON *known_fo, const cJSON *known_ce, const char *name,
+			   long long version, long long ts, long long *t_written)
+{
+	char text[256];
+	snprintf(text, sizeof(text), "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"OrganizationName\":\"%s\"}",
+		 name);
+	cJSON *img = json(text);
+	snprintf(text, sizeof(text), "{\"accountnumber\":\"A1\",\"name\":\"%s\"}", name);
+	cJSON *p = json(text);
+	struct fieldmerge_plan plan;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_FO, img, version, ts, known_fo, known_ce, p, &plan));
+	int w = has(p, "name");
+	assert_int_equal(w, plan.nlate);
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(plan.written, "name");
+	if (t_written)
+		*t_written = e ? (long long)cJSON_GetObjectItemCaseSensitive(e, "t")->valuedouble : 0;
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(img);
+	cJSON_Delete(p);
+	return w;
+}
+
+/*
+ * Issue 5 (e2e concurrent edits ended with the name different on the two sides): our FO writes
+ * answer 204 without a version, so FO's events are placed against them by time. FO's event of a
+ * change carries that change's time but an image re-read later, which can hold a change made on FO
+ * after our next write: a value that is neither ours nor the one our write replaced. It is a
+ * change made after our write and reaches CE, and its known-image entry replaces ours; an image
+ * read before our write landed (it holds the replaced value, or an older one by its time) stays
+ * stale.
+ */
+static void test_plan_change_after_our_write_in_older_event(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	cJSON *k0 = json("{\"OrganizationName\":{\"v\":\"start\",\"t\":500,\"o\":\"fo\",\"n\":1}}");
+	cJSON *k1 = fo_after_write(m, "ce-1", 900, 1000, k0);  /* our first write, sent at 1000 */
+	cJSON *k2 = fo_after_write(m, "ce-2", 1900, 2000, k1); /* our second, sent at 2000 */
+	/* our second write notes what FO held before it: our first write's value and time, then what
+	 * that one replaced */
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(k2, "OrganizationName");
+	const cJSON *links = cJSON_GetObjectItemCaseSensitive(e, "p");
+	assert_int_equal(2, cJSON_GetArraySize(links));
+	const cJSON *l0 = cJSON_GetArrayItem(links, 0), *l1 = cJSON_GetArrayItem(links, 1);
+	assert_string_equal("ce-1", cJSON_GetObjectItemCaseSensitive(l0, "v")->valuestring);
+	assert_int_equal(1000, (int)cJSON_GetObjectItemCaseSensitive(l0, "t")->valuedouble);
+	assert_string_equal("start", cJSON_GetObjectItemCaseSensitive(l1, "v")->valuestring);
+	assert_int_equal(1, (int)cJSON_GetObjectItemCaseSensitive(l1, "n")->valuedouble);
+	cJSON *known_ce = json("{\"name\":{\"v\":\"ce-2\",\"t\":1900,\"o\":\"ce\",\"n\":7}}");
+	/* FO's event of our first write (time 1500), re-read after a later FO change */
+	long long t = 0;
+	assert_true(fo_event_writes(m, k2, known_ce, "fo-later", 3, 1500, &t));
+	assert_int_equal(2000, (int)t);
+	/* its known-image entry replaces our write's */
+	cJSON *img = json("{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"A1\",\"OrganizationName\":\"fo-later\"}");
+	cJSON *seen = fieldmerge_changed_entries(m, EVENT_SIDE_FO, img, 3, 1500, k2);
+	assert_non_null(seen);
+	cJSON *k3 = cJSON_Duplicate(k2, 1);
+	assert_int_equal(0, fieldmerge_merge(k3, seen));
+	cJSON *v = fieldmerge_values(k3);
+	assert_string_equal("fo-later", cJSON_GetObjectItemCaseSensitive(v, "OrganizationName")->valuestring);
+	cJSON_Delete(v);
+	/* images read before our second write landed stay stale: the value it replaced, or an older
+	 * value in an event older than that value */
+	assert_false(fo_event_writes(m, k2, known_ce, "ce-1", 3, 1500, NULL));
+	assert_false(fo_event_writes(m, k2, known_ce, "start", 2, 800, NULL));
+	/* an event triggered before our first write, re-read after both and a later FO change: not
+	 * older than the value our first write replaced, whose version is known */
+	assert_true(fo_event_writes(m, k2, known_ce, "fo-later", 3, 800, NULL));
+	assert_false(fo_event_writes(m, k2, known_ce, "fo-later", 1, 400, NULL));
+	/* with FO's version of the replaced value known, the version decides */
+	cJSON *k4 = fo_after_write(m, "ce-3", 2900, 3000, k3);
+	assert_false(fo_event_writes(m, k4, known_ce, "other", 3, 2500, NULL));
+	assert_true(fo_event_writes(m, k4, known_ce, "other", 4, 2500, NULL));
+	cJSON_Delete(img);
+	cJSON_Delete(seen);
+	cJSON_Delete(k0);
+	cJSON_Delete(k1);
+	cJSON_Delete(k2);
+	cJSON_Delete(k3);
+	cJSON_Delete(k4);
+	cJSON_Delete(known_ce);
+	map_free(m);
+}
+
 /* Known images merge field by field: the newer time wins, a tie goes to the update. */
 static void test_merge_newer_time_wins(void **state)
 {
@@ -368,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_plan_origin_and_versions),
 		cmocka_unit_test(test_plan_change_after_our_copy_is_no_conflict),
 		cmocka_unit_test(test_plan_equal_times_one_winner),
+		cmocka_unit_test(test_plan_change_after_our_write_in_older_event),
 		cmocka_unit_test(test_merge_newer_time_wins),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

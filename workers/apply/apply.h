@@ -74,6 +74,15 @@ struct apply_metrics {
 	struct metrics_family *parked;     /* gauge: events parked for this map and side */
 };
 
+/* One record's run of conflict waits (batch.c): a hash of its target key, how many waits in a row,
+ * and the time of the last (monotonic ms). */
+#define APPLY_WAITS_MAX 256
+struct apply_wait {
+	uint64_t key;
+	unsigned n;
+	long long last_ms;
+};
+
 struct apply {
 	/* settings */
 	const struct config_common *cfg;
@@ -101,6 +110,8 @@ struct apply {
 	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
 	rd_kafka_topic_partition_list_t *paused;
 	unsigned consecutive_retries;
+	struct apply_wait waits[APPLY_WAITS_MAX]; /* records whose write waits for the target's change
+						    * event after a 412 (rule 4); key 0: free */
 	volatile sig_atomic_t *stop;
 	/* map state (rule 8) */
 	int map_paused;              /* the map is paused or failed: nothing is consumed */
@@ -228,6 +239,7 @@ struct item {
 	/* decision and write */
 	struct applystate_item ai;
 	int writing;
+	int etag_unseen;           /* the write's ETag covers a target change not seen yet: keep none */
 	struct target_write tw;
 	struct odata_key_part keys[EVENT_KEY_FIELDS_MAX];
 	char keybuf[EVENT_KEY_FIELDS_MAX][64];

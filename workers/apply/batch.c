@@ -11,9 +11,12 @@
 #include "apply.h"
 #include "fieldmerge.h"
 #include "log.h"
+#include "sha256.h"
 
-/* Retries a 412 waits for the target's own change event before deciding without it. */
+/* Retries of one record's write a 412 waits for the target's own change event before deciding
+ * without it; a run of waits older than CONFLICT_WAIT_RESET_MS starts again. */
 #define CONFLICT_WAIT_MAX 8
+#define CONFLICT_WAIT_RESET_MS 300000
 
 /* If-Match for a record whose ETag this worker does not know: matches no entity tag. */
 #define ETAG_UNKNOWN "W/\"dw-unknown\""
@@ -300,6 +303,62 @@ void prepare(struct apply *a, struct item *it)
 		set_outcome(it, APPLYSTATE_ECHO, it->tkey);
 }
 
+/* ---- conflict waits, counted per record ----------------------------------------------------- */
+
+static uint64_t wait_key(const char *tkey)
+{
+	uint8_t d[SHA256_DIGEST_LEN];
+	uint64_t k = 0;
+	sha256(tkey, strlen(tkey), d);
+	memcpy(&k, d, sizeof(k));
+	return k ? k : 1;
+}
+
+/* The record's slot in a->waits, or NULL when it has none. */
+static struct apply_wait *wait_find(struct apply *a, uint64_t k)
+{
+	for (size_t i = 0; i < APPLY_WAITS_MAX; i++)
+		if (a->waits[i].key == k)
+			return &a->waits[i];
+	return NULL;
+}
+
+/* How many times in a row the record's write has waited (0: none, or the run is stale). */
+static unsigned waits_of(struct apply *a, const char *tkey)
+{
+	const struct apply_wait *w = wait_find(a, wait_key(tkey));
+	if (!w || apply_now_ms() - w->last_ms > CONFLICT_WAIT_RESET_MS)
+		return 0;
+	return w->n;
+}
+
+/* Counts one more wait of the record; a full table gives the slot of the longest idle record. */
+static void wait_note(struct apply *a, const char *tkey)
+{
+	uint64_t k = wait_key(tkey);
+	long long now = apply_now_ms();
+	struct apply_wait *w = wait_find(a, k);
+	if (!w) {
+		w = &a->waits[0];
+		for (size_t i = 0; i < APPLY_WAITS_MAX && w->key; i++)
+			if (!a->waits[i].key || a->waits[i].last_ms < w->last_ms)
+				w = &a->waits[i];
+		*w = (struct apply_wait){ .key = k };
+	}
+	if (now - w->last_ms > CONFLICT_WAIT_RESET_MS)
+		w->n = 0;
+	w->n++;
+	w->last_ms = now;
+}
+
+/* The record's write is settled (written, or nothing left to write): its run of waits ends. */
+static void wait_end(struct apply *a, const char *tkey)
+{
+	struct apply_wait *w = wait_find(a, wait_key(tkey));
+	if (w)
+		memset(w, 0, sizeof(*w));
+}
+
 /* Step 2: restricts the item's payload to the fields its event changed and settles fields the
  * target changed later by the map's policy (fieldmerge_plan). Returns 1 when something is left to
  * write, 0 when nothing is (an echo or a change already overtaken), -1 on out of memory. */
@@ -313,15 +372,16 @@ static int plan_write(struct apply *a, struct item *it)
 			    &it->plan) != 0)
 		return -1;
 	if (log_enabled(LOG_DEBUG)) {
-		char nw[16], nu[16], nl[16];
+		char nw[16], nu[16], nl[16], nt[16];
 		snprintf(nw, sizeof(nw), "%d", it->plan.nwrite);
 		snprintf(nu, sizeof(nu), "%d", it->plan.nunchanged);
 		snprintf(nl, sizeof(nl), "%d", it->plan.nlost);
+		snprintf(nt, sizeof(nt), "%d", it->plan.nlate);
 		char tsb[32];
 		snprintf(tsb, sizeof(tsb), "%lld", it->ts);
 		char *pl = cJSON_PrintUnformatted(it->w.payload);
 		log_debug("field plan", "map", a->map->name, "record", it->tkey, "ts", tsb, "write", nw, "unchanged", nu,
-			  "lost", nl, "payload", pl ? pl : "");
+			  "lost", nl, "late", nt, "payload", pl ? pl : "");
 		free(pl);
 	}
 	int known = it->known_dst != NULL;
@@ -499,7 +559,9 @@ int settle(struct apply *a, struct item *it, int second)
 		set_outcome(it, APPLYSTATE_APPLIED, it->tkey);
 		it->out.content_hash = w->op == TARGET_DELETE ? NULL : it->thash;
 		it->out.deleted = w->op == TARGET_DELETE;
-		it->out.etag = w->etag;
+		/* an ETag that covers a target change not seen yet would let the next write overwrite it
+		 * unnoticed: that write goes with one that matches nothing, so it re-reads (a 412) */
+		it->out.etag = it->etag_unseen ? ETAG_UNKNOWN : w->etag;
 		it->out.target_id = w->target_id;
 		if (w->op == TARGET_UPSERT)
 			applied_image(a, it, w->representation);
@@ -589,7 +651,7 @@ int settle(struct apply *a, struct item *it, int second)
 	 * fields both changed by the map's policy, write the rest with the new ETag */
 	struct fieldmerge_plan c;
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
-	if (tts == 0 && a->consecutive_retries >= CONFLICT_WAIT_MAX)
+	if (tts == 0 && waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX)
 		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
 	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), known_dst_of(it), it->ts, it->w.payload,
 					&c) != 0) {
@@ -598,6 +660,7 @@ int settle(struct apply *a, struct item *it, int second)
 		to_retry(a, it, "memory", 0);
 		return 0;
 	}
+	it->etag_unseen = fieldmerge_unseen(known_dst_of(it), row, c.written);
 	cJSON_Delete(row);
 	if (log_enabled(LOG_DEBUG)) {
 		char s1[32], s2[32], s3[16], s4[16], s5[16], s6[16];
@@ -616,6 +679,7 @@ int settle(struct apply *a, struct item *it, int second)
 		fieldmerge_plan_clear(&c);
 		free(etag);
 		count(a->m.conflicts, "wait");
+		wait_note(a, it->tkey);
 		to_retry(a, it, "conflict_wait", 0);
 		return 0;
 	}
@@ -1093,6 +1157,10 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		}
 		nw = again;
 	}
+	/* a record whose write is settled no longer waits for a target change event */
+	for (size_t i = 0; i < n; i++)
+		if (items[i].mapped && items[i].rep == (int)i && items[i].st == ST_DONE && items[i].tkey)
+			wait_end(a, items[i].tkey);
 	/* superseded changes share their stand-in's fate */
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
