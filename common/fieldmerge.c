@@ -496,9 +496,10 @@ static int keep_after_read(struct fieldmerge_plan *out, const struct map_field *
 }
 
 int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
-			long long now_ms, const cJSON *known_dst, long long ts, cJSON *payload,
+			long long now_ms, const cJSON *known_dst, const cJSON *planned, long long ts, cJSON *payload,
 			struct fieldmerge_plan *out)
 {
+	long long event_ts = ts;
 	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
 	if (plan_start(out) != 0)
 		return -1;
@@ -512,6 +513,8 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
 		const cJSON *rv = dname ? cJSON_GetObjectItemCaseSensitive(reread, dname) : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
+		const cJSON *pe = planned && dname ? cJSON_GetObjectItemCaseSensitive(planned, dname) : NULL;
+		ts = pe && entry_t(pe) > event_ts ? entry_t(pe) : event_ts; /* this field's change time */
 		long long t = kd && entry_t(kd) > ts ? entry_t(kd) : ts;
 		int changed_there = kd && !same_value(rv, entry_v(kd)) && (bind || !same_value(rv, p));
 		if (!changed_there) {

@@ -100,12 +100,15 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
  * win is recorded with time max(ts, now_ms), so the overruled change, when its event arrives, is
  * older than it); under latest_wins it is decided by target_ts, and when that is 0 the field
  * counts in nwait (the caller should retry once the target's event is known). Other members are
- * merged (kept). Fills *out as fieldmerge_plan does; the entries of written members note the
- * re-read value as the one they replace (at now_ms unless it is the known one). Returns 0, or -1
- * on out of memory.
+ * merged (kept). A field's change time is ts, or later when `planned` (the entries of the plan
+ * the write came from, may be NULL) dates it later: a change made after our write, found in an
+ * event older than it, is dated at that write by fieldmerge_plan and keeps that time here, so
+ * both directions decide the field alike. Fills *out as fieldmerge_plan does; the entries of
+ * written members note the re-read value as the one they replace (at now_ms unless it is the
+ * known one). Returns 0, or -1 on out of memory.
  */
 int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
-			long long now_ms, const cJSON *known_dst, long long ts, cJSON *payload,
+			long long now_ms, const cJSON *known_dst, const cJSON *planned, long long ts, cJSON *payload,
 			struct fieldmerge_plan *out) __attribute__((warn_unused_result));
 
 /*

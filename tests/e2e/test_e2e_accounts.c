@@ -855,5 +855,8 @@ int main(void)
 		n--;
 		print_message("# E2E_CONCURRENT=0: test_random_edits_settle_without_ping_pong left out (make e2e runs it)\n");
 	}
+	const char *only = getenv("DW_TEST_FILTER"); /* e.g. repeat the concurrent test alone */
+	if (only && *only)
+		cmocka_set_test_filter(only);
 	return _cmocka_run_group_tests("e2e_accounts", all, n, group_setup, group_teardown);
 }

@@ -260,6 +260,7 @@ struct item {
 	long long sent_ms;          /* when the (last) write was sent (wall clock) */
 	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
 	struct fieldmerge_plan plan;  /* what the write carries */
+	int plan_merged;              /* plan comes from a 412 merge (its times are no change times) */
 	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
 	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
 };

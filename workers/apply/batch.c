@@ -653,8 +653,11 @@ int settle(struct apply *a, struct item *it, int second)
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
 	if (tts == 0 && waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX)
 		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
-	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), known_dst_of(it), it->ts, it->w.payload,
-					&c) != 0) {
+	/* the first plan's times date each field's change (later than the event for a change made
+	 * after our write); a merge's entries carry write times, not change times */
+	const cJSON *planned = it->plan_merged ? NULL : it->plan.written;
+	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), known_dst_of(it), planned, it->ts,
+					it->w.payload, &c) != 0) {
 		cJSON_Delete(row);
 		free(etag);
 		to_retry(a, it, "memory", 0);
@@ -685,6 +688,7 @@ int settle(struct apply *a, struct item *it, int second)
 	}
 	fieldmerge_plan_clear(&it->plan);
 	it->plan = c;
+	it->plan_merged = 1;
 	if (c.nwrite == 0) {
 		free(etag);
 		set_outcome(it, APPLYSTATE_ECHO, it->tkey);
