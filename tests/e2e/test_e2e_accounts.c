@@ -502,7 +502,11 @@ static int group_teardown(void **state)
 	int c1 = cap_fo.pid > 0 ? ct_capture_wait(&cap_fo, 1) : 0;
 	free(tok_ce);
 	free(tok_fo);
-	admin_db("DROP DATABASE", " WITH (FORCE)");
+	const char *keep = getenv("E2E_KEEP_DB"); /* debugging: leave the state database for a post-mortem */
+	if (keep && strcmp(keep, "1") == 0)
+		print_message("# E2E_KEEP_DB=1: state database %s kept\n", dbname);
+	else
+		admin_db("DROP DATABASE", " WITH (FORCE)");
 	assert_int_equal(0, w0); /* SIGTERM: clean exits */
 	assert_int_equal(0, w1);
 	assert_int_equal(0, c0);

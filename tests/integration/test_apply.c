@@ -1367,14 +1367,24 @@ static void assert_both(const char *a, const char *ce_field, const char *fo_fiel
 
 /* The change event of account a on `side` at version v and time ts, its image the record as it is
  * now there with `field` set to a copy of value (field NULL: as it is; value NULL: null). */
+static void produce_image(const char *side, const char *a, int64_t v, long long ts, cJSON *img);
+
 static void produce_edited(const char *side, const char *a, int64_t v, long long ts, const char *field,
 			   const cJSON *value)
 {
 	int ce = strcmp(side, "ce") == 0;
-	cJSON *img = ce ? ce_account(a) : fo_customer(a), *k = ce ? cJSON_CreateObject() : fo_key(a);
+	cJSON *img = ce ? ce_account(a) : fo_customer(a);
 	assert_non_null(img);
 	if (field)
 		cJSON_ReplaceItemInObjectCaseSensitive(img, field, value ? cJSON_Duplicate(value, 1) : cJSON_CreateNull());
+	produce_image(side, a, v, ts, img);
+}
+
+/* The change event of account a on `side` at version v and time ts with image img (taken). */
+static void produce_image(const char *side, const char *a, int64_t v, long long ts, cJSON *img)
+{
+	int ce = strcmp(side, "ce") == 0;
+	cJSON *k = ce ? cJSON_CreateObject() : fo_key(a);
 	if (ce) {
 		cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
 		cJSON_AddStringToObject(k, "accountnumber", a);
@@ -1499,6 +1509,59 @@ static void test_merge_does_not_hide_unseen_change(void **state)
 	wait_caught_up();
 	wait_caught_up_to("ce");
 	assert_both(a, "telephone1", "PrimaryContactPhone", "fo-phone");
+}
+
+/*
+ * Issue 5 (the concurrent e2e edits ended with the city different on the two sides): CE changes the
+ * city, FO changes it 20 ms later, and CE changes the phone in a later second. Both change events
+ * of the city are applied at once: each direction's write meets a 412. The FO->CE worker must not
+ * settle the city by CE's modifiedon (the record's last change, the phone's, is later than FO's
+ * city change, but CE's city change is earlier), and the two workers must not wait on each other's
+ * change event either: the waiting write notes its change as pending, the other direction decides
+ * by the two change times, and FO's later city ends on both sides with CE written once for it.
+ */
+static void test_same_field_both_sides_decided_by_field_times(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), 317);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
+	cJSON *c = ce_account(a);
+	assert_non_null(c);
+	char guid[40];
+	snprintf(guid, sizeof(guid), "%s", str_of(c, "accountid"));
+	cJSON_Delete(c);
+	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-city\"}");
+	long long t_ce = wall_ms();
+	int64_t v_city = ce_version(a);
+	usleep(20000);
+	side_call("fo", "PATCH", path, "{\"AddressCity\":\"fo-city\"}");
+	long long t_fo = wall_ms();
+	/* CE's next change in a later second: its modifiedon is after FO's city change */
+	usleep((useconds_t)(1000 - wall_ms() % 1000 + 20) * 1000);
+	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-phone\"}");
+	long long t_phone = wall_ms();
+	int64_t v_phone = ce_version(a);
+	long cw0 = ce_record_writes(guid), fw0 = fo_writes(a, NULL);
+	/* both images first: a worker may apply one event before the other image is read */
+	cJSON *fo_img = fo_customer(a), *ce_img = ce_account(a);
+	assert_non_null(fo_img);
+	assert_non_null(ce_img);
+	cJSON_ReplaceItemInObjectCaseSensitive(ce_img, "telephone1", cJSON_CreateNull());
+	produce_image("fo", a, 1, t_fo, fo_img);
+	produce_image("ce", a, v_city, t_ce, ce_img);
+	flush_producer();
+	wait_caught_up();
+	wait_caught_up_to("ce");
+	produce_current("ce", a, "update", v_phone, t_phone);
+	flush_producer();
+	wait_caught_up();
+	wait_caught_up_to("ce");
+	assert_both(a, "address1_city", "AddressCity", "fo-city");
+	assert_both(a, "telephone1", "PrimaryContactPhone", "ce-phone");
+	/* CE written once (FO's city), FO once (CE's phone): no ping-pong */
+	assert_int_equal(1, ce_record_writes(guid) - cw0);
+	assert_int_equal(1, fo_writes(a, NULL) - fw0);
 }
 
 /* Total requests the FO emulator answered. */
@@ -1880,6 +1943,7 @@ int main(void)
 		cmocka_unit_test(test_first_write_does_not_overwrite_unseen_change),
 		cmocka_unit_test(test_fo_change_in_event_older_than_our_write_reaches_ce),
 		cmocka_unit_test(test_merge_does_not_hide_unseen_change),
+		cmocka_unit_test(test_same_field_both_sides_decided_by_field_times),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),

@@ -261,6 +261,7 @@ struct item {
 	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
 	struct fieldmerge_plan plan;  /* what the write carries */
 	int plan_merged;              /* plan comes from a 412 merge (its times are no change times) */
+	int wait_noted;               /* waits after a 412: its source change is noted as pending */
 	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
 	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
 };

@@ -651,12 +651,12 @@ int settle(struct apply *a, struct item *it, int second)
 	 * fields both changed by the map's policy, write the rest with the new ETag */
 	struct fieldmerge_plan c;
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
-	if (tts == 0 && waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX)
-		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
+	/* waited long enough for the target's change event: its change counts as now, so it stays */
+	int settle = waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX;
 	/* the first plan's times date each field's change (later than the event for a change made
 	 * after our write); a merge's entries carry write times, not change times */
 	const cJSON *planned = it->plan_merged ? NULL : it->plan.written;
-	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), known_dst_of(it), planned, it->ts,
+	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, settle, wall_ms(), known_dst_of(it), planned, it->ts,
 					it->w.payload, &c) != 0) {
 		cJSON_Delete(row);
 		free(etag);
@@ -684,6 +684,7 @@ int settle(struct apply *a, struct item *it, int second)
 		count(a->m.conflicts, "wait");
 		wait_note(a, it->tkey);
 		to_retry(a, it, "conflict_wait", 0);
+		it->wait_noted = 1;
 		return 0;
 	}
 	fieldmerge_plan_clear(&it->plan);
@@ -1211,6 +1212,22 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 								  .seen_hash = it->shash[0] ? it->shash : NULL,
 								  .deleted = it->out.deleted, .image = it->seen_image };
 		}
+	}
+	/* a write waiting for the target's change event notes its own source change as pending, for the
+	 * other direction's write, which may wait on it in turn (fieldmerge_pending_entries) */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (it->st != ST_RETRY || !it->wait_noted || !it->skey || !it->shash[0] || no >= n * 2)
+			continue;
+		cJSON *ks = it->ai.src_image ? cJSON_Parse(it->ai.src_image) : NULL;
+		cJSON *e = fieldmerge_pending_entries(a->map, a->from, it->ev.data, it->ev.source.version, it->ts, ks);
+		cJSON_Delete(ks);
+		free(it->seen_image);
+		it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
+		cJSON_Delete(e);
+		if (it->seen_image)
+			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
+								  .seen_hash = it->shash, .image = it->seen_image };
 	}
 	src = applystate_record(a->state, outs, no, err, sizeof(err));
 	if (src != 0) {
