@@ -1774,6 +1774,70 @@ static void test_missing_lookup_parks_then_redrives_in_order(void **state)
 				     1, p));
 }
 
+/*
+ * A lookup that never resolves: the parked create and the update queued behind it go to dead
+ * letters (reason parked_too_long, naming the lookup) once parked longer than
+ * DW_APPLY_PARK_MAX_AGE (default 24 h; the test ages the rows), one after the other, and nothing is
+ * written. Without the bound they would stay parked for ever.
+ */
+static void test_parked_too_long_goes_to_dlq(void **state)
+{
+	(void)state;
+	char company[16], acct[32], dlq[128], like[64];
+	snprintf(company, sizeof(company), "px%u", run_id % 100000);
+	snprintf(dlq, sizeof(dlq), "%s.dlq.accounts.ce", prefix);
+	account_no(acct, sizeof(acct), 201);
+	snprintf(like, sizeof(like), "%%%s%%", acct);
+	long w0 = ce_writes();
+	/* apart, so that they are not collapsed in one batch: the update queues behind the create */
+	produce_customer_in(company, acct, 1, "Never placed");
+	flush_producer();
+	wait_caught_up_to("ce");
+	double d0 = metric("ce", "dw_apply_events_total{outcome=\"dead_letter\"}");
+	produce_customer_in(company, acct, 2, "Never placed two");
+	flush_producer();
+	wait_caught_up_to("ce");
+	const char *p[] = { like };
+	const char *count_sql = "SELECT count(*) FROM dw_parked_event WHERE map_name = 'accounts' AND target_side = 'ce' "
+				"AND record_key LIKE $1";
+	long long np = query_ll(count_sql, 1, p);
+	if (np != 2)
+		fail_msg("%lld events of %s parked, want 2 (all parked: %lld)", np, acct, parked_ce(""));
+	char why[256];
+	PGconn *c = connect_db(dbname);
+	PGresult *r = NULL;
+	if (store_exec(c, "SELECT reason FROM dw_parked_event WHERE record_key LIKE $1 ORDER BY id LIMIT 1", 1, p, &r, err,
+		       sizeof(err)) != 0)
+		fail_msg("%s", err);
+	snprintf(why, sizeof(why), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	store_close(c);
+	/* a day later (24 h is the default bound) */
+	exec_sql("UPDATE dw_parked_event SET parked_at = now() - interval '25 hours', next_attempt_at = now() "
+		 "WHERE record_key LIKE $1",
+		 1, p);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (query_ll(count_sql, 1, p) > 0) {
+		if (harness_now_ms() > deadline)
+			fail_msg("the parked events were not dead-lettered");
+		usleep(200000);
+	}
+	assert_int_equal(w0, ce_writes());
+	char key[128];
+	snprintf(key, sizeof(key), "CustomerAccount=%s,dataAreaId=%s", acct, company);
+	char *reason = dlq_header_in(dlq, key, "dw.reason", NULL);
+	int ok = strcmp(reason, "parked_too_long") == 0;
+	free(reason);
+	assert_true(ok);
+	char *e = dlq_header_in(dlq, key, "dw.error", NULL);
+	int says = strcmp(e, why) == 0;
+	if (!says)
+		fail_msg("dead letter error '%s', want the park reason '%s'", e, why);
+	free(e);
+	/* both events: the create, then the update that had queued behind it */
+	assert_true(metric("ce", "dw_apply_events_total{outcome=\"dead_letter\"}") >= d0 + 2);
+}
+
 /* ---- rule 5: atomic units ------------------------------------------------------------------- */
 
 /* Part `order` of 4 of unit txn_id: an FO customer (company usmf) created with `name`. */
@@ -1947,6 +2011,7 @@ int main(void)
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
+		cmocka_unit_test(test_parked_too_long_goes_to_dlq),
 		cmocka_unit_test(test_unit_of_four_parts_appears_all_at_once),
 		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
 		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),

@@ -121,6 +121,8 @@ struct apply {
 	size_t err_next, err_count;
 	/* parked events (rule 6) */
 	long redrive_ms;             /* how often due parked events are re-driven */
+	long long park_max_age_ms;   /* a parked event that still cannot be applied this long after it
+				      * was parked goes to dead letters (0: never) */
 	long long next_redrive_ms;
 	long long next_parked_gauge_ms; /* when the parked gauge is read again at the latest */
 	/* atomic units (rule 5) */
@@ -250,6 +252,7 @@ struct item {
 	int redrive;
 	int64_t park_id;
 	int park_attempts;
+	int park_expired;    /* parked longer than park_max_age_ms: parking again dead-letters it */
 	/* atomic units (rule 5) */
 	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
 	int in_unit;         /* a part being applied with its unit */

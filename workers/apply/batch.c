@@ -144,6 +144,11 @@ char *value_text(const struct kafka_message *m)
  * failed, so that every later event of the record finds them (applystate_item.park_key). */
 void park(struct item *it, const char *reason)
 {
+	if (it->park_expired) {
+		/* parked for DW_APPLY_PARK_MAX_AGE and still not applicable: an operator's case now */
+		to_dlq(it, "parked_too_long", 0, reason && reason[0] ? reason : "lookup target not found", NULL);
+		return;
+	}
 	it->event_json = value_text(it->msg);
 	set_text(&it->reason_owned, reason && reason[0] ? reason : "lookup target not found");
 	set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
@@ -996,6 +1001,7 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 			items[i].redrive = 1;
 			items[i].park_id = pk[i].id;
 			items[i].park_attempts = pk[i].attempts;
+			items[i].park_expired = a->park_max_age_ms > 0 && pk[i].age_ms >= a->park_max_age_ms;
 		}
 		prepare(a, &items[i]);
 	}
