@@ -534,6 +534,23 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 	return 0;
 }
 
+cJSON *fieldmerge_payload_entries(const struct map *m, enum event_side to, const cJSON *payload, long long ts)
+{
+	struct fieldmerge_plan out;
+	if (plan_start(&out) != 0)
+		return NULL;
+	const cJSON *p;
+	cJSON_ArrayForEach(p, payload)
+	{
+		int idx = member_field(m, to, p->string);
+		if (idx != MEMBER_KEEP && keep(&out, &m->fields[idx], to, p, ts, NULL) != 0) {
+			fieldmerge_plan_clear(&out);
+			return NULL;
+		}
+	}
+	return out.written;
+}
+
 /* keep() for a write that goes with the ETag of a re-read that found rv at read_ms. */
 static int keep_after_read(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
 			   long long t, const cJSON *kd, const cJSON *rv, long long read_ms)

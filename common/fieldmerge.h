@@ -49,6 +49,14 @@ struct fieldmerge_plan {
 			      * lookups written by binding are left out: their GUID is not known) */
 };
 
+/*
+ * The known-image entries of the target for every mapped member of payload (a write to side `to`;
+ * a CE lookup binding left out, its GUID is not known), as fieldmerge_plan notes a member it
+ * keeps, at time ts: for a write that carries its whole payload (an atomic unit's part). New
+ * object (cJSON_Delete), NULL on out of memory.
+ */
+cJSON *fieldmerge_payload_entries(const struct map *m, enum event_side to, const cJSON *payload, long long ts);
+
 /* Frees plan->written and zeroes the plan; NULL-safe. */
 void fieldmerge_plan_clear(struct fieldmerge_plan *p);
 

@@ -194,6 +194,9 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 /* Monotonic milliseconds. */
 long long apply_now_ms(void);
 
+/* Wall-clock milliseconds since the epoch (the timeline of event source times). */
+long long apply_wall_ms(void);
+
 /* ---- aggregate.c: aggregated maps (product inventory) --------------------------------------- */
 
 /*

@@ -35,6 +35,11 @@ static long long wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long apply_wall_ms(void)
+{
+	return wall_ms();
+}
+
 int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbuf, size_t errlen)
 {
 	static const char *const outcome[] = { "outcome", NULL };
@@ -509,7 +514,10 @@ static int source_wins(const struct apply *a)
 static void applied_image(struct apply *a, struct item *it, const char *representation)
 {
 	cJSON *rep = representation ? cJSON_Parse(representation) : NULL;
-	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1) : NULL;
+	/* a unit's part has no plan: it carries its whole payload */
+	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1)
+			 : it->in_unit    ? fieldmerge_payload_entries(a->map, a->to, it->w.payload, it->ts)
+					  : NULL;
 	cJSON *merged = NULL, *values = NULL;
 	if (rep && map_image_hash(a->map, a->to, rep, it->rhash) == 0)
 		it->out.seen_hash = it->rhash;
