@@ -282,6 +282,10 @@ void to_dlq(struct item *it, const char *reason, long status, const char *error,
 void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms);
 /* Records outcome r for a decoded event, keyed by `key` (borrowed). */
 void set_outcome(struct item *it, enum applystate_result r, const char *key);
+/* Fills *out with a SEEN outcome of the item's source record (its key and image hash) carrying the
+ * known-image entries `entries` (taken; printed into it->seen_image). Returns 1, or 0 when there is
+ * nothing to record (entries NULL, out of memory). */
+int seen_outcome(struct item *it, cJSON *entries, struct applystate_outcome *out);
 /* A copy of the message value as a new NUL-terminated string; NULL when out of memory. */
 char *value_text(const struct kafka_message *m);
 /* Step 1: decodes and maps one message with a's map (a part of a unit only when it->in_unit). */

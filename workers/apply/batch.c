@@ -124,6 +124,18 @@ void to_retry(struct apply *a, struct item *it, const char *reason, long retry_a
 	count(a->m.retries, reason);
 }
 
+int seen_outcome(struct item *it, cJSON *entries, struct applystate_outcome *out)
+{
+	free(it->seen_image);
+	it->seen_image = entries ? cJSON_PrintUnformatted(entries) : NULL;
+	cJSON_Delete(entries);
+	if (!it->seen_image)
+		return 0;
+	*out = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey, .seen_hash = it->shash,
+					    .image = it->seen_image };
+	return 1;
+}
+
 /* Records outcome r for a decoded event, keyed by `key`. */
 void set_outcome(struct item *it, enum applystate_result r, const char *key)
 {
@@ -1236,12 +1248,7 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		cJSON *ks = it->ai.src_image ? cJSON_Parse(it->ai.src_image) : NULL;
 		cJSON *e = fieldmerge_pending_entries(a->map, a->from, it->ev.data, it->ev.source.version, it->ts, ks);
 		cJSON_Delete(ks);
-		free(it->seen_image);
-		it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
-		cJSON_Delete(e);
-		if (it->seen_image)
-			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
-								  .seen_hash = it->shash, .image = it->seen_image };
+		no += seen_outcome(it, e, &outs[no]);
 	}
 	src = applystate_record(a->state, outs, no, err, sizeof(err));
 	if (src != 0) {

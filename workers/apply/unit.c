@@ -477,12 +477,7 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 			/* what the source holds: the part's image, for the field-level checks of later events */
 			cJSON *e = fieldmerge_changed_entries(maps[x].a.map, maps[x].a.from, p->ev.data, p->ev.source.version,
 							      p->ts, NULL);
-			free(p->seen_image);
-			p->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
-			cJSON_Delete(e);
-			if (p->seen_image)
-				outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = p->skey,
-									  .seen_hash = p->shash, .image = p->seen_image };
+			no += seen_outcome(p, e, &outs[no]);
 		}
 		if (applystate_record(maps[x].a.state, outs, no, err, sizeof(err)) != 0) {
 			log_error("recording the unit failed; will retry", "map", maps[x].a.map->name, "txn", txn_id,
