@@ -271,10 +271,13 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 		cJSON *next = x->next;
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
 		if (k && entry_pending(k) && same_value(entry_v(k), entry_v(x))) {
-			/* the pending note of this very change: the entry replaces it (ties go to the update) */
-			cJSON *xt = cJSON_GetObjectItemCaseSensitive(x, "t");
-			if (xt && entry_t(k) > ts)
+			/* the pending note of this change: the entry replaces it with the note's time and
+			 * version, when the change was made (ties go to the update) */
+			cJSON *xt = cJSON_GetObjectItemCaseSensitive(x, "t"), *xn = cJSON_GetObjectItemCaseSensitive(x, "n");
+			if (xt)
 				cJSON_SetNumberValue(xt, (double)entry_t(k));
+			if (xn && entry_n(k) > 0)
+				cJSON_SetNumberValue(xn, (double)entry_n(k));
 			x = next;
 			continue;
 		}
@@ -495,13 +498,20 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			drop = known_dst != NULL; /* a constant: written with the first write only */
 		} else if (known_src) {
 			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
-			const cJSON *ke = entry_carried_view(cJSON_GetObjectItemCaseSensitive(known_src, sname));
+			const cJSON *noted = cJSON_GetObjectItemCaseSensitive(known_src, sname);
+			const cJSON *ke = entry_carried_view(noted);
 			/* absent from the event: not changed by it */
 			drop = !sv || (ke && (same_value(sv, entry_v(ke)) ||
 					      (event_older(ke, version, ts) && !superseded(ke, sv, from, version, ts))));
 			if (!drop && ke) {
 				t = tc = change_time(ke, sv, from, version, ts);
 				out->nlate += tc != ts;
+			}
+			if (!drop && entry_pending(noted) && same_value(sv, entry_v(noted))) {
+				/* a change an earlier event carried and noted as pending: it was made then (a
+				 * later event's image still shows it), and the other direction decides by
+				 * that time */
+				t = tc = entry_t(noted);
 			}
 		}
 		if (drop) {
@@ -592,7 +602,13 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 		if (win < 0 && target_ts > 0 && target_ts < ts) {
 			win = 1;
 		} else if (win < 0 && settle) {
-			win = 0;
+			/* waited long enough: our change is written over the target's, dated now, so that the
+			 * target's change event, when it comes, is older than our write and changes nothing;
+			 * letting the target's value stand instead would leave it to the other direction,
+			 * which may decide by the two change times for the side we dropped */
+			win = 1;
+			t = t > now_ms ? t : now_ms;
+			out->nsettled++;
 		} else if (win < 0) {
 			out->nwait++;
 			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)

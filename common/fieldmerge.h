@@ -44,6 +44,7 @@ struct fieldmerge_plan {
 	int nwon;            /* conflicts the source won (written) */
 	int nlost;           /* conflicts the target won (dropped) */
 	int nwait;           /* conflict merge only: fields changed on the target at an unknown time */
+	int nsettled;        /* conflict merge only: of nwon, fields won because the caller waited long enough */
 	int nlate;           /* plan only: changes made after our write, found in an event older than it */
 	cJSON *written;      /* known-image entries of the target for the members left (image names;
 			      * lookups written by binding are left out: their GUID is not known) */
@@ -126,7 +127,8 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
  * once the target's change event is known, so that both directions compare the same two change
  * times (deciding by the record's last change time would date a field changed earlier too late,
  * and the two directions would each keep the other side's value). settle nonzero (the caller
- * waited long enough) decides such a field for the target: its change counts as now. Other
+ * waited long enough) decides such a field for the source: it is written, dated now_ms (the
+ * target's change event is then older than our write: both sides end with the source's value). Other
  * members are merged (kept). A field's change time is ts, or later when `planned` (the entries of
  * the plan the write came from, may be NULL) dates it later: a change made after our write, found
  * in an event older than it, is dated at that write by fieldmerge_plan and keeps that time here,

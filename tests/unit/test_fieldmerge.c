@@ -205,10 +205,12 @@ static void test_conflict_merges_and_settles(void **state)
 	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2000, 0, 9000, known_dst, NULL, 2000, p, &c));
 	assert_int_equal(1, c.nwait);
 	fieldmerge_plan_clear(&c);
-	/* waited long enough: the target's value stays */
+	/* waited long enough: written, dated now (the target's change event will be older) */
 	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 1, 9000, known_dst, NULL, 2000, p, &c));
-	assert_int_equal(1, c.nlost);
-	assert_false(has(p, "AddressCity"));
+	assert_int_equal(1, c.nwon);
+	assert_true(has(p, "AddressCity"));
+	assert_int_equal(9000, (int)cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c.written, "AddressCity"), "t")
+				       ->valuedouble);
 	fieldmerge_plan_clear(&c);
 	/* the plan dated this change later than its event (a change made after our write, at 3000):
 	 * it wins against the target's change at 2500, as the plan decided for the other direction */
@@ -540,6 +542,26 @@ static void test_pending_note_decides_other_direction_and_keeps_own_change(void 
 	fieldmerge_plan_clear(&plan);
 	cJSON_Delete(ce_pay);
 	cJSON_Delete(fo_img);
+
+	/* a later CE event (3000) whose image still shows the noted city and a new name: the city was
+	 * changed at 2000 (the note's time), so FO's city change at 2500 is the later one */
+	cJSON *later = ce_image("n1", "ce-city");
+	cJSON *fo_known = json("{\"AddressCity\":{\"v\":\"fo-city\",\"t\":2500,\"o\":\"fo\"},"
+			       "\"OrganizationName\":{\"v\":\"n0\",\"t\":1000,\"o\":\"ce\"}}");
+	p = fo_payload("n1", "ce-city");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, later, 0, 3000, known_ce, fo_known, p, &plan));
+	assert_int_equal(1, plan.nlost);
+	assert_false(has(p, "AddressCity"));
+	assert_true(has(p, "OrganizationName"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	/* once handled, the seen entry keeps the note's time */
+	cJSON *seen_later = fieldmerge_changed_entries(m, EVENT_SIDE_CE, later, 0, 3000, known_ce);
+	assert_int_equal(2000, (int)cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(seen_later, "address1_city"), "t")
+				       ->valuedouble);
+	cJSON_Delete(seen_later);
+	cJSON_Delete(fo_known);
+	cJSON_Delete(later);
 
 	/* handled: the seen entries replace the pending note */
 	cJSON *seen = fieldmerge_changed_entries(m, EVENT_SIDE_CE, now, 0, 2000, known_ce);

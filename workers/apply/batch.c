@@ -676,7 +676,7 @@ int settle(struct apply *a, struct item *it, int second)
 	 * fields both changed by the map's policy, write the rest with the new ETag */
 	struct fieldmerge_plan c;
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
-	/* waited long enough for the target's change event: its change counts as now, so it stays */
+	/* waited long enough for the target's change event: our change is written over it */
 	int settle = waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX;
 	/* the first plan's times date each field's change (later than the event for a change made
 	 * after our write); a merge's entries carry write times, not change times */
@@ -711,6 +711,11 @@ int settle(struct apply *a, struct item *it, int second)
 		to_retry(a, it, "conflict_wait", 0);
 		it->wait_noted = 1;
 		return 0;
+	}
+	if (c.nsettled > 0) {
+		log_warn("conflict: the target's change event did not come in time; our change is written over it",
+			 "map", a->map->name, "record", it->tkey);
+		count(a->m.conflicts, "wait_ended");
 	}
 	fieldmerge_plan_clear(&it->plan);
 	it->plan = c;
