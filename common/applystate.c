@@ -320,32 +320,37 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		goto out;
 	}
 	const char *p_ids[] = { s->map, s->side, ids.p };
+	/* Each read probes the primary key once per item (LATERAL ... LIMIT 1 keeps the planner from
+	 * turning it into a join): with `= ANY(array)` and stale statistics (a new or fast-growing
+	 * table) it chose to read every row of the map and side and filter them. */
 	rc = store_exec(s->conn,
-			"SELECT event_id FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 "
-			"AND event_id = ANY($3::text[])",
+			"SELECT e.event_id FROM unnest($3::text[]) AS u(id) CROSS JOIN LATERAL (SELECT event_id "
+			"FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 AND event_id = u.id LIMIT 1) AS e",
 			3, p_ids, &r_ids, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	const char *p_keys[] = { s->map, s->side, keys.p };
 	const char *p_pkeys[] = { s->map, s->side, pkeys.p };
 	rc = store_exec(s->conn,
-			"SELECT DISTINCT record_key FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 "
-			"AND record_key = ANY($3::text[])",
+			"SELECT DISTINCT p.record_key FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (SELECT record_key "
+			"FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 AND record_key = u.k LIMIT 1) AS p",
 			3, p_pkeys, &r_parked, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	rc = store_exec(s->conn,
-			"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash, "
-			"CASE WHEN NOT deleted THEN image::text END, image_rev "
-			"FROM dw_record_state WHERE map_name = $1 AND target_side = $2 AND record_key = ANY($3::text[])",
+			"SELECT r.* FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (SELECT record_key, source_version, "
+			"content_hash, etag, target_id, deleted, seen_hash, CASE WHEN NOT deleted THEN image::text END, "
+			"image_rev FROM dw_record_state WHERE map_name = $1 AND target_side = $2 AND record_key = u.k "
+			"LIMIT 1) AS r",
 			3, p_keys, &r_state, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	if (nsrc > 0) {
 		const char *p_src[] = { s->map, s->other, skeys.p };
 		rc = store_exec(s->conn,
-				"SELECT record_key, seen_hash, image::text, image_rev FROM dw_record_state WHERE map_name = $1 "
-				"AND target_side = $2 AND record_key = ANY($3::text[]) AND NOT deleted",
+				"SELECT r.* FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (SELECT record_key, seen_hash, "
+				"image::text, image_rev FROM dw_record_state WHERE map_name = $1 AND target_side = $2 "
+				"AND record_key = u.k AND NOT deleted LIMIT 1) AS r",
 				3, p_src, &r_src, errbuf, errlen);
 		if (rc != 0)
 			goto out;
