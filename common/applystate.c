@@ -727,7 +727,8 @@ int applystate_parked_due(struct applystate *s, size_t max, struct applystate_pa
 	snprintf(lim, sizeof(lim), "%zu", max > APPLYSTATE_BATCH_MAX ? (size_t)APPLYSTATE_BATCH_MAX : max);
 	const char *p[] = { s->map, s->side, lim };
 	int rc = store_exec(s->conn,
-			    "SELECT id, record_key, event_id, event::text, reason, attempts FROM ("
+			    "SELECT id, record_key, event_id, event::text, reason, attempts, "
+			    "(extract(epoch FROM now() - parked_at) * 1000)::bigint FROM ("
 			    " SELECT DISTINCT ON (record_key) * FROM dw_parked_event "
 			    " WHERE map_name = $1 AND target_side = $2 ORDER BY record_key, id) AS h "
 			    "WHERE next_attempt_at <= now() ORDER BY id LIMIT $3::bigint",
@@ -747,6 +748,7 @@ int applystate_parked_due(struct applystate *s, size_t max, struct applystate_pa
 		v[i].event_json = strdup(PQgetvalue(r, i, 3));
 		v[i].reason = strdup(PQgetvalue(r, i, 4));
 		v[i].attempts = (int)parse_i64(PQgetvalue(r, i, 5));
+		v[i].age_ms = parse_i64(PQgetvalue(r, i, 6));
 		if (!v[i].record_key || !v[i].event_id || !v[i].event_json || !v[i].reason) {
 			applystate_parked_free(v, (size_t)rows);
 			v = NULL;

@@ -183,6 +183,7 @@ struct applystate_parked {
 	char *event_json;
 	char *reason;
 	int attempts;
+	long long age_ms; /* how long ago it was parked */
 };
 
 /*

@@ -130,6 +130,20 @@ static const cJSON *entry_v(const cJSON *e)
 	return cJSON_GetObjectItemCaseSensitive(e, "v");
 }
 
+/* Whether the entry is pending (fieldmerge_pending_entries): a change of its side noted while the
+ * worker carrying it waits, for the other direction to decide against. */
+static int entry_pending(const cJSON *e)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "w"));
+}
+
+/* The entry as the direction carrying its change knows it: a pending entry stands for the entry it
+ * replaced ("b", NULL when there was none); any other entry for itself. */
+static const cJSON *entry_carried_view(const cJSON *e)
+{
+	return e && entry_pending(e) ? cJSON_GetObjectItemCaseSensitive(e, "b") : e;
+}
+
 /* Value equality; absent (NULL) equals JSON null. */
 static int same_value(const cJSON *a, const cJSON *b)
 {
@@ -256,6 +270,15 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 	while (x) {
 		cJSON *next = x->next;
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
+		if (k && entry_pending(k) && same_value(entry_v(k), entry_v(x))) {
+			/* the pending note of this very change: the entry replaces it (ties go to the update) */
+			cJSON *xt = cJSON_GetObjectItemCaseSensitive(x, "t");
+			if (xt && entry_t(k) > ts)
+				cJSON_SetNumberValue(xt, (double)entry_t(k));
+			x = next;
+			continue;
+		}
+		k = entry_carried_view(k);
 		if (k && same_value(entry_v(k), entry_v(x))) {
 			cJSON_Delete(cJSON_DetachItemViaPointer(e, x));
 		} else if (k) {
@@ -269,6 +292,31 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 		x = next;
 	}
 	return e;
+}
+
+cJSON *fieldmerge_pending_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
+				  long long ts, const cJSON *known)
+{
+	cJSON *e = fieldmerge_changed_entries(m, side, image, version, ts, known);
+	cJSON *x;
+	cJSON_ArrayForEach(x, e)
+	{
+		/* the entry the change replaces (for an earlier note of it, the one that note replaced) */
+		const cJSON *k = entry_carried_view(cJSON_GetObjectItemCaseSensitive(known, x->string));
+		if (!cJSON_AddTrueToObject(x, "w"))
+			goto fail;
+		if (k) {
+			cJSON *b = cJSON_Duplicate(k, 1);
+			if (!b || !cJSON_AddItemToObject(x, "b", b)) {
+				cJSON_Delete(b);
+				goto fail;
+			}
+		}
+	}
+	return e;
+fail:
+	cJSON_Delete(e);
+	return NULL;
 }
 
 int fieldmerge_merge(cJSON *base, const cJSON *upd)
@@ -447,7 +495,7 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			drop = known_dst != NULL; /* a constant: written with the first write only */
 		} else if (known_src) {
 			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
-			const cJSON *ke = cJSON_GetObjectItemCaseSensitive(known_src, sname);
+			const cJSON *ke = entry_carried_view(cJSON_GetObjectItemCaseSensitive(known_src, sname));
 			/* absent from the event: not changed by it */
 			drop = !sv || (ke && (same_value(sv, entry_v(ke)) ||
 					      (event_older(ke, version, ts) && !superseded(ke, sv, from, version, ts))));
@@ -462,7 +510,8 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 			continue;
 		}
 		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
-		const cJSON *ke = known_src && sname ? cJSON_GetObjectItemCaseSensitive(known_src, sname) : NULL;
+		const cJSON *ke = known_src && sname ? entry_carried_view(cJSON_GetObjectItemCaseSensitive(known_src, sname))
+						     : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
 		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), tc) && (bind || !same_value(p, entry_v(kd))) &&
 		    !carried(ke, kd, to)) {
@@ -485,6 +534,23 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
 	return 0;
 }
 
+cJSON *fieldmerge_payload_entries(const struct map *m, enum event_side to, const cJSON *payload, long long ts)
+{
+	struct fieldmerge_plan out;
+	if (plan_start(&out) != 0)
+		return NULL;
+	const cJSON *p;
+	cJSON_ArrayForEach(p, payload)
+	{
+		int idx = member_field(m, to, p->string);
+		if (idx != MEMBER_KEEP && keep(&out, &m->fields[idx], to, p, ts, NULL) != 0) {
+			fieldmerge_plan_clear(&out);
+			return NULL;
+		}
+	}
+	return out.written;
+}
+
 /* keep() for a write that goes with the ETag of a re-read that found rv at read_ms. */
 static int keep_after_read(struct fieldmerge_plan *out, const struct map_field *f, enum event_side to, const cJSON *p,
 			   long long t, const cJSON *kd, const cJSON *rv, long long read_ms)
@@ -495,7 +561,7 @@ static int keep_after_read(struct fieldmerge_plan *out, const struct map_field *
 	return rc;
 }
 
-int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
+int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts, int settle,
 			long long now_ms, const cJSON *known_dst, const cJSON *planned, long long ts, cJSON *payload,
 			struct fieldmerge_plan *out)
 {
@@ -523,16 +589,18 @@ int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *
 			continue;
 		}
 		int win = fixed_winner(m, from);
-		if (win < 0 && target_ts <= 0) {
+		if (win < 0 && target_ts > 0 && target_ts < ts) {
+			win = 1;
+		} else if (win < 0 && settle) {
+			win = 0;
+		} else if (win < 0) {
 			out->nwait++;
 			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)
 				return -1;
 			continue;
-		}
-		if (win < 0)
-			win = ts > target_ts;
-		else if (win)
+		} else if (win) {
 			t = t > now_ms ? t : now_ms;
+		}
 		if (win) {
 			out->nwon++;
 			if (keep_after_read(out, f, to, p, t, kd, rv, now_ms) != 0)

@@ -49,6 +49,14 @@ struct fieldmerge_plan {
 			      * lookups written by binding are left out: their GUID is not known) */
 };
 
+/*
+ * The known-image entries of the target for every mapped member of payload (a write to side `to`;
+ * a CE lookup binding left out, its GUID is not known), as fieldmerge_plan notes a member it
+ * keeps, at time ts: for a write that carries its whole payload (an atomic unit's part). New
+ * object (cJSON_Delete), NULL on out of memory.
+ */
+cJSON *fieldmerge_payload_entries(const struct map *m, enum event_side to, const cJSON *payload, long long ts);
+
 /* Frees plan->written and zeroes the plan; NULL-safe. */
 void fieldmerge_plan_clear(struct fieldmerge_plan *p);
 
@@ -66,6 +74,20 @@ cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON
  * known NULL: every field. New object (cJSON_Delete), NULL when image is not an object or on OOM.
  */
 cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
+				  long long ts, const cJSON *known);
+
+/*
+ * Pending entries: what an event of `side` changed (as fieldmerge_changed_entries, against the
+ * known image `known` of that side), each marked "w": true and carrying the entry it replaces in
+ * "b" (none when there was none). The worker carrying the event notes them in the known image of
+ * the source while it waits after a 412 (fieldmerge_conflict's nwait), so that the other direction,
+ * whose write may wait on this change in turn, finds the source's change time and decides the field
+ * by the same two times instead of both waiting on each other. fieldmerge_plan reads a pending
+ * entry of the source as the entry in its "b" (the change is still to be carried); as the target's
+ * entry it is a change of that side like any other. fieldmerge_changed_entries keeps (replaces) a
+ * pending entry once its change is handled. New object (cJSON_Delete), NULL on failure.
+ */
+cJSON *fieldmerge_pending_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
 				  long long ts, const cJSON *known);
 
 /*
@@ -109,16 +131,21 @@ int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_
  * whose target value differs both from the known image of the target and from the value being
  * written was changed there concurrently: under ce_wins/fo_wins the policy decides at once (a
  * win is recorded with time max(ts, now_ms), so the overruled change, when its event arrives, is
- * older than it); under latest_wins it is decided by target_ts, and when that is 0 the field
- * counts in nwait (the caller should retry once the target's event is known). Other members are
- * merged (kept). A field's change time is ts, or later when `planned` (the entries of the plan
- * the write came from, may be NULL) dates it later: a change made after our write, found in an
- * event older than it, is dated at that write by fieldmerge_plan and keeps that time here, so
- * both directions decide the field alike. Fills *out as fieldmerge_plan does; the entries of
+ * older than it). Under latest_wins it is decided at once only when target_ts is before the
+ * field's change time (the target's change then certainly came first: target_ts is the record's
+ * last change, not the field's); otherwise the field counts in nwait, and the caller should retry
+ * once the target's change event is known, so that both directions compare the same two change
+ * times (deciding by the record's last change time would date a field changed earlier too late,
+ * and the two directions would each keep the other side's value). settle nonzero (the caller
+ * waited long enough) decides such a field for the target: its change counts as now. Other
+ * members are merged (kept). A field's change time is ts, or later when `planned` (the entries of
+ * the plan the write came from, may be NULL) dates it later: a change made after our write, found
+ * in an event older than it, is dated at that write by fieldmerge_plan and keeps that time here,
+ * so both directions decide the field alike. Fills *out as fieldmerge_plan does; the entries of
  * written members note the re-read value as the one they replace (at now_ms unless it is the
  * known one). Returns 0, or -1 on out of memory.
  */
-int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts,
+int fieldmerge_conflict(const struct map *m, enum event_side from, const cJSON *reread, long long target_ts, int settle,
 			long long now_ms, const cJSON *known_dst, const cJSON *planned, long long ts, cJSON *payload,
 			struct fieldmerge_plan *out) __attribute__((warn_unused_result));
 

@@ -78,8 +78,20 @@ static __attribute__((unused)) long long at_query_ll(const char *db, const char 
 	return v;
 }
 
+/* The source time of the events at_produce_event makes when > 0 (ms since the epoch). */
+static long long at_event_ts;
+
+/* Wall-clock milliseconds since the epoch (the timeline of event source times). */
+static __attribute__((unused)) long long at_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Produces an event of side/entity onto topic: key and data borrowed (data NULL for a delete);
- * part `order` of `total` of unit txn_id when txn_id is not NULL. Version v, time base + v. */
+ * part `order` of `total` of unit txn_id when txn_id is not NULL. Version v, time base + v (or
+ * at_event_ts when set). */
 static __attribute__((unused)) void at_produce_event(struct kafka_producer *p, const char *topic, const char *side,
 						     const char *entity, const char *set, const char *op, int64_t v,
 						     const cJSON *key, const cJSON *data, const char *txn_id, int total,
@@ -93,7 +105,7 @@ static __attribute__((unused)) void at_produce_event(struct kafka_producer *p, c
 	ev.source.entity = strdup(entity);
 	ev.source.entity_set = strdup(set);
 	ev.source.version = v;
-	ev.source.ts = 1764464400000LL + v;
+	ev.source.ts = at_event_ts > 0 ? at_event_ts : 1764464400000LL + v;
 	ev.op = event_op_parse(op);
 	ev.key = cJSON_Duplicate(key, 1);
 	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;

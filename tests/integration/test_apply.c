@@ -1367,14 +1367,24 @@ static void assert_both(const char *a, const char *ce_field, const char *fo_fiel
 
 /* The change event of account a on `side` at version v and time ts, its image the record as it is
  * now there with `field` set to a copy of value (field NULL: as it is; value NULL: null). */
+static void produce_image(const char *side, const char *a, int64_t v, long long ts, cJSON *img);
+
 static void produce_edited(const char *side, const char *a, int64_t v, long long ts, const char *field,
 			   const cJSON *value)
 {
 	int ce = strcmp(side, "ce") == 0;
-	cJSON *img = ce ? ce_account(a) : fo_customer(a), *k = ce ? cJSON_CreateObject() : fo_key(a);
+	cJSON *img = ce ? ce_account(a) : fo_customer(a);
 	assert_non_null(img);
 	if (field)
 		cJSON_ReplaceItemInObjectCaseSensitive(img, field, value ? cJSON_Duplicate(value, 1) : cJSON_CreateNull());
+	produce_image(side, a, v, ts, img);
+}
+
+/* The change event of account a on `side` at version v and time ts with image img (taken). */
+static void produce_image(const char *side, const char *a, int64_t v, long long ts, cJSON *img)
+{
+	int ce = strcmp(side, "ce") == 0;
+	cJSON *k = ce ? cJSON_CreateObject() : fo_key(a);
 	if (ce) {
 		cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
 		cJSON_AddStringToObject(k, "accountnumber", a);
@@ -1499,6 +1509,59 @@ static void test_merge_does_not_hide_unseen_change(void **state)
 	wait_caught_up();
 	wait_caught_up_to("ce");
 	assert_both(a, "telephone1", "PrimaryContactPhone", "fo-phone");
+}
+
+/*
+ * Issue 5 (the concurrent e2e edits ended with the city different on the two sides): CE changes the
+ * city, FO changes it 20 ms later, and CE changes the phone in a later second. Both change events
+ * of the city are applied at once: each direction's write meets a 412. The FO->CE worker must not
+ * settle the city by CE's modifiedon (the record's last change, the phone's, is later than FO's
+ * city change, but CE's city change is earlier), and the two workers must not wait on each other's
+ * change event either: the waiting write notes its change as pending, the other direction decides
+ * by the two change times, and FO's later city ends on both sides with CE written once for it.
+ */
+static void test_same_field_both_sides_decided_by_field_times(void **state)
+{
+	(void)state;
+	char a[32], path[256], ce_path[256];
+	account_no(a, sizeof(a), 317);
+	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
+	cJSON *c = ce_account(a);
+	assert_non_null(c);
+	char guid[40];
+	snprintf(guid, sizeof(guid), "%s", str_of(c, "accountid"));
+	cJSON_Delete(c);
+	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-city\"}");
+	long long t_ce = wall_ms();
+	int64_t v_city = ce_version(a);
+	usleep(20000);
+	side_call("fo", "PATCH", path, "{\"AddressCity\":\"fo-city\"}");
+	long long t_fo = wall_ms();
+	/* CE's next change in a later second: its modifiedon is after FO's city change */
+	usleep((useconds_t)(1000 - wall_ms() % 1000 + 20) * 1000);
+	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-phone\"}");
+	long long t_phone = wall_ms();
+	int64_t v_phone = ce_version(a);
+	long cw0 = ce_record_writes(guid), fw0 = fo_writes(a, NULL);
+	/* both images first: a worker may apply one event before the other image is read */
+	cJSON *fo_img = fo_customer(a), *ce_img = ce_account(a);
+	assert_non_null(fo_img);
+	assert_non_null(ce_img);
+	cJSON_ReplaceItemInObjectCaseSensitive(ce_img, "telephone1", cJSON_CreateNull());
+	produce_image("fo", a, 1, t_fo, fo_img);
+	produce_image("ce", a, v_city, t_ce, ce_img);
+	flush_producer();
+	wait_caught_up();
+	wait_caught_up_to("ce");
+	produce_current("ce", a, "update", v_phone, t_phone);
+	flush_producer();
+	wait_caught_up();
+	wait_caught_up_to("ce");
+	assert_both(a, "address1_city", "AddressCity", "fo-city");
+	assert_both(a, "telephone1", "PrimaryContactPhone", "ce-phone");
+	/* CE written once (FO's city), FO once (CE's phone): no ping-pong */
+	assert_int_equal(1, ce_record_writes(guid) - cw0);
+	assert_int_equal(1, fo_writes(a, NULL) - fw0);
 }
 
 /* Total requests the FO emulator answered. */
@@ -1711,6 +1774,70 @@ static void test_missing_lookup_parks_then_redrives_in_order(void **state)
 				     1, p));
 }
 
+/*
+ * A lookup that never resolves: the parked create and the update queued behind it go to dead
+ * letters (reason parked_too_long, naming the lookup) once parked longer than
+ * DW_APPLY_PARK_MAX_AGE (default 24 h; the test ages the rows), one after the other, and nothing is
+ * written. Without the bound they would stay parked for ever.
+ */
+static void test_parked_too_long_goes_to_dlq(void **state)
+{
+	(void)state;
+	char company[16], acct[32], dlq[128], like[64];
+	snprintf(company, sizeof(company), "px%u", run_id % 100000);
+	snprintf(dlq, sizeof(dlq), "%s.dlq.accounts.ce", prefix);
+	account_no(acct, sizeof(acct), 201);
+	snprintf(like, sizeof(like), "%%%s%%", acct);
+	long w0 = ce_writes();
+	/* apart, so that they are not collapsed in one batch: the update queues behind the create */
+	produce_customer_in(company, acct, 1, "Never placed");
+	flush_producer();
+	wait_caught_up_to("ce");
+	double d0 = metric("ce", "dw_apply_events_total{outcome=\"dead_letter\"}");
+	produce_customer_in(company, acct, 2, "Never placed two");
+	flush_producer();
+	wait_caught_up_to("ce");
+	const char *p[] = { like };
+	const char *count_sql = "SELECT count(*) FROM dw_parked_event WHERE map_name = 'accounts' AND target_side = 'ce' "
+				"AND record_key LIKE $1";
+	long long np = query_ll(count_sql, 1, p);
+	if (np != 2)
+		fail_msg("%lld events of %s parked, want 2 (all parked: %lld)", np, acct, parked_ce(""));
+	char why[256];
+	PGconn *c = connect_db(dbname);
+	PGresult *r = NULL;
+	if (store_exec(c, "SELECT reason FROM dw_parked_event WHERE record_key LIKE $1 ORDER BY id LIMIT 1", 1, p, &r, err,
+		       sizeof(err)) != 0)
+		fail_msg("%s", err);
+	snprintf(why, sizeof(why), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	store_close(c);
+	/* a day later (24 h is the default bound) */
+	exec_sql("UPDATE dw_parked_event SET parked_at = now() - interval '25 hours', next_attempt_at = now() "
+		 "WHERE record_key LIKE $1",
+		 1, p);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (query_ll(count_sql, 1, p) > 0) {
+		if (harness_now_ms() > deadline)
+			fail_msg("the parked events were not dead-lettered");
+		usleep(200000);
+	}
+	assert_int_equal(w0, ce_writes());
+	char key[128];
+	snprintf(key, sizeof(key), "CustomerAccount=%s,dataAreaId=%s", acct, company);
+	char *reason = dlq_header_in(dlq, key, "dw.reason", NULL);
+	int ok = strcmp(reason, "parked_too_long") == 0;
+	free(reason);
+	assert_true(ok);
+	char *e = dlq_header_in(dlq, key, "dw.error", NULL);
+	int says = strcmp(e, why) == 0;
+	if (!says)
+		fail_msg("dead letter error '%s', want the park reason '%s'", e, why);
+	free(e);
+	/* both events: the create, then the update that had queued behind it */
+	assert_true(metric("ce", "dw_apply_events_total{outcome=\"dead_letter\"}") >= d0 + 2);
+}
+
 /* ---- rule 5: atomic units ------------------------------------------------------------------- */
 
 /* Part `order` of 4 of unit txn_id: an FO customer (company usmf) created with `name`. */
@@ -1880,9 +2007,11 @@ int main(void)
 		cmocka_unit_test(test_first_write_does_not_overwrite_unseen_change),
 		cmocka_unit_test(test_fo_change_in_event_older_than_our_write_reaches_ce),
 		cmocka_unit_test(test_merge_does_not_hide_unseen_change),
+		cmocka_unit_test(test_same_field_both_sides_decided_by_field_times),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
+		cmocka_unit_test(test_parked_too_long_goes_to_dlq),
 		cmocka_unit_test(test_unit_of_four_parts_appears_all_at_once),
 		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
 		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),

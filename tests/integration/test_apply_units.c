@@ -522,6 +522,50 @@ static void test_ce_purchase_order_arrives_in_fo_all_at_once(void **state)
 				     1, (const char *const[]){ po }));
 }
 
+/*
+ * A unit's writes are known field by field like single writes: FO's change event of the header a
+ * CE order created (FO capture sends one for our own write, its image our values) is an echo and
+ * writes nothing back to CE; a later FO change of one field of the header writes that field only.
+ */
+static void test_unit_write_known_field_by_field(void **state)
+{
+	(void)state;
+	char po[32], prod[2][40], pnum[2][48], hdr[40];
+	new_order(po, sizeof(po), 4, 2, 2, pnum, prod);
+	ce_po_unit(po, 2, prod, NULL, hdr);
+	cJSON *h = fo_header(po);
+	assert_non_null(h);
+	/* the image FO capture would send: the record without OData annotations */
+	for (cJSON *x = h->child, *next; x; x = next) {
+		next = x->next;
+		if (strchr(x->string, '@'))
+			cJSON_Delete(cJSON_DetachItemViaPointer(h, x));
+	}
+	cJSON *k = cJSON_CreateObject();
+	cJSON_AddStringToObject(k, "dataAreaId", "usmf");
+	cJSON_AddStringToObject(k, "PurchaseOrderNumber", po);
+	long c0 = po_writes_ce();
+	at_event_ts = at_wall_ms(); /* FO's events come after our write */
+	produce(T_FO_HDR, "fo", "PurchaseOrderHeadersV2", "PurchaseOrderHeadersV2", "update", 2, k, h, NULL, 0, 0);
+	flush_producer();
+	wait_caught_up(W_HDR_CE, T_FO_HDR);
+	assert_int_equal(c0, po_writes_ce());
+	/* FO changes the delivery city: only that field goes to CE */
+	cJSON_ReplaceItemInObjectCaseSensitive(h, "DeliveryAddressCity", cJSON_CreateString("Tacoma"));
+	at_event_ts = at_wall_ms();
+	produce(T_FO_HDR, "fo", "PurchaseOrderHeadersV2", "PurchaseOrderHeadersV2", "update", 3, k, h, NULL, 0, 0);
+	at_event_ts = 0;
+	flush_producer();
+	wait_caught_up(W_HDR_CE, T_FO_HDR);
+	assert_int_equal(c0 + 1, po_writes_ce());
+	cJSON *c = ce_header(po);
+	assert_non_null(c);
+	assert_string_equal("Tacoma", str_of(c, "msdyn_city"));
+	cJSON_Delete(c);
+	cJSON_Delete(k);
+	cJSON_Delete(h);
+}
+
 static void test_ce_purchase_order_with_invalid_line_is_dead_lettered_whole(void **state)
 {
 	(void)state;
@@ -929,6 +973,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_map_and_direction_starts_in_apply),
 		cmocka_unit_test(test_ce_purchase_order_arrives_in_fo_all_at_once),
+		cmocka_unit_test(test_unit_write_known_field_by_field),
 		cmocka_unit_test(test_ce_purchase_order_with_invalid_line_is_dead_lettered_whole),
 		cmocka_unit_test(test_fo_purchase_order_arrives_in_ce_all_at_once),
 		cmocka_unit_test(test_invalid_line_fix_and_dlq_retry_brings_the_whole_order),

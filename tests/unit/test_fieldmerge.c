@@ -181,21 +181,32 @@ static void test_conflict_merges_and_settles(void **state)
 	struct fieldmerge_plan c;
 	cJSON *p = json("{\"CustomerAccount\":\"A1\",\"OrganizationName\":\"ce-name\"}");
 	m->conflict = MAP_CONFLICT_LATEST_WINS;
-	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 9000, known_dst, NULL, 2000, p, &c));
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 0, 9000, known_dst, NULL, 2000, p, &c));
 	assert_int_equal(1, c.nwrite);
 	assert_int_equal(0, c.nwait);
 	assert_true(has(p, "OrganizationName"));
 	fieldmerge_plan_clear(&c);
 	cJSON_Delete(p);
 	p = json("{\"CustomerAccount\":\"A1\",\"AddressCity\":\"ce-city\"}");
-	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 9000, known_dst, NULL, 2000, p, &c));
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 0, 9000, known_dst, NULL, 2000, p, &c));
 	assert_int_equal(1, c.nwait);
 	fieldmerge_plan_clear(&c);
-	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 1500, 9000, known_dst, NULL, 2000, p, &c));
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 1500, 0, 9000, known_dst, NULL, 2000, p, &c));
 	assert_int_equal(1, c.nwon);
 	assert_true(has(p, "AddressCity"));
 	fieldmerge_plan_clear(&c);
-	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 9000, known_dst, NULL, 2000, p, &c));
+	/* the target's record changed last at 2500, after this change: its city may have changed
+	 * before or after 2000, so the field waits for the target's event (the other direction then
+	 * decides by the same two times) */
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 0, 9000, known_dst, NULL, 2000, p, &c));
+	assert_int_equal(1, c.nwait);
+	assert_int_equal(0, c.nlost);
+	fieldmerge_plan_clear(&c);
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2000, 0, 9000, known_dst, NULL, 2000, p, &c));
+	assert_int_equal(1, c.nwait);
+	fieldmerge_plan_clear(&c);
+	/* waited long enough: the target's value stays */
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 1, 9000, known_dst, NULL, 2000, p, &c));
 	assert_int_equal(1, c.nlost);
 	assert_false(has(p, "AddressCity"));
 	fieldmerge_plan_clear(&c);
@@ -204,7 +215,7 @@ static void test_conflict_merges_and_settles(void **state)
 	cJSON_Delete(p);
 	p = json("{\"CustomerAccount\":\"A1\",\"AddressCity\":\"ce-city\"}");
 	cJSON *planned = json("{\"AddressCity\":{\"v\":\"ce-city\",\"t\":3000}}");
-	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 9000, known_dst, planned, 2000, p, &c));
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 2500, 0, 9000, known_dst, planned, 2000, p, &c));
 	assert_int_equal(1, c.nwon);
 	assert_true(has(p, "AddressCity"));
 	fieldmerge_plan_clear(&c);
@@ -212,7 +223,7 @@ static void test_conflict_merges_and_settles(void **state)
 	cJSON_Delete(p);
 	p = json("{\"CustomerAccount\":\"A1\",\"AddressCity\":\"ce-city\"}");
 	m->conflict = MAP_CONFLICT_CE_WINS;
-	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 9000, known_dst, NULL, 2000, p, &c));
+	assert_int_equal(0, fieldmerge_conflict(m, EVENT_SIDE_CE, reread, 0, 0, 9000, known_dst, NULL, 2000, p, &c));
 	assert_int_equal(1, c.nwon);
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(c.written, "AddressCity");
 	assert_int_equal(9000, (int)cJSON_GetObjectItemCaseSensitive(e, "t")->valuedouble);
@@ -477,6 +488,81 @@ static void test_merge_newer_time_wins(void **state)
 	cJSON_Delete(upd);
 }
 
+/*
+ * A write waiting after a 412 notes its source change as pending: the other direction decides the
+ * field against it by the two change times (no mutual wait), while the waiting direction's own
+ * re-plan still sees the change as one to carry; once handled, the pending note is replaced.
+ */
+static void test_pending_note_decides_other_direction_and_keeps_own_change(void **state)
+{
+	(void)state;
+	struct map *m = load();
+	m->conflict = MAP_CONFLICT_LATEST_WINS;
+	cJSON *old = ce_image("n0", "c0"), *now = ce_image("n0", "ce-city");
+	cJSON *known_ce = fieldmerge_entries(m, EVENT_SIDE_CE, old, 1000);
+	/* CE changed the city at 2000; its write to FO waits */
+	cJSON *pend = fieldmerge_pending_entries(m, EVENT_SIDE_CE, now, 0, 2000, known_ce);
+	assert_non_null(pend);
+	assert_int_equal(1, cJSON_GetArraySize(pend));
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(pend, "address1_city");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pc, "w")));
+	assert_string_equal("c0", cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pc, "b"), "v")->valuestring);
+	assert_int_equal(0, fieldmerge_merge(known_ce, pend));
+	/* the same change noted twice keeps the first note's "b" */
+	cJSON *again = fieldmerge_pending_entries(m, EVENT_SIDE_CE, now, 0, 2000, known_ce);
+	assert_string_equal("c0", cJSON_GetObjectItemCaseSensitive(
+					   cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(again, "address1_city"), "b"),
+					   "v")->valuestring);
+	cJSON_Delete(again);
+
+	/* the CE -> FO re-plan still carries the city */
+	cJSON *p = fo_payload("n0", "ce-city"), *known_fo = json("{}");
+	struct fieldmerge_plan plan;
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, now, 0, 2000, known_ce, known_fo, p, &plan));
+	assert_true(has(p, "AddressCity"));
+	assert_int_equal(1, plan.nwrite);
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+
+	/* FO -> CE: FO's city change at 1500 is older than CE's pending one: CE's stays */
+	cJSON *ce_pay = json("{\"accountnumber\":\"A1\",\"address1_city\":\"fo-city\"}");
+	cJSON *fo_img = json("{\"CustomerAccount\":\"A1\",\"dataAreaId\":\"usmf\",\"AddressCity\":\"fo-city\"}");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_FO, fo_img, 0, 1500, NULL, known_ce, ce_pay, &plan));
+	assert_int_equal(1, plan.nlost);
+	assert_false(has(ce_pay, "address1_city"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(ce_pay);
+	/* at 2500 it is newer: FO's is written */
+	ce_pay = json("{\"accountnumber\":\"A1\",\"address1_city\":\"fo-city\"}");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_FO, fo_img, 0, 2500, NULL, known_ce, ce_pay, &plan));
+	assert_int_equal(0, plan.nlost);
+	assert_true(has(ce_pay, "address1_city"));
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(ce_pay);
+	cJSON_Delete(fo_img);
+
+	/* handled: the seen entries replace the pending note */
+	cJSON *seen = fieldmerge_changed_entries(m, EVENT_SIDE_CE, now, 0, 2000, known_ce);
+	assert_true(has(seen, "address1_city"));
+	assert_int_equal(0, fieldmerge_merge(known_ce, seen));
+	pc = cJSON_GetObjectItemCaseSensitive(known_ce, "address1_city");
+	assert_false(has(pc, "w"));
+	assert_string_equal("ce-city", cJSON_GetObjectItemCaseSensitive(pc, "v")->valuestring);
+	/* and a replay of the event is an echo again */
+	p = fo_payload("n0", "ce-city");
+	assert_int_equal(0, fieldmerge_plan(m, EVENT_SIDE_CE, now, 0, 2000, known_ce, known_fo, p, &plan));
+	assert_int_equal(0, plan.nwrite);
+	cJSON_Delete(known_fo);
+	fieldmerge_plan_clear(&plan);
+	cJSON_Delete(p);
+	cJSON_Delete(seen);
+	cJSON_Delete(pend);
+	cJSON_Delete(known_ce);
+	cJSON_Delete(old);
+	cJSON_Delete(now);
+	map_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -490,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_plan_equal_times_one_winner),
 		cmocka_unit_test(test_plan_change_after_our_write_in_older_event),
 		cmocka_unit_test(test_merge_newer_time_wins),
+		cmocka_unit_test(test_pending_note_decides_other_direction_and_keeps_own_change),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

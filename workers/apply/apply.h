@@ -121,6 +121,8 @@ struct apply {
 	size_t err_next, err_count;
 	/* parked events (rule 6) */
 	long redrive_ms;             /* how often due parked events are re-driven */
+	long long park_max_age_ms;   /* a parked event that still cannot be applied this long after it
+				      * was parked goes to dead letters (0: never) */
 	long long next_redrive_ms;
 	long long next_parked_gauge_ms; /* when the parked gauge is read again at the latest */
 	/* atomic units (rule 5) */
@@ -192,6 +194,9 @@ int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbu
 /* Monotonic milliseconds. */
 long long apply_now_ms(void);
 
+/* Wall-clock milliseconds since the epoch (the timeline of event source times). */
+long long apply_wall_ms(void);
+
 /* ---- aggregate.c: aggregated maps (product inventory) --------------------------------------- */
 
 /*
@@ -250,6 +255,7 @@ struct item {
 	int redrive;
 	int64_t park_id;
 	int park_attempts;
+	int park_expired;    /* parked longer than park_max_age_ms: parking again dead-letters it */
 	/* atomic units (rule 5) */
 	int txn;             /* a part of a unit, handled by stage_part instead of the per-record path */
 	int in_unit;         /* a part being applied with its unit */
@@ -261,6 +267,7 @@ struct item {
 	cJSON *known_src, *known_dst; /* known images of the record on both sides; NULL when none */
 	struct fieldmerge_plan plan;  /* what the write carries */
 	int plan_merged;              /* plan comes from a 412 merge (its times are no change times) */
+	int wait_noted;               /* waits after a 412: its source change is noted as pending */
 	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
 	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
 };
@@ -275,6 +282,10 @@ void to_dlq(struct item *it, const char *reason, long status, const char *error,
 void to_retry(struct apply *a, struct item *it, const char *reason, long retry_after_ms);
 /* Records outcome r for a decoded event, keyed by `key` (borrowed). */
 void set_outcome(struct item *it, enum applystate_result r, const char *key);
+/* Fills *out with a SEEN outcome of the item's source record (its key and image hash) carrying the
+ * known-image entries `entries` (taken; printed into it->seen_image). Returns 1, or 0 when there is
+ * nothing to record (entries NULL, out of memory). */
+int seen_outcome(struct item *it, cJSON *entries, struct applystate_outcome *out);
 /* A copy of the message value as a new NUL-terminated string; NULL when out of memory. */
 char *value_text(const struct kafka_message *m);
 /* Step 1: decodes and maps one message with a's map (a part of a unit only when it->in_unit). */

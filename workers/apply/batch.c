@@ -35,6 +35,11 @@ static long long wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long apply_wall_ms(void)
+{
+	return wall_ms();
+}
+
 int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbuf, size_t errlen)
 {
 	static const char *const outcome[] = { "outcome", NULL };
@@ -119,6 +124,18 @@ void to_retry(struct apply *a, struct item *it, const char *reason, long retry_a
 	count(a->m.retries, reason);
 }
 
+int seen_outcome(struct item *it, cJSON *entries, struct applystate_outcome *out)
+{
+	free(it->seen_image);
+	it->seen_image = entries ? cJSON_PrintUnformatted(entries) : NULL;
+	cJSON_Delete(entries);
+	if (!it->seen_image)
+		return 0;
+	*out = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey, .seen_hash = it->shash,
+					    .image = it->seen_image };
+	return 1;
+}
+
 /* Records outcome r for a decoded event, keyed by `key`. */
 void set_outcome(struct item *it, enum applystate_result r, const char *key)
 {
@@ -144,6 +161,11 @@ char *value_text(const struct kafka_message *m)
  * failed, so that every later event of the record finds them (applystate_item.park_key). */
 void park(struct item *it, const char *reason)
 {
+	if (it->park_expired) {
+		/* parked for DW_APPLY_PARK_MAX_AGE and still not applicable: an operator's case now */
+		to_dlq(it, "parked_too_long", 0, reason && reason[0] ? reason : "lookup target not found", NULL);
+		return;
+	}
 	it->event_json = value_text(it->msg);
 	set_text(&it->reason_owned, reason && reason[0] ? reason : "lookup target not found");
 	set_outcome(it, APPLYSTATE_PARKED, it->skey_fallback);
@@ -504,7 +526,10 @@ static int source_wins(const struct apply *a)
 static void applied_image(struct apply *a, struct item *it, const char *representation)
 {
 	cJSON *rep = representation ? cJSON_Parse(representation) : NULL;
-	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1) : NULL;
+	/* a unit's part has no plan: it carries its whole payload */
+	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1)
+			 : it->in_unit    ? fieldmerge_payload_entries(a->map, a->to, it->w.payload, it->ts)
+					  : NULL;
 	cJSON *merged = NULL, *values = NULL;
 	if (rep && map_image_hash(a->map, a->to, rep, it->rhash) == 0)
 		it->out.seen_hash = it->rhash;
@@ -655,12 +680,12 @@ int settle(struct apply *a, struct item *it, int second)
 	 * fields both changed by the map's policy, write the rest with the new ETag */
 	struct fieldmerge_plan c;
 	long long tts = a->to == EVENT_SIDE_CE ? fieldmerge_ce_modified_ms(row) : 0;
-	if (tts == 0 && waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX)
-		tts = wall_ms(); /* waited long enough: the target's change counts as now, so it stays */
+	/* waited long enough for the target's change event: its change counts as now, so it stays */
+	int settle = waits_of(a, it->tkey) >= CONFLICT_WAIT_MAX;
 	/* the first plan's times date each field's change (later than the event for a change made
 	 * after our write); a merge's entries carry write times, not change times */
 	const cJSON *planned = it->plan_merged ? NULL : it->plan.written;
-	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, wall_ms(), known_dst_of(it), planned, it->ts,
+	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, settle, wall_ms(), known_dst_of(it), planned, it->ts,
 					it->w.payload, &c) != 0) {
 		cJSON_Delete(row);
 		free(etag);
@@ -688,6 +713,7 @@ int settle(struct apply *a, struct item *it, int second)
 		count(a->m.conflicts, "wait");
 		wait_note(a, it->tkey);
 		to_retry(a, it, "conflict_wait", 0);
+		it->wait_noted = 1;
 		return 0;
 	}
 	fieldmerge_plan_clear(&it->plan);
@@ -999,6 +1025,7 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 			items[i].redrive = 1;
 			items[i].park_id = pk[i].id;
 			items[i].park_attempts = pk[i].attempts;
+			items[i].park_expired = a->park_max_age_ms > 0 && pk[i].age_ms >= a->park_max_age_ms;
 		}
 		prepare(a, &items[i]);
 	}
@@ -1221,6 +1248,17 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 								  .deleted = it->out.deleted, .image = it->seen_image,
 								  .image_guard = guard };
 		}
+	}
+	/* a write waiting for the target's change event notes its own source change as pending, for the
+	 * other direction's write, which may wait on it in turn (fieldmerge_pending_entries) */
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (it->st != ST_RETRY || !it->wait_noted || !it->skey || !it->shash[0] || no >= n * 2)
+			continue;
+		cJSON *ks = it->ai.src_image ? cJSON_Parse(it->ai.src_image) : NULL;
+		cJSON *e = fieldmerge_pending_entries(a->map, a->from, it->ev.data, it->ev.source.version, it->ts, ks);
+		cJSON_Delete(ks);
+		no += seen_outcome(it, e, &outs[no]);
 	}
 	src = applystate_record(a->state, outs, no, err, sizeof(err));
 	if (src != 0) {

@@ -182,6 +182,7 @@ int main(int argc, char **argv)
 	long batch_max = 1000, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
 	long http_parallel = 4;
 	long long txn_timeout = 300000, applied_retention = 8LL * 86400000, prune_interval = 3600000;
+	long long park_max_age = 86400000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_MAX", 1000, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
@@ -192,6 +193,8 @@ int main(int argc, char **argv)
 	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_REDRIVE_MS", 5000, 100, 3600000, &redrive, err, sizeof(err)) != 0 ||
 	    config_duration_ms("DW_APPLY_TXN_TIMEOUT", 300000, 1000, 86400000LL, &txn_timeout, err, sizeof(err)) != 0 ||
+	    config_duration_ms("DW_APPLY_PARK_MAX_AGE", park_max_age, 0, 3650 * 86400000LL, &park_max_age, err,
+			       sizeof(err)) != 0 ||
 	    config_duration_ms("DW_APPLY_APPLIED_RETENTION", applied_retention, 1000, 3650 * 86400000LL, &applied_retention,
 			       err, sizeof(err)) != 0 ||
 	    config_duration_ms("DW_APPLY_PRUNE_INTERVAL", prune_interval, 1000, 86400000LL, &prune_interval, err,
@@ -233,6 +236,7 @@ int main(int argc, char **argv)
 	a.state_check_ms = state_check;
 	a.redrive_ms = redrive;
 	a.txn_timeout_ms = (long)txn_timeout;
+	a.park_max_age_ms = park_max_age;
 	a.applied_retention_ms = applied_retention;
 	a.prune_interval_ms = prune_interval;
 	if (batch_max <= 1)

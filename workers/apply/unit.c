@@ -261,7 +261,7 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 	um = calloc(np ? np : 1, sizeof(*um));
 	tw = calloc(np ? np : 1, sizeof(*tw));
 	widx = calloc(np ? np : 1, sizeof(*widx));
-	outs = calloc(np ? np : 1, sizeof(*outs));
+	outs = calloc(np ? 2 * np : 1, sizeof(*outs)); /* an outcome and a SEEN per part */
 	ci = calloc(np ? np : 1, sizeof(*ci));
 	rank = calloc(np ? np : 1, sizeof(*rank));
 	if (!u || !um || !tw || !widx || !outs || !ci || !rank) {
@@ -387,8 +387,11 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 		goto out;
 	}
 	if (bad < 0 && nw > 0) {
-		for (size_t j = 0; j < nw; j++)
+		long long sent = apply_wall_ms();
+		for (size_t j = 0; j < nw; j++) {
 			tw[j] = u[widx[j]].tw;
+			u[widx[j]].sent_ms = sent; /* the time its known-image entries carry */
+		}
 		int arc = target_apply(a->target, tw, nw, err, sizeof(err));
 		for (size_t j = 0; j < nw; j++) {
 			u[widx[j]].tw = tw[j];
@@ -464,9 +467,18 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 	/* outcomes, per map (each map keeps its own state and idempotency keys) */
 	for (size_t x = 0; x < nmaps; x++) {
 		size_t no = 0;
-		for (size_t k = 0; k < np; k++)
-			if (ci[k] == (int)x && u[k].has_out && u[k].st == ST_DONE)
-				outs[no++] = u[k].out;
+		for (size_t k = 0; k < np; k++) {
+			struct item *p = &u[k];
+			if (ci[k] != (int)x || !p->has_out || p->st != ST_DONE)
+				continue;
+			outs[no++] = p->out;
+			if (p->out.result != APPLYSTATE_APPLIED || p->out.deleted || !p->skey || !p->shash[0])
+				continue;
+			/* what the source holds: the part's image, for the field-level checks of later events */
+			cJSON *e = fieldmerge_changed_entries(maps[x].a.map, maps[x].a.from, p->ev.data, p->ev.source.version,
+							      p->ts, NULL);
+			no += seen_outcome(p, e, &outs[no]);
+		}
 		if (applystate_record(maps[x].a.state, outs, no, err, sizeof(err)) != 0) {
 			log_error("recording the unit failed; will retry", "map", maps[x].a.map->name, "txn", txn_id,
 				  "error", err);
