@@ -519,9 +519,10 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			 APPLYSTATE_BATCH_MAX);
 		return STORE_ERR;
 	}
-	struct sbuf *all[] = { &a_ids, &a_outcomes, &r_keys, &r_vers, &r_hashes, &r_etags, &r_tids,
-			       &r_ts, &r_del, &r_seen, &r_img, &r_guard, &s_keys, &s_hashes, &s_del, &s_img, &s_guard, &p_keys, &p_ids, &p_events, &p_reasons,
-			       &e_keys, &e_vers, &e_ts };
+	struct sbuf *all[] = { &a_ids,  &a_outcomes, &r_keys,  &r_vers,   &r_hashes, &r_etags,  &r_tids,
+			       &r_ts,   &r_del,      &r_seen,  &r_img,    &r_guard,  &s_keys,   &s_hashes,
+			       &s_del,  &s_img,      &s_guard, &p_keys,   &p_ids,    &p_events, &p_reasons,
+			       &e_keys, &e_vers,     &e_ts };
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
 		sb_putn(all[k], "{", 1);
 	for (size_t i = 0; i < n; i++) {

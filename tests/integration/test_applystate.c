@@ -634,6 +634,24 @@ static int same_jsonb(const char *a, const char *b)
 	return same;
 }
 
+/* Records an APPLIED outcome of record "g" at version v with image entries and a guard, checks
+ * the image the row then holds, and returns its new revision (caller frees). */
+static char *record_guarded(struct applystate *s, int64_t v, const char *image, const char *guard, const char *want)
+{
+	char id[32];
+	snprintf(id, sizeof(id), "g%lld", (long long)v);
+	struct applystate_outcome o = applied("g", id, v, "h", NULL, NULL);
+	o.image = image;
+	o.image_guard = guard;
+	record1(s, o);
+	char *img = NULL, *rev = NULL;
+	get_image(s, "g", &img, &rev);
+	if (!same_jsonb(img, want))
+		fail_msg("image %s, want %s", img, want);
+	free(img);
+	return rev;
+}
+
 static void test_image_guard_concatenates_only_while_the_image_is_unchanged(void **state)
 {
 	(void)state;
@@ -651,22 +669,12 @@ static void test_image_guard_concatenates_only_while_the_image_is_unchanged(void
 	applystate_item_clear(&it);
 	/* a guard at the current revision is trusted: the entries are laid over the image as they
 	 * are (this one is older than the known entry, which a merge would keep) */
-	o = applied("g", "g2", 2, "h2", NULL, NULL);
-	o.image = "{\"a\":{\"v\":9,\"t\":50}}";
-	o.image_guard = rev;
-	record1(s, o);
-	char *img2 = NULL, *rev2 = NULL;
-	get_image(s, "g", &img2, &rev2);
-	assert_true(same_jsonb(img2, "{\"a\":{\"v\":9,\"t\":50},\"b\":{\"v\":2,\"t\":100}}"));
+	char *rev2 = record_guarded(s, 2, "{\"a\":{\"v\":9,\"t\":50}}", rev,
+				    "{\"a\":{\"v\":9,\"t\":50},\"b\":{\"v\":2,\"t\":100}}");
 	assert_string_not_equal(rev, rev2);
 	/* a guard from before that change is stale: the entries are merged, the older one loses */
-	o = applied("g", "g3", 3, "h3", NULL, NULL);
-	o.image = "{\"b\":{\"v\":7,\"t\":50},\"c\":{\"v\":3,\"t\":50}}";
-	o.image_guard = rev;
-	record1(s, o);
-	char *img3 = NULL, *rev3 = NULL;
-	get_image(s, "g", &img3, &rev3);
-	assert_true(same_jsonb(img3, "{\"a\":{\"v\":9,\"t\":50},\"b\":{\"v\":2,\"t\":100},\"c\":{\"v\":3,\"t\":50}}"));
+	free(record_guarded(s, 3, "{\"b\":{\"v\":7,\"t\":50},\"c\":{\"v\":3,\"t\":50}}", rev,
+			    "{\"a\":{\"v\":9,\"t\":50},\"b\":{\"v\":2,\"t\":100},\"c\":{\"v\":3,\"t\":50}}"));
 	/* SEEN rows (the event's source side, here ce) take guards the same way */
 	struct applystate_outcome seen = { .result = APPLYSTATE_SEEN, .record_key = "src", .seen_hash = "s1",
 					   .image = "{\"x\":{\"v\":1,\"t\":100}}" };
@@ -687,14 +695,13 @@ static void test_image_guard_concatenates_only_while_the_image_is_unchanged(void
 	assert_true(same_jsonb(si.src_image, "{\"x\":{\"v\":5,\"t\":10}}"));
 	applystate_item_clear(&si);
 	/* a guard that is not a revision is refused */
+	o = applied("g", "g5", 5, "h5", NULL, NULL);
+	o.image = "{}";
 	o.image_guard = "1; DROP";
 	assert_int_equal(STORE_ERR, applystate_record(s, &o, 1, err, sizeof(err)));
 	free(img);
 	free(rev);
-	free(img2);
 	free(rev2);
-	free(img3);
-	free(rev3);
 	applystate_free(s);
 }
 
