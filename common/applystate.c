@@ -319,39 +319,41 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		snprintf(errbuf, errlen, "applystate_decide: out of memory");
 		goto out;
 	}
+	/* Each read probes the primary key once per item: with `= ANY(array)` and stale statistics (a
+	 * new or fast-growing table) the planner chose to read every row of the map and side and
+	 * filter them by the array. Many items: unnest(array) CROSS JOIN LATERAL (... LIMIT 1), which
+	 * it cannot turn into a join; one item (one event per request): plain equality with the
+	 * array's element, which plans in less time. */
+	int one = n == 1;
+	static const char *const body[4] = {
+		"SELECT event_id FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 AND event_id = ",
+		"SELECT record_key FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 AND record_key = ",
+		"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash, CASE WHEN NOT "
+		"deleted THEN image::text END, image_rev FROM dw_record_state WHERE map_name = $1 AND target_side = $2 "
+		"AND record_key = ",
+		"SELECT record_key, seen_hash, image::text, image_rev FROM dw_record_state WHERE map_name = $1 "
+		"AND target_side = $2 AND NOT deleted AND record_key = ",
+	};
+	char sql[4][512];
+	for (int q = 0; q < 4; q++)
+		snprintf(sql[q], sizeof(sql[q]), "%s%s%s",
+			 one ? "" : "SELECT x.* FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (", body[q],
+			 one ? "($3::text[])[1] LIMIT 1" : "u.k LIMIT 1) AS x");
 	const char *p_ids[] = { s->map, s->side, ids.p };
-	/* Each read probes the primary key once per item (LATERAL ... LIMIT 1 keeps the planner from
-	 * turning it into a join): with `= ANY(array)` and stale statistics (a new or fast-growing
-	 * table) it chose to read every row of the map and side and filter them. */
-	rc = store_exec(s->conn,
-			"SELECT e.event_id FROM unnest($3::text[]) AS u(id) CROSS JOIN LATERAL (SELECT event_id "
-			"FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 AND event_id = u.id LIMIT 1) AS e",
-			3, p_ids, &r_ids, errbuf, errlen);
+	rc = store_exec(s->conn, sql[0], 3, p_ids, &r_ids, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	const char *p_keys[] = { s->map, s->side, keys.p };
 	const char *p_pkeys[] = { s->map, s->side, pkeys.p };
-	rc = store_exec(s->conn,
-			"SELECT DISTINCT p.record_key FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (SELECT record_key "
-			"FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 AND record_key = u.k LIMIT 1) AS p",
-			3, p_pkeys, &r_parked, errbuf, errlen);
+	rc = store_exec(s->conn, sql[1], 3, p_pkeys, &r_parked, errbuf, errlen);
 	if (rc != 0)
 		goto out;
-	rc = store_exec(s->conn,
-			"SELECT r.* FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (SELECT record_key, source_version, "
-			"content_hash, etag, target_id, deleted, seen_hash, CASE WHEN NOT deleted THEN image::text END, "
-			"image_rev FROM dw_record_state WHERE map_name = $1 AND target_side = $2 AND record_key = u.k "
-			"LIMIT 1) AS r",
-			3, p_keys, &r_state, errbuf, errlen);
+	rc = store_exec(s->conn, sql[2], 3, p_keys, &r_state, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	if (nsrc > 0) {
 		const char *p_src[] = { s->map, s->other, skeys.p };
-		rc = store_exec(s->conn,
-				"SELECT r.* FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (SELECT record_key, seen_hash, "
-				"image::text, image_rev FROM dw_record_state WHERE map_name = $1 AND target_side = $2 "
-				"AND record_key = u.k AND NOT deleted LIMIT 1) AS r",
-				3, p_src, &r_src, errbuf, errlen);
+		rc = store_exec(s->conn, sql[3], 3, p_src, &r_src, errbuf, errlen);
 		if (rc != 0)
 			goto out;
 	}
