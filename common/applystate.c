@@ -202,6 +202,7 @@ void applystate_record_clear(struct applystate_record *r)
 	free(r->target_id);
 	free(r->seen_hash);
 	free(r->image);
+	free(r->image_rev);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -211,7 +212,9 @@ void applystate_item_clear(struct applystate_item *item)
 		return;
 	applystate_record_clear(&item->prev);
 	free(item->src_image);
+	free(item->src_image_rev);
 	item->src_image = NULL;
+	item->src_image_rev = NULL;
 	item->has_prev = 0;
 	item->decision = 0;
 }
@@ -283,6 +286,7 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		items[i].decision = 0;
 		items[i].has_prev = 0;
 		items[i].src_image = NULL;
+		items[i].src_image_rev = NULL;
 		memset(&items[i].prev, 0, sizeof(items[i].prev));
 	}
 	if (n == 0)
@@ -315,34 +319,41 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		snprintf(errbuf, errlen, "applystate_decide: out of memory");
 		goto out;
 	}
+	/* Each read probes the primary key once per item: with `= ANY(array)` and stale statistics (a
+	 * new or fast-growing table) the planner chose to read every row of the map and side and
+	 * filter them by the array. Many items: unnest(array) CROSS JOIN LATERAL (... LIMIT 1), which
+	 * it cannot turn into a join; one item (one event per request): plain equality with the
+	 * array's element, which plans in less time. */
+	int one = n == 1;
+	static const char *const body[4] = {
+		"SELECT event_id FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 AND event_id = ",
+		"SELECT record_key FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 AND record_key = ",
+		"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash, CASE WHEN NOT "
+		"deleted THEN image::text END, image_rev FROM dw_record_state WHERE map_name = $1 AND target_side = $2 "
+		"AND record_key = ",
+		"SELECT record_key, seen_hash, image::text, image_rev FROM dw_record_state WHERE map_name = $1 "
+		"AND target_side = $2 AND NOT deleted AND record_key = ",
+	};
+	char sql[4][512];
+	for (int q = 0; q < 4; q++)
+		snprintf(sql[q], sizeof(sql[q]), "%s%s%s",
+			 one ? "" : "SELECT x.* FROM unnest($3::text[]) AS u(k) CROSS JOIN LATERAL (", body[q],
+			 one ? "($3::text[])[1] LIMIT 1" : "u.k LIMIT 1) AS x");
 	const char *p_ids[] = { s->map, s->side, ids.p };
-	rc = store_exec(s->conn,
-			"SELECT event_id FROM dw_applied_event WHERE map_name = $1 AND target_side = $2 "
-			"AND event_id = ANY($3::text[])",
-			3, p_ids, &r_ids, errbuf, errlen);
+	rc = store_exec(s->conn, sql[0], 3, p_ids, &r_ids, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	const char *p_keys[] = { s->map, s->side, keys.p };
 	const char *p_pkeys[] = { s->map, s->side, pkeys.p };
-	rc = store_exec(s->conn,
-			"SELECT DISTINCT record_key FROM dw_parked_event WHERE map_name = $1 AND target_side = $2 "
-			"AND record_key = ANY($3::text[])",
-			3, p_pkeys, &r_parked, errbuf, errlen);
+	rc = store_exec(s->conn, sql[1], 3, p_pkeys, &r_parked, errbuf, errlen);
 	if (rc != 0)
 		goto out;
-	rc = store_exec(s->conn,
-			"SELECT record_key, source_version, content_hash, etag, target_id, deleted, seen_hash, "
-			"CASE WHEN NOT deleted THEN image::text END "
-			"FROM dw_record_state WHERE map_name = $1 AND target_side = $2 AND record_key = ANY($3::text[])",
-			3, p_keys, &r_state, errbuf, errlen);
+	rc = store_exec(s->conn, sql[2], 3, p_keys, &r_state, errbuf, errlen);
 	if (rc != 0)
 		goto out;
 	if (nsrc > 0) {
 		const char *p_src[] = { s->map, s->other, skeys.p };
-		rc = store_exec(s->conn,
-				"SELECT record_key, seen_hash, image::text FROM dw_record_state WHERE map_name = $1 "
-				"AND target_side = $2 AND record_key = ANY($3::text[]) AND NOT deleted",
-				3, p_src, &r_src, errbuf, errlen);
+		rc = store_exec(s->conn, sql[3], 3, p_src, &r_src, errbuf, errlen);
 		if (rc != 0)
 			goto out;
 	}
@@ -364,8 +375,9 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 			it->prev.deleted = strcmp(PQgetvalue(r_state, row, 5), "t") == 0;
 			it->prev.seen_hash = dup_or_null(r_state, row, 6);
 			it->prev.image = dup_or_null(r_state, row, 7);
+			it->prev.image_rev = dup_or_null(r_state, row, 8);
 			if ((!PQgetisnull(r_state, row, 2) && !it->prev.content_hash) ||
-			    (!PQgetisnull(r_state, row, 7) && !it->prev.image) ||
+			    (!PQgetisnull(r_state, row, 7) && !it->prev.image) || !it->prev.image_rev ||
 			    (!PQgetisnull(r_state, row, 6) && !it->prev.seen_hash) ||
 			    (!PQgetisnull(r_state, row, 3) && !it->prev.etag) ||
 			    (!PQgetisnull(r_state, row, 4) && !it->prev.target_id)) {
@@ -375,7 +387,8 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 			}
 		}
 		if (it->source_key && (srow = rowidx_find(&x_src, it->source_key)) >= 0 &&
-		    !PQgetisnull(r_src, srow, 2) && !(it->src_image = strdup(PQgetvalue(r_src, srow, 2)))) {
+		    !PQgetisnull(r_src, srow, 2) && (!(it->src_image = strdup(PQgetvalue(r_src, srow, 2))) ||
+						     !(it->src_image_rev = strdup(PQgetvalue(r_src, srow, 3))))) {
 			snprintf(errbuf, errlen, "applystate_decide: out of memory");
 			rc = STORE_ERR;
 			goto out;
@@ -424,8 +437,8 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 		return STORE_ERR;
 	const char *p[] = { s->map, s->side, record_key };
 	int rc = store_exec(s->conn,
-			    "SELECT source_version, content_hash, etag, target_id, deleted, seen_hash, image::text "
-			    "FROM dw_record_state "
+			    "SELECT source_version, content_hash, etag, target_id, deleted, seen_hash, image::text, "
+			    "image_rev::text FROM dw_record_state "
 			    "WHERE map_name = $1 AND target_side = $2 AND record_key = $3",
 			    3, p, &r, errbuf, errlen);
 	if (rc != 0)
@@ -439,6 +452,7 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 		out->deleted = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
 		out->seen_hash = dup_or_null(r, 0, 5);
 		out->image = dup_or_null(r, 0, 6);
+		out->image_rev = dup_or_null(r, 0, 7);
 	}
 	PQclear(r);
 	return 0;
@@ -452,27 +466,36 @@ static void sb_array_i64(struct sbuf *b, int64_t v, int first)
 	sb_puts(b, num);
 }
 
+/* The new image of a state row on conflict (rs the row, EXCLUDED the outcome): none for a delete,
+ * the outcome's entries for a row deleted before, else the entries merged field by field into the
+ * row's image (dw_image_merge, schemas/sql/004). EXCLUDED.image_rev is one more than the guard
+ * (applystate_outcome.image_guard; 0 without one): while the row's image is still at the guard's
+ * revision, every entry wins against it, so the merge is the concatenation, which costs less. */
+#define IMAGE_MERGE                                                                                   \
+	"CASE WHEN EXCLUDED.deleted THEN NULL WHEN rs.deleted THEN EXCLUDED.image "                   \
+	"WHEN EXCLUDED.image_rev = rs.image_rev + 1 AND rs.image IS NOT NULL AND EXCLUDED.image IS NOT NULL " \
+	"THEN rs.image || EXCLUDED.image ELSE dw_image_merge(rs.image, EXCLUDED.image) END"
+
 /* Records SEEN rows on the event's source side (see applystate_record). What the event's source
  * side holds now: a change there makes the payload last written there stale (content_hash
  * cleared); a new row has version -1 (nothing applied to that side yet). The last SEEN of a key in
  * the batch wins; images merge field by field. */
 static int record_seen(struct applystate *s, const struct sbuf *keys, const struct sbuf *hashes, const struct sbuf *del,
-		       const struct sbuf *img, char *errbuf, size_t errlen)
+		       const struct sbuf *img, const struct sbuf *guard, char *errbuf, size_t errlen)
 {
-	const char *p[] = { s->map, s->other, keys->p, hashes->p, del->p, img->p };
+	const char *p[] = { s->map, s->other, keys->p, hashes->p, del->p, img->p, guard->p };
 	return store_exec(s->conn,
 			  "INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-			  "seen_hash, deleted, image, updated_at) "
-			  "SELECT $1, $2, k, -1, h, d, im::jsonb, now() FROM (SELECT DISTINCT ON (k) k, h, d, im FROM "
-			  "unnest($3::text[], $4::text[], $5::boolean[], $6::text[]) WITH ORDINALITY AS u(k, h, d, im, n) "
-			  "ORDER BY k, n DESC) AS x "
+			  "seen_hash, deleted, image, image_rev, updated_at) "
+			  "SELECT $1, $2, k, -1, h, d, im::jsonb, COALESCE(g::bigint + 1, 0), now() FROM (SELECT DISTINCT ON (k) "
+			  "k, h, d, im, g FROM unnest($3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[]) "
+			  "WITH ORDINALITY AS u(k, h, d, im, g, n) ORDER BY k, n DESC) AS x "
 			  "ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
 			  "content_hash = CASE WHEN rs.seen_hash IS NOT DISTINCT FROM EXCLUDED.seen_hash "
 			  "  AND rs.deleted = EXCLUDED.deleted THEN rs.content_hash END, "
-			  "image = CASE WHEN EXCLUDED.deleted THEN NULL WHEN rs.deleted THEN EXCLUDED.image "
-			  "  ELSE dw_image_merge(rs.image, EXCLUDED.image) END, "
+			  "image = " IMAGE_MERGE ", image_rev = rs.image_rev + 1, "
 			  "seen_hash = EXCLUDED.seen_hash, deleted = EXCLUDED.deleted, updated_at = now()",
-			  6, p, NULL, errbuf, errlen);
+			  7, p, NULL, errbuf, errlen);
 }
 
 int applystate_record(struct applystate *s, const struct applystate_outcome *o, size_t n, char *errbuf,
@@ -483,9 +506,9 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 	struct sbuf a_ids = { 0 }, a_outcomes = { 0 };
 	/* dw_record_state rows */
 	struct sbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
-		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 }, r_img = { 0 };
+		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 }, r_img = { 0 }, r_guard = { 0 };
 	/* SEEN rows, on the other side */
-	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 }, s_img = { 0 };
+	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 }, s_img = { 0 }, s_guard = { 0 };
 	/* dw_parked_event rows */
 	struct sbuf p_keys = { 0 }, p_ids = { 0 }, p_events = { 0 }, p_reasons = { 0 };
 	/* echo outcomes: version moves on only */
@@ -498,9 +521,10 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			 APPLYSTATE_BATCH_MAX);
 		return STORE_ERR;
 	}
-	struct sbuf *all[] = { &a_ids, &a_outcomes, &r_keys, &r_vers, &r_hashes, &r_etags, &r_tids,
-			       &r_ts, &r_del, &r_seen, &r_img, &s_keys, &s_hashes, &s_del, &s_img, &p_keys, &p_ids, &p_events, &p_reasons,
-			       &e_keys, &e_vers, &e_ts };
+	struct sbuf *all[] = { &a_ids,  &a_outcomes, &r_keys,  &r_vers,   &r_hashes, &r_etags,  &r_tids,
+			       &r_ts,   &r_del,      &r_seen,  &r_img,    &r_guard,  &s_keys,   &s_hashes,
+			       &s_del,  &s_img,      &s_guard, &p_keys,   &p_ids,    &p_events, &p_reasons,
+			       &e_keys, &e_vers,     &e_ts };
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
 		sb_putn(all[k], "{", 1);
 	for (size_t i = 0; i < n; i++) {
@@ -532,6 +556,12 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		snprintf(what, sizeof(what), "outcome %zu: image", i);
 		if (check_text(what, x->image, 0, errbuf, errlen) != 0)
 			goto out;
+		/* a guard is a revision this module read: decimal digits only (it is cast to bigint) */
+		if (x->image_guard && (!*x->image_guard || strlen(x->image_guard) > 19 ||
+				       strspn(x->image_guard, "0123456789") != strlen(x->image_guard))) {
+			snprintf(errbuf, errlen, "outcome %zu: image_guard is not a revision", i);
+			goto out;
+		}
 		if (x->event_id) {
 			sb_array_elem(&a_ids, x->event_id, na == 0);
 			sb_array_elem(&a_outcomes, name, na == 0);
@@ -559,6 +589,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			sb_array_elem(&r_del, x->deleted ? "t" : "f", nr == 0);
 			sb_array_elem(&r_seen, x->deleted ? NULL : x->seen_hash, nr == 0);
 			sb_array_elem(&r_img, x->deleted ? NULL : x->image, nr == 0);
+			sb_array_elem(&r_guard, x->deleted || !x->image ? NULL : x->image_guard, nr == 0);
 			nr++;
 		}
 		if (x->result == APPLYSTATE_SEEN) {
@@ -566,6 +597,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			sb_array_elem(&s_hashes, x->deleted ? NULL : x->seen_hash, ns == 0);
 			sb_array_elem(&s_del, x->deleted ? "t" : "f", ns == 0);
 			sb_array_elem(&s_img, x->deleted ? NULL : x->image, ns == 0);
+			sb_array_elem(&s_guard, x->deleted || !x->image ? NULL : x->image_guard, ns == 0);
 			ns++;
 		}
 		if (x->result == APPLYSTATE_PARKED) {
@@ -607,29 +639,28 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 	 * transaction: rows are locked side by side in one order ("ce" rows first) so that they never
 	 * wait on each other in a cycle (a deadlock would lose a recorded write's outcome). */
 	int seen_first = strcmp(s->other, s->side) < 0;
-	if (seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, errbuf, errlen)) != 0)
+	if (seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, &s_guard, errbuf, errlen)) != 0)
 		goto out;
 	if (nr > 0) {
 		/* DISTINCT ON keeps the newest outcome per key: one statement may not touch a row twice */
 		const char *p[] = { s->map, s->side, r_keys.p, r_vers.p, r_hashes.p, r_etags.p, r_tids.p, r_ts.p, r_del.p,
-				    r_seen.p, r_img.p };
+				    r_seen.p, r_img.p, r_guard.p };
 		rc = store_exec(s->conn,
 				"INSERT INTO dw_record_state AS rs (map_name, target_side, record_key, source_version, "
-				"content_hash, etag, target_id, source_ts, deleted, seen_hash, image, updated_at) "
+				"content_hash, etag, target_id, source_ts, deleted, seen_hash, image, image_rev, updated_at) "
 				"SELECT $1, $2, k, v, h, e, t, CASE WHEN ts > 0 THEN to_timestamp(ts / 1000.0) END, d, sh, "
-				"im::jsonb, now() "
-				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, sh, im FROM unnest($3::text[], $4::bigint[], "
-				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], $10::text[], $11::text[]) "
-				" AS u(k, v, h, e, t, ts, d, sh, im) ORDER BY k, v DESC) AS x "
+				"im::jsonb, COALESCE(g::bigint + 1, 0), now() "
+				"FROM (SELECT DISTINCT ON (k) k, v, h, e, t, ts, d, sh, im, g FROM unnest($3::text[], $4::bigint[], "
+				" $5::text[], $6::text[], $7::text[], $8::bigint[], $9::boolean[], $10::text[], $11::text[], "
+				" $12::text[]) AS u(k, v, h, e, t, ts, d, sh, im, g) ORDER BY k, v DESC) AS x "
 				"ON CONFLICT (map_name, target_side, record_key) DO UPDATE SET "
 				"source_version = EXCLUDED.source_version, content_hash = EXCLUDED.content_hash, "
 				"etag = COALESCE(EXCLUDED.etag, rs.etag), target_id = COALESCE(EXCLUDED.target_id, rs.target_id), "
 				"source_ts = COALESCE(EXCLUDED.source_ts, rs.source_ts), deleted = EXCLUDED.deleted, "
-				"seen_hash = EXCLUDED.seen_hash, image = CASE WHEN EXCLUDED.deleted THEN NULL "
-				"  WHEN rs.deleted THEN EXCLUDED.image ELSE dw_image_merge(rs.image, EXCLUDED.image) END, "
+				"seen_hash = EXCLUDED.seen_hash, image = " IMAGE_MERGE ", image_rev = rs.image_rev + 1, "
 				"updated_at = now() "
 				"WHERE rs.source_version < EXCLUDED.source_version",
-				11, p, NULL, errbuf, errlen);
+				12, p, NULL, errbuf, errlen);
 		if (rc != 0)
 			goto out;
 	}
@@ -647,7 +678,7 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		if (rc != 0)
 			goto out;
 	}
-	if (!seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, errbuf, errlen)) != 0)
+	if (!seen_first && ns > 0 && (rc = record_seen(s, &s_keys, &s_hashes, &s_del, &s_img, &s_guard, errbuf, errlen)) != 0)
 		goto out;
 	if (np > 0) {
 		const char *p[] = { s->map, s->side, p_keys.p, p_ids.p, p_events.p, p_reasons.p };

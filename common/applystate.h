@@ -61,6 +61,8 @@ struct applystate_record {
 	char *seen_hash; /* hash of the record's image as that side holds it */
 	char *image;     /* the known image of the record on that side (JSON text, see fieldmerge.h;
 			  * schemas/sql/004), NULL when none is known or the record is deleted there */
+	char *image_rev; /* the revision of that image (schemas/sql/006; decimal text): a guard for
+			  * applystate_outcome.image_guard */
 };
 
 /* One event to decide on. The caller fills the inputs (borrowed for the call); applystate_decide
@@ -84,6 +86,7 @@ struct applystate_item {
 	int has_prev; /* a state row exists for the record; then prev holds it */
 	struct applystate_record prev;
 	char *src_image; /* the known image of source_key on the source side (JSON text), or NULL */
+	char *src_image_rev; /* the revision of src_image when it is not NULL */
 };
 
 /*
@@ -148,6 +151,13 @@ struct applystate_outcome {
 	const char *image;        /* APPLIED/SEEN: known-image entries (JSON object text, see
 				   * fieldmerge.h) merged field by field into the row's image, the
 				   * newer time winning; NULL leaves it; a delete clears it */
+	const char *image_guard;  /* APPLIED/SEEN, optional: the revision applystate_decide read with
+				   * the row's image (applystate_record.image_rev, applystate_item.
+				   * src_image_rev) when every entry of image wins against that image
+				   * (fieldmerge_wins_all). While the row's image is still at that
+				   * revision, the entries are laid over it as they are (which is what
+				   * the merge would give, for less work); an image changed since is
+				   * merged as without a guard. */
 };
 
 /*

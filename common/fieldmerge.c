@@ -706,3 +706,47 @@ long long fieldmerge_ce_modified_ms(const cJSON *image)
 		return 0;
 	return ms;
 }
+
+/* A stamp of an entry as dw_image_merge reads it ((e ->> name)::bigint): 1 with *v set when the
+ * member is an integral number the cast takes as is, 0 when absent or null (*v 0, as COALESCE
+ * gives for t), -1 when anything else (the SQL could read it otherwise, or fail). */
+static int sql_stamp(const cJSON *e, const char *name, long long *v)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(e, name);
+	*v = 0;
+	if (!x || cJSON_IsNull(x))
+		return 0;
+	if (!cJSON_IsNumber(x) || x->valuedouble != x->valuedouble || x->valuedouble > 9007199254740992.0 ||
+	    x->valuedouble < -9007199254740992.0 || (double)(long long)x->valuedouble != x->valuedouble)
+		return -1;
+	*v = (long long)x->valuedouble;
+	return 1;
+}
+
+int fieldmerge_wins_all(const cJSON *base, const cJSON *upd)
+{
+	if (!cJSON_IsObject(base) || !cJSON_IsObject(upd) || !upd->child)
+		return 0;
+	for (const cJSON *u = upd->child; u; u = u->next) {
+		if (!u->string || !cJSON_IsObject(u))
+			return 0;
+		for (const cJSON *o = upd->child; o != u; o = o->next)
+			if (strcmp(o->string, u->string) == 0)
+				return 0; /* jsonb keeps one member per name */
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(base, u->string);
+		if (!b)
+			continue;
+		if (!cJSON_IsObject(b))
+			return 0;
+		long long un, bn, ut, bt;
+		int hun = sql_stamp(u, "n", &un), hbn = sql_stamp(b, "n", &bn);
+		int hut = sql_stamp(u, "t", &ut), hbt = sql_stamp(b, "t", &bt);
+		/* the SQL tests for the key n (u.value ? 'n'); a null n is a key whose cast is NULL */
+		int kun = cJSON_GetObjectItemCaseSensitive(u, "n") != NULL, kbn = cJSON_GetObjectItemCaseSensitive(b, "n") != NULL;
+		if (hun < 0 || hbn < 0 || hut < 0 || hbt < 0 || (kun && hun == 0) || (kbn && hbn == 0))
+			return 0;
+		if (kun && kbn ? un < bn : ut < bt)
+			return 0;
+	}
+	return 1;
+}

@@ -98,6 +98,17 @@ cJSON *fieldmerge_pending_entries(const struct map *m, enum event_side side, con
  */
 int fieldmerge_merge(cJSON *base, const cJSON *upd) __attribute__((warn_unused_result));
 
+/*
+ * Whether merging known-image entries upd into base (dw_image_merge in schemas/sql/004, and
+ * fieldmerge_merge for the entries it writes) takes every entry of upd, so that the merge is
+ * exactly base || upd (each member of upd replacing or adding its field): 1 when upd is a
+ * non-empty object of entries each newer than, or as new as, base's entry of that field (by n when
+ * both carry one, else by t, as the SQL compares them) or of a field base lacks. 0 otherwise, and
+ * whenever a stamp is not an integral number (the SQL could read it otherwise): the caller then
+ * merges. Borrows both.
+ */
+int fieldmerge_wins_all(const cJSON *base, const cJSON *upd);
+
 /* The plain values {"<field>": <v>} of a known image. New object (cJSON_Delete), NULL on failure. */
 cJSON *fieldmerge_values(const cJSON *known);
 

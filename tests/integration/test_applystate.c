@@ -11,7 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "applystate.h"
+#include "fieldmerge.h"
 #include "harness.h"
 #include "migrate.h"
 #include "store.h"
@@ -605,6 +608,169 @@ static void test_keys_with_array_syntax_round_trip(void **state)
 	applystate_free(s);
 }
 
+/* The known image and its revision as applystate_get reads them (caller frees both). */
+static void get_image(struct applystate *s, const char *key, char **image, char **rev)
+{
+	struct applystate_record r;
+	int found = 0;
+	if (applystate_get(s, key, &found, &r, err, sizeof(err)) != 0)
+		fail_msg("get: %s", err);
+	assert_true(found);
+	*image = r.image;
+	*rev = r.image_rev;
+	r.image = r.image_rev = NULL;
+	applystate_record_clear(&r);
+}
+
+/* Whether two JSON texts are the same jsonb value. */
+static int same_jsonb(const char *a, const char *b)
+{
+	const char *p[] = { a, b };
+	PGresult *r = NULL;
+	if (store_exec(conn, "SELECT $1::jsonb = $2::jsonb", 2, p, &r, err, sizeof(err)) != 0)
+		fail_msg("compare: %s", err);
+	int same = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return same;
+}
+
+/* Records an APPLIED outcome of record "g" at version v with image entries and a guard, checks
+ * the image the row then holds, and returns its new revision (caller frees). */
+static char *record_guarded(struct applystate *s, int64_t v, const char *image, const char *guard, const char *want)
+{
+	char id[32];
+	snprintf(id, sizeof(id), "g%lld", (long long)v);
+	struct applystate_outcome o = applied("g", id, v, "h", NULL, NULL);
+	o.image = image;
+	o.image_guard = guard;
+	record1(s, o);
+	char *img = NULL, *rev = NULL;
+	get_image(s, "g", &img, &rev);
+	if (!same_jsonb(img, want))
+		fail_msg("image %s, want %s", img, want);
+	free(img);
+	return rev;
+}
+
+static void test_image_guard_concatenates_only_while_the_image_is_unchanged(void **state)
+{
+	(void)state;
+	struct applystate *s = new_state("fo");
+	struct applystate_outcome o = applied("g", "g1", 1, "h1", "t1", NULL);
+	o.image = "{\"a\":{\"v\":1,\"t\":100},\"b\":{\"v\":2,\"t\":100}}";
+	record1(s, o);
+	char *img = NULL, *rev = NULL;
+	get_image(s, "g", &img, &rev);
+	assert_true(same_jsonb(img, o.image));
+	/* decide reads the same revision with the image */
+	struct applystate_item it;
+	assert_int_equal(APPLYSTATE_WRITE, decide1(s, "g", "g2", 2, "h2", 0, &it));
+	assert_string_equal(rev, it.prev.image_rev);
+	applystate_item_clear(&it);
+	/* a guard at the current revision is trusted: the entries are laid over the image as they
+	 * are (this one is older than the known entry, which a merge would keep) */
+	char *rev2 = record_guarded(s, 2, "{\"a\":{\"v\":9,\"t\":50}}", rev,
+				    "{\"a\":{\"v\":9,\"t\":50},\"b\":{\"v\":2,\"t\":100}}");
+	assert_string_not_equal(rev, rev2);
+	/* a guard from before that change is stale: the entries are merged, the older one loses */
+	free(record_guarded(s, 3, "{\"b\":{\"v\":7,\"t\":50},\"c\":{\"v\":3,\"t\":50}}", rev,
+			    "{\"a\":{\"v\":9,\"t\":50},\"b\":{\"v\":2,\"t\":100},\"c\":{\"v\":3,\"t\":50}}"));
+	/* SEEN rows (the event's source side, here ce) take guards the same way */
+	struct applystate_outcome seen = { .result = APPLYSTATE_SEEN, .record_key = "src", .seen_hash = "s1",
+					   .image = "{\"x\":{\"v\":1,\"t\":100}}" };
+	record1(s, seen);
+	struct applystate_item si = { .record_key = "g", .event_id = "g4", .version = 4, .content_hash = "h4",
+				      .source_key = "src" };
+	if (applystate_decide(s, &si, 1, err, sizeof(err)) != 0)
+		fail_msg("decide: %s", err);
+	assert_non_null(si.src_image_rev);
+	seen.image = "{\"x\":{\"v\":5,\"t\":10}}";
+	seen.image_guard = si.src_image_rev;
+	record1(s, seen);
+	seen.image = "{\"x\":{\"v\":6,\"t\":5}}"; /* the same guard is stale now: merged, and loses */
+	record1(s, seen);
+	applystate_item_clear(&si);
+	if (applystate_decide(s, &si, 1, err, sizeof(err)) != 0)
+		fail_msg("decide: %s", err);
+	assert_true(same_jsonb(si.src_image, "{\"x\":{\"v\":5,\"t\":10}}"));
+	applystate_item_clear(&si);
+	/* a guard that is not a revision is refused */
+	o = applied("g", "g5", 5, "h5", NULL, NULL);
+	o.image = "{}";
+	o.image_guard = "1; DROP";
+	assert_int_equal(STORE_ERR, applystate_record(s, &o, 1, err, sizeof(err)));
+	free(img);
+	free(rev);
+	free(rev2);
+	applystate_free(s);
+}
+
+/*
+ * dw_image_merge (schemas/sql/004) against the C side on tricky stamps: wherever
+ * fieldmerge_wins_all says every entry wins, the SQL merge is base || upd (what a guarded record
+ * writes); and for well-formed stamps (positive integers) fieldmerge_merge gives what the SQL
+ * merge gives.
+ */
+static void test_sql_merge_agrees_with_the_c_merge(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *base, *upd;
+		int wins_all;  /* what fieldmerge_wins_all must say */
+		int well_formed; /* stamps both merges read alike */
+	} cases[] = {
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":200}}", 1, 1 },
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":100}}", 1, 1 },           /* tie: upd */
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":99}}", 0, 1 },
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"b\":{\"v\":2,\"t\":1}}", 1, 1 },             /* new field */
+		{ "{\"a\":{\"v\":1,\"t\":500,\"n\":3}}", "{\"a\":{\"v\":2,\"t\":100,\"n\":4}}", 1, 1 }, /* n decides */
+		{ "{\"a\":{\"v\":1,\"t\":100,\"n\":4}}", "{\"a\":{\"v\":2,\"t\":500,\"n\":3}}", 0, 1 },
+		{ "{\"a\":{\"v\":1,\"t\":100,\"n\":4}}", "{\"a\":{\"v\":2,\"t\":500,\"n\":4}}", 1, 1 },
+		{ "{\"a\":{\"v\":1,\"t\":500,\"n\":4}}", "{\"a\":{\"v\":2,\"t\":100}}", 0, 1 },     /* one n: t */
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":500,\"n\":1}}", 1, 1 },
+		{ "{\"a\":{\"v\":1}}", "{\"a\":{\"v\":2}}", 1, 1 },                                  /* no t: 0 >= 0 */
+		{ "{\"a\":{\"v\":1,\"t\":5}}", "{\"a\":{\"v\":2}}", 0, 1 },
+		{ "{\"a\":{\"v\":1,\"t\":100},\"b\":{\"v\":1,\"t\":300}}",
+		  "{\"a\":{\"v\":2,\"t\":200},\"b\":{\"v\":2,\"t\":200}}", 0, 1 },                  /* one of two loses */
+		{ "{\"a\":{\"v\":1,\"t\":100,\"p\":[{\"v\":0,\"t\":1}]}}", "{\"a\":{\"v\":[1,{\"x\":null}],\"t\":100}}", 1, 1 },
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":200,\"n\":null}}", 0, 0 },  /* n null */
+		{ "{\"a\":{\"v\":1,\"t\":100,\"n\":\"7\"}}", "{\"a\":{\"v\":2,\"t\":200,\"n\":8}}", 0, 0 },
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":200.5}}", 0, 0 },          /* fraction */
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{\"a\":{\"v\":2,\"t\":300},\"a\":{\"v\":3,\"t\":50}}", 0, 0 },
+		{ "{\"a\":{\"v\":1,\"t\":100}}", "{}", 0, 1 },
+		{ "{\"a\":7}", "{\"a\":{\"v\":2,\"t\":200}}", 0, 0 },                             /* not an entry */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *base = cJSON_Parse(cases[i].base), *upd = cJSON_Parse(cases[i].upd);
+		assert_non_null(base);
+		assert_non_null(upd);
+		int w = fieldmerge_wins_all(base, upd);
+		if (w != cases[i].wins_all)
+			fail_msg("case %zu: fieldmerge_wins_all %d, want %d", i, w, cases[i].wins_all);
+		const char *p[] = { cases[i].base, cases[i].upd };
+		PGresult *r = NULL;
+		if (cases[i].wins_all || cases[i].well_formed) {
+			if (store_exec(conn, "SELECT dw_image_merge($1::jsonb, $2::jsonb) = ($1::jsonb || $2::jsonb), "
+					     "dw_image_merge($1::jsonb, $2::jsonb)::text",
+				       2, p, &r, err, sizeof(err)) != 0)
+				fail_msg("case %zu: %s", i, err);
+			if (w && strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+				fail_msg("case %zu: every entry wins, but the SQL merge is not base || upd", i);
+		}
+		if (cases[i].well_formed) {
+			assert_int_equal(0, fieldmerge_merge(base, upd));
+			char *c = cJSON_PrintUnformatted(base);
+			assert_non_null(c);
+			if (!same_jsonb(c, PQgetvalue(r, 0, 1)))
+				fail_msg("case %zu: C merge %s, SQL merge %s", i, c, PQgetvalue(r, 0, 1));
+			free(c);
+		}
+		PQclear(r);
+		cJSON_Delete(base);
+		cJSON_Delete(upd);
+	}
+}
+
 static void test_constructor_refuses_bad_arguments(void **state)
 {
 	(void)state;
@@ -636,6 +802,8 @@ int main(void)
 		cmocka_unit_test(test_map_state),
 		cmocka_unit_test(test_keys_with_array_syntax_round_trip),
 		cmocka_unit_test(test_constructor_refuses_bad_arguments),
+		cmocka_unit_test(test_image_guard_concatenates_only_while_the_image_is_unchanged),
+		cmocka_unit_test(test_sql_merge_agrees_with_the_c_merge),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

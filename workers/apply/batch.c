@@ -554,6 +554,10 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 		goto out;
 	it->image_out = cJSON_PrintUnformatted(written);
 	it->out.image = it->image_out;
+	/* every entry newer than the known image the decision read: recording may skip the merge */
+	if (it->out.image && it->ai.has_prev && it->ai.prev.image_rev && known_dst_of(it) &&
+	    fieldmerge_wins_all(it->known_dst, written))
+		it->out.image_guard = it->ai.prev.image_rev;
 	if (rep || !known_dst_of(it))
 		goto out;
 	merged = cJSON_Duplicate(it->known_dst, 1);
@@ -1236,12 +1240,18 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 										it->ev.source.version, it->ts,
 										it->known_src);
 			it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
+			/* every entry newer than the known image the decision read: no merge needed */
+			const char *guard = it->seen_image && it->known_src && it->ai.src_image_rev &&
+						    fieldmerge_wins_all(it->known_src, e)
+						    ? it->ai.src_image_rev
+						    : NULL;
 			cJSON_Delete(e);
 			cJSON_Delete(it->known_src);
 			it->known_src = NULL;
 			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
 								  .seen_hash = it->shash[0] ? it->shash : NULL,
-								  .deleted = it->out.deleted, .image = it->seen_image };
+								  .deleted = it->out.deleted, .image = it->seen_image,
+								  .image_guard = guard };
 		}
 	}
 	/* a write waiting for the target's change event notes its own source change as pending, for the
