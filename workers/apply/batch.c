@@ -1066,7 +1066,13 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 			if (!o->mapped || o->st != ST_PENDING || o->rep != (int)j || strcmp(o->tkey, it->tkey) != 0)
 				continue;
 			if (it->ev.source.version >= o->ev.source.version) {
-				/* i is newer: it stands for j and whatever j stood for */
+				/* i is newer: it stands for j and whatever j stood for. Events of one version
+				 * are one change: FO sends one per trigger, each with the record re-read (the
+				 * same image), so the change is dated by the earliest of them, as when that one
+				 * was applied alone (a later one is then a duplicate); dating it by the newest
+				 * would let the two directions compare one change at two different times */
+				if (it->ev.source.version == o->ev.source.version && o->ts < it->ts)
+					it->ts = o->ts;
 				for (size_t k = 0; k < i; k++)
 					if (items[k].rep == (int)j)
 						items[k].rep = (int)i;
