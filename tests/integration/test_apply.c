@@ -1047,18 +1047,11 @@ static void side_call(const char *side, const char *method, const char *path, co
 	emu_resp_free(&r);
 }
 
-static long long wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Produces the change event of the record as it is now on `side`, as capture would, with source
  * time ts (0: now). */
 static void produce_current(const char *side, const char *acct, const char *op, int64_t v, long long ts)
 {
-	event_ts = ts > 0 ? ts : wall_ms();
+	event_ts = ts > 0 ? ts : at_wall_ms();
 	if (strcmp(side, "ce") == 0) {
 		cJSON *img = ce_account(acct), *k = cJSON_CreateObject();
 		assert_non_null(img);
@@ -1169,10 +1162,10 @@ static void same_field_conflict(const char *policy, const char *want, unsigned n
 	cJSON_Delete(c);
 	/* the concurrent edits */
 	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-edit\"}");
-	long long t1 = wall_ms();
+	long long t1 = at_wall_ms();
 	usleep(50000);
 	side_call("fo", "PATCH", path, "{\"OrganizationName\":\"fo-edit\"}");
-	long long t2 = wall_ms();
+	long long t2 = at_wall_ms();
 	long cw0 = ce_record_writes(guid), fw0 = fo_writes(a, NULL);
 	produce_current("ce", a, "update", 3, t1);
 	produce_current("fo", a, "update", 2, t2);
@@ -1242,7 +1235,7 @@ static void test_change_after_our_copy_reaches_other_side(void **state)
 	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-first\"}");
 	/* FO's change time (after the account reached FO); CE's below is its whole second */
-	long long t_fo = wall_ms();
+	long long t_fo = at_wall_ms();
 	if (t_fo % 1000 == 0)
 		t_fo++;
 	produce_current("fo", a, "update", 1, t_fo);
@@ -1304,7 +1297,7 @@ static void test_first_write_does_not_overwrite_unseen_change(void **state)
 	}
 	assert_non_null(c);
 	cJSON_Delete(c);
-	long long t_ce = wall_ms() - 1000;
+	long long t_ce = at_wall_ms() - 1000;
 	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-earlier\"}");
 	side_call("fo", "PATCH", path, "{\"AddressCity\":\"fo-later\"}");
 	c = ce_account(a);
@@ -1419,7 +1412,7 @@ static void test_fo_change_in_event_older_than_our_write_reaches_ce(void **state
 	produce_current("ce", a, "update", ce_version(a), 0);
 	flush_producer();
 	wait_caught_up();
-	long long t_first = wall_ms();
+	long long t_first = at_wall_ms();
 	usleep(20000);
 	/* our second write */
 	side_call("ce", "PATCH", ce_path, "{\"name\":\"ce-2\"}");
@@ -1473,14 +1466,14 @@ static void test_merge_does_not_hide_unseen_change(void **state)
 	account_no(a, sizeof(a), 316);
 	make_on_ce(a, path, sizeof(path), ce_path, sizeof(ce_path));
 	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-city\"}");
-	long long t_city = wall_ms();
+	long long t_city = at_wall_ms();
 	int64_t v_city = ce_version(a);
 	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-phone\"}");
-	long long t_phone = wall_ms();
+	long long t_phone = at_wall_ms();
 	int64_t v_phone = ce_version(a);
 	usleep(20000);
 	side_call("fo", "PATCH", path, "{\"PrimaryContactPhone\":\"fo-phone\"}");
-	long long t_fo = wall_ms();
+	long long t_fo = at_wall_ms();
 	/* CE's city event: 412, re-read, merged write of the city */
 	produce_edited("ce", a, v_city, t_city, "telephone1", NULL);
 	flush_producer();
@@ -1532,15 +1525,15 @@ static void test_same_field_both_sides_decided_by_field_times(void **state)
 	snprintf(guid, sizeof(guid), "%s", str_of(c, "accountid"));
 	cJSON_Delete(c);
 	side_call("ce", "PATCH", ce_path, "{\"address1_city\":\"ce-city\"}");
-	long long t_ce = wall_ms();
+	long long t_ce = at_wall_ms();
 	int64_t v_city = ce_version(a);
 	usleep(20000);
 	side_call("fo", "PATCH", path, "{\"AddressCity\":\"fo-city\"}");
-	long long t_fo = wall_ms();
+	long long t_fo = at_wall_ms();
 	/* CE's next change in a later second: its modifiedon is after FO's city change */
-	usleep((useconds_t)(1000 - wall_ms() % 1000 + 20) * 1000);
+	usleep((useconds_t)(1000 - at_wall_ms() % 1000 + 20) * 1000);
 	side_call("ce", "PATCH", ce_path, "{\"telephone1\":\"ce-phone\"}");
-	long long t_phone = wall_ms();
+	long long t_phone = at_wall_ms();
 	int64_t v_phone = ce_version(a);
 	long cw0 = ce_record_writes(guid), fw0 = fo_writes(a, NULL);
 	/* both images first: a worker may apply one event before the other image is read */

@@ -28,16 +28,11 @@ long long apply_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static long long wall_ms(void)
+long long apply_wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-long long apply_wall_ms(void)
-{
-	return wall_ms();
 }
 
 int apply_metrics_init(struct metrics *reg, struct apply_metrics *m, char *errbuf, size_t errlen)
@@ -256,7 +251,7 @@ void prepare(struct apply *a, struct item *it)
 		return;
 	}
 	it->decoded = 1;
-	it->ts = it->ev.source.ts > 0 ? it->ev.source.ts : wall_ms();
+	it->ts = it->ev.source.ts > 0 ? it->ev.source.ts : apply_wall_ms();
 	if (it->ev.source.side != a->from || strcmp(it->ev.source.entity, src->entity) != 0) {
 		snprintf(err, sizeof(err), "event from %s.%s does not belong to map %s (%s.%s)",
 			 event_side_name(it->ev.source.side), it->ev.source.entity, a->map->name, a->from_name,
@@ -275,7 +270,7 @@ void prepare(struct apply *a, struct item *it)
 		return;
 	}
 	if (a->map->aggregate) {
-		int arc = apply_aggregate(a, &it->ev, wall_ms(), err, sizeof(err));
+		int arc = apply_aggregate(a, &it->ev, apply_wall_ms(), err, sizeof(err));
 		if (arc == MAP_NOT_FOUND) {
 			park(it, err);
 			return;
@@ -595,7 +590,7 @@ int settle(struct apply *a, struct item *it, int second)
 		if (w->op == TARGET_UPSERT)
 			applied_image(a, it, w->representation);
 		if (it->ev.source.ts > 0) {
-			metrics_histogram_observe(a->m.e2e_s, NULL, (double)(wall_ms() - it->ev.source.ts) / 1000.0);
+			metrics_histogram_observe(a->m.e2e_s, NULL, (double)(apply_wall_ms() - it->ev.source.ts) / 1000.0);
 		}
 		return 0;
 	case TARGET_RETRY:
@@ -685,7 +680,7 @@ int settle(struct apply *a, struct item *it, int second)
 	/* the first plan's times date each field's change (later than the event for a change made
 	 * after our write); a merge's entries carry write times, not change times */
 	const cJSON *planned = it->plan_merged ? NULL : it->plan.written;
-	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, settle, wall_ms(), known_dst_of(it), planned, it->ts,
+	if (!row || fieldmerge_conflict(a->map, a->from, row, tts, settle, apply_wall_ms(), known_dst_of(it), planned, it->ts,
 					it->w.payload, &c) != 0) {
 		cJSON_Delete(row);
 		free(etag);
@@ -758,7 +753,7 @@ int produce_dlq(struct apply *a, struct item *items, size_t n)
 {
 	char err[512];
 	size_t queued = 0;
-	long long now = wall_ms();
+	long long now = apply_wall_ms();
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		if (!it->dlq || it->st != ST_DONE)
@@ -1180,7 +1175,7 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 	}
 	/* write: two rounds at most (the second for conflicts the policy settles) */
 	for (int round = 0; round < 2 && nw > 0; round++) {
-		long long sent = wall_ms();
+		long long sent = apply_wall_ms();
 		for (size_t k = 0; k < nw; k++) {
 			tw[k] = items[widx[k]].tw;
 			items[widx[k]].sent_ms = sent;
