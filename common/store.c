@@ -66,7 +66,7 @@ int store_connect(const char *dsn, const struct store_opts *opts, PGconn **out, 
 	int rc = STORE_ERR;
 	PGconn *conn = NULL;
 	char *perr = NULL;
-	char connect_timeout[16], statement_timeout[32];
+	char connect_timeout[16], statement_timeout[32], options[64];
 
 	if (!dsn || !*dsn) {
 		snprintf(errbuf, errlen, "no PostgreSQL connection string given (DW_PG_DSN)");
@@ -88,11 +88,14 @@ int store_connect(const char *dsn, const struct store_opts *opts, PGconn **out, 
 	/* Later keywords override earlier ones, and the expanded DSN comes last: the operator's own
 	 * connect_timeout or application_name win over these defaults. A second dbname (opts->dbname)
 	 * is taken as a plain database name: libpq expands only the first. */
-	const char *keys[] = { "connect_timeout", "application_name", "dbname", "dbname", NULL };
+	/* the statement timeout is also a connection option, so that a re-opened connection (revive)
+	 * keeps it; the set_config below applies it when the DSN brings options of its own */
+	snprintf(options, sizeof(options), "-c statement_timeout=%ld", st);
+	const char *keys[] = { "connect_timeout", "application_name", "options", "dbname", "dbname", NULL };
 	const char *vals[] = { connect_timeout, opts && opts->application_name ? opts->application_name : "dualwrite",
-			       dsn, opts ? opts->dbname : NULL, NULL };
-	if (!vals[3])
-		keys[3] = NULL;
+			       options, dsn, opts ? opts->dbname : NULL, NULL };
+	if (!vals[4])
+		keys[4] = NULL;
 	conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn) {
 		snprintf(errbuf, errlen, "cannot connect to PostgreSQL: out of memory");
@@ -123,15 +126,33 @@ void store_close(PGconn *conn)
 		PQfinish(conn);
 }
 
+/* A connection found broken by an earlier statement (the server restarted, the session was
+ * terminated, a network cut) is opened again before the next one. That earlier statement failed
+ * with STORE_ERR_RETRY and every caller abandons its transaction on a failure, so the new session
+ * never continues a transaction half done; the statement timeout goes with the connection's
+ * options. Still broken: the statement fails retryable, as before. */
+static void revive(PGconn *conn)
+{
+	if (!conn || PQstatus(conn) != CONNECTION_BAD)
+		return;
+	PQreset(conn);
+	if (PQstatus(conn) == CONNECTION_OK)
+		log_warn("postgresql connection re-opened", "application", PQparameterStatus(conn, "application_name")
+									       ? PQparameterStatus(conn, "application_name")
+									       : "");
+}
+
 int store_exec(PGconn *conn, const char *sql, int nparams, const char *const *params, PGresult **res, char *errbuf,
 	       size_t errlen)
 {
+	revive(conn);
 	PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	return check_result(conn, r, res, errbuf, errlen);
 }
 
 int store_exec_script(PGconn *conn, const char *sql, char *errbuf, size_t errlen)
 {
+	revive(conn);
 	PGresult *r = PQexec(conn, sql);
 	return check_result(conn, r, NULL, errbuf, errlen);
 }

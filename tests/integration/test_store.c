@@ -121,7 +121,7 @@ static void test_transactions(void **state)
 	store_close(conn);
 }
 
-static void test_lost_connection_is_retryable(void **state)
+static void test_lost_connection_is_retryable_then_reopened(void **state)
 {
 	(void)state;
 	PGconn *victim = connect_default(NULL);
@@ -133,6 +133,18 @@ static void test_lost_connection_is_retryable(void **state)
 	assert_string_equal("true", v);
 	assert_int_equal(STORE_ERR_RETRY, store_exec(victim, "SELECT 1", 0, NULL, NULL, err, sizeof(err)));
 	assert_int_equal(0, store_rollback(victim, err, sizeof(err)));
+	/* the next statement opens the connection again: a new session, the statement timeout kept */
+	assert_int_equal(0, store_exec(victim, "SELECT 1", 0, NULL, NULL, err, sizeof(err)));
+	assert_int_equal(CONNECTION_OK, PQstatus(victim));
+	char pid2[16];
+	snprintf(pid2, sizeof(pid2), "%d", PQbackendPID(victim));
+	assert_string_not_equal(pid, pid2);
+	query_text(victim, "SELECT current_setting('statement_timeout')", 0, NULL, v, sizeof(v));
+	assert_string_not_equal("0", v);
+	/* a transaction started after the reset is a whole one */
+	assert_int_equal(0, store_begin(victim, err, sizeof(err)));
+	assert_int_equal(PQTRANS_INTRANS, PQtransactionStatus(victim));
+	assert_int_equal(0, store_commit(victim, err, sizeof(err)));
 	store_close(victim);
 	store_close(killer);
 }
@@ -187,7 +199,7 @@ int main(void)
 		cmocka_unit_test(test_parameters_pass_verbatim),
 		cmocka_unit_test(test_error_has_sqlstate_and_message),
 		cmocka_unit_test(test_transactions),
-		cmocka_unit_test(test_lost_connection_is_retryable),
+		cmocka_unit_test(test_lost_connection_is_retryable_then_reopened),
 		cmocka_unit_test(test_password_never_in_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
