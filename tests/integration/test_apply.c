@@ -7,11 +7,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -113,6 +116,25 @@ static long worker_get(const char *to, const char *path, char **body)
 		*body = strndup(r.body ? r.body : "", r.len);
 	emu_resp_free(&r);
 	return st;
+}
+
+/* Waits until the worker's HTTP endpoint accepts connections (it has just been started). */
+static void wait_worker_listening(const char *to)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port(to)) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	long long deadline = harness_now_ms() + WAIT_MS;
+	for (;;) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		int ok = connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+		if (ok)
+			return;
+		if (harness_now_ms() > deadline)
+			fail_msg("the worker to %s does not listen", to);
+		usleep(50000);
+	}
 }
 
 /* The value of one series in the worker's /metrics, e.g. dw_apply_events_total{outcome="applied"}. */
@@ -1605,6 +1627,51 @@ static void test_batching_switch(void **state)
 	assert_true(batched >= 1 && batched <= N / 4);
 }
 
+/* A backlog on a slow target (20 ms per request): versions 1..nv of n accounts numbered from
+ * first (version 1 creates), named "<tag> <i> v<version>"; the accounts' numbers into accts. */
+static void produce_backlog(char (*accts)[32], int n, int nv, unsigned first, const char *tag)
+{
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":20}", &r);
+	emu_resp_free(&r);
+	for (int i = 0; i < n; i++)
+		account_no(accts[i], 32, first + (unsigned)i);
+	for (int v = 1; v <= nv; v++)
+		for (int i = 0; i < n; i++) {
+			char name[64];
+			snprintf(name, sizeof(name), "%s %d v%d", tag, i, v);
+			produce_account(accts[i], v == 1 ? "create" : "update", v, name, 0);
+		}
+	flush_producer();
+}
+
+/* After the backlog drained at full speed: every account created once and at its last version,
+ * at most one write per version. c0/w0: fo_counts before. Returns the writes. */
+static long assert_backlog_applied(char (*accts)[32], int n, int nv, const char *tag, long c0, long w0)
+{
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":0}", &r);
+	emu_resp_free(&r);
+	wait_caught_up();
+	long c1, w1;
+	fo_counts(&c1, &w1);
+	assert_int_equal(n, c1 - c0); /* no duplicate creates */
+	for (int i = 0; i < n; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "%s %d v%d", tag, i, nv);
+		assert_name(accts[i], want);
+	}
+	assert_true(w1 - w0 <= (long)n * nv);
+	return w1 - w0;
+}
+
+/* Idempotency keys of the FO direction recorded so far. */
+static long long fo_outcomes(void)
+{
+	const char *p[] = { "accounts" };
+	return query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1 AND target_side = 'fo'", 1, p);
+}
+
 #define KILL_RECORDS 1000
 #define KILL_VERSIONS 10
 
@@ -1613,46 +1680,55 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 	(void)state;
 	long c0, w0;
 	fo_counts(&c0, &w0);
-	/* a slower target so that the kill lands in the middle */
-	struct emu_resp r;
-	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":20}", &r);
-	emu_resp_free(&r);
 	static char accts[KILL_RECORDS][32];
-	for (int i = 0; i < KILL_RECORDS; i++)
-		account_no(accts[i], sizeof(accts[i]), 1000 + (unsigned)i);
-	for (int v = 1; v <= KILL_VERSIONS; v++)
-		for (int i = 0; i < KILL_RECORDS; i++) {
-			char name[64];
-			snprintf(name, sizeof(name), "rec %d v%d", i, v);
-			produce_account(accts[i], v == 1 ? "create" : "update", v, name, 0);
-		}
-	flush_producer();
+	/* a slower target so that the kill lands in the middle */
+	produce_backlog(accts, KILL_RECORDS, KILL_VERSIONS, 1000, "rec");
 	/* kill once some, not all, of the batch is recorded */
-	const char *p[] = { "accounts" };
-	long long before = query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p);
+	long long before = fo_outcomes();
 	long long deadline = harness_now_ms() + WAIT_MS;
-	while (harness_now_ms() < deadline &&
-	       query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p) < before + 500)
+	while (harness_now_ms() < deadline && fo_outcomes() < before + 500)
 		usleep(20000);
 	worker_kill("fo");
-	long long at_kill = query_ll("SELECT count(*) FROM dw_applied_event WHERE map_name = $1", 1, p);
+	long long at_kill = fo_outcomes();
 	assert_true(at_kill < before + KILL_RECORDS * KILL_VERSIONS);
-	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":0}", &r);
-	emu_resp_free(&r);
 	worker_start("fo", "500");
-	wait_caught_up();
-	long c1, w1;
-	fo_counts(&c1, &w1);
-	assert_int_equal(KILL_RECORDS, c1 - c0); /* no duplicate creates */
-	for (int i = 0; i < KILL_RECORDS; i++) {
-		char want[64];
-		snprintf(want, sizeof(want), "rec %d v%d", i, KILL_VERSIONS);
-		assert_name(accts[i], want);
-	}
-	/* at most one write per version of each record */
-	assert_true(w1 - w0 <= KILL_RECORDS * KILL_VERSIONS);
+	long writes = assert_backlog_applied(accts, KILL_RECORDS, KILL_VERSIONS, "rec", c0, w0);
 	print_message("# sigkill: %lld outcomes recorded at the kill, %ld writes for %d events\n", at_kill - before,
-		      w1 - w0, KILL_RECORDS * KILL_VERSIONS);
+		      writes, KILL_RECORDS * KILL_VERSIONS);
+}
+
+#define LOST_RECORDS 400
+#define LOST_VERSIONS 6
+
+/* Pipelining (DW_APPLY_PIPELINE): a batch's outcomes are recorded on a connection of their own
+ * while the next batch is written. That connection is cut again and again during a backlog: each
+ * failed recording puts its batch back (its offsets were not stored) and the connection is opened
+ * again; nothing is lost, nothing created twice, no version written twice. */
+static void test_recording_connection_lost_loses_nothing(void **state)
+{
+	(void)state;
+	long c0, w0;
+	fo_counts(&c0, &w0);
+	wait_worker_listening("fo");
+	double r0 = metric("fo", "dw_apply_retries_total{reason=\"state\"}");
+	static char accts[LOST_RECORDS][32];
+	long long before = fo_outcomes();
+	produce_backlog(accts, LOST_RECORDS, LOST_VERSIONS, 3000, "lost");
+	long long total = before + LOST_RECORDS * LOST_VERSIONS, cuts = 0;
+	long long deadline = harness_now_ms() + WAIT_MS;
+	while (harness_now_ms() < deadline && cuts < 6 && fo_outcomes() < total - 200) {
+		cuts += query_ll("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				 "WHERE application_name = 'dw-apply-record') AS t",
+				 0, NULL);
+		usleep(300000);
+	}
+	long writes = assert_backlog_applied(accts, LOST_RECORDS, LOST_VERSIONS, "lost", c0, w0);
+	double retried = metric("fo", "dw_apply_retries_total{reason=\"state\"}") - r0;
+	print_message("# recording connection cut %lld times: %.0f events put back, %ld writes for %d events\n", cuts,
+		      retried, writes, LOST_RECORDS * LOST_VERSIONS);
+	assert_true(cuts >= 2);
+	assert_true(retried > 0); /* recordings failed and their batches came back */
+	assert_int_equal(total, fo_outcomes()); /* every event's outcome recorded */
 }
 
 /* ---- rule 6: parking and re-drive ---------------------------------------------------------- */
@@ -2003,6 +2079,7 @@ int main(void)
 		cmocka_unit_test(test_same_field_both_sides_decided_by_field_times),
 		cmocka_unit_test(test_batching_switch),
 		cmocka_unit_test_teardown(test_sigkill_mid_batch_then_restart, faults_off),
+		cmocka_unit_test_teardown(test_recording_connection_lost_loses_nothing, faults_off),
 		cmocka_unit_test(test_missing_lookup_parks_then_redrives_in_order),
 		cmocka_unit_test(test_parked_too_long_goes_to_dlq),
 		cmocka_unit_test(test_unit_of_four_parts_appears_all_at_once),

@@ -133,21 +133,37 @@ struct apply {
 	long long applied_retention_ms; /* dw_applied_event rows older than this are deleted */
 	long long prune_interval_ms;    /* how often */
 	long long next_prune_ms;
+	/* pipelining: a batch's outcomes are recorded on record_state (a connection of its own) in a
+	 * thread while the next batch is decided and written; NULL: each batch is recorded in line */
+	struct applystate *record_state;
+	struct batch *inflight; /* the batch being recorded; its offsets are not stored yet */
 };
 
 /* The batch result. */
 enum { APPLY_OK = 0, APPLY_RETRY = 1, APPLY_FATAL = -1 };
 
 /*
- * Processes n polled messages (ownership stays with the caller): decode, map, collapse per
- * record, decide, write, dead-letter, record outcomes in one transaction, then store offsets up
- * to the first message that must be retried in each partition and commit. Partitions with such
- * a message are sought back to it and paused until the back-off ends (apply_resume_due resumes
- * them). Returns APPLY_OK, APPLY_RETRY (some events wait for a retry; nothing lost) or
- * APPLY_FATAL with errbuf (Kafka fatal error; stop).
+ * Processes n polled messages (the messages are taken: freed when done; the array stays the
+ * caller's): decode, map, collapse per record, decide, write, dead-letter, record outcomes in
+ * one transaction, then store offsets up to the first message that must be retried in each
+ * partition and commit. Partitions with such a message are sought back to it and paused until
+ * the back-off ends (apply_resume_due resumes them). With a->record_state, a batch without
+ * retries, parked events or parts of units returns once written: its outcomes are recorded in a
+ * thread, and its offsets stored once that is done (apply_reap, apply_flush, or the next batch,
+ * which first waits for it when it stages unit parts or touches one of its records).
+ * Returns APPLY_OK, APPLY_RETRY (some events wait for a retry; nothing lost) or APPLY_FATAL with
+ * errbuf (Kafka fatal error; stop).
  */
 int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* Waits for the batch being recorded (if any), then stores and commits its offsets (or, when
+ * recording failed, seeks its partitions back for a retry). Call before a rebalance takes
+ * partitions away and before shutting down. APPLY_OK, APPLY_RETRY or APPLY_FATAL with errbuf. */
+int apply_flush(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
+
+/* apply_flush when the batch being recorded is done; APPLY_OK at once otherwise. */
+int apply_reap(struct apply *a, char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
 /*
  * Re-drives parked events when due (every redrive_ms; not while the map is paused): the oldest

@@ -1,6 +1,9 @@
-/* One poll batch of the apply worker: decode, map, collapse, decide, write, dead-letter, record,
- * then store and commit offsets; retryable failures seek back and pause (DESIGN 5). */
+/* One poll batch of the apply worker: decode, map, collapse, decide, write, dead-letter, record
+ * (in line, or in a thread while the next batch goes on), then store and commit offsets;
+ * retryable failures seek back and pause (DESIGN 5). */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -939,6 +942,12 @@ static void note_error(struct apply *a, const char *what)
 	a->err_count = 0;
 }
 
+/* Whether m's partition is paused for a retry (sought back to an earlier message). */
+static int partition_paused(const struct apply *a, const struct kafka_message *m)
+{
+	return a->paused && m->partition >= 0 && rd_kafka_topic_partition_list_find(a->paused, m->topic, m->partition);
+}
+
 /* Seeks each partition with a retry back to its first unapplied message and pauses it. */
 static int pause_for_retry(struct apply *a, struct item *items, size_t n, long delay_ms, char *errbuf,
 			   size_t errlen)
@@ -948,10 +957,20 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].st != ST_RETRY)
 			continue;
-		if (rd_kafka_topic_partition_list_find(l, items[i].msg->topic, items[i].msg->partition))
+		/* already sought back to an earlier message (a retry of the batch before this one) */
+		if (partition_paused(a, items[i].msg) ||
+		    rd_kafka_topic_partition_list_find(l, items[i].msg->topic, items[i].msg->partition))
 			continue;
 		rd_kafka_topic_partition_list_add(l, items[i].msg->topic, items[i].msg->partition)->offset =
 			items[i].msg->offset;
+	}
+	long long at = apply_now_ms() + delay_ms;
+	if (l->cnt == 0) {
+		/* every partition is already sought back to an earlier message: the back-off goes on */
+		rd_kafka_topic_partition_list_destroy(l);
+		if (at > a->resume_at_ms)
+			a->resume_at_ms = at;
+		return 0;
 	}
 	/* pause first, then seek without waiting (librdkafka 2.0 applies the position in its fetcher;
 	 * a blocking seek could time out under load and stop the worker) */
@@ -976,7 +995,6 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	} else {
 		a->paused = l;
 	}
-	long long at = apply_now_ms() + delay_ms;
 	if (at > a->resume_at_ms)
 		a->resume_at_ms = at;
 	return 0;
@@ -995,31 +1013,202 @@ static long long park_delay_ms(const struct apply *a, int attempts, long asked)
 }
 
 /*
- * The pipeline for n events: Kafka messages (pk NULL) or the parked events pk[0..n) re-driven
- * (msgs then hold synthetic messages carrying their documents). In re-drive mode no offsets are
- * touched: an event that ends recorded is unparked, one that fails again (parked again or
- * retryable) stays the head of its record with its next attempt backed off; *unparked counts
- * the former.
+ * One batch of n events on its way: Kafka messages (pk NULL) or the parked events pk[0..n)
+ * re-driven (msgs then hold synthetic messages carrying their documents). front() decodes, maps,
+ * decides, writes and dead-letters, leaving the outcomes in outs; back() acts on their recording
+ * (b->record_rc) and stores and commits the offsets. In re-drive mode no offsets are touched: an
+ * event that ends recorded is unparked, one that fails again (parked again or retryable) stays the
+ * head of its record with its next attempt backed off.
  */
-static int run(struct apply *a, struct kafka_message **msgs, const struct applystate_parked *pk, size_t n,
-	       size_t *unparked, char *errbuf, size_t errlen)
+struct batch {
+	struct kafka_message **msgs; /* the messages themselves are owned when own_msgs */
+	int own_msgs;
+	size_t n;
+	const struct applystate_parked *pk;
+	long long t0;
+	struct item *items;
+	struct target_write *tw;
+	size_t *widx;
+	struct applystate_item *ai;
+	size_t *aidx;
+	struct applystate_outcome *outs;
+	size_t no;
+	int record; /* outs are to be recorded (not when the decision failed) */
+	int record_rc;
+	char record_err[1024];
+	/* recorded in the background (apply.inflight) */
+	struct applystate *rec_state; /* its connection (apply.record_state) */
+	pthread_t thread;
+	atomic_int recorded;
+	uint64_t *keys; /* sorted hashes of the record keys its outcomes write */
+	size_t nkeys;
+};
+
+static void batch_free(struct batch *b)
 {
-	int rc = APPLY_OK;
-	long long t0 = apply_now_ms();
-	struct item *items = calloc(n ? n : 1, sizeof(*items));
-	struct target_write *tw = calloc(n ? n : 1, sizeof(*tw));
-	size_t *widx = calloc(n ? n : 1, sizeof(*widx));
-	struct applystate_item *ai = calloc(n ? n : 1, sizeof(*ai));
-	size_t *aidx = calloc(n ? n : 1, sizeof(*aidx));
-	struct applystate_outcome *outs = calloc(2 * (n ? n : 1), sizeof(*outs));
-	char err[1024];
-	if (!items || !tw || !widx || !ai || !aidx || !outs) {
-		snprintf(errbuf, errlen, "out of memory");
-		rc = APPLY_FATAL;
-		goto out;
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		item_clear(&b->items[i]);
+		applystate_item_clear(&b->ai[i]);
+		if (b->own_msgs)
+			kafka_message_free(b->msgs[i]);
 	}
+	free(b->msgs);
+	free(b->items);
+	free(b->tw);
+	free(b->widx);
+	free(b->ai);
+	free(b->aidx);
+	free(b->outs);
+	free(b->keys);
+	free(b);
+}
+
+static struct batch *batch_new(struct kafka_message **msgs, size_t n, int own, const struct applystate_parked *pk)
+{
+	size_t m = n ? n : 1;
+	struct batch *b = calloc(1, sizeof(*b));
+	if (b) {
+		b->msgs = calloc(m, sizeof(*b->msgs));
+		b->items = calloc(m, sizeof(*b->items));
+		b->tw = calloc(m, sizeof(*b->tw));
+		b->widx = calloc(m, sizeof(*b->widx));
+		b->ai = calloc(m, sizeof(*b->ai));
+		b->aidx = calloc(m, sizeof(*b->aidx));
+		b->outs = calloc(2 * m, sizeof(*b->outs));
+	}
+	if (!b || !b->msgs || !b->items || !b->tw || !b->widx || !b->ai || !b->aidx || !b->outs) {
+		batch_free(b); /* n is 0: the arrays only */
+		if (own)
+			for (size_t i = 0; i < n; i++)
+				kafka_message_free(msgs[i]);
+		return NULL;
+	}
+	memcpy(b->msgs, msgs, n * sizeof(*msgs));
+	b->own_msgs = own;
+	b->n = n;
+	b->pk = pk;
+	b->t0 = apply_now_ms();
+	atomic_init(&b->recorded, 0);
+	return b;
+}
+
+/* FNV-1a: record keys of two batches compared by hash (a collision only costs the overlap). */
+static uint64_t key_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t p = *(const uint64_t *)x, q = *(const uint64_t *)y;
+	return p < q ? -1 : p > q;
+}
+
+static int batch_has_key(const struct batch *b, const char *key)
+{
+	if (!key)
+		return 0;
+	uint64_t h = key_hash(key);
+	return bsearch(&h, b->keys, b->nkeys, sizeof(h), cmp_u64) != NULL;
+}
+
+/* Whether items[0..n) (decoded) need the outcomes of batch b in PostgreSQL first: a part of a
+ * unit, or a record b touched (target key, source key, or the key its events park under). */
+static int depends_on(const struct batch *b, const struct item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (items[i].txn || batch_has_key(b, items[i].tkey) || batch_has_key(b, items[i].skey) ||
+		    batch_has_key(b, items[i].skey_fallback))
+			return 1;
+	return 0;
+}
+
+/* Whether b may be recorded while the next batch is processed: a polled batch with no retry, no
+ * parked event and no part of a unit (those change what the next batch must see at once). */
+static int may_overlap(const struct apply *a, const struct batch *b)
+{
+	if (!a->record_state || b->pk)
+		return 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct item *it = &b->items[i];
+		if (it->st == ST_RETRY || it->txn || it->in_unit ||
+		    (it->has_out && it->out.result == APPLYSTATE_PARKED))
+			return 0;
+	}
+	return 1;
+}
+
+static void *record_main(void *arg)
+{
+	struct batch *b = arg;
+	b->record_rc = applystate_record(b->rec_state, b->outs, b->no, b->record_err, sizeof(b->record_err));
+	atomic_store(&b->recorded, 1);
+	return NULL;
+}
+
+/* Frees what the items of a written batch no longer need (its outcomes point to keys, hashes,
+ * ETags and image entries, which stay): two batches are alive while one is recorded. */
+static void batch_trim(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->items[i];
+		cJSON_Delete(it->ev.data);
+		it->ev.data = NULL;
+		map_write_clear(&it->w);
+		free(it->body);
+		it->body = NULL;
+		it->tw.body = NULL;
+		cJSON_Delete(it->known_src);
+		cJSON_Delete(it->known_dst);
+		it->known_src = it->known_dst = NULL;
+		fieldmerge_plan_clear(&it->plan);
+		free(it->tw.representation);
+		it->tw.representation = NULL;
+		free(it->ai.src_image);
+		free(it->ai.prev.image);
+		it->ai.src_image = it->ai.prev.image = NULL;
+	}
+}
+
+/* Starts recording b on a->record_state in a thread of its own; 0, or -1 (record it in line). */
+static int record_start(struct apply *a, struct batch *b)
+{
+	batch_trim(b);
+	b->keys = calloc(3 * b->n + 1, sizeof(*b->keys));
+	if (!b->keys)
+		return -1;
+	for (size_t i = 0; i < b->n; i++) {
+		const char *ks[] = { b->items[i].tkey, b->items[i].skey, b->items[i].skey_fallback };
+		for (size_t k = 0; k < 3; k++)
+			if (ks[k])
+				b->keys[b->nkeys++] = key_hash(ks[k]);
+	}
+	qsort(b->keys, b->nkeys, sizeof(*b->keys), cmp_u64);
+	b->rec_state = a->record_state;
+	return pthread_create(&b->thread, NULL, record_main, b) == 0 ? 0 : -1;
+}
+
+
+/* Decodes .. dead-letters the batch; its outcomes end in b->outs (b->record). APPLY_OK or
+ * APPLY_FATAL with errbuf. */
+static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
+{
+	size_t n = b->n;
+	const struct applystate_parked *pk = b->pk;
+	struct item *items = b->items;
+	struct target_write *tw = b->tw;
+	size_t *widx = b->widx;
+	struct applystate_item *ai = b->ai;
+	size_t *aidx = b->aidx;
+	struct applystate_outcome *outs = b->outs;
+	char err[1024];
 	for (size_t i = 0; i < n; i++) {
-		items[i].msg = msgs[i];
+		items[i].msg = b->msgs[i];
 		items[i].rep = (int)i;
 		if (pk) {
 			items[i].redrive = 1;
@@ -1029,12 +1218,15 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		}
 		prepare(a, &items[i]);
 	}
+	/* the batch in flight is recorded first when this one stages parts of units (their state is
+	 * read and written right away) or touches one of its records (decide must read its outcome) */
+	if (a->inflight && depends_on(a->inflight, items, n) && apply_flush(a, errbuf, errlen) == APPLY_FATAL)
+		return APPLY_FATAL;
 	/* atomic units (rule 5): parts are staged, complete units applied */
 	for (size_t i = 0; i < n; i++)
 		if (items[i].txn && items[i].st == ST_PENDING && stage_part(a, &items[i]) == APPLY_FATAL) {
 			snprintf(errbuf, errlen, "dead-letter producer: fatal error");
-			rc = APPLY_FATAL;
-			goto out;
+			return APPLY_FATAL;
 		}
 	/* per-record order (rule 6): an event whose record had an event parked earlier in this batch
 	 * queues behind it */
@@ -1100,7 +1292,7 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		for (size_t i = 0; i < n; i++)
 			if (items[i].st != ST_RETRY)
 				to_retry(a, &items[i], "state", 0);
-		goto finish;
+		return APPLY_OK;
 	}
 	size_t nw = 0;
 	for (size_t k = 0; k < na; k++) {
@@ -1218,10 +1410,9 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		if (it->dlq && it->decoded && it->st == ST_DONE && (it->tkey || it->skey_fallback))
 			set_outcome(it, APPLYSTATE_DEAD_LETTER, it->tkey ? it->tkey : it->skey_fallback);
 	}
-	rc = produce_dlq(a, items, n);
-	if (rc == APPLY_FATAL) {
+	if (produce_dlq(a, items, n) == APPLY_FATAL) {
 		snprintf(errbuf, errlen, "dead-letter producer: fatal error");
-		goto out;
+		return APPLY_FATAL;
 	}
 	/* record every outcome in one transaction */
 	size_t no = 0;
@@ -1266,14 +1457,26 @@ static int run(struct apply *a, struct kafka_message **msgs, const struct applys
 		cJSON_Delete(ks);
 		no += seen_outcome(it, e, &outs[no]);
 	}
-	src = applystate_record(a->state, outs, no, err, sizeof(err));
-	if (src != 0) {
-		log_error("recording outcomes failed; the batch will be retried", "error", err);
+	b->no = no;
+	b->record = 1;
+	return APPLY_OK;
+}
+
+/* Acts on the batch's recording: counts, unparks (re-drive), stores and commits offsets, pauses
+ * for retries. APPLY_OK, APPLY_RETRY or APPLY_FATAL with errbuf. */
+static int back(struct apply *a, struct batch *b, size_t *unparked, char *errbuf, size_t errlen)
+{
+	size_t n = b->n;
+	const struct applystate_parked *pk = b->pk;
+	struct item *items = b->items;
+	int rc = APPLY_OK;
+	char err[1024];
+	if (b->record && b->record_rc != 0) {
+		log_error("recording outcomes failed; the batch will be retried", "error", b->record_err);
 		for (size_t i = 0; i < n; i++)
 			if (items[i].st != ST_RETRY)
 				to_retry(a, &items[i], "state", 0);
 	}
-finish:
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		if (it->st == ST_RETRY || (it->redrive && it->has_out && it->out.result == APPLYSTATE_PARKED))
@@ -1317,7 +1520,9 @@ finish:
 				asked = items[i].retry_after_ms;
 			continue;
 		}
-		int blocked = 0;
+		/* a partition sought back for an earlier batch's retry is redelivered from there (this
+		 * batch was polled before that retry, see apply_flush) */
+		int blocked = partition_paused(a, items[i].msg);
 		for (size_t j = 0; j < i && !blocked; j++)
 			blocked = items[j].st == ST_RETRY && items[j].msg->partition == items[i].msg->partition &&
 				  strcmp(items[j].msg->topic, items[i].msg->topic) == 0;
@@ -1329,8 +1534,7 @@ finish:
 	int crc = kafka_consumer_commit_async(a->consumer, err, sizeof(err));
 	if (crc == KAFKA_ERR_FATAL) {
 		snprintf(errbuf, errlen, "commit: %s", err);
-		rc = APPLY_FATAL;
-		goto out;
+		return APPLY_FATAL;
 	}
 	if (crc != 0)
 		log_warn("offset commit failed; the events are recorded and will be skipped if redelivered", "error",
@@ -1343,8 +1547,7 @@ finish:
 		log_warn("retryable failures: pausing partitions", "map", a->map->name, "delay_ms", ds);
 		if (pause_for_retry(a, items, n, d, err, sizeof(err)) != 0) {
 			snprintf(errbuf, errlen, "%s", err);
-			rc = APPLY_FATAL;
-			goto out;
+			return APPLY_FATAL;
 		}
 		rc = APPLY_RETRY;
 	} else {
@@ -1400,26 +1603,63 @@ gauges:
 		}
 	}
 	metrics_counter_add(a->m.batches, NULL, 1);
-	metrics_histogram_observe(a->m.batch_s, NULL, (double)(apply_now_ms() - t0) / 1000.0);
-out:
-	if (items)
-		for (size_t i = 0; i < n; i++)
-			item_clear(&items[i]);
-	for (size_t k = 0; ai && k < n; k++)
-		applystate_item_clear(&ai[k]);
-	free(items);
-	free(tw);
-	free(widx);
-	free(ai);
-	free(aidx);
-	free(outs);
+	metrics_histogram_observe(a->m.batch_s, NULL, (double)(apply_now_ms() - b->t0) / 1000.0);
 	return rc;
+}
+
+static int run(struct apply *a, struct kafka_message **msgs, int own, const struct applystate_parked *pk, size_t n,
+	       size_t *unparked, char *errbuf, size_t errlen)
+{
+	struct batch *b = batch_new(msgs, n, own, pk);
+	if (!b) {
+		snprintf(errbuf, errlen, "out of memory");
+		return APPLY_FATAL;
+	}
+	int rc = pk ? apply_flush(a, errbuf, errlen) : APPLY_OK;
+	if (rc != APPLY_FATAL)
+		rc = front(a, b, errbuf, errlen);
+	/* the batch in flight goes first: its offsets come before this one's */
+	if (rc != APPLY_FATAL && apply_flush(a, errbuf, errlen) == APPLY_FATAL)
+		rc = APPLY_FATAL;
+	if (rc == APPLY_FATAL) {
+		batch_free(b);
+		return rc;
+	}
+	if (b->record && may_overlap(a, b) && record_start(a, b) == 0) {
+		a->inflight = b;
+		return APPLY_OK;
+	}
+	if (b->record)
+		b->record_rc = applystate_record(a->state, b->outs, b->no, b->record_err, sizeof(b->record_err));
+	rc = back(a, b, unparked, errbuf, errlen);
+	batch_free(b);
+	return rc;
+}
+
+int apply_flush(struct apply *a, char *errbuf, size_t errlen)
+{
+	struct batch *b = a->inflight;
+	if (!b)
+		return APPLY_OK;
+	a->inflight = NULL;
+	pthread_join(b->thread, NULL);
+	size_t ignored = 0;
+	int rc = back(a, b, &ignored, errbuf, errlen);
+	batch_free(b);
+	return rc;
+}
+
+int apply_reap(struct apply *a, char *errbuf, size_t errlen)
+{
+	if (!a->inflight || !atomic_load(&a->inflight->recorded))
+		return APPLY_OK;
+	return apply_flush(a, errbuf, errlen);
 }
 
 int apply_batch(struct apply *a, struct kafka_message **msgs, size_t n, char *errbuf, size_t errlen)
 {
 	size_t ignored = 0;
-	return run(a, msgs, NULL, n, &ignored, errbuf, errlen);
+	return run(a, msgs, 1, NULL, n, &ignored, errbuf, errlen);
 }
 
 int apply_redrive(struct apply *a, char *errbuf, size_t errlen)
@@ -1459,7 +1699,7 @@ int apply_redrive(struct apply *a, char *errbuf, size_t errlen)
 						       .value_len = strlen(pk[i].event_json) };
 			mp[i] = &m[i];
 		}
-		int brc = run(a, mp, pk, np, &unparked, errbuf, errlen);
+		int brc = run(a, mp, 0, pk, np, &unparked, errbuf, errlen);
 		free(m);
 		free(mp);
 		applystate_parked_free(pk, np);

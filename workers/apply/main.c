@@ -1,6 +1,7 @@
 /* apply --map NAME --to ce|fo: the apply worker. main() parses options, builds the parts, runs the
  * poll loop and shuts down in order; batch.c holds the logic. */
 #include <ctype.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,10 @@ static const char usage[] =
 	"settings: DW_KAFKA_BROKERS, DW_PG_DSN[_FILE], DW_TOPIC_PREFIX (dw), DW_MAPS_DIR,\n"
 	"  DW_<SIDE>_URL, DW_<SIDE>_TOKEN_URL, DW_<SIDE>_CLIENT_ID, DW_<SIDE>_CLIENT_SECRET[_FILE],\n"
 	"  DW_<SIDE>_SCOPE for the target side (and for ce when the map resolves CE lookups),\n"
-	"  DW_APPLY_BATCH_MAX (1000; 1 = one request per event and a commit after each),\n"
+	"  DW_APPLY_BATCH_MAX (500; 1 = one request per event and a commit after each),\n"
 	"  DW_APPLY_BATCH_WAIT_MS (20), DW_APPLY_HTTP_TIMEOUT_MS (30000), DW_APPLY_BACKOFF_MIN_MS (500),\n"
 	"  DW_APPLY_HTTP_PARALLEL (4: $batch requests in flight at once per batch),\n"
+	"  DW_APPLY_PIPELINE (true: a batch's outcomes are recorded while the next is written; false: in line),\n"
 	"  DW_APPLY_BACKOFF_MAX_MS (60000), DW_APPLY_DLQ_PARTITIONS (1), DW_APPLY_DLQ_REPLICATION (1),\n"
 	"  DW_APPLY_STATE_CHECK_MS (5000: how often the map's paused/failed state is read),\n"
 	"  DW_APPLY_APPLIED_RETENTION (8d: idempotency keys older than this are pruned; keep it above the\n"
@@ -124,6 +126,12 @@ static void on_rebalance(int assigned, int lost, const rd_kafka_topic_partition_
 	snprintf(cnt, sizeof(cnt), "%d", parts ? parts->cnt : 0);
 	log_info(assigned ? "partitions assigned" : lost ? "partitions lost" : "partitions revoked", "map",
 		 a->map->name, "count", cnt);
+	if (!assigned) {
+		/* the batch being recorded stores its offsets before the partitions go */
+		char err[1024];
+		if (apply_flush(a, err, sizeof(err)) == APPLY_FATAL)
+			log_error("offsets of the last batch not stored before the rebalance", "error", err);
+	}
 	if (assigned)
 		apply_on_assigned(a, parts);
 	if (!assigned && a->paused) {
@@ -141,7 +149,7 @@ int main(int argc, char **argv)
 	struct config_common cfg = { 0 };
 	struct map_set *maps = NULL;
 	char *maps_dir = NULL;
-	PGconn *pg = NULL;
+	PGconn *pg = NULL, *pg_record = NULL;
 	struct side_conn tgt = { 0 }, ce = { 0 }, fo = { 0 };
 	struct kafka_consumer *consumer = NULL;
 	struct kafka_producer *dlq = NULL;
@@ -178,16 +186,21 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* The writer threads and the recorder would each keep a malloc arena at its own peak (about
+	 * +10 MB for a 1000-event batch); two arenas keep the worker's RSS bounded (docs/performance.md). */
+	mallopt(M_ARENA_MAX, 2);
 
-	long batch_max = 1000, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
+	long batch_max = 500, batch_wait = 20, http_timeout = 30000, bmin = 500, bmax = 60000, state_check = 5000, redrive = 5000;
 	long http_parallel = 4;
+	int pipeline = 1;
 	long long txn_timeout = 300000, applied_retention = 8LL * 86400000, prune_interval = 3600000;
 	long long park_max_age = 86400000;
 	if (config_common_load(&cfg, err, sizeof(err)) != 0 || config_str("DW_MAPS_DIR", "schemas/maps", &maps_dir, err, sizeof(err)) != 0 ||
-	    config_long("DW_APPLY_BATCH_MAX", 1000, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
+	    config_long("DW_APPLY_BATCH_MAX", 500, 1, APPLYSTATE_BATCH_MAX / 2, &batch_max, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BATCH_WAIT_MS", 20, 0, 10000, &batch_wait, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_HTTP_TIMEOUT_MS", 30000, 100, 600000, &http_timeout, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_HTTP_PARALLEL", 4, 1, TARGET_PARALLEL_MAX, &http_parallel, err, sizeof(err)) != 0 ||
+	    config_bool("DW_APPLY_PIPELINE", 1, &pipeline, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MIN_MS", 500, 1, 600000, &bmin, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_BACKOFF_MAX_MS", 60000, 1, 3600000, &bmax, err, sizeof(err)) != 0 ||
 	    config_long("DW_APPLY_STATE_CHECK_MS", 5000, 100, 600000, &state_check, err, sizeof(err)) != 0 ||
@@ -272,6 +285,14 @@ int main(int argc, char **argv)
 	if (store_connect(cfg.pg_dsn, &so, &pg, err, sizeof(err)) != 0 ||
 	    applystate_new(pg, a.map->name, a.to_name, &a.state, err, sizeof(err)) != 0) {
 		log_error("postgresql", "error", err);
+		goto out;
+	}
+	/* one request per event keeps its commit after each event: no pipelining there */
+	struct store_opts ro = { .application_name = "dw-apply-record" };
+	if (pipeline && batch_max > 1 &&
+	    (store_connect(cfg.pg_dsn, &ro, &pg_record, err, sizeof(err)) != 0 ||
+	     applystate_new(pg_record, a.map->name, a.to_name, &a.record_state, err, sizeof(err)) != 0)) {
+		log_error("postgresql (recording connection)", "error", err);
 		goto out;
 	}
 	size_t tb = batch_max <= 1 ? 1 : (size_t)(batch_max > TARGET_BATCH_MAX ? TARGET_BATCH_MAX : batch_max);
@@ -367,10 +388,16 @@ int main(int argc, char **argv)
 		 * up to batch_wait_ms (from the first message) for more */
 		long long deadline = 0;
 		while (nbatch < a.batch_max && !stop_requested) {
-			long wait = 200;
+			/* the batch being recorded stores its offsets as soon as it is done */
+			if (apply_reap(&a, err, sizeof(err)) == APPLY_FATAL) {
+				log_error("kafka fatal error", "error", err);
+				exit_code = 1;
+				goto drain;
+			}
+			long wait = a.inflight ? 5 : 200;
 			if (nbatch > 0) {
 				long long left = deadline - apply_now_ms();
-				wait = left <= 0 ? 0 : left < 200 ? (long)left : 200;
+				wait = left <= 0 ? 0 : left < wait ? (long)left : wait;
 			}
 			struct kafka_message *m = NULL;
 			int prc = kafka_consumer_poll(consumer, (int)wait, &m, err, sizeof(err));
@@ -384,7 +411,7 @@ int main(int argc, char **argv)
 				break;
 			}
 			if (prc == 0) {
-				if (nbatch == 0 || wait == 0)
+				if ((nbatch == 0 && !a.inflight) || wait == 0)
 					break;
 				continue;
 			}
@@ -400,9 +427,7 @@ int main(int argc, char **argv)
 		}
 		if (nbatch == 0)
 			continue;
-		int brc = apply_batch(&a, batch, nbatch, err, sizeof(err));
-		for (size_t i = 0; i < nbatch; i++)
-			kafka_message_free(batch[i]);
+		int brc = apply_batch(&a, batch, nbatch, err, sizeof(err)); /* takes the messages */
 		nbatch = 0;
 		if (brc == APPLY_FATAL) {
 			log_error("stopping", "error", err);
@@ -418,6 +443,9 @@ drain:
 	nbatch = 0;
 	log_info("apply stopping", "map", a.map->name, "to", a.to_name);
 out:
+	/* the batch being recorded: recorded and its offsets stored before the final commit */
+	if (a.inflight && apply_flush(&a, err, sizeof(err)) == APPLY_FATAL)
+		log_error("offsets of the last batch not stored", "error", err);
 	if (a.paused) {
 		/* NULL it: closing the consumer below revokes, and the rebalance callback frees it too */
 		rd_kafka_topic_partition_list_destroy(a.paused);
@@ -438,7 +466,9 @@ out:
 	side_close(&fo);
 	side_close(&tgt);
 	applystate_free(a.state);
+	applystate_free(a.record_state);
 	store_close(pg);
+	store_close(pg_record);
 	httpd_free(httpd);
 	metrics_free(reg);
 	httpd_config_free(&hc);
