@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonout.h"
 #include "map.h"
 
 #define HASH_DEPTH_MAX 64
@@ -42,24 +43,6 @@ static void hash_str(struct sha256_ctx *h, const char *s)
 	sha256_update(h, "\"", 1);
 }
 
-/* Integral values up to 2^53 as integers, -0 as 0, others as the shortest round-trip %g. */
-static void number_text(double d, char *buf, size_t len)
-{
-	if (d == 0) {
-		snprintf(buf, len, "0");
-		return;
-	}
-	if (d == trunc(d) && fabs(d) <= 9007199254740992.0) {
-		snprintf(buf, len, "%.0f", d);
-		return;
-	}
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, d);
-		if (strtod(buf, NULL) == d)
-			return;
-	}
-}
-
 static int cmp_member(const void *a, const void *b)
 {
 	const cJSON *const *x = a, *const *y = b;
@@ -78,7 +61,7 @@ static int hash_value(struct sha256_ctx *h, const cJSON *v, int depth)
 		sha256_update(h, "false", 5);
 	} else if (cJSON_IsNumber(v)) {
 		char num[64];
-		number_text(v->valuedouble, num, sizeof(num));
+		jsonout_number(v->valuedouble, num, sizeof(num));
 		sha256_update(h, num, strlen(num));
 	} else if (cJSON_IsString(v)) {
 		hash_str(h, v->valuestring);

@@ -13,6 +13,7 @@
 
 #include "apply.h"
 #include "fieldmerge.h"
+#include "jsonout.h"
 #include "log.h"
 #include "sha256.h"
 
@@ -125,7 +126,7 @@ void to_retry(struct apply *a, struct item *it, const char *reason, long retry_a
 int seen_outcome(struct item *it, cJSON *entries, struct applystate_outcome *out)
 {
 	free(it->seen_image);
-	it->seen_image = entries ? cJSON_PrintUnformatted(entries) : NULL;
+	it->seen_image = jsonout_print(entries);
 	cJSON_Delete(entries);
 	if (!it->seen_image)
 		return 0;
@@ -550,7 +551,7 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 	if (fieldmerge_stamp(written, it->sent_ms, a->from, cJSON_IsNumber(vn) ? (long long)vn->valuedouble : 0, it->ts,
 			     it->ev.source.version) != 0)
 		goto out;
-	it->image_out = cJSON_PrintUnformatted(written);
+	it->image_out = jsonout_print(written);
 	it->out.image = it->image_out;
 	/* every entry newer than the known image the decision read: recording may skip the merge */
 	if (it->out.image && it->ai.has_prev && it->ai.prev.image_rev && known_dst_of(it) &&
@@ -729,7 +730,7 @@ int settle(struct apply *a, struct item *it, int second)
 		return 0;
 	}
 	free(it->body);
-	it->body = cJSON_PrintUnformatted(it->w.payload);
+	it->body = jsonout_print(it->w.payload);
 	if (!it->body) {
 		free(etag);
 		to_retry(a, it, "memory", 0);
@@ -1344,7 +1345,7 @@ static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
 		it->tw.op = it->w.op == MAP_WRITE_DELETE ? TARGET_DELETE : TARGET_UPSERT;
 		it->tw.entity_set = it->w.entity_set;
 		if (it->tw.op == TARGET_UPSERT) {
-			it->body = cJSON_PrintUnformatted(it->w.payload);
+			it->body = jsonout_print(it->w.payload);
 			if (!it->body) {
 				to_retry(a, it, "memory", 0);
 				continue;
@@ -1431,7 +1432,7 @@ static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
 						   : fieldmerge_changed_entries(a->map, a->from, it->ev.data,
 										it->ev.source.version, it->ts,
 										it->known_src);
-			it->seen_image = e ? cJSON_PrintUnformatted(e) : NULL;
+			it->seen_image = jsonout_print(e);
 			/* every entry newer than the known image the decision read: no merge needed */
 			const char *guard = it->seen_image && it->known_src && it->ai.src_image_rev &&
 						    fieldmerge_wins_all(it->known_src, e)

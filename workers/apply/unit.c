@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "apply.h"
+#include "jsonout.h"
 #include "log.h"
 #include "mapnames.h"
 #include "sha256.h"
@@ -356,7 +357,7 @@ static int apply_unit(struct apply *a, struct item *it, const char *side, const 
 			p->tw.entity_set = p->w.entity_set;
 			p->tw.unit = 1;
 			if (p->tw.op == TARGET_UPSERT) {
-				p->body = cJSON_PrintUnformatted(p->w.payload);
+				p->body = jsonout_print(p->w.payload);
 				if (!p->body) {
 					retry = 1;
 					continue;
