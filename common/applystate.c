@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "strbuf.h"
 
 struct applystate {
 	PGconn *conn;
@@ -15,66 +16,27 @@ struct applystate {
 	const char *other; /* the event's source side: "fo" when side is "ce" and back */
 };
 
-/* A growing text buffer for array literals; capped by the inputs' caps. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-	sb_putn(b, s, strlen(s));
-}
-
 /* Appends one element of a PostgreSQL array literal: NULL, or a double-quoted string with '"'
  * and '\' escaped by a backslash. `first` says whether a comma is needed. */
-static void sb_array_elem(struct sbuf *b, const char *v, int first)
+static void sb_array_elem(struct strbuf *b, const char *v, int first)
 {
 	if (!first)
-		sb_putn(b, ",", 1);
+		strbuf_put(b, ",", 1);
 	if (!v) {
-		sb_puts(b, "NULL");
+		strbuf_puts(b, "NULL");
 		return;
 	}
-	sb_putn(b, "\"", 1);
+	strbuf_put(b, "\"", 1);
 	const char *run = v;
 	for (const char *c = v; *c; c++) {
 		if (*c == '"' || *c == '\\') {
-			sb_putn(b, run, (size_t)(c - run));
-			sb_putn(b, "\\", 1);
+			strbuf_put(b, run, (size_t)(c - run));
+			strbuf_put(b, "\\", 1);
 			run = c;
 		}
 	}
-	sb_puts(b, run);
-	sb_putn(b, "\"", 1);
-}
-
-static void sb_free(struct sbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
+	strbuf_puts(b, run);
+	strbuf_put(b, "\"", 1);
 }
 
 static char *dup_or_null(const PGresult *r, int row, int col)
@@ -278,7 +240,7 @@ static void rowidx_free(struct rowidx *x)
 int applystate_decide(struct applystate *s, struct applystate_item *items, size_t n, char *errbuf, size_t errlen)
 {
 	int rc = STORE_ERR;
-	struct sbuf ids = { 0 }, keys = { 0 }, skeys = { 0 }, pkeys = { 0 };
+	struct strbuf ids = { 0 }, keys = { 0 }, skeys = { 0 }, pkeys = { 0 };
 	PGresult *r_ids = NULL, *r_parked = NULL, *r_state = NULL, *r_src = NULL;
 	struct rowidx x_ids = { 0 }, x_parked = { 0 }, x_state = { 0 }, x_src = { 0 };
 	size_t nsrc = 0;
@@ -295,10 +257,10 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		snprintf(errbuf, errlen, "applystate_decide: %zu items exceed the cap of %d", n, APPLYSTATE_BATCH_MAX);
 		return STORE_ERR;
 	}
-	sb_putn(&ids, "{", 1);
-	sb_putn(&keys, "{", 1);
-	sb_putn(&skeys, "{", 1);
-	sb_putn(&pkeys, "{", 1);
+	strbuf_put(&ids, "{", 1);
+	strbuf_put(&keys, "{", 1);
+	strbuf_put(&skeys, "{", 1);
+	strbuf_put(&pkeys, "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		if (check_item_text(i, "record_key", items[i].record_key, 1, errbuf, errlen) != 0 ||
 		    check_item_text(i, "event_id", items[i].event_id, 1, errbuf, errlen) != 0 ||
@@ -311,11 +273,11 @@ int applystate_decide(struct applystate *s, struct applystate_item *items, size_
 		if (items[i].source_key)
 			sb_array_elem(&skeys, items[i].source_key, nsrc++ == 0);
 	}
-	sb_putn(&ids, "}", 1);
-	sb_putn(&keys, "}", 1);
-	sb_putn(&skeys, "}", 1);
-	sb_putn(&pkeys, "}", 1);
-	if (ids.oom || keys.oom || skeys.oom || pkeys.oom) {
+	strbuf_put(&ids, "}", 1);
+	strbuf_put(&keys, "}", 1);
+	strbuf_put(&skeys, "}", 1);
+	strbuf_put(&pkeys, "}", 1);
+	if (ids.failed || keys.failed || skeys.failed || pkeys.failed) {
 		snprintf(errbuf, errlen, "applystate_decide: out of memory");
 		goto out;
 	}
@@ -420,10 +382,10 @@ out:
 	PQclear(r_parked);
 	PQclear(r_state);
 	PQclear(r_src);
-	sb_free(&ids);
-	sb_free(&keys);
-	sb_free(&skeys);
-	sb_free(&pkeys);
+	strbuf_free(&ids);
+	strbuf_free(&keys);
+	strbuf_free(&skeys);
+	strbuf_free(&pkeys);
 	return rc;
 }
 
@@ -459,11 +421,11 @@ int applystate_get(struct applystate *s, const char *record_key, int *found, str
 }
 
 /* Appends a bigint element. */
-static void sb_array_i64(struct sbuf *b, int64_t v, int first)
+static void sb_array_i64(struct strbuf *b, int64_t v, int first)
 {
 	char num[32];
 	snprintf(num, sizeof(num), "%s%" PRId64, first ? "" : ",", v);
-	sb_puts(b, num);
+	strbuf_puts(b, num);
 }
 
 /* The new image of a state row on conflict (rs the row, EXCLUDED the outcome): none for a delete,
@@ -480,8 +442,8 @@ static void sb_array_i64(struct sbuf *b, int64_t v, int first)
  * side holds now: a change there makes the payload last written there stale (content_hash
  * cleared); a new row has version -1 (nothing applied to that side yet). The last SEEN of a key in
  * the batch wins; images merge field by field. */
-static int record_seen(struct applystate *s, const struct sbuf *keys, const struct sbuf *hashes, const struct sbuf *del,
-		       const struct sbuf *img, const struct sbuf *guard, char *errbuf, size_t errlen)
+static int record_seen(struct applystate *s, const struct strbuf *keys, const struct strbuf *hashes, const struct strbuf *del,
+		       const struct strbuf *img, const struct strbuf *guard, char *errbuf, size_t errlen)
 {
 	const char *p[] = { s->map, s->other, keys->p, hashes->p, del->p, img->p, guard->p };
 	return store_exec(s->conn,
@@ -503,16 +465,16 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 {
 	int rc = STORE_ERR, in_txn = 0;
 	/* dw_applied_event rows */
-	struct sbuf a_ids = { 0 }, a_outcomes = { 0 };
+	struct strbuf a_ids = { 0 }, a_outcomes = { 0 };
 	/* dw_record_state rows */
-	struct sbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
+	struct strbuf r_keys = { 0 }, r_vers = { 0 }, r_hashes = { 0 }, r_etags = { 0 }, r_tids = { 0 },
 		    r_ts = { 0 }, r_del = { 0 }, r_seen = { 0 }, r_img = { 0 }, r_guard = { 0 };
 	/* SEEN rows, on the other side */
-	struct sbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 }, s_img = { 0 }, s_guard = { 0 };
+	struct strbuf s_keys = { 0 }, s_hashes = { 0 }, s_del = { 0 }, s_img = { 0 }, s_guard = { 0 };
 	/* dw_parked_event rows */
-	struct sbuf p_keys = { 0 }, p_ids = { 0 }, p_events = { 0 }, p_reasons = { 0 };
+	struct strbuf p_keys = { 0 }, p_ids = { 0 }, p_events = { 0 }, p_reasons = { 0 };
 	/* echo outcomes: version moves on only */
-	struct sbuf e_keys = { 0 }, e_vers = { 0 }, e_ts = { 0 };
+	struct strbuf e_keys = { 0 }, e_vers = { 0 }, e_ts = { 0 };
 	size_t na = 0, nr = 0, np = 0, ne = 0, ns = 0;
 	if (n == 0)
 		return 0;
@@ -521,12 +483,12 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 			 APPLYSTATE_BATCH_MAX);
 		return STORE_ERR;
 	}
-	struct sbuf *all[] = { &a_ids,  &a_outcomes, &r_keys,  &r_vers,   &r_hashes, &r_etags,  &r_tids,
+	struct strbuf *all[] = { &a_ids,  &a_outcomes, &r_keys,  &r_vers,   &r_hashes, &r_etags,  &r_tids,
 			       &r_ts,   &r_del,      &r_seen,  &r_img,    &r_guard,  &s_keys,   &s_hashes,
 			       &s_del,  &s_img,      &s_guard, &p_keys,   &p_ids,    &p_events, &p_reasons,
 			       &e_keys, &e_vers,     &e_ts };
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
-		sb_putn(all[k], "{", 1);
+		strbuf_put(all[k], "{", 1);
 	for (size_t i = 0; i < n; i++) {
 		const struct applystate_outcome *x = &o[i];
 		const char *name = applystate_result_name(x->result);
@@ -615,8 +577,8 @@ int applystate_record(struct applystate *s, const struct applystate_outcome *o, 
 		}
 	}
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
-		sb_putn(all[k], "}", 1);
-		if (all[k]->oom) {
+		strbuf_put(all[k], "}", 1);
+		if (all[k]->failed) {
 			snprintf(errbuf, errlen, "applystate_record: out of memory");
 			goto out;
 		}
@@ -702,7 +664,7 @@ out:
 		(void)store_rollback(s->conn, ignored, sizeof(ignored));
 	}
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
-		sb_free(all[k]);
+		strbuf_free(all[k]);
 	return rc;
 }
 

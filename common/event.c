@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "jsoncheck.h"
+#include "jsonout.h"
+#include "strbuf.h"
 #include "utf8.h"
 
 /* Writes "<path>: <reason>" into err. Always returns -1 so callers can `return seterr(...)`. */
@@ -746,235 +748,109 @@ out:
 /* ---- encoding ---- */
 
 /*
- * The encoder writes JSON itself rather than through cJSON's printer: cJSON prints numbers with
- * 15 significant digits whenever that reads back within two units in the last place, so
- * 9007199254740991 would come out as 9.00719925474099e+15 and change the value. Here every
- * number is written so that it reads back to exactly the same double.
+ * The encoder writes JSON with jsonout rather than through cJSON's printer: cJSON prints numbers
+ * with 15 significant digits whenever that reads back within two units in the last place, so
+ * 9007199254740991 would come out as 9.00719925474099e+15 and change the value. jsonout writes
+ * every number so that it reads back to exactly the same double.
  */
-struct outbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-	int failed; /* 1: out of memory; 2: over EVENT_MAX_BYTES (len keeps counting, nothing is
-		     * written, so the error can say how large the event would have been) */
-};
-
-static void put(struct outbuf *b, const char *s, size_t n)
-{
-	if (b->failed == 1)
-		return;
-	if (b->failed == 2 || n > EVENT_MAX_BYTES - b->len) {
-		b->len += n;
-		b->failed = 2;
-		return;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->failed = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void puts_(struct outbuf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
-
-/* A JSON string; s is valid UTF-8 (checked by event_validate), written as is but for escapes. */
-static void put_string(struct outbuf *b, const char *s)
-{
-	put(b, "\"", 1);
-	const char *run = s;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		put(b, run, (size_t)(s - run));
-		char esc[8];
-		switch (c) {
-		case '"':
-			puts_(b, "\\\"");
-			break;
-		case '\\':
-			puts_(b, "\\\\");
-			break;
-		case '\b':
-			puts_(b, "\\b");
-			break;
-		case '\f':
-			puts_(b, "\\f");
-			break;
-		case '\n':
-			puts_(b, "\\n");
-			break;
-		case '\r':
-			puts_(b, "\\r");
-			break;
-		case '\t':
-			puts_(b, "\\t");
-			break;
-		default:
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			puts_(b, esc);
-		}
-		run = s + 1;
-	}
-	put(b, run, (size_t)(s - run));
-	put(b, "\"", 1);
-}
-
-/* A finite double, as the shortest of %.15g/%.16g/%.17g that reads back exactly; integral values
- * below 1e17 in plain digits. */
-static void put_number(struct outbuf *b, double d)
-{
-	char tmp[40];
-	if (d == floor(d) && fabs(d) < 1e17) {
-		snprintf(tmp, sizeof(tmp), "%.0f", d);
-	} else {
-		for (int prec = 15; prec <= 17; prec++) {
-			snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-			if (strtod(tmp, NULL) == d)
-				break;
-		}
-	}
-	for (char *c = tmp; *c; c++)
-		if (*c == ',')
-			*c = '.'; /* a program that set LC_NUMERIC must still write JSON */
-	puts_(b, tmp);
-}
-
-static void put_int(struct outbuf *b, int64_t v)
+static void put_int(struct strbuf *b, int64_t v)
 {
 	char tmp[24];
 	snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-	puts_(b, tmp);
-}
-
-/* Any validated cJSON value (data, changed): objects, arrays, strings, finite numbers, literals. */
-static void put_value(struct outbuf *b, const cJSON *item)
-{
-	if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
-		int obj = cJSON_IsObject(item);
-		put(b, obj ? "{" : "[", 1);
-		for (const cJSON *c = item->child; c; c = c->next) {
-			if (c != item->child)
-				put(b, ",", 1);
-			if (obj) {
-				put_string(b, c->string);
-				put(b, ":", 1);
-			}
-			put_value(b, c);
-		}
-		put(b, obj ? "}" : "]", 1);
-	} else if (cJSON_IsString(item)) {
-		put_string(b, item->valuestring);
-	} else if (cJSON_IsNumber(item)) {
-		put_number(b, item->valuedouble);
-	} else if (cJSON_IsTrue(item)) {
-		puts_(b, "true");
-	} else if (cJSON_IsFalse(item)) {
-		puts_(b, "false");
-	} else {
-		puts_(b, "null");
-	}
+	strbuf_puts(b, tmp);
 }
 
 /* A member name and colon, preceded by a comma unless it is the first member. */
-static void put_member(struct outbuf *b, const char *name, int first)
+static void put_member(struct strbuf *b, const char *name, int first)
 {
 	if (!first)
-		put(b, ",", 1);
-	put_string(b, name);
-	put(b, ":", 1);
+		strbuf_put(b, ",", 1);
+	jsonout_string(b, name);
+	strbuf_put(b, ":", 1);
 }
 
 int event_encode(const struct event *ev, char **out, size_t *outlen, char *err, size_t errlen)
 {
 	int rc = -1;
-	struct outbuf b = { 0 };
+	struct strbuf b = { .max = EVENT_MAX_BYTES };
+	int bad_value = 0;
 
 	*out = NULL;
 	*outlen = 0;
 	if (event_validate(ev, 0, err, errlen) < 0)
 		goto out;
 
-	put(&b, "{", 1);
+	strbuf_put(&b, "{", 1);
 	put_member(&b, "v", 1);
 	put_int(&b, ev->v);
 	put_member(&b, "id", 0);
-	put_string(&b, ev->id);
+	jsonout_string(&b, ev->id);
 	put_member(&b, "source", 0);
-	put(&b, "{", 1);
+	strbuf_put(&b, "{", 1);
 	put_member(&b, "side", 1);
-	put_string(&b, event_side_name(ev->source.side));
+	jsonout_string(&b, event_side_name(ev->source.side));
 	put_member(&b, "env", 0);
-	put_string(&b, ev->source.env);
+	jsonout_string(&b, ev->source.env);
 	put_member(&b, "entity", 0);
-	put_string(&b, ev->source.entity);
+	jsonout_string(&b, ev->source.entity);
 	put_member(&b, "entity_set", 0);
-	put_string(&b, ev->source.entity_set);
+	jsonout_string(&b, ev->source.entity_set);
 	put_member(&b, "version", 0);
 	put_int(&b, ev->source.version);
 	put_member(&b, "ts", 0);
 	put_int(&b, ev->source.ts);
 	if (ev->source.user) {
 		put_member(&b, "user", 0);
-		put_string(&b, ev->source.user);
+		jsonout_string(&b, ev->source.user);
 	}
 	if (ev->source.own) {
 		put_member(&b, "own", 0);
-		puts_(&b, "true");
+		strbuf_puts(&b, "true");
 	}
-	put(&b, "}", 1);
+	strbuf_put(&b, "}", 1);
 	put_member(&b, "op", 0);
-	put_string(&b, event_op_name(ev->op));
+	jsonout_string(&b, event_op_name(ev->op));
 	put_member(&b, "key", 0);
-	put(&b, "{", 1);
+	strbuf_put(&b, "{", 1);
 	for (const cJSON *f = ev->key->child; f; f = f->next) {
 		put_member(&b, f->string, f == ev->key->child);
 		if (cJSON_IsNumber(f))
 			put_int(&b, (int64_t)f->valuedouble);
 		else
-			put_string(&b, f->valuestring);
+			jsonout_string(&b, f->valuestring);
 	}
-	put(&b, "}", 1);
+	strbuf_put(&b, "}", 1);
 	put_member(&b, "data", 0);
 	if (!ev->data || cJSON_IsNull(ev->data))
-		puts_(&b, "null");
+		strbuf_puts(&b, "null");
 	else
-		put_value(&b, ev->data);
+		bad_value |= jsonout_value(&b, ev->data);
 	if (ev->changed) {
 		put_member(&b, "changed", 0);
-		put_value(&b, ev->changed);
+		bad_value |= jsonout_value(&b, ev->changed);
 	}
 	if (ev->has_txn) {
 		put_member(&b, "txn", 0);
-		put(&b, "{", 1);
+		strbuf_put(&b, "{", 1);
 		put_member(&b, "id", 1);
-		put_string(&b, ev->txn.id);
+		jsonout_string(&b, ev->txn.id);
 		put_member(&b, "total", 0);
 		put_int(&b, ev->txn.total);
 		put_member(&b, "order", 0);
 		put_int(&b, ev->txn.order);
-		put(&b, "}", 1);
+		strbuf_put(&b, "}", 1);
 	}
-	put(&b, "}", 1);
+	strbuf_put(&b, "}", 1);
 
-	if (b.failed == 1) {
+	if (bad_value) {
+		seterr(err, errlen, "payload", "data or changed holds a value JSON cannot carry");
+		goto out;
+	}
+	if (b.failed == STRBUF_OOM) {
 		seterr(err, errlen, "payload", "out of memory while encoding");
 		goto out;
 	}
-	if (b.failed == 2) {
+	if (b.failed == STRBUF_TOO_BIG) {
 		seterr(err, errlen, "payload", "%zu bytes exceeds the %zu-byte cap", b.len, EVENT_MAX_BYTES);
 		goto out;
 	}

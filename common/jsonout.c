@@ -8,40 +8,13 @@
 
 #define JSONOUT_DEPTH_MAX 64
 
-struct out {
-	char *p;
-	size_t len, cap;
-	int failed;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->failed)
-		return;
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = o->cap ? o->cap : 256;
-		while (o->len + n + 1 > cap)
-			cap *= 2;
-		char *p = realloc(o->p, cap);
-		if (!p) {
-			o->failed = 1;
-			return;
-		}
-		o->p = p;
-		o->cap = cap;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-	o->p[o->len] = '\0';
-}
-
 void jsonout_number(double d, char *buf, size_t len)
 {
 	if (isnan(d) || isinf(d)) {
 		snprintf(buf, len, "null");
 		return;
 	}
-	if (d == trunc(d) && fabs(d) <= 9007199254740992.0) {
+	if (d == trunc(d) && fabs(d) < 1e17) {
 		/* integral: its digits, without printf's floating-point path */
 		long long v = (long long)d;
 		unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -52,7 +25,7 @@ void jsonout_number(double d, char *buf, size_t len)
 			u /= 10;
 		} while (u);
 		size_t k = 0;
-		if (v < 0 && k + 1 < len)
+		if ((v < 0 || signbit(d)) && k + 1 < len) /* -0 too: read back bit for bit */
 			buf[k++] = '-';
 		while (n > 0 && k + 1 < len)
 			buf[k++] = tmp[--n];
@@ -62,19 +35,22 @@ void jsonout_number(double d, char *buf, size_t len)
 	for (int prec = 15; prec <= 17; prec++) {
 		snprintf(buf, len, "%.*g", prec, d);
 		if (strtod(buf, NULL) == d)
-			return;
+			break;
 	}
+	for (char *c = buf; *c; c++)
+		if (*c == ',')
+			*c = '.'; /* a program that set LC_NUMERIC must still write JSON */
 }
 
-static void put_string(struct out *o, const char *s)
+void jsonout_string(struct strbuf *b, const char *s)
 {
-	put(o, "\"", 1);
+	strbuf_put(b, "\"", 1);
 	const char *run = s;
 	for (const char *p = s; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
-		put(o, run, (size_t)(p - run));
+		strbuf_put(b, run, (size_t)(p - run));
 		char esc[8];
 		switch (c) {
 		case '"':
@@ -100,84 +76,78 @@ static void put_string(struct out *o, const char *s)
 			snprintf(esc, sizeof(esc), "\\u%04x", c);
 			break;
 		}
-		put(o, esc, strlen(esc));
+		strbuf_puts(b, esc);
 		run = p + 1;
 	}
-	put(o, run, strlen(run));
-	put(o, "\"", 1);
+	strbuf_puts(b, run);
+	strbuf_put(b, "\"", 1);
 }
 
-static void put_value(struct out *o, const cJSON *v, int depth)
+static int put_value(struct strbuf *b, const cJSON *v, int depth)
 {
-	if (depth > JSONOUT_DEPTH_MAX) {
-		o->failed = 1;
-		return;
-	}
+	if (depth > JSONOUT_DEPTH_MAX)
+		return -1;
 	switch (v->type & 0xFF) {
 	case cJSON_NULL:
-		put(o, "null", 4);
-		break;
+		strbuf_put(b, "null", 4);
+		return 0;
 	case cJSON_False:
-		put(o, "false", 5);
-		break;
+		strbuf_put(b, "false", 5);
+		return 0;
 	case cJSON_True:
-		put(o, "true", 4);
-		break;
+		strbuf_put(b, "true", 4);
+		return 0;
 	case cJSON_Number: {
 		char num[40];
 		jsonout_number(v->valuedouble, num, sizeof(num));
-		put(o, num, strlen(num));
-		break;
+		strbuf_puts(b, num);
+		return 0;
 	}
 	case cJSON_String:
-		if (!v->valuestring) {
-			o->failed = 1;
-			return;
-		}
-		put_string(o, v->valuestring);
-		break;
+		if (!v->valuestring)
+			return -1;
+		jsonout_string(b, v->valuestring);
+		return 0;
 	case cJSON_Raw:
-		if (!v->valuestring) {
-			o->failed = 1;
-			return;
-		}
-		put(o, v->valuestring, strlen(v->valuestring));
-		break;
+		if (!v->valuestring)
+			return -1;
+		strbuf_puts(b, v->valuestring);
+		return 0;
 	case cJSON_Array:
 	case cJSON_Object: {
 		int obj = (v->type & 0xFF) == cJSON_Object;
-		put(o, obj ? "{" : "[", 1);
-		for (const cJSON *c = v->child; c && !o->failed; c = c->next) {
+		strbuf_put(b, obj ? "{" : "[", 1);
+		for (const cJSON *c = v->child; c; c = c->next) {
 			if (c != v->child)
-				put(o, ",", 1);
+				strbuf_put(b, ",", 1);
 			if (obj) {
-				if (!c->string) {
-					o->failed = 1;
-					return;
-				}
-				put_string(o, c->string);
-				put(o, ":", 1);
+				if (!c->string)
+					return -1;
+				jsonout_string(b, c->string);
+				strbuf_put(b, ":", 1);
 			}
-			put_value(o, c, depth + 1);
+			if (put_value(b, c, depth + 1) != 0)
+				return -1;
 		}
-		put(o, obj ? "}" : "]", 1);
-		break;
+		strbuf_put(b, obj ? "}" : "]", 1);
+		return 0;
 	}
 	default:
-		o->failed = 1;
-		break;
+		return -1;
 	}
+}
+
+int jsonout_value(struct strbuf *b, const cJSON *v)
+{
+	return v ? put_value(b, v, 0) : -1;
 }
 
 char *jsonout_print(const cJSON *v)
 {
-	if (!v)
-		return NULL;
-	struct out o = { 0 };
-	put_value(&o, v, 0);
-	if (o.failed || !o.p) {
-		free(o.p);
+	struct strbuf b = { 0 };
+	if (jsonout_value(&b, v) != 0 || b.failed || !b.p) {
+		strbuf_free(&b);
 		return NULL;
 	}
-	return o.p;
+	return b.p;
 }

@@ -61,7 +61,8 @@ static int hash_value(struct sha256_ctx *h, const cJSON *v, int depth)
 		sha256_update(h, "false", 5);
 	} else if (cJSON_IsNumber(v)) {
 		char num[64];
-		jsonout_number(v->valuedouble, num, sizeof(num));
+		/* one text per value: -0 hashes as 0 */
+		jsonout_number(v->valuedouble == 0 ? 0.0 : v->valuedouble, num, sizeof(num));
 		sha256_update(h, num, strlen(num));
 	} else if (cJSON_IsString(v)) {
 		hash_str(h, v->valuestring);

@@ -1,6 +1,7 @@
 #include "odata_batch.h"
 
 #include "errbuf.h"
+#include "strbuf.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -75,59 +76,7 @@ static void arena_free(struct arena *a)
 	free(a);
 }
 
-/* ---- growable output buffer for the builders ---- */
-
-struct sbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-	int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->cap - b->len < n + 1) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap - b->len < n + 1) {
-			if (cap > SIZE_MAX / 2) {
-				b->oom = 1;
-				return;
-			}
-			cap *= 2;
-		}
-		char *np = realloc(b->p, cap);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void sb_fmt(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		b->oom = 1;
-		return;
-	}
-	sb_add(b, tmp, (size_t)n);
-}
+/* ---- output of the builders (strbuf) ---- */
 
 /* ---- shared helpers ---- */
 
@@ -214,13 +163,13 @@ static int body_has_boundary(const char *body, size_t len, const char *boundary)
 	return 0;
 }
 
-static void write_headers(struct sbuf *b, const struct odata_batch_header *h, size_t n)
+static void write_headers(struct strbuf *b, const struct odata_batch_header *h, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		sb_str(b, h[i].name);
-		sb_add(b, ": ", 2);
-		sb_str(b, h[i].value ? h[i].value : "");
-		sb_add(b, "\r\n", 2);
+		strbuf_puts(b, h[i].name);
+		strbuf_put(b, ": ", 2);
+		strbuf_puts(b, h[i].value ? h[i].value : "");
+		strbuf_put(b, "\r\n", 2);
 	}
 }
 
@@ -244,15 +193,15 @@ static int check_headers(const struct odata_batch_header *h, size_t n, const cha
 
 /* ---- builders ---- */
 
-static void part_preamble(struct sbuf *b, const char *content_id)
+static void part_preamble(struct strbuf *b, const char *content_id)
 {
-	sb_str(b, "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
+	strbuf_puts(b, "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
 	if (content_id) {
-		sb_str(b, "Content-ID: ");
-		sb_str(b, content_id);
-		sb_add(b, "\r\n", 2);
+		strbuf_puts(b, "Content-ID: ");
+		strbuf_puts(b, content_id);
+		strbuf_put(b, "\r\n", 2);
 	}
-	sb_add(b, "\r\n", 2);
+	strbuf_put(b, "\r\n", 2);
 }
 
 static int check_request(const struct odata_batch_request *r, size_t idx, const char *const *ids, size_t nids,
@@ -284,39 +233,58 @@ static int check_request(const struct odata_batch_request *r, size_t idx, const 
 	return check_headers(r->headers, r->nheaders, "request", idx, errbuf, errlen);
 }
 
-static void write_request(struct sbuf *b, const struct odata_batch_request *r)
+static void write_request(struct strbuf *b, const struct odata_batch_request *r)
 {
 	part_preamble(b, r->content_id);
-	sb_str(b, r->method);
-	sb_add(b, " ", 1);
-	sb_str(b, r->url);
-	sb_str(b, " HTTP/1.1\r\n");
+	strbuf_puts(b, r->method);
+	strbuf_put(b, " ", 1);
+	strbuf_puts(b, r->url);
+	strbuf_puts(b, " HTTP/1.1\r\n");
 	write_headers(b, r->headers, r->nheaders);
 	if (r->body && r->body_len && !odata_batch_header_get(r->headers, r->nheaders, "Content-Type"))
-		sb_str(b, "Content-Type: application/json; type=entry\r\n");
-	sb_add(b, "\r\n", 2);
+		strbuf_puts(b, "Content-Type: application/json; type=entry\r\n");
+	strbuf_put(b, "\r\n", 2);
 	if (r->body && r->body_len)
-		sb_add(b, r->body, r->body_len);
+		strbuf_put(b, r->body, r->body_len);
 }
 
-static void write_response(struct sbuf *b, const struct odata_batch_response *r)
+static void write_response(struct strbuf *b, const struct odata_batch_response *r)
 {
 	part_preamble(b, r->content_id);
-	sb_fmt(b, "HTTP/1.1 %d %s\r\n", r->status, odata_batch_status_text(r->status));
+	strbuf_printf(b, "HTTP/1.1 %d %s\r\n", r->status, odata_batch_status_text(r->status));
 	write_headers(b, r->headers, r->nheaders);
 	if (r->body && r->body_len && !odata_batch_header_get(r->headers, r->nheaders, "Content-Type"))
-		sb_str(b, "Content-Type: application/json; odata.metadata=minimal\r\n");
-	sb_add(b, "\r\n", 2);
+		strbuf_puts(b, "Content-Type: application/json; odata.metadata=minimal\r\n");
+	strbuf_put(b, "\r\n", 2);
 	if (r->body && r->body_len)
-		sb_add(b, r->body, r->body_len);
+		strbuf_put(b, r->body, r->body_len);
 }
 
-static int finish_build(struct sbuf *b, const char *boundary, char **body, size_t *body_len, char **content_type,
+/* The delimiter before item i of a changeset. */
+static void changeset_item(struct strbuf *b, const char *cs_boundary, size_t i)
+{
+	if (i > 0)
+		strbuf_put(b, "\r\n", 2);
+	strbuf_puts(b, "--");
+	strbuf_puts(b, cs_boundary);
+	strbuf_put(b, "\r\n", 2);
+}
+
+/* The close delimiter of a multipart body, then `after`. */
+static void close_boundary(struct strbuf *b, const char *boundary, const char *after)
+{
+	strbuf_puts(b, "\r\n--");
+	strbuf_puts(b, boundary);
+	strbuf_puts(b, "--");
+	strbuf_puts(b, after);
+}
+
+static int finish_build(struct strbuf *b, const char *boundary, char **body, size_t *body_len, char **content_type,
 			char *errbuf, size_t errlen)
 {
 	char ct[128];
 	snprintf(ct, sizeof(ct), "multipart/mixed; boundary=%s", boundary);
-	char *ctdup = b->oom ? NULL : strdup(ct);
+	char *ctdup = b->failed ? NULL : strdup(ct);
 	if (!ctdup) {
 		free(b->p);
 		errbuf_set(errbuf, errlen, "out of memory");
@@ -332,7 +300,7 @@ int odata_batch_request_build(const struct odata_batch_part *parts, size_t npart
 			      char **body, size_t *body_len, char **content_type, char *errbuf, size_t errlen)
 {
 	int rc = -1;
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 	const char **ids = NULL;
 	size_t nids = 0, total = 0;
 	*body = NULL;
@@ -375,14 +343,14 @@ int odata_batch_request_build(const struct odata_batch_part *parts, size_t npart
 		if (part->changeset)
 			snprintf(cs_boundary, sizeof(cs_boundary), "changeset_%s_%d", batch_id, ++ncs);
 		if (idx > 0)
-			sb_add(&b, "\r\n", 2);
-		sb_str(&b, "--");
-		sb_str(&b, boundary);
-		sb_add(&b, "\r\n", 2);
+			strbuf_put(&b, "\r\n", 2);
+		strbuf_puts(&b, "--");
+		strbuf_puts(&b, boundary);
+		strbuf_put(&b, "\r\n", 2);
 		if (part->changeset) {
-			sb_str(&b, "Content-Type: multipart/mixed; boundary=");
-			sb_str(&b, cs_boundary);
-			sb_str(&b, "\r\n\r\n");
+			strbuf_puts(&b, "Content-Type: multipart/mixed; boundary=");
+			strbuf_puts(&b, cs_boundary);
+			strbuf_puts(&b, "\r\n\r\n");
 		}
 		for (size_t i = 0; i < part->nrequests; i++, idx++) {
 			const struct odata_batch_request *r = &part->requests[i];
@@ -396,24 +364,14 @@ int odata_batch_request_build(const struct odata_batch_part *parts, size_t npart
 			}
 			if (r->content_id)
 				ids[nids++] = r->content_id;
-			if (part->changeset) {
-				if (i > 0)
-					sb_add(&b, "\r\n", 2);
-				sb_str(&b, "--");
-				sb_str(&b, cs_boundary);
-				sb_add(&b, "\r\n", 2);
-			}
+			if (part->changeset)
+				changeset_item(&b, cs_boundary, i);
 			write_request(&b, r);
 		}
-		if (part->changeset) {
-			sb_str(&b, "\r\n--");
-			sb_str(&b, cs_boundary);
-			sb_str(&b, "--");
-		}
+		if (part->changeset)
+			close_boundary(&b, cs_boundary, "");
 	}
-	sb_str(&b, "\r\n--");
-	sb_str(&b, boundary);
-	sb_str(&b, "--\r\n");
+	close_boundary(&b, boundary, "\r\n");
 	rc = finish_build(&b, boundary, body, body_len, content_type, errbuf, errlen);
 	b.p = NULL;
 out:
@@ -427,7 +385,7 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 			       char *errbuf, size_t errlen)
 {
 	int rc = -1;
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 	*body = NULL;
 	*body_len = 0;
 	*content_type = NULL;
@@ -453,14 +411,14 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 		if (part->changeset)
 			snprintf(cs_boundary, sizeof(cs_boundary), "changesetresponse_%s_%d", batch_id, ++ncs);
 		if (p > 0)
-			sb_add(&b, "\r\n", 2);
-		sb_str(&b, "--");
-		sb_str(&b, boundary);
-		sb_add(&b, "\r\n", 2);
+			strbuf_put(&b, "\r\n", 2);
+		strbuf_puts(&b, "--");
+		strbuf_puts(&b, boundary);
+		strbuf_put(&b, "\r\n", 2);
 		if (part->changeset) {
-			sb_str(&b, "Content-Type: multipart/mixed; boundary=");
-			sb_str(&b, cs_boundary);
-			sb_str(&b, "\r\n\r\n");
+			strbuf_puts(&b, "Content-Type: multipart/mixed; boundary=");
+			strbuf_puts(&b, cs_boundary);
+			strbuf_puts(&b, "\r\n\r\n");
 		}
 		for (size_t i = 0; i < part->nresponses; i++, idx++) {
 			const struct odata_batch_response *r = &part->responses[i];
@@ -481,24 +439,14 @@ int odata_batch_response_build(const struct odata_batch_response_part *parts, si
 				       idx);
 				goto out;
 			}
-			if (part->changeset) {
-				if (i > 0)
-					sb_add(&b, "\r\n", 2);
-				sb_str(&b, "--");
-				sb_str(&b, cs_boundary);
-				sb_add(&b, "\r\n", 2);
-			}
+			if (part->changeset)
+				changeset_item(&b, cs_boundary, i);
 			write_response(&b, r);
 		}
-		if (part->changeset) {
-			sb_str(&b, "\r\n--");
-			sb_str(&b, cs_boundary);
-			sb_str(&b, "--");
-		}
+		if (part->changeset)
+			close_boundary(&b, cs_boundary, "");
 	}
-	sb_str(&b, "\r\n--");
-	sb_str(&b, boundary);
-	sb_str(&b, "--\r\n");
+	close_boundary(&b, boundary, "\r\n");
 	rc = finish_build(&b, boundary, body, body_len, content_type, errbuf, errlen);
 	b.p = NULL;
 out:

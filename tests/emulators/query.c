@@ -1,6 +1,7 @@
 #include "query.h"
 
 #include "errbuf.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -980,132 +981,72 @@ out:
 
 /* ---- output buffer ---- */
 
-struct sbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-	int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->cap - b->len < n + 1) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap - b->len < n + 1)
-			cap *= 2;
-		char *np = realloc(b->p, cap);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void sb_fmt(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->oom = 1;
-		return;
-	}
-	if ((size_t)n < sizeof(tmp)) {
-		sb_add(b, tmp, (size_t)n);
-		return;
-	}
-	char *big = malloc((size_t)n + 1);
-	if (!big) {
-		b->oom = 1;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	sb_add(b, big, (size_t)n);
-	free(big);
-}
-
 /* ---- canonical form ---- */
 
-static void fmt_quoted(struct sbuf *b, const char *s)
+static void fmt_quoted(struct strbuf *b, const char *s)
 {
-	sb_add(b, "'", 1);
+	strbuf_put(b, "'", 1);
 	for (; *s; s++) {
 		if (*s == '\'')
-			sb_add(b, "'", 1);
-		sb_add(b, s, 1);
+			strbuf_put(b, "'", 1);
+		strbuf_put(b, s, 1);
 	}
-	sb_add(b, "'", 1);
+	strbuf_put(b, "'", 1);
 }
 
-static void fmt_lit(struct sbuf *b, const struct lit *l)
+static void fmt_lit(struct strbuf *b, const struct lit *l)
 {
 	switch (l->kind) {
 	case L_STRING:
 		fmt_quoted(b, l->text);
 		break;
 	case L_ENUM:
-		sb_str(b, l->enum_type);
+		strbuf_puts(b, l->enum_type);
 		fmt_quoted(b, l->text);
 		break;
 	default:
-		sb_str(b, l->text);
+		strbuf_puts(b, l->text);
 		break;
 	}
 }
 
-static void fmt_expr(struct sbuf *b, const struct query_expr *e)
+static void fmt_expr(struct strbuf *b, const struct query_expr *e)
 {
 	switch (e->kind) {
 	case N_AND:
 	case N_OR:
-		sb_add(b, "(", 1);
+		strbuf_put(b, "(", 1);
 		fmt_expr(b, e->l);
-		sb_str(b, e->kind == N_AND ? " and " : " or ");
+		strbuf_puts(b, e->kind == N_AND ? " and " : " or ");
 		fmt_expr(b, e->r);
-		sb_add(b, ")", 1);
+		strbuf_put(b, ")", 1);
 		break;
 	case N_NOT:
-		sb_str(b, "(not ");
+		strbuf_puts(b, "(not ");
 		fmt_expr(b, e->l);
-		sb_add(b, ")", 1);
+		strbuf_put(b, ")", 1);
 		break;
 	case N_CMP:
-		sb_fmt(b, "(%s %s ", e->field, OP_NAMES[e->op]);
+		strbuf_printf(b, "(%s %s ", e->field, OP_NAMES[e->op]);
 		fmt_lit(b, &e->lit);
-		sb_add(b, ")", 1);
+		strbuf_put(b, ")", 1);
 		break;
 	case N_FUNC:
-		sb_fmt(b, "%s(%s,", FUNC_NAMES[e->func], e->field);
+		strbuf_printf(b, "%s(%s,", FUNC_NAMES[e->func], e->field);
 		fmt_lit(b, &e->lit);
-		sb_add(b, ")", 1);
+		strbuf_put(b, ")", 1);
 		break;
 	}
 }
 
 int query_filter_format(const struct query *q, char **out, char *errbuf, size_t errlen)
 {
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 	*out = NULL;
-	sb_str(&b, "");
+	strbuf_puts(&b, "");
 	if (q->filter)
 		fmt_expr(&b, q->filter);
-	if (b.oom) {
+	if (b.failed) {
 		free(b.p);
 		errbuf_set(errbuf, errlen, "out of memory");
 		return -1;
@@ -1150,7 +1091,7 @@ static const char *lit_edm(const struct lit *l)
 }
 
 struct sqlctx {
-	struct sbuf b;
+	struct strbuf b;
 	const char *col;
 	int next_param;
 	char **params;
@@ -1206,27 +1147,27 @@ static void sql_field(struct sqlctx *c, const char *field, enum query_type t)
 	case QUERY_T_INT:
 	case QUERY_T_DECIMAL:
 	case QUERY_T_DOUBLE:
-		sb_fmt(&c->b, "(CASE WHEN jsonb_typeof(%s->'%s') = 'number' THEN (%s->>'%s')::numeric END)", c->col, field,
+		strbuf_printf(&c->b, "(CASE WHEN jsonb_typeof(%s->'%s') = 'number' THEN (%s->>'%s')::numeric END)", c->col, field,
 		       c->col, field);
 		break;
 	case QUERY_T_BOOL:
-		sb_fmt(&c->b, "(CASE WHEN jsonb_typeof(%s->'%s') = 'boolean' THEN (%s->>'%s')::boolean END)", c->col,
+		strbuf_printf(&c->b, "(CASE WHEN jsonb_typeof(%s->'%s') = 'boolean' THEN (%s->>'%s')::boolean END)", c->col,
 		       field, c->col, field);
 		break;
 	case QUERY_T_DATETIME:
-		sb_fmt(&c->b,
+		strbuf_printf(&c->b,
 		       "(CASE WHEN (%s->>'%s') ~ '%s' THEN (%s->>'%s')::timestamptz END)", c->col,
 		       field, DATETIME_RE, c->col, field);
 		break;
 	case QUERY_T_DATE:
-		sb_fmt(&c->b, "(CASE WHEN (%s->>'%s') ~ '^\\d{4}-\\d{2}-\\d{2}$' THEN (%s->>'%s')::date END)", c->col,
+		strbuf_printf(&c->b, "(CASE WHEN (%s->>'%s') ~ '^\\d{4}-\\d{2}-\\d{2}$' THEN (%s->>'%s')::date END)", c->col,
 		       field, c->col, field);
 		break;
 	case QUERY_T_STRING:
 	case QUERY_T_GUID:
 	case QUERY_T_ENUM:
 	default:
-		sb_fmt(&c->b, "lower(%s->>'%s')", c->col, field);
+		strbuf_printf(&c->b, "lower(%s->>'%s')", c->col, field);
 		break;
 	}
 }
@@ -1289,7 +1230,7 @@ static int sql_cmp(struct sqlctx *c, const struct query_expr *e)
 			errbuf_set(c->errbuf, c->errlen, "null can only be compared with eq or ne (property '%s')", e->field);
 			return -1;
 		}
-		sb_fmt(&c->b, "((%s->>'%s') IS %sNULL)", c->col, e->field, e->op == OP_NE ? "NOT " : "");
+		strbuf_printf(&c->b, "((%s->>'%s') IS %sNULL)", c->col, e->field, e->op == OP_NE ? "NOT " : "");
 		return 0;
 	}
 	int ok = 0;
@@ -1318,9 +1259,9 @@ static int sql_cmp(struct sqlctx *c, const struct query_expr *e)
 		int n = add_param(c, like_escape(l->text, 1, "", ""));
 		if (n < 0)
 			return -1;
-		sb_str(&c->b, e->op == OP_NE ? "(NOT COALESCE(" : "COALESCE(");
+		strbuf_puts(&c->b, e->op == OP_NE ? "(NOT COALESCE(" : "COALESCE(");
 		sql_field(c, e->field, t);
-		sb_fmt(&c->b, " LIKE lower($%d::text), FALSE)%s", n, e->op == OP_NE ? ")" : "");
+		strbuf_printf(&c->b, " LIKE lower($%d::text), FALSE)%s", n, e->op == OP_NE ? ")" : "");
 		return 0;
 	}
 	char *v;
@@ -1337,15 +1278,15 @@ static int sql_cmp(struct sqlctx *c, const struct query_expr *e)
 		return -1;
 	int text = t == QUERY_T_STRING || t == QUERY_T_GUID || t == QUERY_T_ENUM;
 	if (e->op == OP_NE) {
-		sb_add(&c->b, "(", 1);
+		strbuf_put(&c->b, "(", 1);
 		sql_field(c, e->field, t);
-		sb_fmt(&c->b, text ? " IS DISTINCT FROM lower($%d::text))" : " IS DISTINCT FROM $%d%s)", n,
+		strbuf_printf(&c->b, text ? " IS DISTINCT FROM lower($%d::text))" : " IS DISTINCT FROM $%d%s)", n,
 		       param_cast(t));
 		return 0;
 	}
-	sb_str(&c->b, "COALESCE(");
+	strbuf_puts(&c->b, "COALESCE(");
 	sql_field(c, e->field, t);
-	sb_fmt(&c->b, text ? " %s lower($%d::text), FALSE)" : " %s $%d%s, FALSE)", OP_SQL[e->op], n, param_cast(t));
+	strbuf_printf(&c->b, text ? " %s lower($%d::text), FALSE)" : " %s $%d%s, FALSE)", OP_SQL[e->op], n, param_cast(t));
 	return 0;
 }
 
@@ -1364,9 +1305,9 @@ static int sql_func(struct sqlctx *c, const struct query_expr *e)
 	int n = add_param(c, like_escape(e->lit.text, 0, pre, suf));
 	if (n < 0)
 		return -1;
-	sb_str(&c->b, "COALESCE(");
+	strbuf_puts(&c->b, "COALESCE(");
 	sql_field(c, e->field, t);
-	sb_fmt(&c->b, " LIKE lower($%d::text), FALSE)", n);
+	strbuf_printf(&c->b, " LIKE lower($%d::text), FALSE)", n);
 	return 0;
 }
 
@@ -1375,19 +1316,19 @@ static int sql_expr(struct sqlctx *c, const struct query_expr *e)
 	switch (e->kind) {
 	case N_AND:
 	case N_OR:
-		sb_add(&c->b, "(", 1);
+		strbuf_put(&c->b, "(", 1);
 		if (sql_expr(c, e->l) < 0)
 			return -1;
-		sb_str(&c->b, e->kind == N_AND ? " AND " : " OR ");
+		strbuf_puts(&c->b, e->kind == N_AND ? " AND " : " OR ");
 		if (sql_expr(c, e->r) < 0)
 			return -1;
-		sb_add(&c->b, ")", 1);
+		strbuf_put(&c->b, ")", 1);
 		return 0;
 	case N_NOT:
-		sb_str(&c->b, "(NOT ");
+		strbuf_puts(&c->b, "(NOT ");
 		if (sql_expr(c, e->l) < 0)
 			return -1;
-		sb_add(&c->b, ")", 1);
+		strbuf_put(&c->b, ")", 1);
 		return 0;
 	case N_CMP:
 		return sql_cmp(c, e);
@@ -1416,7 +1357,7 @@ int query_to_sql(const struct query *q, enum query_flavour flavour, const char *
 	int rc = -1;
 	struct sqlctx c = { .col = column, .next_param = first_param, .flavour = flavour, .type_of = type_of,
 			    .ctx = ctx, .type_name = type_name, .errbuf = errbuf, .errlen = errlen };
-	struct sbuf ob = { 0 };
+	struct strbuf ob = { 0 };
 	memset(out, 0, sizeof(*out));
 	if (!column || !*column || first_param < 1 || !type_of) {
 		errbuf_set(errbuf, errlen, "query_to_sql: column, first_param >= 1 and type_of are required");
@@ -1431,23 +1372,23 @@ int query_to_sql(const struct query *q, enum query_flavour flavour, const char *
 		if (sql_expr(&c, q->filter) < 0)
 			goto out;
 	} else {
-		sb_str(&c.b, "TRUE");
+		strbuf_puts(&c.b, "TRUE");
 	}
 	for (size_t i = 0; i < q->norderby; i++) {
 		enum query_type t;
 		if (field_type(&c, q->orderby[i].field, &t) < 0)
 			goto out;
 		if (i > 0)
-			sb_str(&ob, ", ");
-		struct sbuf save = c.b;
+			strbuf_puts(&ob, ", ");
+		struct strbuf save = c.b;
 		c.b = ob;
 		sql_field(&c, q->orderby[i].field, t);
 		ob = c.b;
 		c.b = save;
 		/* SQL Server, behind both services, sorts NULL first in ascending order */
-		sb_str(&ob, q->orderby[i].desc ? " DESC NULLS LAST" : " ASC NULLS FIRST");
+		strbuf_puts(&ob, q->orderby[i].desc ? " DESC NULLS LAST" : " ASC NULLS FIRST");
 	}
-	if (c.b.oom || ob.oom) {
+	if (c.b.failed || ob.failed) {
 		errbuf_set(errbuf, errlen, "out of memory");
 		goto out;
 	}

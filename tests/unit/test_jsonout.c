@@ -73,6 +73,8 @@ static void test_numbers_round_trip(void **state)
 	}
 	char buf[40];
 	jsonout_number(-0.0, buf, sizeof(buf));
+	assert_string_equal("-0", buf); /* reads back with its sign (cJSON prints 0) */
+	jsonout_number(0.0, buf, sizeof(buf));
 	assert_string_equal("0", buf);
 	jsonout_number(NAN, buf, sizeof(buf));
 	assert_string_equal("null", buf);
