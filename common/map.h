@@ -300,4 +300,9 @@ int map_content_hash(const cJSON *v, char hex[SHA256_HEX_LEN + 1]) __attribute__
 int map_image_hash(const struct map *m, enum event_side side, const cJSON *image, char hex[SHA256_HEX_LEN + 1])
 	__attribute__((warn_unused_result));
 
+/* map_image_hash of image with the members it lacks taken from extra (may be NULL): the hash of
+ * a write's payload with its key fields, without building that object. */
+int map_image_hash_of(const struct map *m, enum event_side side, const cJSON *image, const cJSON *extra,
+		      char hex[SHA256_HEX_LEN + 1]) __attribute__((warn_unused_result));
+
 #endif

@@ -118,30 +118,29 @@ int map_content_hash(const cJSON *v, char hex[SHA256_HEX_LEN + 1])
 	return 0;
 }
 
-/* Adds image[name] (or null) to obj unless obj has it already. */
-static int add_image_member(cJSON *obj, const cJSON *image, const char *name)
+/* One member of an image hash: a name of the map and its value (NULL: absent, hashed as null). */
+struct image_member {
+	const char *name;
+	const cJSON *v;
+};
+
+static int cmp_image_member(const void *a, const void *b)
 {
-	if (cJSON_GetObjectItemCaseSensitive(obj, name))
-		return 0;
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(image, name);
-	cJSON *copy = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
-	if (!copy)
-		return -1;
-	cJSON_AddItemToObject(obj, name, copy);
-	return 0;
+	return strcmp(((const struct image_member *)a)->name, ((const struct image_member *)b)->name);
 }
 
-int map_image_hash(const struct map *m, enum event_side side, const cJSON *image, char hex[SHA256_HEX_LEN + 1])
+int map_image_hash_of(const struct map *m, enum event_side side, const cJSON *image, const cJSON *extra,
+		      char hex[SHA256_HEX_LEN + 1])
 {
 	hex[0] = '\0';
 	if (!cJSON_IsObject(image))
 		return -1;
 	int ce = side == EVENT_SIDE_CE;
 	const struct map_side *s = map_side_of(m, side);
-	cJSON *obj = cJSON_CreateObject();
-	int rc = -1;
-	if (!obj)
+	struct image_member *mem = malloc((s->nkey + m->nfields + 1) * sizeof(*mem));
+	if (!mem)
 		return -1;
+	size_t n = 0;
 	for (size_t i = 0; i < s->nkey; i++) {
 		const char *name = s->key[i];
 		/* CE reads carry lookups (the company included) as their GUID attribute */
@@ -150,27 +149,51 @@ int map_image_hash(const struct map *m, enum event_side side, const cJSON *image
 		for (size_t k = 0; ce && k < m->nfields; k++)
 			if (m->fields[k].lookup && strcmp(m->fields[k].ce, s->key[i]) == 0)
 				name = m->fields[k].lookup->value;
-		if (add_image_member(obj, image, name) != 0)
-			goto out;
+		mem[n++].name = name;
 	}
-	if (ce && m->company && add_image_member(obj, image, m->company->ce_value) != 0)
-		goto out;
-	if (!ce && m->company && add_image_member(obj, image, m->company->fo) != 0)
-		goto out;
+	if (m->company)
+		mem[n++].name = ce ? m->company->ce_value : m->company->fo;
 	for (size_t i = 0; i < m->nfields; i++) {
 		const struct map_field *f = &m->fields[i];
 		const char *name = ce ? f->ce : f->fo;
-		if (!name)
-			continue;
-		if (ce && f->lookup)
-			name = f->lookup->value;
-		if (add_image_member(obj, image, name) != 0)
-			goto out;
+		if (name)
+			mem[n++].name = ce && f->lookup ? f->lookup->value : name;
 	}
-	rc = map_content_hash(obj, hex);
-out:
-	cJSON_Delete(obj);
-	return rc;
+	/* the canonical form of the object {name: value} of these names (once each), as
+	 * map_content_hash writes it: members sorted by name */
+	qsort(mem, n, sizeof(*mem), cmp_image_member);
+	struct sha256_ctx h;
+	sha256_init(&h);
+	sha256_update(&h, "{", 1);
+	int rc = 0;
+	for (size_t i = 0, w = 0; i < n && rc == 0; i++) {
+		if (i > 0 && strcmp(mem[i].name, mem[i - 1].name) == 0)
+			continue;
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(image, mem[i].name);
+		if (!v && extra)
+			v = cJSON_GetObjectItemCaseSensitive(extra, mem[i].name);
+		if (w++)
+			sha256_update(&h, ",", 1);
+		hash_str(&h, mem[i].name);
+		sha256_update(&h, ":", 1);
+		if (v)
+			rc = hash_value(&h, v, 1);
+		else
+			sha256_update(&h, "null", 4);
+	}
+	free(mem);
+	if (rc != 0)
+		return -1;
+	sha256_update(&h, "}", 1);
+	uint8_t digest[SHA256_DIGEST_LEN];
+	sha256_final(&h, digest);
+	sha256_to_hex(digest, hex);
+	return 0;
+}
+
+int map_image_hash(const struct map *m, enum event_side side, const cJSON *image, char hex[SHA256_HEX_LEN + 1])
+{
+	return map_image_hash_of(m, side, image, NULL, hex);
 }
 
 /* ---- scope ---- */

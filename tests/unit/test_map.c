@@ -1124,6 +1124,16 @@ static void test_image_hash_reads_lookup_keys_by_guid(void **state)
 			"`msdyn_lineamount`:null,`msdyn_description`:null,`msdyn_purchaseorderlinestatus`:null}");
 	assert_int_equal(map_content_hash(want, h2), 0);
 	assert_string_equal(h1, h2);
+	/* members the image lacks come from extra (a write's key fields); the image's own win */
+	cJSON *part = cJSON_Duplicate(img, 1);
+	cJSON_DeleteItemFromObjectCaseSensitive(part, "msdyn_lineorder");
+	cJSON *extra = J("{`msdyn_lineorder`:1,`msdyn_quantity`:7,`unmapped`:true}");
+	assert_int_equal(map_image_hash_of(m, EVENT_SIDE_CE, part, extra, h2), 0);
+	assert_string_equal(h1, h2);
+	assert_int_equal(map_image_hash_of(m, EVENT_SIDE_CE, part, NULL, h2), 0);
+	assert_string_not_equal(h1, h2);
+	cJSON_Delete(extra);
+	cJSON_Delete(part);
 	cJSON_ReplaceItemInObjectCaseSensitive(img, "_msdyn_purchaseorder_value", cJSON_CreateString(G_UNKNOWN));
 	assert_int_equal(map_image_hash(m, EVENT_SIDE_CE, img, h2), 0);
 	assert_string_not_equal(h1, h2);
