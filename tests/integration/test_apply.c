@@ -1627,12 +1627,14 @@ static void test_batching_switch(void **state)
 	assert_true(batched >= 1 && batched <= N / 4);
 }
 
-/* A backlog on a slow target (20 ms per request): versions 1..nv of n accounts numbered from
+/* A backlog on a slow target (latency_ms per request): versions 1..nv of n accounts numbered from
  * first (version 1 creates), named "<tag> <i> v<version>"; the accounts' numbers into accts. */
-static void produce_backlog(char (*accts)[32], int n, int nv, unsigned first, const char *tag)
+static void produce_backlog(char (*accts)[32], int n, int nv, unsigned first, const char *tag, int latency_ms)
 {
 	struct emu_resp r;
-	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":20}", &r);
+	char faults[64];
+	snprintf(faults, sizeof(faults), "{\"latency_ms\":%d}", latency_ms);
+	emu_admin(fo_base, "POST", "faults", faults, &r);
 	emu_resp_free(&r);
 	for (int i = 0; i < n; i++)
 		account_no(accts[i], 32, first + (unsigned)i);
@@ -1682,7 +1684,7 @@ static void test_sigkill_mid_batch_then_restart(void **state)
 	fo_counts(&c0, &w0);
 	static char accts[KILL_RECORDS][32];
 	/* a slower target so that the kill lands in the middle */
-	produce_backlog(accts, KILL_RECORDS, KILL_VERSIONS, 1000, "rec");
+	produce_backlog(accts, KILL_RECORDS, KILL_VERSIONS, 1000, "rec", 20);
 	/* kill once some, not all, of the batch is recorded */
 	long long before = fo_outcomes();
 	long long deadline = harness_now_ms() + WAIT_MS;
@@ -1713,14 +1715,14 @@ static void test_recording_connection_lost_loses_nothing(void **state)
 	double r0 = metric("fo", "dw_apply_retries_total{reason=\"state\"}");
 	static char accts[LOST_RECORDS][32];
 	long long before = fo_outcomes();
-	produce_backlog(accts, LOST_RECORDS, LOST_VERSIONS, 3000, "lost");
+	produce_backlog(accts, LOST_RECORDS, LOST_VERSIONS, 3000, "lost", 100);
 	long long total = before + LOST_RECORDS * LOST_VERSIONS, cuts = 0;
 	long long deadline = harness_now_ms() + WAIT_MS;
 	while (harness_now_ms() < deadline && cuts < 6 && fo_outcomes() < total - 200) {
 		cuts += query_ll("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
 				 "WHERE application_name = 'dw-apply-record') AS t",
 				 0, NULL);
-		usleep(300000);
+		usleep(150000);
 	}
 	long writes = assert_backlog_applied(accts, LOST_RECORDS, LOST_VERSIONS, "lost", c0, w0);
 	double retried = metric("fo", "dw_apply_retries_total{reason=\"state\"}") - r0;

@@ -286,6 +286,8 @@ struct item {
 	int wait_noted;               /* waits after a 412: its source change is noted as pending */
 	char *image_out;            /* APPLIED: known-image entries of the target (JSON text) */
 	char *seen_image;           /* SEEN: known-image entries of the source (JSON text) */
+	int seen_planned;           /* seen_image (and seen_guard) computed with the plan */
+	int seen_guard;             /* every entry of seen_image is newer than the source's known image */
 };
 
 /* Counts one event of a metric family under label. */

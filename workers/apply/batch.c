@@ -220,25 +220,7 @@ out:
 /* Image hash of the write in target terms: the payload with the key fields added. */
 static int write_hash(const struct apply *a, const struct map_write *w, char hex[SHA256_HEX_LEN + 1])
 {
-	cJSON *img = cJSON_Duplicate(w->payload, 1);
-	const cJSON *k;
-	int rc = -1;
-	if (!img)
-		return -1;
-	cJSON_ArrayForEach(k, w->key)
-	{
-		if (cJSON_GetObjectItemCaseSensitive(img, k->string))
-			continue;
-		cJSON *c = cJSON_Duplicate(k, 0);
-		if (!c || !cJSON_AddItemToObject(img, k->string, c)) {
-			cJSON_Delete(c);
-			goto out;
-		}
-	}
-	rc = map_image_hash(a->map, a->to, img, hex);
-out:
-	cJSON_Delete(img);
-	return rc;
+	return map_image_hash_of(a->map, a->to, w->payload, w->key, hex);
 }
 
 /* Step 1: decode and map one message. */
@@ -404,6 +386,18 @@ static int plan_write(struct apply *a, struct item *it)
 		log_debug("field plan", "map", a->map->name, "record", it->tkey, "ts", tsb, "write", nw, "unchanged", nu,
 			  "lost", nl, "late", nt, "payload", pl ? pl : "");
 		free(pl);
+	}
+	/* what the source side holds once this is written or found an echo (the SEEN outcome), while
+	 * its known image is parsed: the entries do not depend on the write */
+	if (it->skey && it->shash[0]) {
+		cJSON *e = fieldmerge_changed_entries(a->map, a->from, it->ev.data, it->ev.source.version, it->ts,
+						      it->known_src);
+		free(it->seen_image);
+		it->seen_image = jsonout_print(e);
+		it->seen_guard = it->seen_image && it->known_src && it->ai.src_image_rev &&
+				 fieldmerge_wins_all(it->known_src, e);
+		it->seen_planned = 1;
+		cJSON_Delete(e);
 	}
 	int known = it->known_dst != NULL;
 	/* the parsed images are the largest part of an item: drop them until they are needed again
@@ -1424,7 +1418,13 @@ static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
 		outs[no++] = it->out;
 		int seen = it->out.result == APPLYSTATE_APPLIED || (it->out.result == APPLYSTATE_ECHO && it->mapped &&
 										 it->w.op == MAP_WRITE_UPSERT);
-		if (seen && it->skey && (it->shash[0] || it->out.deleted)) {
+		if (seen && it->skey && (it->shash[0] || it->out.deleted) && it->seen_planned && !it->out.deleted) {
+			outs[no++] = (struct applystate_outcome){ .result = APPLYSTATE_SEEN, .record_key = it->skey,
+								  .seen_hash = it->shash,
+								  .image = it->seen_image,
+								  .image_guard = it->seen_guard ? it->ai.src_image_rev
+												: NULL };
+		} else if (seen && it->skey && (it->shash[0] || it->out.deleted)) {
 			/* what the source side holds: its image hash and its known-image entries */
 			if (!it->known_src && it->ai.src_image)
 				it->known_src = cJSON_Parse(it->ai.src_image);
