@@ -400,11 +400,10 @@ static int plan_write(struct apply *a, struct item *it)
 		cJSON_Delete(e);
 	}
 	int known = it->known_dst != NULL;
-	/* the parsed images are the largest part of an item: drop them until they are needed again
-	 * (known_dst_of, the outcome), so a batch of 1000 does not hold 2000 trees at once */
+	/* the source's image is done with; the target's is read again by the outcome of the write
+	 * (applied_image, which drops it) */
 	cJSON_Delete(it->known_src);
-	cJSON_Delete(it->known_dst);
-	it->known_src = it->known_dst = NULL;
+	it->known_src = NULL;
 	if (it->plan.nwrite == 0 && known)
 		return 0;
 	return 1;
