@@ -35,7 +35,7 @@ rc=0
 
 DW_TEST_FILTER=${DW_VALGRIND_CAPTURE:-test_webhook_and_delta_one_id_and_txn_unit} DW_TEST_CAPTURE_WRAPPER="$vg" \
 	"$DW_BUILD"/tests/integration/test_capture_ce 2>"$logs/capture.stderr" || rc=1
-apply_scenarios=${DW_VALGRIND_APPLY:-"test_round_trip_echoes_write_nothing test_validation_error_goes_to_dlq_with_target_body test_missing_lookup_parks_then_redrives_in_order test_parked_too_long_goes_to_dlq test_unit_of_four_parts_appears_all_at_once test_same_field_both_sides_decided_by_field_times"}
+apply_scenarios=${DW_VALGRIND_APPLY:-"test_round_trip_echoes_write_nothing test_validation_error_goes_to_dlq_with_target_body test_missing_lookup_parks_then_redrives_in_order test_parked_too_long_goes_to_dlq test_unit_of_four_parts_appears_all_at_once test_same_field_both_sides_decided_by_field_times test_recording_connection_lost_loses_nothing"}
 for s in $apply_scenarios; do
 	DW_TEST_FILTER=$s DW_TEST_APPLY_WRAPPER="$vg" \
 		"$DW_BUILD"/tests/integration/test_apply 2>>"$logs/apply.stderr" || rc=1
