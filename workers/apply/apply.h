@@ -109,6 +109,8 @@ struct apply {
 	/* loop state */
 	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
 	rd_kafka_topic_partition_list_t *paused;
+	rd_kafka_topic_partition_list_t *owed; /* per partition: the offset sought back to for a retry
+						* and not applied again yet (NULL: none) */
 	unsigned consecutive_retries;
 	struct apply_wait waits[APPLY_WAITS_MAX]; /* records whose write waits for the target's change
 						    * event after a 412 (rule 4); key 0: free */

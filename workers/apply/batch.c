@@ -936,10 +936,14 @@ static void note_error(struct apply *a, const char *what)
 	a->err_count = 0;
 }
 
-/* Whether m's partition is paused for a retry (sought back to an earlier message). */
-static int partition_paused(const struct apply *a, const struct kafka_message *m)
+/* The offset m's partition was sought back to for a retry and not yet applied again (-1: none).
+ * A message after it that is in hand was polled before the seek (a batch on its way when the
+ * retry came): it comes again from there, so its offset must not be stored. */
+static int64_t owed_offset(const struct apply *a, const struct kafka_message *m)
 {
-	return a->paused && m->partition >= 0 && rd_kafka_topic_partition_list_find(a->paused, m->topic, m->partition);
+	rd_kafka_topic_partition_t *t =
+		a->owed && m->partition >= 0 ? rd_kafka_topic_partition_list_find(a->owed, m->topic, m->partition) : NULL;
+	return t ? t->offset : -1;
 }
 
 /* Seeks each partition with a retry back to its first unapplied message and pauses it. */
@@ -952,7 +956,8 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 		if (items[i].st != ST_RETRY)
 			continue;
 		/* already sought back to an earlier message (a retry of the batch before this one) */
-		if (partition_paused(a, items[i].msg) ||
+		int64_t ow = owed_offset(a, items[i].msg);
+		if ((ow >= 0 && items[i].msg->offset > ow) ||
 		    rd_kafka_topic_partition_list_find(l, items[i].msg->topic, items[i].msg->partition))
 			continue;
 		rd_kafka_topic_partition_list_add(l, items[i].msg->topic, items[i].msg->partition)->offset =
@@ -980,6 +985,16 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 		rd_kafka_error_destroy(e);
 		rd_kafka_topic_partition_list_destroy(l);
 		return -1;
+	}
+	/* owed until the message sought back to is applied again (offsets after it are held) */
+	if (!a->owed)
+		a->owed = rd_kafka_topic_partition_list_new(4);
+	for (int i = 0; i < l->cnt; i++) {
+		rd_kafka_topic_partition_t *t =
+			rd_kafka_topic_partition_list_find(a->owed, l->elems[i].topic, l->elems[i].partition);
+		if (!t)
+			t = rd_kafka_topic_partition_list_add(a->owed, l->elems[i].topic, l->elems[i].partition);
+		t->offset = l->elems[i].offset;
 	}
 	if (a->paused) {
 		for (int i = 0; i < l->cnt; i++)
@@ -1522,7 +1537,8 @@ static int back(struct apply *a, struct batch *b, size_t *unparked, char *errbuf
 		}
 		/* a partition sought back for an earlier batch's retry is redelivered from there (this
 		 * batch was polled before that retry, see apply_flush) */
-		int blocked = partition_paused(a, items[i].msg);
+		int64_t ow = owed_offset(a, items[i].msg);
+		int blocked = ow >= 0 && items[i].msg->offset > ow;
 		for (size_t j = 0; j < i && !blocked; j++)
 			blocked = items[j].st == ST_RETRY && items[j].msg->partition == items[i].msg->partition &&
 				  strcmp(items[j].msg->topic, items[i].msg->topic) == 0;
@@ -1530,6 +1546,8 @@ static int back(struct apply *a, struct batch *b, size_t *unparked, char *errbuf
 			continue;
 		if (kafka_consumer_store(a->consumer, items[i].msg, err, sizeof(err)) != 0)
 			log_warn("offset not stored (partition revoked?)", "error", err);
+		if (ow >= 0) /* the message sought back to is applied: the partition owes nothing */
+			rd_kafka_topic_partition_list_del(a->owed, items[i].msg->topic, items[i].msg->partition);
 	}
 	int crc = kafka_consumer_commit_async(a->consumer, err, sizeof(err));
 	if (crc == KAFKA_ERR_FATAL) {

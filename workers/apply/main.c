@@ -139,6 +139,11 @@ static void on_rebalance(int assigned, int lost, const rd_kafka_topic_partition_
 		rd_kafka_topic_partition_list_destroy(a->paused);
 		a->paused = NULL;
 	}
+	if (!assigned && a->owed) {
+		/* the next owner starts at the committed offsets, which never passed what was owed */
+		rd_kafka_topic_partition_list_destroy(a->owed);
+		a->owed = NULL;
+	}
 }
 
 int main(int argc, char **argv)
@@ -450,6 +455,11 @@ out:
 		/* NULL it: closing the consumer below revokes, and the rebalance callback frees it too */
 		rd_kafka_topic_partition_list_destroy(a.paused);
 		a.paused = NULL;
+	}
+	if (a.owed) {
+		/* NULL it too: the rebalance callback of the close below would free it again */
+		rd_kafka_topic_partition_list_destroy(a.owed);
+		a.owed = NULL;
 	}
 	free(batch);
 	free(a.err_times);
