@@ -1629,13 +1629,18 @@ static void test_batching_switch(void **state)
 
 /* A backlog on a slow target (latency_ms per request): versions 1..nv of n accounts numbered from
  * first (version 1 creates), named "<tag> <i> v<version>"; the accounts' numbers into accts. */
-static void produce_backlog(char (*accts)[32], int n, int nv, unsigned first, const char *tag, int latency_ms)
+static void fo_latency(int ms)
 {
 	struct emu_resp r;
 	char faults[64];
-	snprintf(faults, sizeof(faults), "{\"latency_ms\":%d}", latency_ms);
+	snprintf(faults, sizeof(faults), "{\"latency_ms\":%d}", ms);
 	emu_admin(fo_base, "POST", "faults", faults, &r);
 	emu_resp_free(&r);
+}
+
+static void produce_backlog(char (*accts)[32], int n, int nv, unsigned first, const char *tag, int latency_ms)
+{
+	fo_latency(latency_ms);
 	for (int i = 0; i < n; i++)
 		account_no(accts[i], 32, first + (unsigned)i);
 	for (int v = 1; v <= nv; v++)
@@ -1651,9 +1656,7 @@ static void produce_backlog(char (*accts)[32], int n, int nv, unsigned first, co
  * at most one write per version. c0/w0: fo_counts before. Returns the writes. */
 static long assert_backlog_applied(char (*accts)[32], int n, int nv, const char *tag, long c0, long w0)
 {
-	struct emu_resp r;
-	emu_admin(fo_base, "POST", "faults", "{\"latency_ms\":0}", &r);
-	emu_resp_free(&r);
+	fo_latency(0);
 	wait_caught_up();
 	long c1, w1;
 	fo_counts(&c1, &w1);

@@ -308,12 +308,19 @@ void prepare(struct apply *a, struct item *it)
 
 /* ---- conflict waits, counted per record ----------------------------------------------------- */
 
+/* FNV-1a of a record key: the conflict waits' table and the keys two batches share are compared
+ * by it (a collision only merges two records' wait counts or costs an overlap). */
+static uint64_t key_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
 static uint64_t wait_key(const char *tkey)
 {
-	uint8_t d[SHA256_DIGEST_LEN];
-	uint64_t k = 0;
-	sha256(tkey, strlen(tkey), d);
-	memcpy(&k, d, sizeof(k));
+	uint64_t k = key_hash(tkey);
 	return k ? k : 1;
 }
 
@@ -1101,15 +1108,6 @@ static struct batch *batch_new(struct kafka_message **msgs, size_t n, int own, c
 	b->t0 = apply_now_ms();
 	atomic_init(&b->recorded, 0);
 	return b;
-}
-
-/* FNV-1a: record keys of two batches compared by hash (a collision only costs the overlap). */
-static uint64_t key_hash(const char *s)
-{
-	uint64_t h = 14695981039346656037ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
 }
 
 static int cmp_u64(const void *x, const void *y)
