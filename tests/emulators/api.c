@@ -1,11 +1,13 @@
 #include "api.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "b64.h"
 #include "log.h"
 #include "odata_batch.h"
 
@@ -61,6 +63,8 @@ int api_txn_begin(struct api *a, struct api_txn *t, struct server_response *resp
 	return 0;
 }
 
+static void announce(struct api *a, const struct api_txn *t);
+
 static void txn_free_changes(struct api_txn *t)
 {
 	for (size_t i = 0; i < t->nchanges; i++) {
@@ -86,6 +90,14 @@ int api_txn_commit(struct api *a, struct api_txn *t, struct server_response *res
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, NULL, "The transaction could not be committed.");
 		return -1;
 	}
+	announce(a, t);
+	txn_free_changes(t);
+	return 0;
+}
+
+/* Announces t's recorded changes through the notifier (after they were committed). */
+static void announce(struct api *a, const struct api_txn *t)
+{
 	if (api_notify_wanted(a)) {
 		for (size_t i = 0; i < t->nchanges; i++) {
 			struct api_change *c = &t->changes[i];
@@ -105,8 +117,6 @@ int api_txn_commit(struct api *a, struct api_txn *t, struct server_response *res
 			(void)notify_change(a->notify, &nc);
 		}
 	}
-	txn_free_changes(t);
-	return 0;
 }
 
 void api_txn_rollback(struct api_txn *t)
@@ -157,24 +167,46 @@ void api_etag(const struct api *a, long long version, char *buf, size_t len)
 		snprintf(buf, len, "W/\"%lld\"", version);
 		return;
 	}
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char raw[48];
 	int n = snprintf(raw, sizeof(raw), "'1,%lld'", version);
 	char enc[80];
-	size_t o = 0;
-	for (int i = 0; i < n; i += 3) {
-		unsigned v = (unsigned char)raw[i] << 16;
-		if (i + 1 < n)
-			v |= (unsigned char)raw[i + 1] << 8;
-		if (i + 2 < n)
-			v |= (unsigned char)raw[i + 2];
-		enc[o++] = b64[(v >> 18) & 63];
-		enc[o++] = b64[(v >> 12) & 63];
-		enc[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-		enc[o++] = i + 2 < n ? b64[v & 63] : '=';
-	}
-	enc[o] = '\0';
+	b64_encode(raw, (size_t)n, enc, sizeof(enc));
 	snprintf(buf, len, "W/\"%s\"", enc);
+}
+
+int api_etag_version(const struct api *a, const char *etag, long long *version)
+{
+	size_t n = strlen(etag);
+	if (n < 5 || n > 80 || strncmp(etag, "W/\"", 3) != 0 || etag[n - 1] != '"')
+		return -1;
+	char text[64];
+	const char *in = etag + 3;
+	size_t len = n - 4;
+	if (a->flavour == SCHEMA_CE) {
+		snprintf(text, sizeof(text), "%.*s", (int)len, in);
+	} else {
+		/* base64 of '1,<version>' */
+		long dl = b64_decode(in, len, text, sizeof(text));
+		if (dl < 0)
+			return -1;
+		size_t o = (size_t)dl;
+		if (o < 5 || text[0] != '\'' || text[o - 1] != '\'' || strncmp(text + 1, "1,", 2) != 0)
+			return -1;
+		memmove(text, text + 3, o - 4);
+		text[o - 4] = '\0';
+	}
+	char *end = NULL;
+	errno = 0;
+	long long v = strtoll(text, &end, 10);
+	if (errno || end == text || *end || v <= 0)
+		return -1;
+	/* only the exact text api_etag writes names a version */
+	char again[96];
+	api_etag(a, v, again, sizeof(again));
+	if (strcmp(again, etag) != 0)
+		return -1;
+	*version = v;
+	return 0;
 }
 
 /* Name under which a field is stored in a record: lookups by their "_x_value" name. */
@@ -731,14 +763,12 @@ struct batch_state {
 	size_t nrefs;
 };
 
-/* Runs one inner request; its response goes to st->resps[st->nresp++]. Returns its status. */
-static int run_one(struct batch_state *st, struct api_txn *t, const struct odata_batch_request *r)
+/* The inner request r as the flavour's handlers take it (hdrs: ODATA_BATCH_MAX_HEADERS entries).
+ * Returns its path (allocated: free it; inner's path and query point into it), or NULL with resp
+ * filled when the URL is not under the service root. */
+static char *inner_request(struct batch_state *st, const struct api_txn *t, const struct odata_batch_request *r,
+			   struct server_header *hdrs, struct server_request *inner, struct server_response *resp)
 {
-	struct server_response *resp = &st->resps[st->nresp];
-	struct odata_batch_response *br = &st->bresp[st->nresp];
-	struct odata_batch_header *bh = &st->bhdrs[st->nresp * SERVER_MAX_RESPONSE_HEADERS];
-	st->nresp++;
-	struct server_header hdrs[ODATA_BATCH_MAX_HEADERS];
 	size_t nh = 0;
 	for (size_t i = 0; i < r->nheaders && nh < ODATA_BATCH_MAX_HEADERS; i++, nh++) {
 		hdrs[nh].name = (char *)r->headers[i].name;
@@ -752,26 +782,39 @@ static int run_one(struct batch_state *st, struct api_txn *t, const struct odata
 				 r->url);
 		else
 			snprintf(msg, sizeof(msg), "The request URI '%.100s' is not under the service root.", r->url);
-		api_std_error(st->a, resp, SCHEMA_E_BAD_REQUEST, NULL, msg);
-	} else {
-		char *q = strchr(path, '?');
-		if (q)
-			*q++ = '\0';
-		struct server_request inner = {
-			.method = r->method,
-			.path = path,
-			.query = q ? q : "",
-			.headers = hdrs,
-			.nheaders = nh,
-			.body = r->body,
-			.body_len = r->body_len,
-		};
-		st->exec(st->a, t, &inner, path + strlen(st->a->prefix), resp);
-		if (resp->status == 0)
-			api_std_error(st->a, resp, SCHEMA_E_BAD_REQUEST, NULL, "Resource not found for the segment.");
-		free(path);
+		if (resp)
+			api_std_error(st->a, resp, SCHEMA_E_BAD_REQUEST, NULL, msg);
+		return NULL;
 	}
-	/* Remember where a Content-ID points for later "$n" references. */
+	char *q = strchr(path, '?');
+	if (q)
+		*q++ = '\0';
+	*inner = (struct server_request){
+		.method = r->method,
+		.path = path,
+		.query = q ? q : "",
+		.headers = hdrs,
+		.nheaders = nh,
+		.body = r->body,
+		.body_len = r->body_len,
+	};
+	return path;
+}
+
+/* Takes the next response slot for an inner request. */
+static struct server_response *next_response(struct batch_state *st)
+{
+	return &st->resps[st->nresp++];
+}
+
+/* Files the inner response of r (the last slot taken): its batch response, and where its
+ * Content-ID points for later "$n" references. Returns its status. */
+static int file_response(struct batch_state *st, const struct odata_batch_request *r)
+{
+	size_t at = st->nresp - 1;
+	struct server_response *resp = &st->resps[at];
+	struct odata_batch_response *br = &st->bresp[at];
+	struct odata_batch_header *bh = &st->bhdrs[at * SERVER_MAX_RESPONSE_HEADERS];
 	const char *loc = server_response_get_header(resp, "OData-EntityId");
 	if (!loc)
 		loc = server_response_get_header(resp, "Location");
@@ -802,13 +845,133 @@ static int run_one(struct batch_state *st, struct api_txn *t, const struct odata
 	return resp->status;
 }
 
-void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec, struct server_response *resp)
+/* Runs one inner request; its response goes to st->resps[st->nresp++]. Returns its status. */
+static int run_one(struct batch_state *st, struct api_txn *t, const struct odata_batch_request *r)
+{
+	struct server_response *resp = next_response(st);
+	struct server_header hdrs[ODATA_BATCH_MAX_HEADERS];
+	struct server_request inner;
+	char *path = inner_request(st, t, r, hdrs, &inner, resp);
+	if (path) {
+		st->exec(st->a, t, &inner, path + strlen(st->a->prefix), resp);
+		if (resp->status == 0)
+			api_std_error(st->a, resp, SCHEMA_E_BAD_REQUEST, NULL, "Resource not found for the segment.");
+		free(path);
+	}
+	return file_response(st, r);
+}
+
+/* The parts of a $batch served by quick writes (api_quick_ops): prepared per part, written a run
+ * at a time. */
+struct quick_runs {
+	const struct api_quick_ops *ops;
+	struct api_quick *q; /* one per part */
+	int *ready;          /* the part's q is prepared (and, once its run is written, has a result) */
+	size_t end;          /* parts before this one have been looked at */
+};
+
+/* At most this many parts in one run (one estore_patch_many call). */
+#define QUICK_RUN_MAX 512
+
+static void quick_clear(struct api_quick *q)
+{
+	free(q->keyvalue);
+	free(q->fields);
+	estore_patch_clear(&q->patch);
+	memset(q, 0, sizeof(*q));
+}
+
+/* Whether part p is a single request that qr->ops serves, of a record no part of the run (from
+ * `first`) names; prepares qr->q[p]. */
+static int quick_prepare(struct batch_state *st, struct quick_runs *qr, const struct odata_batch_part *part,
+			 size_t p, size_t first)
+{
+	if (part->nrequests != 1 || part->requests[0].url[0] == '$')
+		return 0;
+	struct api_txn none;
+	memset(&none, 0, sizeof(none));
+	struct server_header hdrs[ODATA_BATCH_MAX_HEADERS];
+	struct server_request inner;
+	char *path = inner_request(st, &none, &part->requests[0], hdrs, &inner, NULL);
+	if (!path)
+		return 0;
+	int ok = qr->ops->prepare(st->a, &inner, path + strlen(st->a->prefix), &qr->q[p]);
+	free(path);
+	for (size_t k = first; ok && k < p; k++)
+		if (qr->q[k].e == qr->q[p].e && strcasecmp(qr->q[k].keyvalue, qr->q[p].keyvalue) == 0)
+			ok = 0;
+	if (!ok)
+		quick_clear(&qr->q[p]);
+	return ok;
+}
+
+/* Prepares the run of parts that starts at p and writes it. */
+static void quick_run(struct batch_state *st, struct quick_runs *qr, const struct odata_batch *b, size_t p)
+{
+	size_t end = p;
+	while (end < b->nparts && end - p < QUICK_RUN_MAX && quick_prepare(st, qr, &b->parts[end], end, p))
+		qr->ready[end++] = 1;
+	qr->end = end > p ? end : p + 1;
+	if (end == p)
+		return;
+	struct estore_patch *patches = calloc(end - p, sizeof(*patches));
+	char err[256];
+	if (patches) {
+		for (size_t k = p; k < end; k++)
+			patches[k - p] = qr->q[k].patch;
+		if (estore_patch_many(st->a->store, patches, end - p, err, sizeof(err)) < 0)
+			log_warn("batch: pipelined writes failed; the parts run one by one", "error", err);
+		for (size_t k = p; k < end; k++)
+			qr->q[k].patch = patches[k - p];
+		free(patches);
+	}
+	for (size_t k = p; k < end; k++)
+		if (qr->q[k].patch.rc != 0) {
+			/* not written: the part runs the usual way, which finds out why */
+			quick_clear(&qr->q[k]);
+			qr->ready[k] = 0;
+		}
+}
+
+/* Answers part `part` (index p) from its quick write, as a committed one-request part. */
+static void quick_answer(struct batch_state *st, struct quick_runs *qr, const struct odata_batch_part *part, size_t p,
+			 struct odata_batch_response_part *rp)
+{
+	struct api_txn t;
+	memset(&t, 0, sizeof(t));
+	t.refs = st->refs;
+	t.nrefs = &st->nrefs;
+	t.in_changeset = part->changeset;
+	estore_new_guid(t.correlation_id);
+	size_t first = st->nresp;
+	struct server_response *resp = next_response(st);
+	struct server_header hdrs[ODATA_BATCH_MAX_HEADERS];
+	struct server_request inner;
+	char *path = inner_request(st, &t, &part->requests[0], hdrs, &inner, resp);
+	if (path) {
+		qr->ops->respond(st->a, &t, &inner, &qr->q[p], resp);
+		free(path);
+	}
+	(void)file_response(st, &part->requests[0]);
+	announce(st->a, &t);
+	txn_free_changes(&t);
+	quick_clear(&qr->q[p]);
+	qr->ready[p] = 0;
+	rp->changeset = part->changeset;
+	rp->responses = &st->bresp[first];
+	rp->nresponses = 1;
+}
+
+void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec, const struct api_quick_ops *quick,
+	       struct server_response *resp)
 {
 	struct odata_batch b;
 	struct batch_state st;
+	struct quick_runs qr;
 	char err[512];
 	memset(&b, 0, sizeof(b));
 	memset(&st, 0, sizeof(st));
+	memset(&qr, 0, sizeof(qr));
 	if (strcmp(req->method, "POST") != 0) {
 		api_std_error(a, resp, SCHEMA_E_METHOD_NOT_ALLOWED, NULL, "$batch accepts POST only.");
 		return;
@@ -828,7 +991,12 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 	st.bhdrs = calloc((nreq + 1) * SERVER_MAX_RESPONSE_HEADERS, sizeof(*st.bhdrs));
 	st.rparts = calloc(b.nparts + 1, sizeof(*st.rparts));
 	st.refs = calloc(nreq + 1, sizeof(*st.refs));
-	if (!st.resps || !st.bresp || !st.bhdrs || !st.rparts || !st.refs) {
+	if (quick && keep_going) {
+		qr.ops = quick;
+		qr.q = calloc(b.nparts + 1, sizeof(*qr.q));
+		qr.ready = calloc(b.nparts + 1, sizeof(*qr.ready));
+	}
+	if (!st.resps || !st.bresp || !st.bhdrs || !st.rparts || !st.refs || (qr.ops && (!qr.q || !qr.ready))) {
 		api_std_error(a, resp, SCHEMA_E_INTERNAL, NULL, "Out of memory.");
 		goto out;
 	}
@@ -839,6 +1007,12 @@ void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec
 	int defer = 1;
 	for (size_t p = 0; p < b.nparts && !failed_status; p++) {
 		const struct odata_batch_part *part = &b.parts[p];
+		if (qr.ops && p >= qr.end)
+			quick_run(&st, &qr, &b, p);
+		if (qr.ops && qr.ready[p]) {
+			quick_answer(&st, &qr, part, p, &st.rparts[st.nrparts++]);
+			continue;
+		}
 		struct api_txn t;
 		memset(&t, 0, sizeof(t));
 		t.refs = st.refs;
@@ -953,6 +1127,11 @@ out:
 			free(st.refs[i].path);
 		}
 	free(st.refs);
+	if (qr.q)
+		for (size_t p = 0; p < b.nparts; p++)
+			quick_clear(&qr.q[p]);
+	free(qr.q);
+	free(qr.ready);
 	free(st.resps);
 	free(st.bresp);
 	free(st.bhdrs);

@@ -94,6 +94,8 @@ void api_std_error(struct api *a, struct server_response *resp, enum schema_std_
 
 /* The ETag text for a version: CE W/"<version>", FO W/"<base64 of '1,<version>'>". */
 void api_etag(const struct api *a, long long version, char *buf, size_t len);
+/* The version an ETag of api_etag names: 0 with *version, -1 when it is not such an ETag. */
+int api_etag_version(const struct api *a, const char *etag, long long *version);
 
 /* Canonical text of one key of a record: a JSON array of the key fields' values as text, or NULL
  * when a field is missing or null. `data` is the stored record. New string, caller frees. */
@@ -140,12 +142,36 @@ cJSON *api_parse_body(struct api *a, const struct server_request *req, struct se
 int api_prefer(const struct server_request *req, const char *token);
 
 /*
+ * A $batch request a flavour can serve as one pipelined store write (estore_patch_many): an update
+ * by key that needs nothing read first. prepare fills q (and q->patch's inputs, pointing into q)
+ * and returns 1 for such a request, 0 otherwise (it is then run the usual way); respond answers
+ * from q->patch after a write (rc 0) and notes the change in t.
+ */
+struct api_quick {
+	const struct schema_entity *e;
+	char set[128];
+	char *keyvalue; /* canonical key text (owned) */
+	char *fields;   /* the merge's JSON text (owned) */
+	struct estore_patch patch;
+};
+struct api_quick_ops {
+	int (*prepare)(struct api *a, const struct server_request *req, const char *rel, struct api_quick *q);
+	void (*respond)(struct api *a, struct api_txn *t, const struct server_request *req, const struct api_quick *q,
+			struct server_response *resp);
+};
+
+/*
  * Serves POST $batch: parses the multipart body, runs each top-level request in its own unit of
  * work and each changeset in one (all or nothing), substituting Content-ID references, and writes
  * the multipart response. Without Prefer: odata.continue-on-error the first failure stops
  * processing (CE: the batch answers with the failing status; FO: 200).
+ * With continue-on-error and `quick` (may be NULL), each run of consecutive parts that are single
+ * requests `quick` can serve, of different records, is written in one pipelined round trip first;
+ * a part whose write did not happen (not found, another version, a store error) then runs the
+ * usual way in its turn, which gives it its exact answer.
  */
-void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec, struct server_response *resp);
+void api_batch(struct api *a, const struct server_request *req, api_exec_fn exec, const struct api_quick_ops *quick,
+	       struct server_response *resp);
 
 /* Looks up a Content-ID reference "$n" in t's batch context; returns the entity path or NULL. */
 const char *api_ref_lookup(const struct api_txn *t, const char *ref);

@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "b64.h"
+
 #define AUTH_BUCKETS 1024
 #define AUTH_MAX_TOKENS 100000
 #define AUTH_TOKEN_HEX 64
@@ -185,26 +187,13 @@ static void basic_credentials(const struct server_request *req, char **id, char 
 	char *out = malloc(n + 1);
 	if (!out)
 		return;
-	size_t o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n && in[i] != '='; i++) {
-		const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-		const char *pos = strchr(alpha, in[i]);
-		if (!pos || !in[i]) {
-			free(out);
-			return;
-		}
-		acc = (acc << 6) | (unsigned)(pos - alpha);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
+	long o = b64_decode(in, n, out, n + 1);
+	if (o < 0) {
+		free(out);
+		return;
 	}
-	out[o] = '\0';
 	char *colon = strchr(out, ':');
-	if (colon && strlen(out) == o) {
+	if (colon && strlen(out) == (size_t)o) {
 		*colon = '\0';
 		*id = strdup(out);
 		*secret = strdup(colon + 1);

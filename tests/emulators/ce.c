@@ -872,7 +872,7 @@ void ce_handle(void *ctx, const struct server_request *req, struct server_respon
 		return;
 	}
 	if (strcmp(rel, "$batch") == 0) {
-		api_batch(a, req, ce_exec, resp);
+		api_batch(a, req, ce_exec, NULL, resp);
 		return;
 	}
 	struct api_txn t;

@@ -262,6 +262,18 @@ void estore_close(struct estore *s)
 	free(s);
 }
 
+/* Opens the session again (after a broken connection, or one left in an unknown state) with the
+ * settings and prepared statements of a new one. */
+static void reopen(PGconn *c)
+{
+	char err[256];
+	PQreset(c);
+	if (PQstatus(c) == CONNECTION_OK &&
+	    (exec_ok(c, "SET synchronous_commit = off", err, sizeof(err)) < 0 ||
+	     exec_ok(c, "SET statement_timeout = '30s'", err, sizeof(err)) < 0 || prepare_all(c, err, sizeof(err)) < 0))
+		log_warn("store: reconnect setup failed", "error", err);
+}
+
 static int checkout(struct estore *s)
 {
 	pthread_mutex_lock(&s->mu);
@@ -275,14 +287,8 @@ static int checkout(struct estore *s)
 static void checkin(struct estore *s, int idx)
 {
 	/* A connection broken by a server restart is reset before it goes back. */
-	if (PQstatus(s->conns[idx]) != CONNECTION_OK) {
-		char err[256];
-		PQreset(s->conns[idx]);
-		if (PQstatus(s->conns[idx]) == CONNECTION_OK &&
-		    (exec_ok(s->conns[idx], "SET synchronous_commit = off", err, sizeof(err)) < 0 ||
-		     prepare_all(s->conns[idx], err, sizeof(err)) < 0))
-			log_warn("store: reconnect setup failed", "error", err);
-	}
+	if (PQstatus(s->conns[idx]) != CONNECTION_OK)
+		reopen(s->conns[idx]);
 	pthread_mutex_lock(&s->mu);
 	s->free_idx[s->nfree++] = idx;
 	pthread_cond_signal(&s->cv);
@@ -469,6 +475,18 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING 1)"                   \
 	" SELECT 1 / (SELECT count(*) FROM u)::int"
 
+/* estore_patch_many's statement: locks the live record found by key, writes the merge when its
+ * version is the one asked for (0: any), and answers the record after the write (RECORD_COLS) and,
+ * when $6, its data before (with its version and modified time). No row: nothing written. */
+#define SQL_PATCH_KEY                                                                                             \
+	"WITH o AS (SELECT id, version, data, modified_at FROM emu_record WHERE entity = $1 AND NOT deleted AND id = ("          \
+	"SELECT id FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) FOR UPDATE)"           \
+	" UPDATE emu_record u SET data = u.data || $4::jsonb, version = nextval('emu_version'), modified_at = now()," \
+	" writes = u.writes + 1 FROM o WHERE u.entity = $1 AND u.id = o.id AND ($5::bigint = 0 OR o.version = $5::bigint)" \
+	" RETURNING u.id::text, u.data::text, u.version, (extract(epoch from u.created_at) * 1000)::bigint,"        \
+	" (extract(epoch from u.modified_at) * 1000)::bigint, u.deleted, u.writes,"                                 \
+	" CASE WHEN $6::boolean THEN o.data::text END, o.version, (extract(epoch from o.modified_at) * 1000)::bigint"
+
 /* Transaction control and the fence, sent for every transaction: prepared too (no parse each time). */
 #define SQL_BEGIN "BEGIN"
 #define SQL_COMMIT "COMMIT"
@@ -476,7 +494,7 @@ void estore_records_free(struct estore_record *recs, size_t n)
 
 static const char *const PREPARED[] = {SQL_BEGIN, SQL_COMMIT, SQL_FENCE, SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
 				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
-				       SQL_CREATE_MANY, SQL_FIND_GET, SQL_FIND_GET_NEXT, SQL_UPDATE_AT};
+				       SQL_CREATE_MANY, SQL_FIND_GET, SQL_FIND_GET_NEXT, SQL_UPDATE_AT, SQL_PATCH_KEY};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -559,7 +577,7 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 	if (!sent || !PQpipelineSync(c)) {
 		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
 		PGresult *e = PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
-		PQreset(c);
+		reopen(c);
 		return e;
 	}
 	PGresult *first_bad = NULL, *last = NULL;
@@ -582,7 +600,7 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 		PQclear(first_bad);
 		PQclear(last);
 		PGresult *e = PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
-		PQreset(c);
+		reopen(c);
 		return e;
 	}
 	if (first_bad) {
@@ -790,7 +808,7 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 	    !PQpipelineSync(c)) {
 		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
 		pg_err(errbuf, errlen, "update and commit", c, NULL);
-		PQreset(c);
+		reopen(c);
 		return ESTORE_EDB;
 	}
 	int rc = 0;
@@ -807,7 +825,7 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 	}
 	PQclear(PQgetResult(c)); /* the sync */
 	if (PQexitPipelineMode(c) != 1) {
-		PQreset(c);
+		reopen(c);
 		return ESTORE_EDB;
 	}
 	if (rc != 0) {
@@ -815,6 +833,128 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 		(void)exec_ok(c, "ROLLBACK", ignore, sizeof(ignore));
 	}
 	return rc;
+}
+
+/* At most this many patches, and this much text, in one pipeline: what is sent stays well under
+ * the socket buffers, so the sender never waits on a server that waits on its unread answers. */
+#define ESTORE_PATCH_PIPELINE 32
+#define ESTORE_PATCH_PIPELINE_BYTES (128 * 1024)
+
+/* Reads the next result of the pipeline and the NULL that ends it. */
+static PGresult *pipeline_result(PGconn *c)
+{
+	PGresult *r = PQgetResult(c), *extra;
+	if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
+		return r; /* a sync has no NULL after it */
+	while ((extra = PQgetResult(c)) != NULL)
+		PQclear(extra);
+	return r;
+}
+
+/* One patch's answer (the rows of SQL_PATCH_KEY) into p. */
+static void patch_result(struct estore_patch *p, PGresult *r, PGconn *c, char *errbuf, size_t errlen)
+{
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_err(errbuf, errlen, "patch record", c, r);
+		p->rc = ESTORE_EDB;
+	} else if (PQntuples(r) == 0) {
+		p->rc = ESTORE_NOTFOUND;
+	} else if (row_to_record(r, 0, &p->rec, errbuf, errlen) < 0) {
+		p->rc = ESTORE_EDB;
+	} else {
+		p->rc = 0;
+		if (p->want_old && !PQgetisnull(r, 0, 7)) {
+			snprintf(p->old.id, sizeof(p->old.id), "%s", p->rec.id);
+			p->old.data = cJSON_ParseWithLength(PQgetvalue(r, 0, 7), (size_t)PQgetlength(r, 0, 7));
+			p->old.version = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+			p->old.created_ms = p->rec.created_ms;
+			p->old.modified_ms = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
+		}
+	}
+}
+
+/* Sends and reads one pipeline of p[0..n). 0, or ESTORE_EDB when the connection failed (every rc
+ * not yet read is then ESTORE_EDB; the connection is reset). */
+static int patch_pipeline(struct estore *s, PGconn *c, struct estore_patch *p, size_t n, char *errbuf,
+			  size_t errlen)
+{
+	if (PQenterPipelineMode(c) != 1) {
+		pg_err(errbuf, errlen, "pipeline", c, NULL);
+		return ESTORE_EDB;
+	}
+	int sent = 1;
+	for (size_t i = 0; i < n && sent; i++) {
+		char ver[24];
+		snprintf(ver, sizeof(ver), "%lld", p[i].if_version);
+		const char *params[] = {p[i].entity, p[i].keyname, p[i].keyvalue, p[i].fields, ver,
+					p[i].want_old ? "t" : "f"};
+		/* fence and write in the implicit transaction that the sync commits */
+		sent = send_px(c, SQL_FENCE, 0, NULL) && send_px(c, SQL_PATCH_KEY, 6, params) && PQpipelineSync(c);
+	}
+	if (!sent) {
+		/* Cannot tell what reached the server: drop the session (checkin reconnects). */
+		pg_err(errbuf, errlen, "patch pipeline", c, NULL);
+		reopen(c);
+		return ESTORE_EDB;
+	}
+	for (size_t i = 0; i < n; i++) {
+		PGresult *fence = pipeline_result(c);
+		PGresult *write = pipeline_result(c);
+		PGresult *sync = pipeline_result(c);
+		if (!fence || !write || PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+			PQclear(fence);
+			PQclear(write);
+			PQclear(sync);
+			pg_err(errbuf, errlen, "patch pipeline", c, NULL);
+			reopen(c);
+			return ESTORE_EDB;
+		}
+		if (PQresultStatus(fence) != PGRES_TUPLES_OK) {
+			pg_err(errbuf, errlen, "write fence", c, fence);
+			p[i].rc = ESTORE_EDB;
+		} else {
+			patch_result(&p[i], write, c, errbuf, errlen);
+		}
+		if (p[i].rc == 0) {
+			pthread_mutex_lock(&s->stat_mu);
+			count_locked(s, p[i].entity, ESTORE_OP_UPDATE, 1);
+			pthread_mutex_unlock(&s->stat_mu);
+		}
+		PQclear(fence);
+		PQclear(write);
+		PQclear(sync);
+	}
+	if (PQexitPipelineMode(c) != 1) {
+		pg_err(errbuf, errlen, "pipeline", c, NULL);
+		reopen(c);
+	}
+	return 0;
+}
+
+int estore_patch_many(struct estore *s, struct estore_patch *p, size_t n, char *errbuf, size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		p[i].rc = ESTORE_EDB;
+		memset(&p[i].rec, 0, sizeof(p[i].rec));
+		memset(&p[i].old, 0, sizeof(p[i].old));
+	}
+	int idx = checkout(s), rc = 0;
+	for (size_t at = 0; at < n && rc == 0;) {
+		size_t k = 0, bytes = 0;
+		while (at + k < n && k < ESTORE_PATCH_PIPELINE &&
+		       (k == 0 || bytes + strlen(p[at + k].fields) <= ESTORE_PATCH_PIPELINE_BYTES))
+			bytes += strlen(p[at + k++].fields);
+		rc = patch_pipeline(s, s->conns[idx], p + at, k, errbuf, errlen);
+		at += k;
+	}
+	checkin(s, idx);
+	return rc;
+}
+
+void estore_patch_clear(struct estore_patch *p)
+{
+	estore_record_clear(&p->rec);
+	estore_record_clear(&p->old);
 }
 
 static int write_keys(struct estore_tx *tx, const char *entity, const char *id, const cJSON *keys, char *errbuf,

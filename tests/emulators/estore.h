@@ -144,6 +144,41 @@ int estore_deferred_failed(const struct estore_tx *tx);
 int estore_merge(struct estore_tx *tx, const char *entity, const char *id, const cJSON *patch, long long *version_out,
 		 char *errbuf, size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * One write of estore_patch_many: merges `fields` (a JSON object's text; top-level members replace
+ * the stored ones) into the live record of `entity` whose key row `keyname` holds `keyvalue`
+ * (compared case-insensitively), when its version is `if_version` (0: any version). The caller
+ * fills the first five members; the call fills the rest: rc 0 with `rec` (the record after the
+ * write) and, when want_old, `old` (the record before it; its data NULL when not wanted), ESTORE_NOTFOUND when
+ * nothing was written (no such live record, or another version: the caller finds out which the
+ * usual way), or ESTORE_EDB.
+ */
+struct estore_patch {
+	const char *entity;
+	const char *keyname;
+	const char *keyvalue;
+	const char *fields;
+	long long if_version;
+	int want_old;
+	int rc;
+	struct estore_record rec;
+	struct estore_record old;
+};
+
+/*
+ * Runs each patch as a transaction of its own (write fence, then one statement that locks, checks
+ * and writes the record), all of them pipelined on one pooled connection: one PostgreSQL round trip
+ * for a run of patches instead of two per patch. The patches must be of different records (their
+ * order is not kept). Each committed patch counts as an update. Returns 0 (see each patch's rc) or
+ * ESTORE_EDB when the connection failed before any result could be read (every rc is then
+ * ESTORE_EDB too). Clear the results with estore_patch_clear.
+ */
+int estore_patch_many(struct estore *s, struct estore_patch *p, size_t n, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Frees what a patch's results hold (rec, old). */
+void estore_patch_clear(struct estore_patch *p);
+
 /* Deletes a live record (tombstone with a new version, key rows removed). 0, ESTORE_NOTFOUND or
  * ESTORE_EDB. */
 int estore_delete(struct estore_tx *tx, const char *entity, const char *id, long long *version_out, char *errbuf,

@@ -303,6 +303,56 @@ out:
 	cJSON_Delete(data);
 }
 
+/* The record a request's path names: "<set>(<primary key>)". Fills e, set, key and *text (the
+ * key's canonical text, caller frees). 0; 1 when the path is the set itself (*rest_out is ""); -1
+ * when it names nothing, with resp (when not NULL) filled. */
+static int parse_record_path(struct api *a, const char *rel, const struct schema_entity **e_out, char set[128],
+			     struct odata_key *key, char **text, struct server_response *resp)
+{
+	char err[256];
+	size_t setlen = strcspn(rel, "(/");
+	*text = NULL;
+	if (setlen == 0 || setlen >= 128) {
+		if (resp)
+			api_std_error(a, resp, SCHEMA_E_NOT_FOUND, NULL, "Resource not found for the segment.");
+		return -1;
+	}
+	snprintf(set, 128, "%.*s", (int)setlen, rel);
+	const struct schema_entity *e = schema_entity_by_set(a->schema, set);
+	*e_out = e;
+	if (!e) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "No HTTP resource was found that matches the request URI '%s%s%.100s'.",
+			 a->base_url, a->prefix, set);
+		if (resp)
+			server_response_odata_error(resp, 404, "", msg);
+		return -1;
+	}
+	const char *rest = rel + setlen;
+	if (*rest == '/') {
+		if (resp)
+			api_std_error(a, resp, SCHEMA_E_BAD_REQUEST, e, "The emulator does not serve property paths.");
+		return -1;
+	}
+	if (*rest == '\0')
+		return 1;
+	if (odata_key_parse(rest, strlen(rest), NULL, key, err, sizeof(err)) < 0) {
+		if (resp)
+			api_std_error(a, resp, SCHEMA_E_BAD_KEY, e, err);
+		return -1;
+	}
+	const char *names[ODATA_KEY_MAX_PARTS];
+	for (size_t i = 0; i < key->nparts; i++)
+		names[i] = key->parts[i].name ? key->parts[i].name : "";
+	if (schema_key_match(e, names, key->nparts) != &e->primary_key ||
+	    !(*text = api_key_text_from_url(e, &e->primary_key, key->parts, key->nparts))) {
+		if (resp)
+			api_std_error(a, resp, SCHEMA_E_BAD_KEY, e, NULL);
+		return -1;
+	}
+	return 0;
+}
+
 void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req, const char *rel,
 	     struct server_response *resp)
 {
@@ -313,27 +363,12 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 	char *text = NULL;
 	memset(&key, 0, sizeof(key));
 	memset(&rec, 0, sizeof(rec));
-	size_t setlen = strcspn(rel, "(/");
 	char set[128];
-	if (setlen == 0 || setlen >= sizeof(set)) {
-		api_std_error(a, resp, SCHEMA_E_NOT_FOUND, NULL, "Resource not found for the segment.");
-		return;
-	}
-	snprintf(set, sizeof(set), "%.*s", (int)setlen, rel);
-	const struct schema_entity *e = schema_entity_by_set(a->schema, set);
-	if (!e) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "No HTTP resource was found that matches the request URI '%s%s%.100s'.",
-			 a->base_url, a->prefix, set);
-		server_response_odata_error(resp, 404, "", msg);
-		return;
-	}
-	const char *rest = rel + setlen;
-	if (*rest == '/') {
-		api_std_error(a, resp, SCHEMA_E_BAD_REQUEST, e, "The emulator does not serve property paths.");
-		return;
-	}
-	if (*rest == '\0') {
+	const struct schema_entity *e = NULL;
+	int path = parse_record_path(a, rel, &e, set, &key, &text, resp);
+	if (path < 0)
+		goto out;
+	if (path == 1) {
 		if (strcmp(req->method, "GET") == 0) {
 			char *cc = server_request_query_param(req, "cross-company");
 			int cross = cc && strcasecmp(cc, "true") == 0;
@@ -348,18 +383,7 @@ void fo_exec(struct api *a, struct api_txn *t, const struct server_request *req,
 		}
 		goto out;
 	}
-	if (odata_key_parse(rest, strlen(rest), NULL, &key, err, sizeof(err)) < 0) {
-		api_std_error(a, resp, SCHEMA_E_BAD_KEY, e, err);
-		goto out;
-	}
-	const char *names[ODATA_KEY_MAX_PARTS];
-	for (size_t i = 0; i < key.nparts; i++)
-		names[i] = key.parts[i].name ? key.parts[i].name : "";
-	if (schema_key_match(e, names, key.nparts) != &e->primary_key ||
-	    !(text = api_key_text_from_url(e, &e->primary_key, key.parts, key.nparts))) {
-		api_std_error(a, resp, SCHEMA_E_BAD_KEY, e, NULL);
-		goto out;
-	}
+	const char *rest = rel + strlen(set);
 	/* a write gets its version with the locking read, so that its update can go with the commit */
 	int writes = strcmp(req->method, "PATCH") == 0 || strcmp(req->method, "PUT") == 0;
 	long long next_version = 0;
@@ -410,6 +434,95 @@ out:
 	odata_key_clear(&key);
 }
 
+/* Whether the key fields that body sets (if any) hold the values of the URL's key: FO refuses to
+ * change a key, so a body that would is left to do_update, which says so. */
+static int body_keeps_key(const struct schema_entity *e, const cJSON *body, const struct odata_key *key)
+{
+	for (size_t i = 0; i < e->primary_key.n_fields; i++) {
+		const char *k = e->primary_key.fields[i];
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, k);
+		if (!v)
+			continue;
+		const char *url_value = NULL;
+		for (size_t j = 0; j < key->nparts; j++)
+			if (key->parts[j].name && strcmp(key->parts[j].name, k) == 0)
+				url_value = key->parts[j].value;
+		if (!cJSON_IsString(v) || !url_value || strcasecmp(v->valuestring, url_value) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* api_quick_ops.prepare: a PATCH by primary key whose body is valid, changes no key and names a
+ * version (If-Match) the way this emulator writes ETags, or none. */
+static int quick_prepare(struct api *a, const struct server_request *req, const char *rel, struct api_quick *q)
+{
+	struct odata_key key;
+	char *text = NULL;
+	cJSON *body = NULL, *fields = NULL;
+	const struct schema_entity *e = NULL;
+	struct schema_error serr;
+	long long version = 0;
+	int ok = 0;
+	memset(&key, 0, sizeof(key));
+	memset(q, 0, sizeof(*q));
+	if (strcmp(req->method, "PATCH") != 0)
+		return 0;
+	const char *im = server_request_header(req, "If-Match");
+	if (im && strcmp(im, "*") != 0 && api_etag_version(a, im, &version) < 0)
+		goto out;
+	if (parse_record_path(a, rel, &e, q->set, &key, &text, NULL) != 0)
+		goto out;
+	body = req->body && req->body_len ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
+	memset(&serr, 0, sizeof(serr));
+	if (!cJSON_IsObject(body) || schema_validate(a->schema, e, body, SCHEMA_OP_UPDATE, &serr) < 0 ||
+	    !body_keeps_key(e, body, &key))
+		goto out;
+	fields = cJSON_CreateObject();
+	if (!fields || apply_body(e, body, fields) < 0 || !(q->fields = cJSON_PrintUnformatted(fields)))
+		goto out;
+	q->e = e;
+	q->keyvalue = text;
+	text = NULL;
+	q->patch = (struct estore_patch){.entity = e->set_names[0],
+					 .keyname = "primary",
+					 .keyvalue = q->keyvalue,
+					 .fields = q->fields,
+					 .if_version = version,
+					 .want_old = api_notify_wanted(a)};
+	ok = 1;
+out:
+	if (!ok) {
+		free(q->fields);
+		q->fields = NULL;
+	}
+	free(text);
+	cJSON_Delete(body);
+	cJSON_Delete(fields);
+	odata_key_clear(&key);
+	return ok;
+}
+
+/* api_quick_ops.respond: the answer of do_update for the write q->patch made. */
+static void quick_respond(struct api *a, struct api_txn *t, const struct server_request *req, const struct api_quick *q,
+			  struct server_response *resp)
+{
+	const struct schema_entity *e = q->e;
+	const struct estore_record *rec = &q->patch.rec;
+	api_txn_note(t, NOTIFY_UPDATE, e, rec->id, key_fields(e, rec->data), image(a, e, rec),
+		     q->patch.old.data ? image(a, e, &q->patch.old) : NULL, rec->version);
+	if (api_prefer(req, "return=representation")) {
+		respond_record(a, e, q->set, req, rec, 200, resp);
+	} else {
+		server_response_empty(resp, 204);
+		char etag[96];
+		api_etag(a, rec->version, etag, sizeof(etag));
+		server_response_header(resp, "ETag", etag);
+	}
+}
+
+static const struct api_quick_ops QUICK = {.prepare = quick_prepare, .respond = quick_respond};
+
 static void service_document(struct api *a, struct server_response *resp)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -443,7 +556,7 @@ void fo_handle(void *ctx, const struct server_request *req, struct server_respon
 		return;
 	}
 	if (strcmp(rel, "$batch") == 0) {
-		api_batch(a, req, fo_exec, resp);
+		api_batch(a, req, fo_exec, &QUICK, resp);
 		return;
 	}
 	struct api_txn t;

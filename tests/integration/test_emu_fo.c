@@ -16,6 +16,7 @@
 #include "harness.h"
 
 #include "emu_client.h"
+#include "odata_batch.h"
 
 /* A number unique to this run, for keys: the process id mixed with the start time, so a later run
  * with a recycled pid on a reused database does not meet this run's records. */
@@ -335,6 +336,154 @@ static void test_batch_changeset_failure_rolls_back(void **state)
 	emu_resp_free(&r);
 }
 
+/* The committed write count of a customer (admin API). */
+static long writes_of(const char *acct)
+{
+	char path[512];
+	struct emu_resp r;
+	snprintf(path, sizeof(path), "records/CustomersV3?key=%%28dataAreaId%%3D%%27usmf%%27%%2CCustomerAccount%%3D%%27%s%%27%%29",
+		 acct);
+	emu_admin(base, "GET", path, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	long n = (long)cJSON_GetObjectItem(j, "writes")->valuedouble;
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	return n;
+}
+
+/* The @odata.etag of a customer as read now. */
+static void etag_of(const char *acct, char *out, size_t len)
+{
+	char rel[256];
+	struct emu_resp r;
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", acct);
+	call("GET", rel, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = emu_json(&r);
+	snprintf(out, len, "%s", cJSON_GetObjectItem(j, "@odata.etag")->valuestring);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+}
+
+/*
+ * A $batch of one-PATCH changesets with continue-on-error (what the apply worker sends): the
+ * emulator writes a run of them in one pipelined round trip, and each part still gets the answer
+ * it would get alone and in order: 200 with the representation, 412 for a stale If-Match, 404, 400
+ * for a key change or an invalid value, 204; two changesets of one record (keys in another case)
+ * apply in order; a write happens once per successful part and never for a failed one.
+ */
+static void test_batch_patches_answer_each_part(void **state)
+{
+	(void)state;
+	char a[21], b[21], c[21], missing[21], a_lower[21];
+	char etag_a[128], etag_b[128];
+	struct emu_resp r;
+	unique_account("QA", a);
+	unique_account("QB", b);
+	unique_account("QC", c);
+	unique_account("QM", missing);
+	const char *accts[] = {a, b, c};
+	for (int i = 0; i < 3; i++) {
+		create_customer("usmf", accts[i], &r);
+		assert_int_equal(r.status, 201);
+		emu_resp_free(&r);
+	}
+	etag_of(a, etag_a, sizeof(etag_a));
+	etag_of(b, etag_b, sizeof(etag_b));
+	char rel[256];
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", b);
+	call("PATCH", rel, "{\"CreditLimit\":2}", NULL, &r); /* etag_b is stale now */
+	assert_int_equal(r.status, 204);
+	emu_resp_free(&r);
+	for (size_t i = 0; a[i]; i++)
+		a_lower[i] = (char)(a[i] >= 'A' && a[i] <= 'Z' ? a[i] - 'A' + 'a' : a[i]);
+	a_lower[strlen(a)] = '\0';
+
+	struct {
+		const char *acct, *if_match, *body;
+		int representation, status;
+	} ops[] = {
+		{a, etag_a, "{\"OrganizationName\":\"A1\"}", 1, 200},
+		{b, etag_b, "{\"OrganizationName\":\"B1\"}", 0, 412},
+		{missing, NULL, "{\"OrganizationName\":\"M1\"}", 0, 404},
+		{c, NULL, "{\"CustomerAccount\":\"OTHER\"}", 0, 400},
+		{c, NULL, "{\"OnHoldStatus\":\"NotAMember\"}", 0, 400},
+		{c, NULL, "{\"CreditLimit\":5}", 0, 204},
+		{c, NULL, "{\"CreditLimit\":6}", 0, 204},
+		{a_lower, NULL, "{\"CustomerGroupId\":\"20\"}", 0, 204},
+	};
+	enum { N = sizeof(ops) / sizeof(ops[0]) };
+	char urls[N][256], ims[N][160];
+	struct odata_batch_header hdrs[N][3];
+	struct odata_batch_request reqs[N];
+	struct odata_batch_part parts[N];
+	for (size_t i = 0; i < N; i++) {
+		size_t nh = 0;
+		snprintf(urls[i], sizeof(urls[i]), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", ops[i].acct);
+		hdrs[i][nh++] = (struct odata_batch_header){"Content-Type", "application/json"};
+		if (ops[i].if_match) {
+			snprintf(ims[i], sizeof(ims[i]), "%s", ops[i].if_match);
+			hdrs[i][nh++] = (struct odata_batch_header){"If-Match", ims[i]};
+		}
+		if (ops[i].representation)
+			hdrs[i][nh++] = (struct odata_batch_header){"Prefer", "return=representation"};
+		reqs[i] = (struct odata_batch_request){.method = "PATCH", .url = urls[i], .headers = hdrs[i],
+						       .nheaders = nh, .body = ops[i].body,
+						       .body_len = strlen(ops[i].body)};
+		parts[i] = (struct odata_batch_part){.changeset = 1, .requests = &reqs[i], .nrequests = 1};
+	}
+	char *body = NULL, *ctype = NULL, err[256];
+	size_t blen = 0;
+	assert_int_equal(odata_batch_request_build(parts, N, "quick", &body, &blen, &ctype, err, sizeof(err)), 0);
+	char url[512], ct[300];
+	snprintf(url, sizeof(url), "%s/data/$batch", base);
+	snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+	const char *h[] = {auth_header, ct, "Prefer: odata.continue-on-error", NULL};
+	emu_http("POST", url, h, body, &r);
+	free(body);
+	free(ctype);
+	assert_int_equal(r.status, 200);
+	char rct[300];
+	assert_non_null(emu_header(&r, "Content-Type", rct, sizeof(rct)));
+	struct odata_batch_result res;
+	assert_int_equal(odata_batch_response_parse(rct, r.body, r.len, 1 << 24, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.nparts, N);
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(res.parts[i].nresponses, 1);
+		const struct odata_batch_response *x = &res.parts[i].responses[0];
+		if (x->status != ops[i].status)
+			fail_msg("part %zu (%s %s): status %d, expected %d", i, ops[i].acct, ops[i].body, x->status,
+				 ops[i].status);
+		if (x->status < 300)
+			assert_non_null(odata_batch_header_get(x->headers, x->nheaders, "ETag"));
+	}
+	const struct odata_batch_response *first = &res.parts[0].responses[0];
+	assert_non_null(first->body);
+	assert_non_null(strstr(first->body, "\"OrganizationName\":\"A1\""));
+	odata_batch_result_clear(&res);
+	emu_resp_free(&r);
+
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", a);
+	call("GET", rel, NULL, NULL, &r);
+	cJSON *j = emu_json(&r);
+	assert_string_equal(cJSON_GetObjectItem(j, "OrganizationName")->valuestring, "A1");
+	assert_string_equal(cJSON_GetObjectItem(j, "CustomerGroupId")->valuestring, "20");
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	snprintf(rel, sizeof(rel), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", c);
+	call("GET", rel, NULL, NULL, &r);
+	j = emu_json(&r);
+	assert_int_equal((int)cJSON_GetObjectItem(j, "CreditLimit")->valuedouble, 6);
+	assert_string_equal(cJSON_GetObjectItem(j, "CustomerAccount")->valuestring, c);
+	cJSON_Delete(j);
+	emu_resp_free(&r);
+	/* creates, the PATCH before the batch and the batch's successful parts: nothing more */
+	assert_int_equal(writes_of(a), 3);
+	assert_int_equal(writes_of(b), 2);
+	assert_int_equal(writes_of(c), 3);
+}
+
 static void test_validation_error_has_fo_shape(void **state)
 {
 	(void)state;
@@ -439,6 +588,7 @@ int main(void)
 		cmocka_unit_test(test_default_company_unless_cross_company),
 		cmocka_unit_test(test_top_skip_and_next_link),
 		cmocka_unit_test(test_batch_changeset_failure_rolls_back),
+		cmocka_unit_test(test_batch_patches_answer_each_part),
 		cmocka_unit_test(test_validation_error_has_fo_shape),
 		cmocka_unit_test(test_record_write_counts),
 		cmocka_unit_test(test_data_events_posted_after_commit_with_keys),
