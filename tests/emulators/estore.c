@@ -475,17 +475,27 @@ void estore_records_free(struct estore_record *recs, size_t n)
 	" writes = writes + 1 WHERE entity = $1 AND id = $2::uuid AND NOT deleted RETURNING 1)"                   \
 	" SELECT 1 / (SELECT count(*) FROM u)::int"
 
-/* estore_patch_many's statement: locks the live record found by key, writes the merge when its
- * version is the one asked for (0: any), and answers the record after the write (RECORD_COLS) and,
- * when $6, its data before (with its version and modified time). No row: nothing written. */
-#define SQL_PATCH_KEY                                                                                             \
-	"WITH o AS (SELECT id, version, data, modified_at FROM emu_record WHERE entity = $1 AND NOT deleted AND id = ("          \
-	"SELECT id FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) FOR UPDATE)"           \
-	" UPDATE emu_record u SET data = u.data || $4::jsonb, version = nextval('emu_version'), modified_at = now()," \
-	" writes = u.writes + 1 FROM o WHERE u.entity = $1 AND u.id = o.id AND ($5::bigint = 0 OR o.version = $5::bigint)" \
+/* estore_patch_many's statements: the live record found by key is written when its version is
+ * the one asked for ($5; 0: any) and answered as it is after the write (RECORD_COLS). No row:
+ * nothing written. The version check is on the updated row itself, so a write that waited for
+ * another one to the record is checked against that one's version. SQL_PATCH_KEY_OLD also answers
+ * the data, version and modified time from before the write (for change notices): the record is
+ * locked by a read first, then updated. */
+#define PATCH_RETURNING                                                                                           \
 	" RETURNING u.id::text, u.data::text, u.version, (extract(epoch from u.created_at) * 1000)::bigint,"        \
-	" (extract(epoch from u.modified_at) * 1000)::bigint, u.deleted, u.writes,"                                 \
-	" CASE WHEN $6::boolean THEN o.data::text END, o.version, (extract(epoch from o.modified_at) * 1000)::bigint"
+	" (extract(epoch from u.modified_at) * 1000)::bigint, u.deleted, u.writes"
+#define PATCH_SET                                                                                                 \
+	" SET data = u.data || $4::jsonb, version = nextval('emu_version'), modified_at = now(), writes = u.writes + 1"
+#define SQL_PATCH_KEY                                                                                             \
+	"UPDATE emu_record u" PATCH_SET " WHERE u.entity = $1 AND NOT u.deleted AND u.id = (SELECT id FROM emu_key" \
+	" WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) AND ($5::bigint = 0 OR u.version = $5::bigint)" \
+	PATCH_RETURNING
+#define SQL_PATCH_KEY_OLD                                                                                         \
+	"WITH o AS (SELECT id, version, data, modified_at FROM emu_record WHERE entity = $1 AND NOT deleted AND id = (" \
+	"SELECT id FROM emu_key WHERE entity = $1 AND keyname = $2 AND keyvalue = lower($3)) FOR UPDATE)"           \
+	" UPDATE emu_record u" PATCH_SET " FROM o WHERE u.entity = $1 AND u.id = o.id"                              \
+	" AND ($5::bigint = 0 OR o.version = $5::bigint)" PATCH_RETURNING                                          \
+	", o.data::text, o.version, (extract(epoch from o.modified_at) * 1000)::bigint"
 
 /* Transaction control and the fence, sent for every transaction: prepared too (no parse each time). */
 #define SQL_BEGIN "BEGIN"
@@ -494,7 +504,8 @@ void estore_records_free(struct estore_record *recs, size_t n)
 
 static const char *const PREPARED[] = {SQL_BEGIN, SQL_COMMIT, SQL_FENCE, SQL_GET,      SQL_FIND,     SQL_CREATE, SQL_CREATE_KEYS, SQL_UPDATE,
 				       SQL_MERGE,    SQL_KEYS_DEL, SQL_KEYS_INS, SQL_DELETE,      SQL_DELETE_KEYS,
-				       SQL_CREATE_MANY, SQL_FIND_GET, SQL_FIND_GET_NEXT, SQL_UPDATE_AT, SQL_PATCH_KEY};
+				       SQL_CREATE_MANY, SQL_FIND_GET, SQL_FIND_GET_NEXT, SQL_UPDATE_AT, SQL_PATCH_KEY,
+				       SQL_PATCH_KEY_OLD};
 #define NPREPARED (sizeof(PREPARED) / sizeof(PREPARED[0]))
 
 static int prepare_all(PGconn *c, char *errbuf, size_t errlen)
@@ -851,7 +862,7 @@ static PGresult *pipeline_result(PGconn *c)
 	return r;
 }
 
-/* One patch's answer (the rows of SQL_PATCH_KEY) into p. */
+/* One patch's answer (the rows of SQL_PATCH_KEY or SQL_PATCH_KEY_OLD) into p. */
 static void patch_result(struct estore_patch *p, PGresult *r, PGconn *c, char *errbuf, size_t errlen)
 {
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -863,7 +874,7 @@ static void patch_result(struct estore_patch *p, PGresult *r, PGconn *c, char *e
 		p->rc = ESTORE_EDB;
 	} else {
 		p->rc = 0;
-		if (p->want_old && !PQgetisnull(r, 0, 7)) {
+		if (p->want_old) {
 			snprintf(p->old.id, sizeof(p->old.id), "%s", p->rec.id);
 			p->old.data = cJSON_ParseWithLength(PQgetvalue(r, 0, 7), (size_t)PQgetlength(r, 0, 7));
 			p->old.version = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
@@ -886,10 +897,10 @@ static int patch_pipeline(struct estore *s, PGconn *c, struct estore_patch *p, s
 	for (size_t i = 0; i < n && sent; i++) {
 		char ver[24];
 		snprintf(ver, sizeof(ver), "%lld", p[i].if_version);
-		const char *params[] = {p[i].entity, p[i].keyname, p[i].keyvalue, p[i].fields, ver,
-					p[i].want_old ? "t" : "f"};
+		const char *params[] = {p[i].entity, p[i].keyname, p[i].keyvalue, p[i].fields, ver};
 		/* fence and write in the implicit transaction that the sync commits */
-		sent = send_px(c, SQL_FENCE, 0, NULL) && send_px(c, SQL_PATCH_KEY, 6, params) && PQpipelineSync(c);
+		sent = send_px(c, SQL_FENCE, 0, NULL) &&
+		       send_px(c, p[i].want_old ? SQL_PATCH_KEY_OLD : SQL_PATCH_KEY, 5, params) && PQpipelineSync(c);
 	}
 	if (!sent) {
 		/* Cannot tell what reached the server: drop the session (checkin reconnects). */

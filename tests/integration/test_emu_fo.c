@@ -573,6 +573,29 @@ static void test_data_events_posted_after_commit_with_keys(void **state)
 	assert_non_null(strstr(emu_hooks.posts[i].body, acct));
 	pthread_mutex_unlock(&emu_hooks.mu);
 
+	/* An update through a $batch changeset (the pipelined path) is announced with its pre-image. */
+	char body[2048], url[512];
+	snprintf(body, sizeof(body),
+		 "--batch_H\r\nContent-Type: multipart/mixed; boundary=changeset_J\r\n\r\n"
+		 "--changeset_J\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+		 "PATCH %s HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"OrganizationName\":\"batched\"}\r\n"
+		 "--changeset_J--\r\n--batch_H--\r\n",
+		 rel);
+	snprintf(url, sizeof(url), "%s/data/$batch", base);
+	const char *h[] = {auth_header, "Content-Type: multipart/mixed; boundary=batch_H",
+			   "Prefer: odata.continue-on-error", NULL};
+	emu_http("POST", url, h, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "HTTP/1.1 204"));
+	emu_resp_free(&r);
+	i = emu_hooks_wait(NULL, "batched");
+	assert_true(i >= 0);
+	pthread_mutex_lock(&emu_hooks.mu);
+	assert_non_null(strstr(emu_hooks.posts[i].body, "\"MessageName\":\"Update\""));
+	assert_non_null(strstr(emu_hooks.posts[i].body, "PreImage"));
+	assert_non_null(strstr(emu_hooks.posts[i].body, "\"after\""));
+	pthread_mutex_unlock(&emu_hooks.mu);
+
 	emu_admin(base, "DELETE", path, NULL, &r);
 	assert_int_equal(r.status, 204);
 	emu_resp_free(&r);
