@@ -243,6 +243,7 @@ struct item {
 	char *tkey; /* canonical key of the target record */
 	char *skey; /* the record's key on the source side, in the map's terms (for echoes) */
 	char *skey_fallback;
+	uint64_t tkey_kh, park_kh; /* key_hash of tkey and skey_fallback (0 when NULL), set in front */
 	char shash[SHA256_HEX_LEN + 1]; /* image hash of the event on its source side; "" if none */
 	char thash[SHA256_HEX_LEN + 1]; /* image hash of the write in target terms; "" for deletes */
 	char rhash[SHA256_HEX_LEN + 1]; /* image hash of the target's answer; "" when none */

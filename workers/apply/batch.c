@@ -1234,6 +1234,11 @@ static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
 			snprintf(errbuf, errlen, "dead-letter producer: fatal error");
 			return APPLY_FATAL;
 		}
+	/* the keys' hashes, so that the pairwise searches below compare strings only when they match */
+	for (size_t i = 0; i < n; i++) {
+		items[i].park_kh = items[i].skey_fallback ? key_hash(items[i].skey_fallback) : 0;
+		items[i].tkey_kh = items[i].tkey ? key_hash(items[i].tkey) : 0;
+	}
 	/* per-record order (rule 6): an event whose record had an event parked earlier in this batch
 	 * queues behind it */
 	for (size_t i = 0; i < n; i++) {
@@ -1242,8 +1247,8 @@ static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
 			continue;
 		for (size_t j = 0; j < i; j++) {
 			const struct item *o = &items[j];
-			if (o->has_out && o->out.result == APPLYSTATE_PARKED && o->skey_fallback &&
-			    strcmp(o->skey_fallback, it->skey_fallback) == 0) {
+			if (o->park_kh == it->park_kh && o->has_out && o->out.result == APPLYSTATE_PARKED &&
+			    o->skey_fallback && strcmp(o->skey_fallback, it->skey_fallback) == 0) {
 				park(it, "queued behind a parked event of the same record");
 				break;
 			}
@@ -1256,7 +1261,8 @@ static int front(struct apply *a, struct batch *b, char *errbuf, size_t errlen)
 			continue;
 		for (size_t j = 0; j < i; j++) {
 			struct item *o = &items[j];
-			if (!o->mapped || o->st != ST_PENDING || o->rep != (int)j || strcmp(o->tkey, it->tkey) != 0)
+			if (o->tkey_kh != it->tkey_kh || !o->mapped || o->st != ST_PENDING || o->rep != (int)j ||
+			    strcmp(o->tkey, it->tkey) != 0)
 				continue;
 			if (it->ev.source.version >= o->ev.source.version) {
 				/* i is newer: it stands for j and whatever j stood for. Events of one version
