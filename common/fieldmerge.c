@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "capture_ce.h"
-#include "jsonidx.h"
 
 void fieldmerge_plan_clear(struct fieldmerge_plan *p)
 {
@@ -191,30 +190,25 @@ static long long change_time(const cJSON *e, const cJSON *sv, enum event_side si
 	return ts;
 }
 
-/* A new entry {"v": copy of v (null when NULL), "t": t, "o": origin when not NULL}, or NULL on
- * out of memory. */
-static cJSON *new_entry(const cJSON *v, long long t, const char *origin)
+/* Adds {"v": copy of v (null when NULL), "t": t} under name to obj, replacing an older one. */
+static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, const char *origin)
 {
 	cJSON *e = cJSON_CreateObject();
 	cJSON *c = v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull();
-	if (!e || !c || !cJSON_AddItemToObject(e, "v", c)) {
+	if (!e || !c) {
 		cJSON_Delete(e);
 		cJSON_Delete(c);
-		return NULL;
+		return -1;
+	}
+	if (!cJSON_AddItemToObject(e, "v", c)) {
+		cJSON_Delete(e);
+		cJSON_Delete(c);
+		return -1;
 	}
 	if (!cJSON_AddNumberToObject(e, "t", (double)t) || (origin && !cJSON_AddStringToObject(e, "o", origin))) {
 		cJSON_Delete(e);
-		return NULL;
-	}
-	return e;
-}
-
-/* Adds new_entry(v, t, origin) under name to obj, replacing an older one. */
-static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, const char *origin)
-{
-	cJSON *e = new_entry(v, t, origin);
-	if (!e)
 		return -1;
+	}
 	cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
 	if (!cJSON_AddItemToObject(obj, name, e)) {
 		cJSON_Delete(e);
@@ -223,57 +217,39 @@ static int put_entry(cJSON *obj, const char *name, const cJSON *v, long long t, 
 	return 0;
 }
 
-/* Adds the entry of the image member name (image indexed in img) to obj unless obj has one
- * (its members indexed in done, where the new one is added). */
-static int put_image_member(cJSON *obj, struct jsonidx *done, const struct jsonidx *img, const char *name,
-			    long long ts, const char *origin)
+static int put_image_member(cJSON *obj, const cJSON *image, const char *name, long long ts, const char *origin)
 {
-	if (!name || jsonidx_get(done, name))
+	if (!name || cJSON_GetObjectItemCaseSensitive(obj, name))
 		return 0;
-	cJSON *e = new_entry(jsonidx_get(img, name), ts, origin);
-	if (!e || !cJSON_AddItemToObject(obj, name, e)) {
-		cJSON_Delete(e);
-		return -1;
-	}
-	return jsonidx_add(done, e) < 0 ? -1 : 0;
-}
-
-/* fieldmerge_entries into obj, with image indexed in img. */
-static int put_image_members(cJSON *obj, const struct map *m, enum event_side side, const struct jsonidx *img,
-			     long long ts)
-{
-	const struct map_side *s = map_side_of(m, side);
-	int ce = side == EVENT_SIDE_CE;
-	const char *o = event_side_name(side);
-	struct jsonidx done;
-	int rc = jsonidx_init(&done, s->nkey + 1 + m->nfields);
-	for (size_t i = 0; rc == 0 && i < s->nkey; i++) {
-		const char *name = s->key[i];
-		if (ce && m->company && strcmp(name, m->company->ce) == 0)
-			name = m->company->ce_value;
-		rc = put_image_member(obj, &done, img, name, ts, o);
-	}
-	if (rc == 0 && m->company)
-		rc = put_image_member(obj, &done, img, ce ? m->company->ce_value : m->company->fo, ts, o);
-	for (size_t i = 0; rc == 0 && i < m->nfields; i++)
-		rc = put_image_member(obj, &done, img, image_name(&m->fields[i], side), ts, o);
-	jsonidx_clear(&done);
-	return rc;
+	return put_entry(obj, name, cJSON_GetObjectItemCaseSensitive(image, name), ts, origin);
 }
 
 cJSON *fieldmerge_entries(const struct map *m, enum event_side side, const cJSON *image, long long ts)
 {
 	if (!cJSON_IsObject(image))
 		return NULL;
-	struct jsonidx img;
 	cJSON *obj = cJSON_CreateObject();
-	int rc = jsonidx_build(&img, image);
-	if (!obj || rc != 0 || put_image_members(obj, m, side, &img, ts) != 0) {
-		cJSON_Delete(obj);
-		obj = NULL;
+	if (!obj)
+		return NULL;
+	const struct map_side *s = map_side_of(m, side);
+	int ce = side == EVENT_SIDE_CE;
+	const char *o = event_side_name(side);
+	for (size_t i = 0; i < s->nkey; i++) {
+		const char *name = s->key[i];
+		if (ce && m->company && strcmp(name, m->company->ce) == 0)
+			name = m->company->ce_value;
+		if (put_image_member(obj, image, name, ts, o) != 0)
+			goto fail;
 	}
-	jsonidx_clear(&img);
+	if (m->company && put_image_member(obj, image, ce ? m->company->ce_value : m->company->fo, ts, o) != 0)
+		goto fail;
+	for (size_t i = 0; i < m->nfields; i++)
+		if (put_image_member(obj, image, image_name(&m->fields[i], side), ts, o) != 0)
+			goto fail;
 	return obj;
+fail:
+	cJSON_Delete(obj);
+	return NULL;
 }
 
 cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, const cJSON *image, long long version,
@@ -290,16 +266,10 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 	}
 	if (!e || !known)
 		return e;
-	struct jsonidx kidx;
-	if (jsonidx_build(&kidx, known) != 0) {
-		jsonidx_clear(&kidx);
-		cJSON_Delete(e);
-		return NULL;
-	}
 	cJSON *x = e->child;
 	while (x) {
 		cJSON *next = x->next;
-		const cJSON *k = jsonidx_get(&kidx, x->string);
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(known, x->string);
 		if (k && entry_pending(k) && same_value(entry_v(k), entry_v(x))) {
 			/* the pending note of this change: the entry replaces it with the note's time and
 			 * version, when the change was made (ties go to the update) */
@@ -324,7 +294,6 @@ cJSON *fieldmerge_changed_entries(const struct map *m, enum event_side side, con
 		}
 		x = next;
 	}
-	jsonidx_clear(&kidx);
 	return e;
 }
 
@@ -510,36 +479,12 @@ static int plan_start(struct fieldmerge_plan *out)
 	return out->written ? 0 : -1;
 }
 
-/* The objects fieldmerge_plan reads, each with its members indexed by name. known_src and
- * known_dst are NULL when nothing is known of that side. */
-struct plan_input {
-	const cJSON *known_src, *known_dst;
-	struct jsonidx src_image_idx, known_src_idx, known_dst_idx;
-};
-
-static int plan_input_build(struct plan_input *in, const cJSON *src_image, const cJSON *known_src,
-			    const cJSON *known_dst)
-{
-	in->known_src = known_src;
-	in->known_dst = known_dst;
-	int a = jsonidx_build(&in->src_image_idx, src_image), b = jsonidx_build(&in->known_src_idx, known_src),
-	    c = jsonidx_build(&in->known_dst_idx, known_dst);
-	return a == 0 && b == 0 && c == 0 ? 0 : -1;
-}
-
-static void plan_input_clear(struct plan_input *in)
-{
-	jsonidx_clear(&in->src_image_idx);
-	jsonidx_clear(&in->known_src_idx);
-	jsonidx_clear(&in->known_dst_idx);
-}
-
-/* fieldmerge_plan over payload's members, into out (started). */
-static int plan_members(const struct map *m, enum event_side from, const struct plan_input *in, long long version,
-			long long ts, cJSON *payload, struct fieldmerge_plan *out)
+int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
+		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
 {
 	enum event_side to = from == EVENT_SIDE_CE ? EVENT_SIDE_FO : EVENT_SIDE_CE;
-	const cJSON *known_src = in->known_src, *known_dst = in->known_dst;
+	if (plan_start(out) != 0)
+		return -1;
 	for (cJSON *p = payload ? payload->child : NULL, *next; p; p = next) {
 		next = p->next;
 		int idx = member_field(m, to, p->string);
@@ -552,8 +497,8 @@ static int plan_members(const struct map *m, enum event_side from, const struct 
 		if (!sname) {
 			drop = known_dst != NULL; /* a constant: written with the first write only */
 		} else if (known_src) {
-			const cJSON *sv = jsonidx_get(&in->src_image_idx, sname);
-			const cJSON *noted = jsonidx_get(&in->known_src_idx, sname);
+			const cJSON *sv = cJSON_GetObjectItemCaseSensitive(src_image, sname);
+			const cJSON *noted = cJSON_GetObjectItemCaseSensitive(known_src, sname);
 			const cJSON *ke = entry_carried_view(noted);
 			/* absent from the event: not changed by it */
 			drop = !sv || (ke && (same_value(sv, entry_v(ke)) ||
@@ -574,8 +519,9 @@ static int plan_members(const struct map *m, enum event_side from, const struct 
 			cJSON_Delete(cJSON_DetachItemViaPointer(payload, p));
 			continue;
 		}
-		const cJSON *kd = known_dst && dname ? jsonidx_get(&in->known_dst_idx, dname) : NULL;
-		const cJSON *ke = known_src && sname ? entry_carried_view(jsonidx_get(&in->known_src_idx, sname)) : NULL;
+		const cJSON *kd = known_dst && dname ? cJSON_GetObjectItemCaseSensitive(known_dst, dname) : NULL;
+		const cJSON *ke = known_src && sname ? entry_carried_view(cJSON_GetObjectItemCaseSensitive(known_src, sname))
+						     : NULL;
 		int bind = to == EVENT_SIDE_CE && f->lookup;
 		if (kd && entry_own(kd, to) && target_later(m, to, entry_t(kd), tc) && (bind || !same_value(p, entry_v(kd))) &&
 		    !carried(ke, kd, to)) {
@@ -596,19 +542,6 @@ static int plan_members(const struct map *m, enum event_side from, const struct 
 			return -1;
 	}
 	return 0;
-}
-
-int fieldmerge_plan(const struct map *m, enum event_side from, const cJSON *src_image, long long version,
-		    long long ts, const cJSON *known_src, const cJSON *known_dst, cJSON *payload, struct fieldmerge_plan *out)
-{
-	if (plan_start(out) != 0)
-		return -1;
-	struct plan_input in;
-	int rc = plan_input_build(&in, src_image, known_src, known_dst);
-	if (rc == 0)
-		rc = plan_members(m, from, &in, version, ts, payload, out);
-	plan_input_clear(&in);
-	return rc;
 }
 
 cJSON *fieldmerge_payload_entries(const struct map *m, enum event_side to, const cJSON *payload, long long ts)
@@ -790,15 +723,17 @@ static int sql_stamp(const cJSON *e, const char *name, long long *v)
 	return 1;
 }
 
-/* fieldmerge_wins_all of upd (a non-empty object) with the members of base and of upd indexed. */
-static int wins_all_indexed(const struct jsonidx *base, const cJSON *upd, const struct jsonidx *upd_idx)
+int fieldmerge_wins_all(const cJSON *base, const cJSON *upd)
 {
+	if (!cJSON_IsObject(base) || !cJSON_IsObject(upd) || !upd->child)
+		return 0;
 	for (const cJSON *u = upd->child; u; u = u->next) {
 		if (!u->string || !cJSON_IsObject(u))
 			return 0;
-		if (jsonidx_get(upd_idx, u->string) != u)
-			return 0; /* not the first of its name: jsonb keeps one member per name */
-		const cJSON *b = jsonidx_get(base, u->string);
+		for (const cJSON *o = upd->child; o != u; o = o->next)
+			if (strcmp(o->string, u->string) == 0)
+				return 0; /* jsonb keeps one member per name */
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(base, u->string);
 		if (!b)
 			continue;
 		if (!cJSON_IsObject(b))
@@ -814,16 +749,4 @@ static int wins_all_indexed(const struct jsonidx *base, const cJSON *upd, const 
 			return 0;
 	}
 	return 1;
-}
-
-int fieldmerge_wins_all(const cJSON *base, const cJSON *upd)
-{
-	if (!cJSON_IsObject(base) || !cJSON_IsObject(upd) || !upd->child)
-		return 0;
-	struct jsonidx base_idx, upd_idx;
-	int a = jsonidx_build(&base_idx, base), b = jsonidx_build(&upd_idx, upd);
-	int wins = a == 0 && b == 0 && wins_all_indexed(&base_idx, upd, &upd_idx);
-	jsonidx_clear(&base_idx);
-	jsonidx_clear(&upd_idx);
-	return wins;
 }

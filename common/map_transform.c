@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonidx.h"
 #include "jsonout.h"
 #include "map.h"
 
@@ -130,12 +129,17 @@ static int cmp_image_member(const void *a, const void *b)
 	return strcmp(((const struct image_member *)a)->name, ((const struct image_member *)b)->name);
 }
 
-/* The names an image hash covers (map_image_hash) into mem (room for nkey + nfields + 1): their
- * count. Sorted by name; a name may come more than once. */
-static size_t image_member_names(const struct map *m, enum event_side side, struct image_member *mem)
+int map_image_hash_of(const struct map *m, enum event_side side, const cJSON *image, const cJSON *extra,
+		      char hex[SHA256_HEX_LEN + 1])
 {
+	hex[0] = '\0';
+	if (!cJSON_IsObject(image))
+		return -1;
 	int ce = side == EVENT_SIDE_CE;
 	const struct map_side *s = map_side_of(m, side);
+	struct image_member *mem = malloc((s->nkey + m->nfields + 1) * sizeof(*mem));
+	if (!mem)
+		return -1;
 	size_t n = 0;
 	for (size_t i = 0; i < s->nkey; i++) {
 		const char *name = s->key[i];
@@ -155,59 +159,36 @@ static size_t image_member_names(const struct map *m, enum event_side side, stru
 		if (name)
 			mem[n++].name = ce && f->lookup ? f->lookup->value : name;
 	}
+	/* the canonical form of the object {name: value} of these names (once each), as
+	 * map_content_hash writes it: members sorted by name */
 	qsort(mem, n, sizeof(*mem), cmp_image_member);
-	return n;
-}
-
-/* The hash of the object {name: value} of the names mem[0..n) (sorted; once each) as
- * map_content_hash writes it, values from image or else from extra (both indexed), absent: null. */
-static int hash_image_members(const struct image_member *mem, size_t n, const struct jsonidx *image,
-			      const struct jsonidx *extra, char hex[SHA256_HEX_LEN + 1])
-{
 	struct sha256_ctx h;
 	sha256_init(&h);
 	sha256_update(&h, "{", 1);
-	for (size_t i = 0, w = 0; i < n; i++) {
+	int rc = 0;
+	for (size_t i = 0, w = 0; i < n && rc == 0; i++) {
 		if (i > 0 && strcmp(mem[i].name, mem[i - 1].name) == 0)
 			continue;
-		const cJSON *v = jsonidx_get(image, mem[i].name);
-		if (!v)
-			v = jsonidx_get(extra, mem[i].name);
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(image, mem[i].name);
+		if (!v && extra)
+			v = cJSON_GetObjectItemCaseSensitive(extra, mem[i].name);
 		if (w++)
 			sha256_update(&h, ",", 1);
 		hash_str(&h, mem[i].name);
 		sha256_update(&h, ":", 1);
-		if (!v)
+		if (v)
+			rc = hash_value(&h, v, 1);
+		else
 			sha256_update(&h, "null", 4);
-		else if (hash_value(&h, v, 1) != 0)
-			return -1;
 	}
+	free(mem);
+	if (rc != 0)
+		return -1;
 	sha256_update(&h, "}", 1);
 	uint8_t digest[SHA256_DIGEST_LEN];
 	sha256_final(&h, digest);
 	sha256_to_hex(digest, hex);
 	return 0;
-}
-
-int map_image_hash_of(const struct map *m, enum event_side side, const cJSON *image, const cJSON *extra,
-		      char hex[SHA256_HEX_LEN + 1])
-{
-	hex[0] = '\0';
-	if (!cJSON_IsObject(image))
-		return -1;
-	const struct map_side *s = map_side_of(m, side);
-	struct image_member *mem = malloc((s->nkey + m->nfields + 1) * sizeof(*mem));
-	struct jsonidx image_idx, extra_idx;
-	int a = jsonidx_build(&image_idx, image), b = jsonidx_build(&extra_idx, extra);
-	int rc = -1;
-	if (mem && a == 0 && b == 0)
-		rc = hash_image_members(mem, image_member_names(m, side, mem), &image_idx, &extra_idx, hex);
-	free(mem);
-	jsonidx_clear(&image_idx);
-	jsonidx_clear(&extra_idx);
-	if (rc != 0)
-		hex[0] = '\0';
-	return rc;
 }
 
 int map_image_hash(const struct map *m, enum event_side side, const cJSON *image, char hex[SHA256_HEX_LEN + 1])

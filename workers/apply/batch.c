@@ -529,7 +529,7 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1)
 			 : it->in_unit    ? fieldmerge_payload_entries(a->map, a->to, it->w.payload, it->ts)
 					  : NULL;
-	cJSON *values = NULL;
+	cJSON *merged = NULL, *values = NULL;
 	if (rep && map_image_hash(a->map, a->to, rep, it->rhash) == 0)
 		it->out.seen_hash = it->rhash;
 	if (!written)
@@ -559,15 +559,16 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 		it->out.image_guard = it->ai.prev.image_rev;
 	if (rep || !known_dst_of(it))
 		goto out;
-	/* the known image is dropped below: merged in place, not copied */
-	if (fieldmerge_merge(it->known_dst, written) != 0)
+	merged = cJSON_Duplicate(it->known_dst, 1);
+	if (!merged || fieldmerge_merge(merged, written) != 0)
 		goto out;
-	values = fieldmerge_values(it->known_dst);
+	values = fieldmerge_values(merged);
 	if (values && map_image_hash(a->map, a->to, values, it->rhash) == 0)
 		it->out.seen_hash = it->rhash;
 out:
 	cJSON_Delete(rep);
 	cJSON_Delete(written);
+	cJSON_Delete(merged);
 	cJSON_Delete(values);
 	cJSON_Delete(it->known_dst);
 	it->known_dst = NULL;
