@@ -2059,6 +2059,82 @@ static void test_incomplete_unit_times_out_to_dlq(void **state)
 	}
 }
 
+/* Deletes every record of topic t up to its end, as topic retention deletes old segments. */
+static void delete_records_to_end(const char *t)
+{
+	rd_kafka_t *rk = kafka_producer_handle(producer);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTITIONS);
+	for (int p = 0; p < PARTITIONS; p++)
+		rd_kafka_topic_partition_list_add(l, t, p)->offset = RD_KAFKA_OFFSET_END; /* the high watermark */
+	rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_DeleteRecords(rk, &dr, 1, NULL, q);
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+	assert_non_null(ev);
+	if (rd_kafka_event_error(ev))
+		fail_msg("DeleteRecords: %s", rd_kafka_event_error_string(ev));
+	const rd_kafka_topic_partition_list_t *done =
+		rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+	assert_non_null(done);
+	for (int i = 0; i < done->cnt; i++)
+		if (done->elems[i].err)
+			fail_msg("DeleteRecords %s [%d]: %s", t, done->elems[i].partition, rd_kafka_err2str(done->elems[i].err));
+	rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_DeleteRecords_destroy(dr);
+}
+
+/* Whether the FO worker's log holds `needle`. */
+static int worker_log_has(const char *needle)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/logs/apply-worker-to-fo.log", harness_env("DW_STATE_DIR"));
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char line[8192];
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+/*
+ * The events a retry's back-off sought the partitions back to are deleted by topic retention
+ * before the target comes back: nothing of them can be applied any more, but the events after
+ * them must be, and the partitions' offsets must be stored and committed again (the worker used to
+ * hold every later offset as owed for good, so the group's lag only grew).
+ */
+static void test_retry_target_deleted_by_retention_does_not_hold_offsets(void **state)
+{
+	(void)state;
+	wait_worker_listening("fo");
+	double r0 = metric("fo", "dw_apply_retries_total{reason=\"target\"}");
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", "{\"outage\":true}", &r);
+	emu_resp_free(&r);
+	char accts[9][32];
+	for (int i = 0; i < 9; i++) {
+		account_no(accts[i], sizeof(accts[i]), 2100 + (unsigned)i);
+		produce_account(accts[i], "create", 1, "Deleted by retention", 0);
+	}
+	flush_producer();
+	wait_metric("fo", "dw_apply_retries_total{reason=\"target\"}", r0 + 2); /* sought back, more than once */
+	delete_records_to_end(topic);
+	/* the same records (so the same partitions), after the deleted events */
+	for (int i = 0; i < 9; i++)
+		produce_account(accts[i], "update", 2, "After retention", 0);
+	flush_producer();
+	emu_admin(fo_base, "POST", "faults", "{\"outage\":false}", &r);
+	emu_resp_free(&r);
+	wait_caught_up();
+	for (int i = 0; i < 9; i++)
+		assert_name(accts[i], "After retention");
+	assert_true(worker_log_has("no longer in the topic"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2090,6 +2166,7 @@ int main(void)
 		cmocka_unit_test(test_unit_of_four_parts_appears_all_at_once),
 		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
 		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),
+		cmocka_unit_test_teardown(test_retry_target_deleted_by_retention_does_not_hold_offsets, faults_off),
 	};
 	const char *only = getenv("DW_TEST_FILTER"); /* e.g. `make valgrind` runs some scenarios */
 	if (only && *only)

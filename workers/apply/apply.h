@@ -110,7 +110,10 @@ struct apply {
 	long long resume_at_ms;     /* paused partitions are resumed at this monotonic time */
 	rd_kafka_topic_partition_list_t *paused;
 	rd_kafka_topic_partition_list_t *owed; /* per partition: the offset sought back to for a retry
-						* and not applied again yet (NULL: none) */
+						* and not applied again yet (NULL: none); opaque: the
+						* seek_gen of that seek */
+	uint64_t seek_gen;  /* counts the seeks back for retries */
+	uint64_t batch_gen; /* seek_gen when the batch being filled got its first message (main loop) */
 	unsigned consecutive_retries;
 	struct apply_wait waits[APPLY_WAITS_MAX]; /* records whose write waits for the target's change
 						    * event after a 412 (rule 4); key 0: free */

@@ -529,7 +529,7 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 	cJSON *written = it->plan.written ? cJSON_Duplicate(it->plan.written, 1)
 			 : it->in_unit    ? fieldmerge_payload_entries(a->map, a->to, it->w.payload, it->ts)
 					  : NULL;
-	cJSON *merged = NULL, *values = NULL;
+	cJSON *values = NULL;
 	if (rep && map_image_hash(a->map, a->to, rep, it->rhash) == 0)
 		it->out.seen_hash = it->rhash;
 	if (!written)
@@ -559,16 +559,15 @@ static void applied_image(struct apply *a, struct item *it, const char *represen
 		it->out.image_guard = it->ai.prev.image_rev;
 	if (rep || !known_dst_of(it))
 		goto out;
-	merged = cJSON_Duplicate(it->known_dst, 1);
-	if (!merged || fieldmerge_merge(merged, written) != 0)
+	/* the known image is dropped below: merged in place, not copied */
+	if (fieldmerge_merge(it->known_dst, written) != 0)
 		goto out;
-	values = fieldmerge_values(merged);
+	values = fieldmerge_values(it->known_dst);
 	if (values && map_image_hash(a->map, a->to, values, it->rhash) == 0)
 		it->out.seen_hash = it->rhash;
 out:
 	cJSON_Delete(rep);
 	cJSON_Delete(written);
-	cJSON_Delete(merged);
 	cJSON_Delete(values);
 	cJSON_Delete(it->known_dst);
 	it->known_dst = NULL;
@@ -953,6 +952,45 @@ static int64_t owed_offset(const struct apply *a, const struct kafka_message *m)
 	return t ? t->offset : -1;
 }
 
+/* The seek_gen of the seek that owes m's partition (0: none). */
+static uint64_t owed_gen(const struct apply *a, const struct kafka_message *m)
+{
+	rd_kafka_topic_partition_t *t =
+		a->owed && m->partition >= 0 ? rd_kafka_topic_partition_list_find(a->owed, m->topic, m->partition) : NULL;
+	return t ? (uint64_t)(uintptr_t)t->opaque : 0;
+}
+
+/*
+ * A partition sought back to offset X delivers X first, if it still exists: when the first
+ * message of an owed partition in items[0..n), polled after that seek (gen: apply.seek_gen then),
+ * comes after X, X was deleted
+ * meanwhile (topic retention or compaction during the back-off). Nothing of X can be applied any
+ * more; holding the later offsets would only stop the partition's commits for good, so the
+ * partition owes nothing from then on.
+ */
+static void forget_deleted_owed(struct apply *a, const struct item *items, size_t n, uint64_t gen)
+{
+	for (size_t i = 0; i < n && a->owed && a->owed->cnt > 0; i++) {
+		const struct kafka_message *m = items[i].msg;
+		int64_t ow = owed_offset(a, m);
+		if (ow < 0 || gen < owed_gen(a, m) || m->offset <= ow)
+			continue;
+		int first = 1;
+		for (size_t j = 0; j < i && first; j++)
+			first = !(items[j].msg->partition == m->partition && strcmp(items[j].msg->topic, m->topic) == 0);
+		if (!first)
+			continue;
+		char ps[16], os[24], fs[24];
+		snprintf(ps, sizeof(ps), "%" PRId32, m->partition);
+		snprintf(os, sizeof(os), "%" PRId64, ow);
+		snprintf(fs, sizeof(fs), "%" PRId64, m->offset);
+		log_warn("the message a retry was sought back to is no longer in the topic (retention?); going on "
+			 "from the first one left",
+			 "map", a->map->name, "topic", m->topic, "partition", ps, "offset", os, "first_offset", fs);
+		rd_kafka_topic_partition_list_del(a->owed, m->topic, m->partition);
+	}
+}
+
 /* Seeks each partition with a retry back to its first unapplied message and pauses it. */
 static int pause_for_retry(struct apply *a, struct item *items, size_t n, long delay_ms, char *errbuf,
 			   size_t errlen)
@@ -996,12 +1034,14 @@ static int pause_for_retry(struct apply *a, struct item *items, size_t n, long d
 	/* owed until the message sought back to is applied again (offsets after it are held) */
 	if (!a->owed)
 		a->owed = rd_kafka_topic_partition_list_new(4);
+	a->seek_gen++;
 	for (int i = 0; i < l->cnt; i++) {
 		rd_kafka_topic_partition_t *t =
 			rd_kafka_topic_partition_list_find(a->owed, l->elems[i].topic, l->elems[i].partition);
 		if (!t)
 			t = rd_kafka_topic_partition_list_add(a->owed, l->elems[i].topic, l->elems[i].partition);
 		t->offset = l->elems[i].offset;
+		t->opaque = (void *)(uintptr_t)a->seek_gen;
 	}
 	if (a->paused) {
 		for (int i = 0; i < l->cnt; i++)
@@ -1042,6 +1082,7 @@ struct batch {
 	size_t n;
 	const struct applystate_parked *pk;
 	long long t0;
+	uint64_t gen; /* apply.seek_gen when its first message was polled: later seeks came after it */
 	struct item *items;
 	struct target_write *tw;
 	size_t *widx;
@@ -1529,6 +1570,7 @@ static int back(struct apply *a, struct batch *b, size_t *unparked, char *errbuf
 		rc = APPLY_OK;
 		goto gauges;
 	}
+	forget_deleted_owed(a, items, n, b->gen);
 	/* store offsets up to the first retry per partition, then commit */
 	int any_retry = 0;
 	long asked = 0;
@@ -1637,6 +1679,8 @@ static int run(struct apply *a, struct kafka_message **msgs, int own, const stru
 		snprintf(errbuf, errlen, "out of memory");
 		return APPLY_FATAL;
 	}
+	/* a seek while the batch was filled (apply_reap) makes it older than the seek: conservative */
+	b->gen = pk ? a->seek_gen : a->batch_gen;
 	int rc = pk ? apply_flush(a, errbuf, errlen) : APPLY_OK;
 	if (rc != APPLY_FATAL)
 		rc = front(a, b, errbuf, errlen);

@@ -430,8 +430,10 @@ int main(int argc, char **argv)
 				kafka_message_free(m);
 				break;
 			}
-			if (nbatch == 0)
+			if (nbatch == 0) {
 				deadline = apply_now_ms() + a.batch_wait_ms;
+				a.batch_gen = a.seek_gen;
+			}
 			batch[nbatch++] = m;
 		}
 		if (nbatch == 0)
