@@ -2059,6 +2059,48 @@ static void test_incomplete_unit_times_out_to_dlq(void **state)
 	}
 }
 
+/*
+ * FO sends one data event per trigger, each with the record re-read: several events of one version
+ * and one image, with later and later times. Collapsed in one batch they are one change, dated by
+ * the earliest, as when that one is applied alone and the later ones are duplicates; dated by the
+ * newest, the two directions would compare one change at two different times (a concurrent edit
+ * could then end different on the two sides).
+ */
+static void test_events_of_one_version_collapse_dated_by_earliest(void **state)
+{
+	(void)state;
+	char x[32];
+	account_no(x, sizeof(x), 2200);
+	produce_customer(x, "create", 1, "Dated");
+	flush_producer();
+	wait_caught_up_to("ce");
+	/* both events in one batch: the worker is stopped while they are produced */
+	assert_int_equal(0, worker_stop("ce"));
+	const long long t1 = 1764500000000LL, t2 = t1 + 5000;
+	event_ts = t1;
+	produce_customer(x, "update", 2, "Dated twice");
+	event_ts = t2;
+	produce_customer(x, "update", 2, "Dated twice");
+	event_ts = 0;
+	flush_producer();
+	worker_start("ce", "500");
+	wait_caught_up_to("ce");
+	cJSON *a = ce_account(x);
+	assert_non_null(a);
+	assert_string_equal("Dated twice", str_of(a, "name"));
+	cJSON_Delete(a);
+	char like[48];
+	snprintf(like, sizeof(like), "%%%s%%", x);
+	const char *p[] = { like };
+	/* the change as written to CE carries its source time, and FO's side notes its change at it */
+	assert_int_equal(t1, query_ll("SELECT (image->'name'->>'s')::bigint FROM dw_record_state WHERE map_name = "
+				      "'accounts' AND target_side = 'ce' AND record_key LIKE $1",
+				      1, p));
+	assert_int_equal(t1, query_ll("SELECT (image->'OrganizationName'->>'t')::bigint FROM dw_record_state WHERE "
+				      "map_name = 'accounts' AND target_side = 'fo' AND record_key LIKE $1",
+				      1, p));
+}
+
 /* Deletes every record of topic t up to its end, as topic retention deletes old segments. */
 static void delete_records_to_end(const char *t)
 {
@@ -2167,6 +2209,7 @@ int main(void)
 		cmocka_unit_test(test_unit_with_invalid_part_is_dead_lettered_whole),
 		cmocka_unit_test(test_incomplete_unit_times_out_to_dlq),
 		cmocka_unit_test_teardown(test_retry_target_deleted_by_retention_does_not_hold_offsets, faults_off),
+		cmocka_unit_test(test_events_of_one_version_collapse_dated_by_earliest),
 	};
 	const char *only = getenv("DW_TEST_FILTER"); /* e.g. `make valgrind` runs some scenarios */
 	if (only && *only)
