@@ -50,7 +50,6 @@ static struct config_common kcfg;
 static const char *fo_base;
 static char *fo_token;
 static unsigned run_id;
-static long long event_ts; /* source time of the events produced; 0: a fixed time plus the version */
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -230,7 +229,7 @@ static void produce_account(const char *acct, const char *op, int64_t v, const c
 	ev.source.entity = strdup("account");
 	ev.source.entity_set = strdup("accounts");
 	ev.source.version = v;
-	ev.source.ts = event_ts > 0 ? event_ts : 1764464400000LL + v;
+	ev.source.ts = at_event_ts > 0 ? at_event_ts : 1764464400000LL + v;
 	ev.source.own = own;
 	ev.op = event_op_parse(op);
 	ev.key = cJSON_CreateObject();
@@ -436,33 +435,7 @@ static char *ce_token;
 static void produce_event_txn(const char *side, const char *entity, const char *set, const char *t, const char *op,
 			      int64_t v, const cJSON *key, const cJSON *data, const char *txn_id, int total, int order)
 {
-	struct event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.v = EVENT_FORMAT_VERSION;
-	ev.source.side = event_side_parse(side);
-	ev.source.env = strdup("test");
-	ev.source.entity = strdup(entity);
-	ev.source.entity_set = strdup(set);
-	ev.source.version = v;
-	ev.source.ts = event_ts > 0 ? event_ts : 1764464400000LL + v;
-	ev.op = event_op_parse(op);
-	ev.key = cJSON_Duplicate(key, 1);
-	ev.data = data ? cJSON_Duplicate(data, 1) : NULL;
-	if (txn_id) {
-		ev.has_txn = 1;
-		ev.txn.id = strdup(txn_id);
-		ev.txn.total = total;
-		ev.txn.order = order;
-	}
-	char *out = NULL, *k = NULL;
-	size_t len = 0;
-	if (event_compute_id(&ev, err, sizeof(err)) != 0 || event_encode(&ev, &out, &len, err, sizeof(err)) != 0 ||
-	    event_key_string(ev.key, &k, err, sizeof(err)) != 0)
-		fail_msg("event: %s", err);
-	produce_to(t, k, out, len);
-	free(out);
-	free(k);
-	event_clear(&ev);
+	at_produce_event(producer, t, side, entity, set, op, v, key, data, txn_id, total, order);
 }
 
 static void produce_event(const char *side, const char *entity, const char *set, const char *t, const char *op,
@@ -1073,7 +1046,7 @@ static void side_call(const char *side, const char *method, const char *path, co
  * time ts (0: now). */
 static void produce_current(const char *side, const char *acct, const char *op, int64_t v, long long ts)
 {
-	event_ts = ts > 0 ? ts : at_wall_ms();
+	at_event_ts = ts > 0 ? ts : at_wall_ms();
 	if (strcmp(side, "ce") == 0) {
 		cJSON *img = ce_account(acct), *k = cJSON_CreateObject();
 		assert_non_null(img);
@@ -1089,7 +1062,7 @@ static void produce_current(const char *side, const char *acct, const char *op, 
 		cJSON_Delete(k);
 		cJSON_Delete(img);
 	}
-	event_ts = 0;
+	at_event_ts = 0;
 }
 
 /* Restarts both workers on a copy of the accounts map with conflict_policy `policy`. */
@@ -1404,12 +1377,12 @@ static void produce_image(const char *side, const char *a, int64_t v, long long 
 		cJSON_AddStringToObject(k, "_msdyn_company_value", company_guid);
 		cJSON_AddStringToObject(k, "accountnumber", a);
 	}
-	event_ts = ts;
+	at_event_ts = ts;
 	if (ce)
 		produce_event("ce", "account", "accounts", topic, "update", v, k, img);
 	else
 		produce_event("fo", "CustomersV3", "CustomersV3", fo_topic, "update", v, k, img);
-	event_ts = 0;
+	at_event_ts = 0;
 	cJSON_Delete(k);
 	cJSON_Delete(img);
 }
@@ -2077,11 +2050,11 @@ static void test_events_of_one_version_collapse_dated_by_earliest(void **state)
 	/* both events in one batch: the worker is stopped while they are produced */
 	assert_int_equal(0, worker_stop("ce"));
 	const long long t1 = 1764500000000LL, t2 = t1 + 5000;
-	event_ts = t1;
+	at_event_ts = t1;
 	produce_customer(x, "update", 2, "Dated twice");
-	event_ts = t2;
+	at_event_ts = t2;
 	produce_customer(x, "update", 2, "Dated twice");
-	event_ts = 0;
+	at_event_ts = 0;
 	flush_producer();
 	worker_start("ce", "500");
 	wait_caught_up_to("ce");
