@@ -63,7 +63,29 @@ int api_txn_begin(struct api *a, struct api_txn *t, struct server_response *resp
 	return 0;
 }
 
-static void announce(struct api *a, const struct api_txn *t);
+/* Announces t's recorded changes through the notifier (after they were committed). */
+static void announce(struct api *a, const struct api_txn *t)
+{
+	if (api_notify_wanted(a)) {
+		for (size_t i = 0; i < t->nchanges; i++) {
+			struct api_change *c = &t->changes[i];
+			struct notify_change nc = {
+				.message = c->message,
+				.entity = c->e->logical_name,
+				.id = c->id,
+				.keys = c->keys,
+				.post = c->post,
+				.pre = c->pre,
+				.correlation_id = t->correlation_id,
+				.in_transaction = t->in_changeset,
+				.user_id = NULL,
+				.time_ms = c->time_ms,
+				.version = c->version,
+			};
+			(void)notify_change(a->notify, &nc);
+		}
+	}
+}
 
 static void txn_free_changes(struct api_txn *t)
 {
@@ -93,30 +115,6 @@ int api_txn_commit(struct api *a, struct api_txn *t, struct server_response *res
 	announce(a, t);
 	txn_free_changes(t);
 	return 0;
-}
-
-/* Announces t's recorded changes through the notifier (after they were committed). */
-static void announce(struct api *a, const struct api_txn *t)
-{
-	if (api_notify_wanted(a)) {
-		for (size_t i = 0; i < t->nchanges; i++) {
-			struct api_change *c = &t->changes[i];
-			struct notify_change nc = {
-				.message = c->message,
-				.entity = c->e->logical_name,
-				.id = c->id,
-				.keys = c->keys,
-				.post = c->post,
-				.pre = c->pre,
-				.correlation_id = t->correlation_id,
-				.in_transaction = t->in_changeset,
-				.user_id = NULL,
-				.time_ms = c->time_ms,
-				.version = c->version,
-			};
-			(void)notify_change(a->notify, &nc);
-		}
-	}
 }
 
 void api_txn_rollback(struct api_txn *t)
@@ -909,8 +907,10 @@ static int quick_prepare(struct batch_state *st, struct quick_runs *qr, const st
 static void quick_run(struct batch_state *st, struct quick_runs *qr, const struct odata_batch *b, size_t p)
 {
 	size_t end = p;
-	while (end < b->nparts && end - p < QUICK_RUN_MAX && quick_prepare(st, qr, &b->parts[end], end, p))
+	while (end < b->nparts && end - p < QUICK_RUN_MAX && quick_prepare(st, qr, &b->parts[end], end, p)) {
+		qr->q[end].patch.rc = ESTORE_EDB; /* not written until estore_patch_many says so */
 		qr->ready[end++] = 1;
+	}
 	qr->end = end > p ? end : p + 1;
 	if (end == p)
 		return;

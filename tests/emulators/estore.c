@@ -550,6 +550,17 @@ static int send_px(PGconn *c, const char *sql, int n, const char *const *p)
 	return PQsendQueryParams(c, sql, n, NULL, p, NULL, NULL, 0);
 }
 
+/* Reads the next result of the pipeline and the NULL that ends it. */
+static PGresult *pipeline_result(PGconn *c)
+{
+	PGresult *r = PQgetResult(c), *extra;
+	if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
+		return r; /* a sync has no NULL after it */
+	while ((extra = PQgetResult(c)) != NULL)
+		PQclear(extra);
+	return r;
+}
+
 /*
  * Runs sql in the transaction. The first statement carries the transaction's BEGIN, and the first
  * writing statement (`write`: it allocates a version or locks a row) the shared write fence, in
@@ -593,10 +604,7 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 	}
 	PGresult *first_bad = NULL, *last = NULL;
 	for (int q = 0; q < nq; q++) {
-		PGresult *r = PQgetResult(c);
-		PGresult *extra;
-		while ((extra = PQgetResult(c)) != NULL) /* the NULL that ends each query's results */
-			PQclear(extra);
+		PGresult *r = pipeline_result(c);
 		if (q == nq - 1) {
 			last = r;
 		} else if (!first_bad && PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -605,8 +613,7 @@ static PGresult *tx_px(struct estore_tx *tx, const char *sql, int n, const char 
 			PQclear(r);
 		}
 	}
-	PGresult *sync = PQgetResult(c);
-	PQclear(sync);
+	PQclear(pipeline_result(c)); /* the sync */
 	if (PQexitPipelineMode(c) != 1) {
 		PQclear(first_bad);
 		PQclear(last);
@@ -824,9 +831,7 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 	}
 	int rc = 0;
 	for (int q = 0; q < 2; q++) {
-		PGresult *r = PQgetResult(c), *extra;
-		while ((extra = PQgetResult(c)) != NULL) /* the NULL that ends each query's results */
-			PQclear(extra);
+		PGresult *r = pipeline_result(c);
 		ExecStatusType st = PQresultStatus(r);
 		if (rc == 0 && st != (q == 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
 			pg_err(errbuf, errlen, q == 0 ? "update record" : "commit", c, r);
@@ -834,7 +839,7 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
 		}
 		PQclear(r);
 	}
-	PQclear(PQgetResult(c)); /* the sync */
+	PQclear(pipeline_result(c)); /* the sync */
 	if (PQexitPipelineMode(c) != 1) {
 		reopen(c);
 		return ESTORE_EDB;
@@ -850,17 +855,6 @@ static int commit_update(struct estore_tx *tx, char *errbuf, size_t errlen)
  * the socket buffers, so the sender never waits on a server that waits on its unread answers. */
 #define ESTORE_PATCH_PIPELINE 32
 #define ESTORE_PATCH_PIPELINE_BYTES (128 * 1024)
-
-/* Reads the next result of the pipeline and the NULL that ends it. */
-static PGresult *pipeline_result(PGconn *c)
-{
-	PGresult *r = PQgetResult(c), *extra;
-	if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
-		return r; /* a sync has no NULL after it */
-	while ((extra = PQgetResult(c)) != NULL)
-		PQclear(extra);
-	return r;
-}
 
 /* One patch's answer (the rows of SQL_PATCH_KEY or SQL_PATCH_KEY_OLD) into p. */
 static void patch_result(struct estore_patch *p, PGresult *r, PGconn *c, char *errbuf, size_t errlen)

@@ -246,6 +246,24 @@ static int check_if_match(struct api *a, const struct server_request *req, const
 	return -1;
 }
 
+/* The answer to an update that wrote `rec` over `old` (NULL: not known), noted in t for the change
+ * notices: 200 with the record when the request prefers a representation, else 204 with its ETag. */
+static void answer_update(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
+			  const struct server_request *req, const struct estore_record *rec,
+			  const struct estore_record *old, struct server_response *resp)
+{
+	api_txn_note(t, NOTIFY_UPDATE, e, rec->id, key_fields(e, rec->data), image(a, e, rec),
+		     old ? image(a, e, old) : NULL, rec->version);
+	if (api_prefer(req, "return=representation")) {
+		respond_record(a, e, set, req, rec, 200, resp);
+	} else {
+		server_response_empty(resp, 204);
+		char etag[96];
+		api_etag(a, rec->version, etag, sizeof(etag));
+		server_response_header(resp, "ETag", etag);
+	}
+}
+
 /* PATCH or PUT of record `old` (locked in t by estore_find_get_next); `version` is the one its
  * write carries. */
 static void do_update(struct api *a, struct api_txn *t, const struct schema_entity *e, const char *set,
@@ -290,22 +308,14 @@ static void do_update(struct api *a, struct api_txn *t, const struct schema_enti
 	struct estore_record rec = {.data = data, .version = version, .created_ms = old->created_ms,
 				    .modified_ms = api_now_ms()};
 	snprintf(rec.id, sizeof(rec.id), "%s", old->id);
-	api_txn_note(t, NOTIFY_UPDATE, e, old->id, key_fields(e, data), image(a, e, &rec), image(a, e, old), version);
-	if (api_prefer(req, "return=representation")) {
-		respond_record(a, e, set, req, &rec, 200, resp);
-	} else {
-		server_response_empty(resp, 204);
-		char etag[96];
-		api_etag(a, version, etag, sizeof(etag));
-		server_response_header(resp, "ETag", etag);
-	}
+	answer_update(a, t, e, set, req, &rec, old, resp);
 out:
 	cJSON_Delete(data);
 }
 
 /* The record a request's path names: "<set>(<primary key>)". Fills e, set, key and *text (the
- * key's canonical text, caller frees). 0; 1 when the path is the set itself (*rest_out is ""); -1
- * when it names nothing, with resp (when not NULL) filled. */
+ * key's canonical text, caller frees). 0; 1 when the path is the set itself (no key); -1 when it
+ * names nothing, with resp (when not NULL) filled. */
 static int parse_record_path(struct api *a, const char *rel, const struct schema_entity **e_out, char set[128],
 			     struct odata_key *key, char **text, struct server_response *resp)
 {
@@ -507,18 +517,7 @@ out:
 static void quick_respond(struct api *a, struct api_txn *t, const struct server_request *req, const struct api_quick *q,
 			  struct server_response *resp)
 {
-	const struct schema_entity *e = q->e;
-	const struct estore_record *rec = &q->patch.rec;
-	api_txn_note(t, NOTIFY_UPDATE, e, rec->id, key_fields(e, rec->data), image(a, e, rec),
-		     q->patch.old.data ? image(a, e, &q->patch.old) : NULL, rec->version);
-	if (api_prefer(req, "return=representation")) {
-		respond_record(a, e, q->set, req, rec, 200, resp);
-	} else {
-		server_response_empty(resp, 204);
-		char etag[96];
-		api_etag(a, rec->version, etag, sizeof(etag));
-		server_response_header(resp, "ETag", etag);
-	}
+	answer_update(a, t, q->e, q->set, req, &q->patch.rec, q->patch.old.data ? &q->patch.old : NULL, resp);
 }
 
 static const struct api_quick_ops QUICK = {.prepare = quick_prepare, .respond = quick_respond};
