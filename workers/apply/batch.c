@@ -942,47 +942,50 @@ static void note_error(struct apply *a, const char *what)
 	a->err_count = 0;
 }
 
-/* The offset m's partition was sought back to for a retry and not yet applied again (-1: none).
- * A message after it that is in hand was polled before the seek (a batch on its way when the
- * retry came): it comes again from there, so its offset must not be stored. */
-static int64_t owed_offset(const struct apply *a, const struct kafka_message *m)
+/* Whether two messages come from one partition. */
+static int same_partition(const struct kafka_message *x, const struct kafka_message *y)
 {
-	rd_kafka_topic_partition_t *t =
-		a->owed && m->partition >= 0 ? rd_kafka_topic_partition_list_find(a->owed, m->topic, m->partition) : NULL;
-	return t ? t->offset : -1;
+	return x->partition == y->partition && strcmp(x->topic, y->topic) == 0;
 }
 
-/* The seek_gen of the seek that owes m's partition (0: none). */
-static uint64_t owed_gen(const struct apply *a, const struct kafka_message *m)
+/* The entry of a->owed for m's partition: offset, the one it was sought back to for a retry and
+ * not yet applied again; opaque, the seek_gen of that seek. NULL when it owes nothing. */
+static const rd_kafka_topic_partition_t *owed_entry(const struct apply *a, const struct kafka_message *m)
 {
-	rd_kafka_topic_partition_t *t =
-		a->owed && m->partition >= 0 ? rd_kafka_topic_partition_list_find(a->owed, m->topic, m->partition) : NULL;
-	return t ? (uint64_t)(uintptr_t)t->opaque : 0;
+	return a->owed && m->partition >= 0 ? rd_kafka_topic_partition_list_find(a->owed, m->topic, m->partition) : NULL;
+}
+
+/* The offset m's partition owes (-1: none). A message after it that is in hand was polled before
+ * the seek (a batch on its way when the retry came): it comes again from there, so its offset
+ * must not be stored. */
+static int64_t owed_offset(const struct apply *a, const struct kafka_message *m)
+{
+	const rd_kafka_topic_partition_t *t = owed_entry(a, m);
+	return t ? t->offset : -1;
 }
 
 /*
  * A partition sought back to offset X delivers X first, if it still exists: when the first
  * message of an owed partition in items[0..n), polled after that seek (gen: apply.seek_gen then),
- * comes after X, X was deleted
- * meanwhile (topic retention or compaction during the back-off). Nothing of X can be applied any
- * more; holding the later offsets would only stop the partition's commits for good, so the
- * partition owes nothing from then on.
+ * comes after X, X was deleted meanwhile (topic retention or compaction during the back-off).
+ * Nothing of X can be applied any more; holding the later offsets would only stop the
+ * partition's commits for good, so the partition owes nothing from then on.
  */
 static void forget_deleted_owed(struct apply *a, const struct item *items, size_t n, uint64_t gen)
 {
 	for (size_t i = 0; i < n && a->owed && a->owed->cnt > 0; i++) {
 		const struct kafka_message *m = items[i].msg;
-		int64_t ow = owed_offset(a, m);
-		if (ow < 0 || gen < owed_gen(a, m) || m->offset <= ow)
+		const rd_kafka_topic_partition_t *t = owed_entry(a, m);
+		if (!t || gen < (uint64_t)(uintptr_t)t->opaque || m->offset <= t->offset)
 			continue;
 		int first = 1;
 		for (size_t j = 0; j < i && first; j++)
-			first = !(items[j].msg->partition == m->partition && strcmp(items[j].msg->topic, m->topic) == 0);
+			first = !same_partition(items[j].msg, m);
 		if (!first)
 			continue;
 		char ps[16], os[24], fs[24];
 		snprintf(ps, sizeof(ps), "%" PRId32, m->partition);
-		snprintf(os, sizeof(os), "%" PRId64, ow);
+		snprintf(os, sizeof(os), "%" PRId64, t->offset);
 		snprintf(fs, sizeof(fs), "%" PRId64, m->offset);
 		log_warn("the message a retry was sought back to is no longer in the topic (retention?); going on "
 			 "from the first one left",
@@ -1586,8 +1589,7 @@ static int back(struct apply *a, struct batch *b, size_t *unparked, char *errbuf
 		int64_t ow = owed_offset(a, items[i].msg);
 		int blocked = ow >= 0 && items[i].msg->offset > ow;
 		for (size_t j = 0; j < i && !blocked; j++)
-			blocked = items[j].st == ST_RETRY && items[j].msg->partition == items[i].msg->partition &&
-				  strcmp(items[j].msg->topic, items[i].msg->topic) == 0;
+			blocked = items[j].st == ST_RETRY && same_partition(items[j].msg, items[i].msg);
 		if (blocked)
 			continue;
 		if (kafka_consumer_store(a->consumer, items[i].msg, err, sizeof(err)) != 0)
@@ -1640,8 +1642,7 @@ static int back(struct apply *a, struct batch *b, size_t *unparked, char *errbuf
 	for (size_t i = 0; i < n; i++) {
 		int last = 1;
 		for (size_t j = i + 1; j < n && last; j++)
-			last = !(items[j].msg->partition == items[i].msg->partition &&
-				 strcmp(items[j].msg->topic, items[i].msg->topic) == 0);
+			last = !same_partition(items[j].msg, items[i].msg);
 		int64_t lo = 0, hi = 0;
 		if (!last || rd_kafka_get_watermark_offsets(kafka_consumer_handle(a->consumer), items[i].msg->topic,
 							   items[i].msg->partition, &lo, &hi) != 0)
