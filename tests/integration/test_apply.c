@@ -927,13 +927,20 @@ static void test_paused_map_holds_backlog_then_catches_up_in_order(void **state)
 	assert_name(a, "Paused three");
 }
 
+/* Turns the FO emulator's outage fault (503 for every API call) on or off. */
+static void fo_outage(int on)
+{
+	struct emu_resp r;
+	emu_admin(fo_base, "POST", "faults", on ? "{\"outage\":true}" : "{\"outage\":false}", &r);
+	assert_int_equal(r.status, 200);
+	emu_resp_free(&r);
+}
+
 static void test_outage_pauses_and_retries_without_loss(void **state)
 {
 	(void)state;
 	double r0 = metric("fo", "dw_apply_retries_total{reason=\"target\"}");
-	struct emu_resp r;
-	emu_admin(fo_base, "POST", "faults", "{\"outage\":true}", &r);
-	emu_resp_free(&r);
+	fo_outage(1);
 	char accts[20][32];
 	for (int i = 0; i < 20; i++) {
 		account_no(accts[i], sizeof(accts[i]), 70 + (unsigned)i);
@@ -942,8 +949,7 @@ static void test_outage_pauses_and_retries_without_loss(void **state)
 	}
 	flush_producer();
 	wait_metric("fo", "dw_apply_retries_total{reason=\"target\"}", r0 + 2); /* it retried, more than once */
-	emu_admin(fo_base, "POST", "faults", "{\"outage\":false}", &r);
-	emu_resp_free(&r);
+	fo_outage(0);
 	wait_caught_up();
 	for (int i = 0; i < 20; i++)
 		assert_name(accts[i], "During outage v2");
@@ -2127,9 +2133,7 @@ static void test_retry_target_deleted_by_retention_does_not_hold_offsets(void **
 	(void)state;
 	wait_worker_listening("fo");
 	double r0 = metric("fo", "dw_apply_retries_total{reason=\"target\"}");
-	struct emu_resp r;
-	emu_admin(fo_base, "POST", "faults", "{\"outage\":true}", &r);
-	emu_resp_free(&r);
+	fo_outage(1);
 	char accts[9][32];
 	for (int i = 0; i < 9; i++) {
 		account_no(accts[i], sizeof(accts[i]), 2100 + (unsigned)i);
@@ -2142,8 +2146,7 @@ static void test_retry_target_deleted_by_retention_does_not_hold_offsets(void **
 	for (int i = 0; i < 9; i++)
 		produce_account(accts[i], "update", 2, "After retention", 0);
 	flush_producer();
-	emu_admin(fo_base, "POST", "faults", "{\"outage\":false}", &r);
-	emu_resp_free(&r);
+	fo_outage(0);
 	wait_caught_up();
 	for (int i = 0; i < 9; i++)
 		assert_name(accts[i], "After retention");
