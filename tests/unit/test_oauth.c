@@ -461,11 +461,24 @@ static void test_concurrent_callers_share_one_fetch(void **state)
 	assert_int_equal(atomic_load(&f->e.hits), 1);
 }
 
+/* Unsets every variable oauth_config_load reads, so the test sees only what it sets (a shell that
+ * sourced a stack's settings holds DW_FO_CLIENT_SECRET, which conflicts with the _FILE form). */
+static void clear_oauth_env(void)
+{
+	static const char *const vars[] = {"DW_CE_TOKEN_URL", "DW_CE_CLIENT_ID", "DW_CE_CLIENT_SECRET",
+					   "DW_CE_CLIENT_SECRET_FILE", "DW_CE_SCOPE", "DW_FO_TOKEN_URL",
+					   "DW_FO_CLIENT_ID", "DW_FO_CLIENT_SECRET", "DW_FO_CLIENT_SECRET_FILE",
+					   "DW_FO_SCOPE"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+}
+
 static void test_config_load(void **state)
 {
 	(void)state;
 	struct oauth_config cfg;
 	char path[] = "/tmp/dw-test-oauth-secret-XXXXXX";
+	clear_oauth_env();
 
 	setenv("DW_CE_TOKEN_URL", "https://login.microsoftonline.com/t/oauth2/v2.0/token", 1);
 	setenv("DW_CE_CLIENT_ID", "cid", 1);
@@ -503,11 +516,7 @@ static void test_config_load(void **state)
 	assert_string_equal(err, "DW_FO_TOKEN_URL: must be an http:// or https:// URL");
 	assert_int_equal(oauth_config_load("XX", &cfg, err, sizeof(err)), OAUTH_ERR);
 	unlink(path);
-	static const char *const vars[] = {"DW_CE_TOKEN_URL", "DW_CE_CLIENT_ID", "DW_CE_CLIENT_SECRET",
-					   "DW_CE_SCOPE", "DW_FO_TOKEN_URL", "DW_FO_CLIENT_ID",
-					   "DW_FO_CLIENT_SECRET_FILE", "DW_FO_SCOPE"};
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		unsetenv(vars[i]);
+	clear_oauth_env();
 	log_secret_clear();
 }
 
